@@ -1,0 +1,47 @@
+# natscope - a thin wrapper over CMake so that a newcomer needs two commands:
+#   make run    install build deps, build, audit this host (needs root)
+#   make test   install test deps, build, run every test with ctest
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+DB         ?= ./natscope.db
+LISTEN     ?= 127.0.0.1:9628
+NATSCOPE_WERROR ?= OFF
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all build deps test-deps run test test-asan bench clean
+
+all: build
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DNATSCOPE_WERROR=$(NATSCOPE_WERROR)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+deps:
+	tools/deps.sh build
+
+test-deps:
+	tools/deps.sh test
+
+run: deps
+	$(MAKE) build
+	$(BUILD)/natscope run --db $(DB) --listen $(LISTEN)
+
+test: test-deps
+	$(MAKE) build
+	ctest --test-dir $(BUILD) --output-on-failure
+
+test-asan: test-deps
+	cmake -S . -B $(ASAN_BUILD) -DNATSCOPE_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug \
+	      -DNATSCOPE_WERROR=$(NATSCOPE_WERROR)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure
+
+bench:
+	tools/deps.sh bench
+	$(MAKE) build
+	bench/run
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

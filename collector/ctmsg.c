@@ -1,0 +1,2 @@
+/* placeholder */
+#include "collector/ctmsg.h"

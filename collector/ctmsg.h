@@ -1,0 +1,49 @@
+/*
+ * ctmsg.h - one ctnetlink message (event or dump record) into a fixed-size
+ * record.  No allocation; the parser validates every attribute's type and
+ * length (libmnl tb[] tables) before reading it, so any byte string is safe
+ * input (see tests/unit/test_ctmsg.c and the fuzz harness).
+ */
+#ifndef NATSCOPE_CTMSG_H
+#define NATSCOPE_CTMSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct nlmsghdr;
+
+enum ctmsg_type {
+	CTMSG_NEW = 1, /* event: entry confirmed */
+	CTMSG_UPDATE,  /* event: state or status changed */
+	CTMSG_DESTROY, /* event: entry gone */
+	CTMSG_DUMP,    /* one entry of a table dump */
+};
+
+struct ct_tuple {
+	uint8_t src[16], dst[16]; /* IPv4 in the first 4 bytes, rest zero */
+	uint16_t sport, dport;	  /* host order; ICMP: both are the echo id */
+};
+
+struct ct_entry {
+	uint8_t type;	   /* enum ctmsg_type */
+	uint8_t family;	   /* AF_INET, AF_INET6 */
+	uint8_t proto;	   /* IPPROTO_* of the original tuple */
+	uint8_t tcp_state; /* enum tcp_conntrack, or NS_TCP_STATE_UNKNOWN */
+	uint16_t zone;
+	uint32_t id;	 /* CTA_ID, 0 if absent */
+	uint32_t status; /* IPS_* bits, 0 if absent */
+	struct ct_tuple orig, reply;
+};
+
+/* Parses one netlink message of the ctnetlink subsystem.  Returns 0 and
+ * fills *e; returns -1 with errno ENOENT for a message that is not a
+ * conntrack entry (wrong subsystem or type: the caller skips it) or EBADMSG
+ * for a malformed one (truncated, bad attribute, missing tuple).  The type
+ * is CTMSG_DUMP when the message is part of a multipart dump answer. */
+int ctmsg_parse(const struct nlmsghdr *nlh, struct ct_entry *e);
+
+/* Builds a dump request for the whole table (both families) into buf
+ * (at least 64 bytes).  Returns the message length. */
+size_t ctmsg_build_dump(void *buf, uint32_t seq);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * ledger.h - the live mappings and every aggregate the API shows, updated
+ * in O(1) per event, with no allocation on the hot path beyond amortised
+ * table growth.
+ *
+ * A mapping is identified by its public side and destination: (family,
+ * proto, zone, public ip, public port, destination ip, destination port) -
+ * the reply tuple, which the kernel keeps unique.  Adding a mapping whose
+ * key exists replaces it (a duplicate NEW changes nothing); removing an
+ * unknown key changes nothing.
+ *
+ * Resync: ledger_resync_begin() starts a mark phase; everything upserted
+ * or removed after it is marked, dump records never override what an event
+ * marked, and ledger_resync_end() sweeps what was not seen.  See
+ * collector.c for why this makes a dump racing with events exact.
+ *
+ * Single-threaded: only the collector's thread touches a ledger.
+ */
+#ifndef NATSCOPE_LEDGER_H
+#define NATSCOPE_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+struct store_batch;
+struct ledger;
+
+/* Where a mapping's port was drawn from: decides its bucket's capacity. */
+enum ledger_range {
+	LEDGER_RANGE_NAT_LOW = 0, /* SNAT, original port < 512: 1-511 */
+	LEDGER_RANGE_NAT_MID,	  /* SNAT, original port 512-1023: 600-1023 */
+	LEDGER_RANGE_NAT_HIGH,	  /* SNAT, original port >= 1024: 1024-65535 */
+	LEDGER_RANGE_ICMP,	  /* ICMP echo ids: 0-65535 */
+	LEDGER_RANGE_LOCAL,	  /* ip_local_port_range */
+	LEDGER_RANGES
+};
+
+/* One classified conntrack entry (see classify.h). */
+struct ledger_mapping {
+	uint8_t family;
+	uint8_t proto;
+	uint8_t kind;	   /* NS_KIND_NAT or NS_KIND_LOCAL */
+	uint8_t range;	   /* enum ledger_range */
+	uint8_t tcp_state; /* or NS_TCP_STATE_UNKNOWN: keep what is known */
+	uint16_t zone;
+	uint16_t public_port;
+	uint16_t dest_port;
+	uint8_t public_ip[16];
+	uint8_t host_ip[16];
+	uint8_t dest_ip[16];
+};
+
+/* What ledger_upsert() did. */
+enum ledger_result {
+	LEDGER_ADDED = 0,
+	LEDGER_UNCHANGED, /* same mapping already there */
+	LEDGER_CHANGED,	  /* existed; host, range or state replaced */
+	LEDGER_KEPT,	  /* dump record ignored: an event already marked it */
+};
+
+struct ledger_stats {
+	uint64_t mappings_nat;
+	uint64_t mappings_local;
+	uint32_t gateways;
+	uint32_t hosts;
+	uint32_t destinations;
+	size_t bytes; /* memory held by tables and aggregates */
+};
+
+/* Returns a new empty ledger, or NULL with ENOMEM. */
+struct ledger *ledger_new(void);
+void ledger_free(struct ledger *l);
+
+/* Adds or updates a mapping.  from_dump marks a dump record, which during a
+ * resync must not override a mapping an event already touched.  Returns an
+ * enum ledger_result, or -1 with ENOMEM (the ledger is unchanged). */
+int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
+		  int from_dump);
+
+/* Removes the mapping with m's key (only the key fields are read).  Returns
+ * 1 if it was there, 0 if unknown. */
+int ledger_remove(struct ledger *l, const struct ledger_mapping *m);
+
+/* Starts a mark phase (a resync dump is about to be read). */
+void ledger_resync_begin(struct ledger *l);
+
+/* Ends it: removes every mapping neither seen in the dump nor touched by
+ * an event since ledger_resync_begin().  Returns how many were removed. */
+uint64_t ledger_resync_end(struct ledger *l);
+
+/* Appends to b one row per aggregate changed since the last snapshot (all
+ * live ones if full), with capacities computed from range_size[] (the size
+ * of each enum ledger_range), and forgets aggregates that emptied.  Returns
+ * 0, or -1 with ENOMEM (then the next snapshot must be full). */
+int ledger_snapshot(struct ledger *l, struct store_batch *b, int full,
+		    const uint32_t range_size[LEDGER_RANGES]);
+
+void ledger_get_stats(const struct ledger *l, struct ledger_stats *st);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * common.h - what every natscope module shares: logging, the error
+ * convention, addresses, protocol and TCP state names, clocks.
+ *
+ * Error convention (the whole program): a function that can fail returns
+ * 0 (or a non-negative count) on success and -1 on failure with errno set;
+ * functions returning pointers return NULL with errno set.  Whoever first
+ * sees the failure logs the detail with log_warn()/log_warnx(); callers
+ * only decide whether it is fatal.  SQLite result codes never leave store/:
+ * they are converted to errno there (see store/store.h).
+ */
+#ifndef NATSCOPE_COMMON_H
+#define NATSCOPE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NS_VERSION "0.1.0"
+
+/* ---- logging (thread safe, one line per call, to stderr) ---- */
+
+enum ns_log_level { NS_LOG_ERR = 0, NS_LOG_WARN, NS_LOG_INFO, NS_LOG_DEBUG };
+
+/* Sets the program name shown in every line and the most verbose level
+ * printed (default NS_LOG_INFO).  Call once before threads start. */
+void log_init(const char *progname, enum ns_log_level level);
+
+/* log_warn appends ": strerror(errno)"; log_warnx does not. */
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Log and exit(1).  Only cli/ calls these: modules return errors. */
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* ---- addresses ---- */
+
+/* An IPv4 or IPv6 address.  IPv4 uses bytes[0..3]; the rest stays zero so
+ * that two equal addresses compare equal with memcmp(). */
+struct ns_addr {
+	uint8_t family; /* AF_INET or AF_INET6 */
+	uint8_t bytes[16];
+};
+
+/* Long enough for any ns_addr_format() result plus NUL. */
+#define NS_ADDR_STRLEN 46
+
+/* Writes the canonical text form (dotted quad, RFC 5952 for IPv6) into buf.
+ * Returns buf, or NULL with errno EAFNOSUPPORT for an unknown family. */
+char *ns_addr_format(const struct ns_addr *a, char buf[NS_ADDR_STRLEN]);
+
+/* Parses text into *a, accepting any form inet_pton() accepts.  Returns 0,
+ * or -1 with errno EINVAL.  Zeroes *a first. */
+int ns_addr_parse(const char *text, struct ns_addr *a);
+
+/* memcmp-style ordering: IPv4 before IPv6, then by bytes. */
+int ns_addr_cmp(const struct ns_addr *a, const struct ns_addr *b);
+
+/* ---- protocols ---- */
+
+/* Lower-case name of an IP protocol natscope tracks ("tcp", "udp",
+ * "udplite", "sctp", "dccp", "icmp", "icmpv6"), or NULL for others. */
+const char *ns_proto_name(uint8_t proto);
+
+/* Inverse of ns_proto_name().  Returns the protocol number, or -1 with
+ * errno EINVAL for an unknown name. */
+int ns_proto_parse(const char *name);
+
+/* Whether a protocol uses ports (or the ICMP echo id) that NAT maps. */
+int ns_proto_has_ports(uint8_t proto);
+
+/* ---- TCP states, numbered as the kernel's enum tcp_conntrack ---- */
+
+#define NS_TCP_STATES 10 /* NONE .. SYN_SENT2 */
+#define NS_TCP_STATE_UNKNOWN 0xff
+
+/* "none", "syn_sent", "syn_recv", "established", "fin_wait", "close_wait",
+ * "last_ack", "time_wait", "close", "syn_sent2"; NULL when out of range. */
+const char *ns_tcp_state_name(unsigned state);
+
+/* ---- what a mapping consumes ---- */
+
+enum ns_kind {
+	NS_KIND_OTHER = 0, /* uses none of this host's ports */
+	NS_KIND_NAT = 1,   /* source NAT: public side = reply destination */
+	NS_KIND_LOCAL = 2, /* originated by this host from one of its addresses */
+};
+
+/* "nat", "local" or "other". */
+const char *ns_kind_name(enum ns_kind kind);
+
+/* Every public IP offers this many ports (1-65535), the "port_space". */
+#define NS_PORT_SPACE 65535
+
+/* ---- clocks ---- */
+
+/* Wall clock, milliseconds since the Unix epoch (what the store keeps). */
+int64_t ns_now_ms(void);
+/* Monotonic clock in nanoseconds, for durations and timers. */
+int64_t ns_mono_ns(void);
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder: replaced by the web implementation */
+#include "web/web.h"

@@ -1,0 +1,35 @@
+/*
+ * web.h - the HTTP API.  Reads only the store (its own read-only SQLite
+ * connection), never the collector's memory, so the same code can serve a
+ * copied database.
+ *
+ * Errors follow common.h: -1/NULL with errno set, detail logged here.
+ */
+#ifndef NATSCOPE_WEB_H
+#define NATSCOPE_WEB_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct web;
+
+struct web_config {
+	const char *listen;   /* "ADDR:PORT": "127.0.0.1:9628", "[::1]:9628" */
+	const char *db_path;  /* the database the collector writes */
+	unsigned interval_s;  /* the collector's write interval (for /healthz) */
+};
+
+/* Opens the database read-only, binds the listening socket and starts
+ * serving on libmicrohttpd's own thread.  Returns NULL with errno:
+ * EINVAL for a bad listen spec, EADDRINUSE, EACCES, or the store's errno. */
+struct web *web_start(const struct web_config *cfg);
+
+/* Stops serving, joins the thread, closes the database.  NULL allowed. */
+void web_stop(struct web *w);
+
+/* Parses "ADDR:PORT" ("[v6]:PORT" for IPv6) into *ss.  Returns 0, or -1
+ * with errno EINVAL.  Exposed for the command line and the tests. */
+int web_parse_listen(const char *spec, struct sockaddr_storage *ss,
+		     socklen_t *len);
+
+#endif
