@@ -4,7 +4,7 @@
 # Run by CMake at build time: cmake -DOUT=file.c -DSQL_DIR=dir -P embed.cmake
 file(GLOB files "${SQL_DIR}/[0-9][0-9][0-9]_*.sql")
 list(SORT files)
-set(body "/* generated from schema/*.sql by schema/embed.cmake; do not edit */\n")
+set(body "/* generated from the schema directory by schema/embed.cmake; do not edit */\n")
 string(APPEND body "#include <stddef.h>\n#include \"store/migrations.h\"\n\n")
 set(table "const struct schema_migration schema_migrations[] = {\n")
 set(count 0)
