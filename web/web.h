@@ -27,9 +27,20 @@ struct web *web_start(const struct web_config *cfg);
 /* Stops serving, joins the thread, closes the database.  NULL allowed. */
 void web_stop(struct web *w);
 
+/* The TCP port actually bound (the one asked for, or the kernel's choice
+ * when the listen spec says port 0). */
+uint16_t web_bound_port(const struct web *w);
+
 /* Parses "ADDR:PORT" ("[v6]:PORT" for IPv6) into *ss.  Returns 0, or -1
  * with errno EINVAL.  Exposed for the command line and the tests. */
 int web_parse_listen(const char *spec, struct sockaddr_storage *ss,
 		     socklen_t *len);
+
+#define WEB_LIMIT_DEFAULT 50
+#define WEB_LIMIT_MAX 10000
+
+/* Parses a "limit" query value: decimal digits only, 1..WEB_LIMIT_MAX.
+ * Returns 0 with *limit set, or -1 with errno EINVAL. */
+int web_parse_limit(const char *text, unsigned *limit);
 
 #endif

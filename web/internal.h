@@ -1,0 +1,42 @@
+/*
+ * internal.h - what web/'s files share.  Not part of the module's
+ * interface: only the files in web/ include it.
+ */
+#ifndef NATSCOPE_WEB_INTERNAL_H
+#define NATSCOPE_WEB_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+/* A growing text buffer for one response body.  After the first failed
+ * append, err is set and every later append does nothing, so a writer
+ * checks once at the end. */
+struct web_buf {
+	char *p;
+	size_t len;
+	size_t cap;
+	int err; /* errno of the first failure, 0 if none */
+};
+
+/* Appends printf-style text.  Sets b->err (ENOMEM) on failure. */
+void web_buf_printf(struct web_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Appends len bytes of s. */
+void web_buf_add(struct web_buf *b, const char *s, size_t len);
+
+/* Releases the buffer's memory and zeroes it. */
+void web_buf_free(struct web_buf *b);
+
+/* Builds the Prometheus text exposition (format 0.0.4) of everything in
+ * the store.  Returns a malloc'd NUL-terminated body (caller frees) with
+ * its length in *len, or NULL with errno (the store's errno: EBUSY,
+ * EIO, ...; ENOMEM).  Call on the thread that owns st. */
+char *web_metrics(struct store *st, size_t *len);
+
+/* Writes ms since the epoch as "2026-11-25T10:00:01.250Z". */
+void web_format_time(int64_t ms, char out[32]);
+
+#endif

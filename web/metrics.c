@@ -1,0 +1,534 @@
+/*
+ * metrics.c - /metrics: the Prometheus text exposition format 0.0.4.
+ *
+ * Everything comes from the store: the gateway rows, the top hosts of
+ * each gateway (WEB_TOP_HOSTS of them, so the number of series stays
+ * bounded however many hosts there are) and the status row.  A sample
+ * whose value the collector does not know (-1) is left out; a family
+ * whose every sample is left out prints nothing, not even its # HELP.
+ */
+#include "web/internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "store/store.h"
+
+/* Hosts exported per gateway. */
+#define WEB_TOP_HOSTS 10
+
+void web_buf_add(struct web_buf *b, const char *s, size_t len)
+{
+	size_t cap;
+	char *p;
+
+	if (b->err)
+		return;
+	if (b->len + len + 1 > b->cap) {
+		cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + len + 1)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->err = ENOMEM;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, len);
+	b->len += len;
+	b->p[b->len] = '\0';
+}
+
+void web_buf_printf(struct web_buf *b, const char *fmt, ...)
+{
+	char small[256];
+	va_list ap;
+	char *big;
+	int n;
+
+	if (b->err)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->err = EINVAL;
+		return;
+	}
+	if ((size_t)n < sizeof(small)) {
+		web_buf_add(b, small, (size_t)n);
+		return;
+	}
+	big = malloc((size_t)n + 1);
+	if (!big) {
+		b->err = ENOMEM;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	web_buf_add(b, big, (size_t)n);
+	free(big);
+}
+
+void web_buf_free(struct web_buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ---- one metric family at a time ---- */
+
+#define MW_MAX_LABELS 4
+
+struct mw {
+	struct web_buf *b;
+	const char *name, *type, *help;
+	int head_done;
+};
+
+struct mlabels {
+	int n;
+	const char *k[MW_MAX_LABELS];
+	const char *v[MW_MAX_LABELS];
+};
+
+/* Starts a family; its # HELP and # TYPE lines are written with its first
+ * sample, so a family without samples prints nothing. */
+static void mw_family(struct mw *m, const char *name, const char *type,
+		      const char *help)
+{
+	m->name = name;
+	m->type = type;
+	m->help = help;
+	m->head_done = 0;
+}
+
+/* A label value in the exposition format: \ " and newline escaped. */
+static void mw_label_value(struct web_buf *b, const char *v)
+{
+	const char *run = v;
+
+	for (; *v; v++) {
+		const char *esc;
+
+		if (*v == '\\')
+			esc = "\\\\";
+		else if (*v == '"')
+			esc = "\\\"";
+		else if (*v == '\n')
+			esc = "\\n";
+		else
+			continue;
+		web_buf_add(b, run, (size_t)(v - run));
+		web_buf_add(b, esc, 2);
+		run = v + 1;
+	}
+	web_buf_add(b, run, (size_t)(v - run));
+}
+
+static void mw_sample(struct mw *m, const struct mlabels *l,
+		      const char *value)
+{
+	struct web_buf *b = m->b;
+
+	if (!m->head_done) {
+		/* help texts are constants without \ or newline */
+		web_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m->name,
+			       m->help, m->name, m->type);
+		m->head_done = 1;
+	}
+	web_buf_add(b, m->name, strlen(m->name));
+	for (int i = 0; l && i < l->n; i++) {
+		web_buf_printf(b, "%c%s=\"", i ? ',' : '{', l->k[i]);
+		mw_label_value(b, l->v[i]);
+		web_buf_add(b, "\"", 1);
+	}
+	if (l && l->n)
+		web_buf_add(b, "}", 1);
+	web_buf_printf(b, " %s\n", value);
+}
+
+static void mw_u64(struct mw *m, const struct mlabels *l, uint64_t v)
+{
+	char t[24];
+
+	snprintf(t, sizeof(t), "%" PRIu64, v);
+	mw_sample(m, l, t);
+}
+
+/* Signed counters use -1 for "unknown": those are skipped. */
+static void mw_i64(struct mw *m, const struct mlabels *l, int64_t v)
+{
+	char t[24];
+
+	if (v < 0)
+		return;
+	snprintf(t, sizeof(t), "%" PRId64, v);
+	mw_sample(m, l, t);
+}
+
+static void mw_double(struct mw *m, const struct mlabels *l, double v)
+{
+	char t[40];
+
+	snprintf(t, sizeof(t), "%.9g", v);
+	mw_sample(m, l, t);
+}
+
+/* ---- the families ---- */
+
+struct gw_view {
+	const struct store_gateway_row *g;
+	char ip[NS_ADDR_STRLEN];
+	char proto[8];
+	struct store_host_row *hosts; /* top WEB_TOP_HOSTS, malloc'd */
+	size_t n_hosts;
+};
+
+static void gw_labels(const struct gw_view *v, struct mlabels *l)
+{
+	l->n = 2;
+	l->k[0] = "public_ip";
+	l->v[0] = v->ip;
+	l->k[1] = "proto";
+	l->v[1] = v->proto;
+}
+
+enum gw_field {
+	GW_PORTS_IN_USE,
+	GW_PORT_SPACE,
+	GW_MAPPINGS,
+	GW_HOSTS,
+	GW_DESTINATIONS,
+	GW_WORST_MAPPINGS,
+	GW_WORST_CAPACITY,
+	GW_WORST_RATIO,
+};
+
+static const struct {
+	const char *name, *help;
+} gw_families[] = {
+	[GW_PORTS_IN_USE] = { "natscope_gateway_ports_in_use",
+			      "Distinct public ports with at least one mapping." },
+	[GW_PORT_SPACE] = { "natscope_gateway_port_space",
+			    "Ports a public IP offers (1-65535)." },
+	[GW_MAPPINGS] = { "natscope_gateway_mappings",
+			  "Live mappings on the public IP." },
+	[GW_HOSTS] = { "natscope_gateway_hosts",
+		       "Internal hosts with at least one mapping." },
+	[GW_DESTINATIONS] = { "natscope_gateway_destinations",
+			      "Destination buckets with at least one mapping." },
+	[GW_WORST_MAPPINGS] = { "natscope_gateway_worst_destination_mappings",
+				"Mappings in the fullest destination bucket." },
+	[GW_WORST_CAPACITY] = { "natscope_gateway_worst_destination_capacity",
+				"Capacity of the fullest destination bucket." },
+	[GW_WORST_RATIO] = {
+		"natscope_gateway_worst_destination_utilization_ratio",
+		"Mappings over capacity of the fullest destination bucket." },
+};
+
+static void emit_gateways(struct mw *m, const struct gw_view *gv, size_t n)
+{
+	struct mlabels l;
+
+	for (size_t f = 0; f < sizeof(gw_families) / sizeof(gw_families[0]);
+	     f++) {
+		mw_family(m, gw_families[f].name, "gauge", gw_families[f].help);
+		for (size_t i = 0; i < n; i++) {
+			const struct store_gateway_row *g = gv[i].g;
+			int has_worst = g->worst_mappings > 0;
+
+			gw_labels(&gv[i], &l);
+			switch ((enum gw_field)f) {
+			case GW_PORTS_IN_USE:
+				mw_u64(m, &l, g->ports_in_use);
+				break;
+			case GW_PORT_SPACE:
+				mw_u64(m, &l, NS_PORT_SPACE);
+				break;
+			case GW_MAPPINGS:
+				mw_u64(m, &l, g->mappings);
+				break;
+			case GW_HOSTS:
+				mw_u64(m, &l, g->hosts);
+				break;
+			case GW_DESTINATIONS:
+				mw_u64(m, &l, g->destinations);
+				break;
+			case GW_WORST_MAPPINGS:
+				if (has_worst)
+					mw_u64(m, &l, g->worst_mappings);
+				break;
+			case GW_WORST_CAPACITY:
+				if (has_worst)
+					mw_u64(m, &l, g->worst_capacity);
+				break;
+			case GW_WORST_RATIO:
+				if (has_worst && g->worst_capacity > 0)
+					mw_double(m, &l,
+						  (double)g->worst_mappings /
+							  g->worst_capacity);
+				break;
+			}
+		}
+	}
+
+	mw_family(m, "natscope_gateway_tcp_state_mappings", "gauge",
+		  "TCP mappings on the public IP by conntrack state.");
+	for (size_t i = 0; i < n; i++) {
+		if (gv[i].g->proto != IPPROTO_TCP)
+			continue;
+		gw_labels(&gv[i], &l);
+		l.n = 3;
+		l.k[2] = "state";
+		for (unsigned s = 0; s < NS_TCP_STATES; s++) {
+			l.v[2] = ns_tcp_state_name(s);
+			mw_u64(m, &l, gv[i].g->states[s]);
+		}
+	}
+}
+
+static void emit_hosts(struct mw *m, const struct gw_view *gv, size_t n)
+{
+	char host[NS_ADDR_STRLEN];
+	struct mlabels l;
+
+	for (int f = 0; f < 2; f++) {
+		if (f == 0)
+			mw_family(m, "natscope_host_mappings", "gauge",
+				  "Mappings of the top 10 hosts of each "
+				  "public IP.");
+		else
+			mw_family(m, "natscope_host_ports_in_use", "gauge",
+				  "Public ports held by the top 10 hosts of "
+				  "each public IP.");
+		for (size_t i = 0; i < n; i++) {
+			for (size_t j = 0; j < gv[i].n_hosts; j++) {
+				const struct store_host_row *h =
+					&gv[i].hosts[j];
+
+				if (!ns_addr_format(&h->ip, host))
+					continue;
+				gw_labels(&gv[i], &l);
+				l.n = 4;
+				l.k[2] = "host";
+				l.v[2] = host;
+				l.k[3] = "kind";
+				l.v[3] = ns_kind_name((enum ns_kind)h->kind);
+				mw_u64(m, &l, f == 0 ? h->mappings :
+						       h->ports_in_use);
+			}
+		}
+	}
+}
+
+static void emit_one(struct mw *m, const char *name, const char *type,
+		     const char *help, const struct mlabels *l, int64_t v)
+{
+	mw_family(m, name, type, help);
+	mw_i64(m, l, v);
+}
+
+static void emit_status(struct mw *m, const struct store_status *s)
+{
+	static const char *states[] = {
+		[STORE_STATE_STARTING] = "starting",
+		[STORE_STATE_RUNNING] = "running",
+		[STORE_STATE_RESYNCING] = "resyncing",
+		[STORE_STATE_STOPPED] = "stopped",
+	};
+	struct mlabels l = { .n = 1 };
+
+	mw_family(m, "natscope_events_total", "counter",
+		  "Conntrack events received, by type (dumped: entries read "
+		  "by table dumps).");
+	l.k[0] = "type";
+	l.v[0] = "new";
+	mw_u64(m, &l, s->ev_new);
+	l.v[0] = "update";
+	mw_u64(m, &l, s->ev_update);
+	l.v[0] = "destroy";
+	mw_u64(m, &l, s->ev_destroy);
+	l.v[0] = "dumped";
+	mw_u64(m, &l, s->ev_dumped);
+
+	mw_family(m, "natscope_events_lost_total", "counter",
+		  "Events the kernel dropped for natscope.");
+	mw_u64(m, NULL, s->ev_lost);
+	mw_family(m, "natscope_enobufs_total", "counter",
+		  "ENOBUFS errors on the event socket.");
+	mw_u64(m, NULL, s->enobufs);
+	mw_family(m, "natscope_unknown_destroy_total", "counter",
+		  "DESTROY events for mappings natscope did not know.");
+	mw_u64(m, NULL, s->ev_unknown_destroy);
+	mw_family(m, "natscope_malformed_messages_total", "counter",
+		  "Netlink messages the parser rejected.");
+	mw_u64(m, NULL, s->ev_malformed);
+	mw_family(m, "natscope_resyncs_total", "counter",
+		  "Full table dumps, the start-up dump included.");
+	mw_u64(m, NULL, s->resyncs);
+	mw_family(m, "natscope_resync_active", "gauge",
+		  "1 while a resync is running.");
+	mw_u64(m, NULL, s->resync_active ? 1 : 0);
+	if (s->resync_last_duration_us >= 0) {
+		mw_family(m, "natscope_resync_last_duration_seconds", "gauge",
+			  "Duration of the last resync.");
+		mw_double(m, NULL, (double)s->resync_last_duration_us / 1e6);
+	}
+
+	mw_family(m, "natscope_mappings", "gauge",
+		  "Live mappings by kind.");
+	l.k[0] = "kind";
+	l.v[0] = "nat";
+	mw_u64(m, &l, s->mappings_nat);
+	l.v[0] = "local";
+	mw_u64(m, &l, s->mappings_local);
+	emit_one(m, "natscope_entries_other", "gauge",
+		 "Conntrack entries that use none of this host's ports.", NULL,
+		 s->entries_other);
+
+	emit_one(m, "natscope_conntrack_entries", "gauge",
+		 "Entries in the kernel's conntrack table.", NULL, s->ct_count);
+	emit_one(m, "natscope_conntrack_max", "gauge",
+		 "Size limit of the kernel's conntrack table.", NULL,
+		 s->ct_max);
+	emit_one(m, "natscope_conntrack_insert_failed_total", "counter",
+		 "Conntrack insert_failed, summed over CPUs.", NULL,
+		 s->ct_insert_failed);
+	emit_one(m, "natscope_conntrack_drop_total", "counter",
+		 "Conntrack drop, summed over CPUs.", NULL, s->ct_drop);
+	emit_one(m, "natscope_conntrack_early_drop_total", "counter",
+		 "Conntrack early_drop, summed over CPUs.", NULL,
+		 s->ct_early_drop);
+	emit_one(m, "natscope_conntrack_clash_resolve_total", "counter",
+		 "Conntrack clash_resolve, summed over CPUs.", NULL,
+		 s->ct_clash_resolve);
+
+	mw_family(m, "natscope_sysctl", "gauge",
+		  "Kernel settings that decide port capacity and reuse.");
+	l.k[0] = "name";
+	l.v[0] = "net.ipv4.ip_local_port_range.min";
+	mw_i64(m, &l, s->port_range_lo);
+	l.v[0] = "net.ipv4.ip_local_port_range.max";
+	mw_i64(m, &l, s->port_range_hi);
+	l.v[0] = "net.ipv4.tcp_tw_reuse";
+	mw_i64(m, &l, s->tcp_tw_reuse);
+	l.v[0] = "net.ipv4.tcp_fin_timeout";
+	mw_i64(m, &l, s->tcp_fin_timeout);
+	l.v[0] = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
+	mw_i64(m, &l, s->tcp_timeout_time_wait);
+	l.v[0] = "net.netfilter.nf_conntrack_max";
+	mw_i64(m, &l, s->ct_max);
+
+	if (s->last_write_ms > 0) {
+		char t[32];
+
+		mw_family(m, "natscope_last_write_timestamp_seconds", "gauge",
+			  "When the collector last wrote to the database.");
+		snprintf(t, sizeof(t), "%" PRId64 ".%03d",
+			 s->last_write_ms / 1000,
+			 (int)(s->last_write_ms % 1000));
+		mw_sample(m, NULL, t);
+	}
+	mw_family(m, "natscope_writes_failed_total", "counter",
+		  "Database writes that failed.");
+	mw_u64(m, NULL, s->writes_failed);
+
+	mw_family(m, "natscope_collector_state", "gauge",
+		  "1 for the collector's current state, 0 for the others.");
+	l.k[0] = "state";
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		l.v[0] = states[i];
+		mw_u64(m, &l, s->state == i ? 1 : 0);
+	}
+
+	mw_family(m, "process_resident_memory_bytes", "gauge",
+		  "Resident memory of the collector process.");
+	mw_u64(m, NULL, s->rss_bytes);
+	if (s->cpu_seconds >= 0) {
+		mw_family(m, "process_cpu_seconds_total", "counter",
+			  "CPU time used by the collector process.");
+		mw_double(m, NULL, s->cpu_seconds);
+	}
+}
+
+char *web_metrics(struct store *st, size_t *len)
+{
+	struct store_gateway_row *rows = NULL;
+	struct gw_view *gv = NULL;
+	struct web_buf b = { 0 };
+	struct store_status s;
+	struct mw m = { .b = &b };
+	struct mlabels l = { .n = 1, .k = { "version" }, .v = { NS_VERSION } };
+	size_t n = 0;
+	int have_status;
+	int saved;
+
+	if (store_read_gateways(st, &rows, &n) == -1)
+		return NULL;
+	if (n > 0 && !(gv = calloc(n, sizeof(*gv)))) {
+		log_warn("web: metrics");
+		goto err;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *p = ns_proto_name(rows[i].proto);
+
+		gv[i].g = &rows[i];
+		if (!ns_addr_format(&rows[i].ip, gv[i].ip))
+			strcpy(gv[i].ip, "?");
+		snprintf(gv[i].proto, sizeof(gv[i].proto), "%s",
+			 p ? p : "?");
+		/* Each read is its own snapshot: a gateway that went away
+		 * since the first read has no hosts, not an error. */
+		if (store_read_top_hosts(st, &rows[i].ip, rows[i].proto,
+					 WEB_TOP_HOSTS, &gv[i].hosts,
+					 &gv[i].n_hosts) == -1) {
+			if (errno != ENOENT)
+				goto err;
+			gv[i].hosts = NULL;
+			gv[i].n_hosts = 0;
+		}
+	}
+	have_status = store_read_status(st, &s) == 0;
+	if (!have_status && errno != ENOENT)
+		goto err;
+
+	emit_gateways(&m, gv, n);
+	emit_hosts(&m, gv, n);
+	if (have_status)
+		emit_status(&m, &s);
+	mw_family(&m, "natscope_build_info", "gauge",
+		  "Always 1; the version label names the build serving.");
+	mw_u64(&m, &l, 1);
+	if (b.err) {
+		errno = b.err;
+		log_warn("web: metrics");
+		goto err;
+	}
+
+	for (size_t i = 0; i < n; i++)
+		free(gv[i].hosts);
+	free(gv);
+	free(rows);
+	*len = b.len;
+	return b.p;
+
+err:
+	saved = errno;
+	for (size_t i = 0; gv && i < n; i++)
+		free(gv[i].hosts);
+	free(gv);
+	free(rows);
+	web_buf_free(&b);
+	errno = saved;
+	return NULL;
+}

@@ -1,2 +1,0 @@
-/* placeholder: replaced by the web implementation */
-#include "web/web.h"
