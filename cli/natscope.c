@@ -1,7 +1,48 @@
-/* placeholder until the command line lands */
+/*
+ * natscope.c - main(): picks the subcommand.
+ */
+#include "cli/cli.h"
+#include "common/common.h"
+
 #include <stdio.h>
-int main(void)
+#include <string.h>
+
+static void usage(FILE *f)
 {
-	fputs("natscope: not built yet\n", stderr);
-	return 1;
+	fputs("usage: natscope <command> [options]\n"
+	      "\n"
+	      "Audits NAT gateway port usage from the kernel's conntrack table.\n"
+	      "\n"
+	      "commands:\n"
+	      "  run       follow conntrack, keep the live state in SQLite and\n"
+	      "            serve the HTTP API (needs CAP_NET_ADMIN)\n"
+	      "\n"
+	      "options:\n"
+	      "  -h, --help      this text; natscope <command> --help for a command\n"
+	      "  -V, --version   print the version\n",
+	      f);
+}
+
+int main(int argc, char **argv)
+{
+	log_init("natscope", NS_LOG_INFO);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+	    !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version") ||
+	    !strcmp(argv[1], "version")) {
+		printf("natscope %s\n", NS_VERSION);
+		return 0;
+	}
+	if (!strcmp(argv[1], "run"))
+		return cli_run(argc - 1, argv + 1);
+	fprintf(stderr, "natscope: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
 }

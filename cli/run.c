@@ -1,0 +1,251 @@
+/*
+ * run.c - natscope run: wires kernel -> collector -> store -> web.
+ *
+ * Order matters: the collector opens its netlink sockets first (so a
+ * missing CAP_NET_ADMIN is reported before anything is created), then the
+ * database, the writer thread and the web service.  SIGINT and SIGTERM are
+ * blocked in every thread and read from a signalfd by the collector's loop,
+ * so a signal never interrupts anything half way.
+ */
+#include "cli/cli.h"
+#include "collector/collector.h"
+#include "common/common.h"
+#include "store/store.h"
+#include "web/web.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#define DEFAULT_DB "./natscope.db"
+#define DEFAULT_LISTEN "127.0.0.1:9628"
+#define DEFAULT_INTERVAL 5
+#define DEFAULT_EVENT_BUFFER (128ULL << 20)
+#define MIN_EVENT_BUFFER 4096ULL
+#define MAX_EVENT_BUFFER (1ULL << 30)
+
+static void run_usage(FILE *f)
+{
+	fputs("usage: natscope run [options]\n"
+	      "\n"
+	      "Follows this host's conntrack table, keeps per-public-IP port usage\n"
+	      "in SQLite and serves the HTTP API.  Needs CAP_NET_ADMIN.\n"
+	      "\n"
+	      "options:\n"
+	      "  --db PATH             SQLite database, created if missing\n"
+	      "                        (default " DEFAULT_DB ")\n"
+	      "  --listen ADDR:PORT    HTTP API address, [v6]:PORT for IPv6\n"
+	      "                        (default " DEFAULT_LISTEN ")\n"
+	      "  --interval SECONDS    how often the live state is written, 1-3600\n"
+	      "                        (default 5)\n"
+	      "  --event-buffer BYTES  netlink receive buffer, K/M/G suffixes; each\n"
+	      "                        queued event takes ~1280 B (default 128M)\n"
+	      "  -v, --verbose         debug logging\n"
+	      "  -h, --help            this text\n",
+	      f);
+}
+
+int cli_parse_size(const char *text, unsigned long long *out)
+{
+	unsigned long long v, mul = 1;
+	char *end;
+
+	if (!text || !*text || *text == '-' || *text == '+')
+		goto bad;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || end == text)
+		goto bad;
+	switch (*end) {
+	case 'k': case 'K': mul = 1ULL << 10; end++; break;
+	case 'm': case 'M': mul = 1ULL << 20; end++; break;
+	case 'g': case 'G': mul = 1ULL << 30; end++; break;
+	default: break;
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end)
+		goto bad;
+	if (v > ULLONG_MAX / mul) {
+		errno = ERANGE;
+		return -1;
+	}
+	*out = v * mul;
+	return 0;
+bad:
+	errno = EINVAL;
+	return -1;
+}
+
+static int run_parse_interval(const char *text, unsigned *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno || end == text || *end || v < 1 || v > 3600)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static void run_initial_status(struct store_status *s, unsigned interval_s)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->version, sizeof(s->version), "%s", NS_VERSION);
+	s->started_ms = s->as_of_ms = ns_now_ms();
+	s->pid = (int32_t)getpid();
+	s->interval_s = interval_s;
+	s->state = STORE_STATE_STARTING;
+	s->entries_other = -1;
+	s->resync_last_started_ms = s->resync_last_done_ms = -1;
+	s->resync_last_duration_us = -1;
+	s->ct_count = s->ct_max = -1;
+	s->ct_insert_failed = s->ct_drop = s->ct_early_drop = -1;
+	s->ct_clash_resolve = -1;
+	s->port_range_lo = s->port_range_hi = -1;
+	s->tcp_tw_reuse = s->tcp_fin_timeout = s->tcp_timeout_time_wait = -1;
+}
+
+int cli_run(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "db", required_argument, NULL, 'd' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "event-buffer", required_argument, NULL, 'b' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *db = DEFAULT_DB, *listen = DEFAULT_LISTEN;
+	unsigned interval = DEFAULT_INTERVAL;
+	unsigned long long evbuf = DEFAULT_EVENT_BUFFER;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	struct collector_config ccfg;
+	struct web_config wcfg;
+	struct collector *col = NULL;
+	struct store *st = NULL;
+	struct store_writer *writer = NULL;
+	struct web *web = NULL;
+	struct store_status status;
+	sigset_t mask;
+	int opt, sfd = -1, rc = 1;
+
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'd':
+			db = optarg;
+			break;
+		case 'l':
+			listen = optarg;
+			break;
+		case 'i':
+			if (run_parse_interval(optarg, &interval) < 0) {
+				fprintf(stderr, "natscope run: --interval '%s': expected "
+					"whole seconds from 1 to 3600\n", optarg);
+				return 2;
+			}
+			break;
+		case 'b':
+			if (cli_parse_size(optarg, &evbuf) < 0 ||
+			    evbuf < MIN_EVENT_BUFFER || evbuf > MAX_EVENT_BUFFER) {
+				fprintf(stderr, "natscope run: --event-buffer '%s': "
+					"expected a size from 4K to 1G (e.g. 128M)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'v':
+			log_init("natscope", NS_LOG_DEBUG);
+			break;
+		case 'h':
+			run_usage(stdout);
+			return 0;
+		case ':':
+			fprintf(stderr, "natscope run: %s needs a value\n",
+				argv[optind - 1]);
+			return 2;
+		default:
+			fprintf(stderr, "natscope run: unknown option '%s'\n",
+				argv[optind - 1]);
+			run_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "natscope run: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
+	if (web_parse_listen(listen, &ss, &sslen) < 0) {
+		fprintf(stderr, "natscope run: --listen '%s': expected ADDR:PORT, "
+			"e.g. 127.0.0.1:9628 or [::1]:9628\n", listen);
+		return 2;
+	}
+	if (!*db) {
+		fputs("natscope run: --db needs a path\n", stderr);
+		return 2;
+	}
+
+	/* Signals go to the signalfd only, in every thread started below. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0 ||
+	    (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+		log_warn("signalfd");
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	ccfg = (struct collector_config){ .event_buffer = (size_t)evbuf,
+					  .interval_s = interval,
+					  .stop_fd = sfd };
+	col = collector_open(&ccfg);
+	if (!col)
+		goto out; /* the collector said why (e.g. CAP_NET_ADMIN) */
+	st = store_open(db, STORE_READ_WRITE);
+	if (!st) {
+		log_warnx("cannot use the database %s", db);
+		goto out;
+	}
+	run_initial_status(&status, interval);
+	if (store_begin_run(st, &status) < 0) {
+		log_warnx("cannot start a run in %s", db);
+		goto out;
+	}
+	writer = store_writer_start(st);
+	if (!writer)
+		goto out;
+	wcfg = (struct web_config){ .listen = listen, .db_path = db,
+				    .interval_s = interval };
+	web = web_start(&wcfg);
+	if (!web) {
+		log_warnx("cannot serve HTTP on %s", listen);
+		goto out;
+	}
+	log_info("natscope %s: database %s, API on http://%s/, writing every %u s",
+		 NS_VERSION, db, listen, interval);
+	rc = collector_run(col, writer) == 0 ? 0 : 1;
+	log_info("stopped");
+out:
+	web_stop(web);
+	store_writer_stop(writer);
+	store_close(st);
+	collector_close(col);
+	if (sfd >= 0)
+		close(sfd);
+	return rc;
+}
