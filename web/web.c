@@ -461,24 +461,14 @@ static enum MHD_Result web_metrics_reply(struct web *w,
 			 MHD_RESPMEM_MUST_FREE, 0);
 }
 
-static enum MHD_Result web_access(void *cls, struct MHD_Connection *c,
-				  const char *url, const char *method,
-				  const char *version, const char *upload_data,
-				  size_t *upload_data_size, void **con_cls)
+/* Answers a request whose headers (and body, if any) have arrived. */
+static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
+				  const char *url, const char *method)
 {
-	static int answered; /* its address marks a request answered */
-	struct web *w = cls;
 	enum web_route route;
 	const char *ip = NULL;
 	size_t ip_len = 0;
 	char *body = NULL;
-
-	if (*con_cls == &answered) {
-		/* a request body arriving after the reply: discard it */
-		*upload_data_size = 0;
-		return MHD_YES;
-	}
-	*con_cls = &answered;
 
 	if (strlen(url) > WEB_MAX_PATH)
 		return web_error(w, c, MHD_HTTP_BAD_REQUEST, 0,
@@ -517,6 +507,36 @@ static enum MHD_Result web_access(void *cls, struct MHD_Connection *c,
 		break;
 	}
 	return MHD_NO;
+}
+
+/* libmicrohttpd calls this once when the headers are in, then for each
+ * piece of body, then once more with nothing left.  A reply queued at the
+ * first call makes it close the connection (the body is never read), so
+ * GET and HEAD are answered at the last call and keep-alive works; other
+ * methods are refused at once without reading what they send. */
+static enum MHD_Result web_access(void *cls, struct MHD_Connection *c,
+				  const char *url, const char *method,
+				  const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	static int headers_seen, answered; /* their addresses mark a request */
+	struct web *w = cls;
+
+	if (*con_cls == NULL) {
+		if (strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+		    strcmp(method, MHD_HTTP_METHOD_HEAD) == 0) {
+			*con_cls = &headers_seen;
+			return MHD_YES;
+		}
+		*con_cls = &answered;
+		return web_answer(w, c, url, method);
+	}
+	if (*upload_data_size != 0 || *con_cls == &answered) {
+		*upload_data_size = 0; /* a body nobody asked for: dropped */
+		return MHD_YES;
+	}
+	*con_cls = &answered;
+	return web_answer(w, c, url, method);
 }
 
 /* ---- the daemon ---- */
@@ -561,6 +581,7 @@ struct web *web_start(const struct web_config *cfg)
 			 MHD_USE_ERROR_LOG;
 	const union MHD_DaemonInfo *info;
 	struct sockaddr_storage ss;
+	uint16_t port;
 	socklen_t len;
 	struct web *w;
 	int err;
@@ -578,11 +599,16 @@ struct web *web_start(const struct web_config *cfg)
 	w->interval_s = cfg->interval_s;
 	if (!(w->st = store_open(cfg->db_path, STORE_READ_ONLY)))
 		goto err;
-	if (ss.ss_family == AF_INET6)
+	if (ss.ss_family == AF_INET6) {
 		flags |= MHD_USE_IPv6;
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	} else {
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	}
 
+	/* the port argument only names the port in MHD's messages */
 	w->mhd = MHD_start_daemon(
-		flags, 0, NULL, NULL, web_access, w,
+		flags, port, NULL, NULL, web_access, w,
 		MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)web_mhd_log, NULL,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)WEB_MAX_CONNECTIONS,
