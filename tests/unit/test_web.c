@@ -1,0 +1,1409 @@
+/*
+ * test_web.c - the HTTP service over a real socket and a real database.
+ *
+ * The group setup writes a database through the store (gateways incl. an
+ * IPv6 one, hosts, destinations, a status row with known values) and
+ * starts web on 127.0.0.1 port 0.  Each test talks HTTP/1.1 to it with the
+ * small client below and checks status codes, headers and values; JSON
+ * bodies are taken apart by an in-memory SQLite connection.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "store/store.h"
+#include "web/web.h"
+
+#define GW4 "203.0.113.1"
+#define GW4B "192.0.2.1"
+#define GW6 "2001:db8::1"
+#define N_NAT_HOSTS 12 /* on GW4 tcp, beyond the 10 /metrics exports */
+
+static struct {
+	char dir[64];
+	char db[96];
+	struct store *rw; /* the writer's connection, kept for status rewrites */
+	struct web *web;
+	uint16_t port;
+	sqlite3 *json; /* in-memory, for json_extract() */
+	struct store_status status;
+} T;
+
+/* ---- a small HTTP/1.1 client ---- */
+
+struct resp {
+	int status;
+	char head[4096]; /* status line and headers, NUL-terminated */
+	char *body;	 /* malloc'd, NUL-terminated */
+	size_t body_len;
+};
+
+static void resp_free(struct resp *r)
+{
+	free(r->body);
+	memset(r, 0, sizeof(*r));
+}
+
+static int connect_web(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct timeval tv = { .tv_sec = 20 };
+	int fd;
+
+	sin.sin_port = htons(T.port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	return fd;
+}
+
+static void send_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		assert_true(n > 0);
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+/* The value of header name in r->head, copied into out; 0 if found. */
+static int resp_header(const struct resp *r, const char *name, char *out,
+		       size_t cap)
+{
+	size_t nl = strlen(name);
+	const char *p = strstr(r->head, "\r\n");
+
+	while (p && p[2]) {
+		const char *line = p + 2, *end = strstr(line, "\r\n");
+
+		if (!end)
+			end = line + strlen(line);
+		if ((size_t)(end - line) > nl && line[nl] == ':' &&
+		    strncasecmp(line, name, nl) == 0) {
+			const char *v = line + nl + 1;
+			size_t vl;
+
+			while (*v == ' ')
+				v++;
+			vl = (size_t)(end - v);
+			if (vl >= cap)
+				vl = cap - 1;
+			memcpy(out, v, vl);
+			out[vl] = '\0';
+			return 0;
+		}
+		p = *end ? end : NULL;
+	}
+	return -1;
+}
+
+/* Reads one response from fd.  The body is Content-Length bytes (none for
+ * HEAD), so the connection stays usable for the next request. */
+static void read_response(int fd, int head_request, struct resp *r)
+{
+	char buf[65536], cl[32];
+	size_t have = 0, head_len, want;
+	char *end = NULL;
+
+	memset(r, 0, sizeof(*r));
+	while (!end) {
+		ssize_t n;
+
+		assert_true(have < sizeof(buf) - 1);
+		n = recv(fd, buf + have, sizeof(buf) - 1 - have, 0);
+		assert_true(n > 0);
+		have += (size_t)n;
+		buf[have] = '\0';
+		end = strstr(buf, "\r\n\r\n");
+	}
+	head_len = (size_t)(end - buf) + 2;
+	assert_true(head_len < sizeof(r->head));
+	memcpy(r->head, buf, head_len);
+	r->head[head_len] = '\0';
+	assert_int_equal(sscanf(r->head, "HTTP/1.1 %d", &r->status), 1);
+
+	want = 0;
+	if (!head_request && resp_header(r, "Content-Length", cl,
+					 sizeof(cl)) == 0)
+		want = strtoul(cl, NULL, 10);
+	r->body = malloc(want + 1);
+	assert_non_null(r->body);
+	r->body_len = have - (head_len + 2);
+	assert_true(r->body_len <= want);
+	memcpy(r->body, end + 4, r->body_len);
+	while (r->body_len < want) {
+		ssize_t n = recv(fd, r->body + r->body_len,
+				 want - r->body_len, 0);
+
+		assert_true(n > 0);
+		r->body_len += (size_t)n;
+	}
+	r->body[r->body_len] = '\0';
+}
+
+/* One request on its own connection, extra headers and body optional. */
+static void http_full(const char *method, const char *path,
+		      const char *extra, const char *body, struct resp *r)
+{
+	char req[8192];
+	int fd, n;
+
+	n = snprintf(req, sizeof(req),
+		     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		     "Connection: close\r\n%s%s\r\n%s",
+		     method, path, extra ? extra : "", "", body ? body : "");
+	assert_true(n > 0 && (size_t)n < sizeof(req));
+	fd = connect_web();
+	send_all(fd, req, (size_t)n);
+	read_response(fd, strcmp(method, "HEAD") == 0, r);
+	close(fd);
+}
+
+static void http_get(const char *path, struct resp *r)
+{
+	http_full("GET", path, NULL, NULL, r);
+}
+
+/* ---- JSON through SQLite ---- */
+
+/* json_extract(body, path) as text (malloc'd), NULL for SQL NULL. */
+static char *jtext(const char *body, const char *path)
+{
+	sqlite3_stmt *s;
+	char *out = NULL;
+
+	assert_int_equal(sqlite3_prepare_v2(T.json,
+					    "SELECT json_extract(?1, ?2)", -1,
+					    &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(s, 1, body, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	if (sqlite3_column_type(s, 0) != SQLITE_NULL)
+		out = strdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	return out;
+}
+
+/* Asserts json_extract(body, path) == want (as text). */
+static void assert_jtext(const char *body, const char *path,
+			 const char *want)
+{
+	char *got = jtext(body, path);
+
+	if (!got || strcmp(got, want) != 0)
+		fail_msg("%s: got %s, want %s in %s", path,
+			 got ? got : "NULL", want, body);
+	free(got);
+}
+
+static long long jint(const char *body, const char *path)
+{
+	char *got = jtext(body, path);
+	long long v;
+
+	if (!got)
+		fail_msg("%s missing in %s", path, body);
+	v = strtoll(got, NULL, 10);
+	free(got);
+	return v;
+}
+
+static int jvalid(const char *body)
+{
+	sqlite3_stmt *s;
+	int v;
+
+	assert_int_equal(sqlite3_prepare_v2(T.json, "SELECT json_valid(?1)",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(s, 1, body, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* json_array_length(body, path). */
+static long long jlen(const char *body, const char *path)
+{
+	sqlite3_stmt *s;
+	long long v;
+
+	assert_int_equal(sqlite3_prepare_v2(T.json,
+					    "SELECT json_array_length(?1, ?2)",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(s, 1, body, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	if (sqlite3_column_type(s, 0) == SQLITE_NULL)
+		fail_msg("%s is not an array in %s", path, body);
+	v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* The element of the array at path whose .public_ip and .proto match, as
+ * JSON text (malloc'd); fails the test if there is not exactly one. */
+static char *jfind_gateway(const char *body, const char *ip,
+			   const char *proto)
+{
+	sqlite3_stmt *s;
+	char *out;
+
+	assert_int_equal(
+		sqlite3_prepare_v2(T.json,
+				   "SELECT value FROM json_each(?1, "
+				   "'$.gateways') WHERE value ->> "
+				   "'public_ip' = ?2 AND value ->> 'proto' = ?3",
+				   -1, &s, NULL),
+		SQLITE_OK);
+	sqlite3_bind_text(s, 1, body, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, ip, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, proto, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_ROW)
+		fail_msg("no gateway %s %s in %s", ip, proto, body);
+	out = strdup((const char *)sqlite3_column_text(s, 0));
+	assert_non_null(out);
+	assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+	return out;
+}
+
+/* A JSON reply with this status; checks the headers every reply has. */
+static void assert_json_reply(const struct resp *r, int status)
+{
+	char v[128];
+
+	if (r->status != status)
+		fail_msg("status %d, want %d: %s", r->status, status, r->body);
+	assert_int_equal(resp_header(r, "Content-Type", v, sizeof(v)), 0);
+	assert_string_equal(v, "application/json");
+	assert_int_equal(resp_header(r, "Cache-Control", v, sizeof(v)), 0);
+	assert_string_equal(v, "no-store");
+	if (!jvalid(r->body))
+		fail_msg("not JSON: %s", r->body);
+}
+
+/* GET path; expect status and {"error": want_error}. */
+static void expect_error(const char *path, int status, const char *want)
+{
+	struct resp r;
+
+	http_get(path, &r);
+	assert_json_reply(&r, status);
+	assert_jtext(r.body, "$.error", want);
+	resp_free(&r);
+}
+
+/* ---- the database ---- */
+
+static void addr(const char *text, struct ns_addr *a)
+{
+	assert_int_equal(ns_addr_parse(text, a), 0);
+}
+
+static void fill_status(struct store_status *s, uint8_t state, int64_t as_of)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->version, sizeof(s->version), "%s", NS_VERSION);
+	s->started_ms = as_of - 60000;
+	s->pid = 4242;
+	s->interval_s = 5;
+	s->state = state;
+	s->as_of_ms = as_of;
+	s->event_buffer_bytes = 134217728;
+	s->mappings_nat = 1555;
+	s->mappings_local = 5;
+	s->entries_other = -1; /* unknown: /metrics must skip it */
+	s->gateways = 5;
+	s->hosts = 15;
+	s->destinations = 7;
+	s->ev_new = 1234;
+	s->ev_update = 567;
+	s->ev_destroy = 89;
+	s->ev_dumped = 1000;
+	s->ev_unknown_destroy = 3;
+	s->ev_malformed = 2;
+	s->ev_lost = 17;
+	s->enobufs = 4;
+	s->resyncs = 2;
+	s->resync_active = 0;
+	s->resync_last_started_ms = as_of - 30000;
+	s->resync_last_done_ms = as_of - 29750;
+	s->resync_last_duration_us = 250000;
+	s->ct_count = 2000;
+	s->ct_max = 262144;
+	s->ct_insert_failed = 7;
+	s->ct_drop = 6;
+	s->ct_early_drop = 5;
+	s->ct_clash_resolve = 1;
+	s->port_range_lo = 32768;
+	s->port_range_hi = 60999;
+	s->tcp_tw_reuse = 2;
+	s->tcp_fin_timeout = 60;
+	s->tcp_timeout_time_wait = 120;
+	s->rss_bytes = 10485760;
+	s->cpu_seconds = 1.5;
+}
+
+static void add_gateway(struct store_batch *b, const char *ip, uint8_t proto,
+			uint32_t ports, uint32_t mappings, uint32_t hosts,
+			uint32_t dests, const char *worst_ip,
+			uint16_t worst_port, uint32_t worst_mappings,
+			uint32_t worst_capacity)
+{
+	struct store_gateway_row *g = store_batch_add_gateway(b);
+
+	assert_non_null(g);
+	addr(ip, &g->ip);
+	g->proto = proto;
+	g->ports_in_use = ports;
+	g->mappings = mappings;
+	g->hosts = hosts;
+	g->destinations = dests;
+	if (worst_ip) {
+		addr(worst_ip, &g->worst_ip);
+		g->worst_port = worst_port;
+		g->worst_mappings = worst_mappings;
+		g->worst_capacity = worst_capacity;
+	}
+}
+
+static void add_host(struct store_batch *b, const char *gw, uint8_t proto,
+		     uint8_t kind, const char *ip, uint32_t mappings,
+		     uint32_t ports)
+{
+	struct store_host_row *h = store_batch_add_host(b);
+
+	assert_non_null(h);
+	addr(gw, &h->gateway);
+	h->proto = proto;
+	h->kind = kind;
+	addr(ip, &h->ip);
+	h->mappings = mappings;
+	h->ports_in_use = ports;
+}
+
+static void add_dest(struct store_batch *b, const char *gw, uint8_t proto,
+		     const char *ip, uint16_t port, uint32_t mappings,
+		     uint32_t capacity)
+{
+	struct store_dest_row *d = store_batch_add_dest(b);
+
+	assert_non_null(d);
+	addr(gw, &d->gateway);
+	d->proto = proto;
+	addr(ip, &d->ip);
+	d->port = port;
+	d->mappings = mappings;
+	d->capacity = capacity;
+}
+
+/* Rewrites only the status row (a delta batch without rows). */
+static void write_status(uint8_t state, int64_t as_of)
+{
+	struct store_batch b;
+
+	store_batch_init(&b);
+	fill_status(&b.status, state, as_of);
+	assert_int_equal(store_write(T.rw, &b), 0);
+	store_batch_free(&b);
+}
+
+static void write_database(void)
+{
+	struct store_gateway_row *g;
+	struct store_batch b;
+	char host[32];
+
+	store_batch_init(&b);
+	b.full = 1;
+	fill_status(&b.status, STORE_STATE_RUNNING, ns_now_ms());
+
+	/* GW4 tcp: 12 NAT hosts + the gateway's own connections */
+	add_gateway(&b, GW4, IPPROTO_TCP, 1200, 1500, 13, 4,
+		    "198.51.100.7", 443, 1100, 64512);
+	g = &b.gateways[b.n_gateways - 1];
+	g->states[1] = 2;    /* syn_sent */
+	g->states[3] = 400;  /* established */
+	g->states[5] = 1;    /* close_wait */
+	g->states[7] = 1097; /* time_wait */
+	for (int i = 1; i <= N_NAT_HOSTS; i++) {
+		snprintf(host, sizeof(host), "198.18.0.%d", i);
+		/* 198.18.0.1 has most; 198.18.0.11 and .12 are smallest */
+		add_host(&b, GW4, IPPROTO_TCP, NS_KIND_NAT, host,
+			 (uint32_t)(300 - 20 * i), (uint32_t)(250 - 20 * i));
+	}
+	add_host(&b, GW4, IPPROTO_TCP, NS_KIND_LOCAL, GW4, 65, 60);
+	add_dest(&b, GW4, IPPROTO_TCP, "198.51.100.7", 443, 1100, 64512);
+	add_dest(&b, GW4, IPPROTO_TCP, "198.51.100.8", 80, 300, 64512);
+	add_dest(&b, GW4, IPPROTO_TCP, "198.51.100.9", 22, 50, 511);
+	add_dest(&b, GW4, IPPROTO_TCP, "198.51.100.10", 8080, 50, 64512);
+
+	/* GW4 udp: one host, one destination */
+	add_gateway(&b, GW4, IPPROTO_UDP, 30, 30, 1, 1, "198.51.100.53", 53,
+		    30, 64512);
+	add_host(&b, GW4, IPPROTO_UDP, NS_KIND_NAT, "198.18.0.1", 30, 30);
+	add_dest(&b, GW4, IPPROTO_UDP, "198.51.100.53", 53, 30, 64512);
+
+	/* GW4B icmp */
+	add_gateway(&b, GW4B, IPPROTO_ICMP, 3, 3, 1, 1, "198.51.100.7", 0,
+		    3, 65536);
+	add_host(&b, GW4B, IPPROTO_ICMP, NS_KIND_NAT, "198.18.1.1", 3, 3);
+	add_dest(&b, GW4B, IPPROTO_ICMP, "198.51.100.7", 0, 3, 65536);
+
+	/* GW6 tcp */
+	add_gateway(&b, GW6, IPPROTO_TCP, 20, 22, 1, 1, "2001:db8:2::7", 443,
+		    22, 64512);
+	g = &b.gateways[b.n_gateways - 1];
+	g->states[3] = 22;
+	add_host(&b, GW6, IPPROTO_TCP, NS_KIND_NAT, "2001:db8:1::2", 22, 20);
+	add_dest(&b, GW6, IPPROTO_TCP, "2001:db8:2::7", 443, 22, 64512);
+
+	assert_int_equal(store_write(T.rw, &b), 0);
+	store_batch_free(&b);
+}
+
+static int group_setup(void **state)
+{
+	struct store_status s;
+	struct web_config cfg = { .listen = "127.0.0.1:0", .interval_s = 5 };
+
+	log_init("test_web", NS_LOG_WARN);
+	snprintf(T.dir, sizeof(T.dir), "/tmp/natscope-test-web-XXXXXX");
+	assert_non_null(mkdtemp(T.dir));
+	snprintf(T.db, sizeof(T.db), "%s/natscope.db", T.dir);
+	T.rw = store_open(T.db, STORE_READ_WRITE);
+	assert_non_null(T.rw);
+	fill_status(&s, STORE_STATE_STARTING, ns_now_ms());
+	assert_int_equal(store_begin_run(T.rw, &s), 0);
+	write_database();
+
+	cfg.db_path = T.db;
+	T.web = web_start(&cfg);
+	assert_non_null(T.web);
+	T.port = web_bound_port(T.web);
+	assert_true(T.port > 0);
+	assert_int_equal(sqlite3_open(":memory:", &T.json), SQLITE_OK);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	char path[160];
+
+	web_stop(T.web);
+	store_close(T.rw);
+	sqlite3_close(T.json);
+	snprintf(path, sizeof(path), "%s/natscope.db", T.dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/natscope.db-wal", T.dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/natscope.db-shm", T.dir);
+	unlink(path);
+	rmdir(T.dir);
+	return 0;
+}
+
+/* ---- parsers ---- */
+
+static void test_parse_listen(void **state)
+{
+	static const char *bad[] = {
+		"",		    "9628",		  ":9628",
+		"127.0.0.1",	    "127.0.0.1:",	  "127.0.0.1:65536",
+		"127.0.0.1:-1",	    "127.0.0.1:+80",	  "127.0.0.1: 80",
+		"127.0.0.1:80x",    "127.0.0.1:9628:1",	  "localhost:9628",
+		"256.0.0.1:9628",   "::1:9628",		  "[::1]",
+		"[::1]9628",	    "[::1]:",		  "[127.0.0.1]:9628",
+		"[::1:9628",	    "[fe80::1%lo]:9628",  "127.0.0.1:99999999",
+		"garbage",
+	};
+	struct sockaddr_storage ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	char text[INET6_ADDRSTRLEN];
+	socklen_t len;
+
+	assert_int_equal(web_parse_listen("127.0.0.1:9628", &ss, &len), 0);
+	assert_int_equal(ss.ss_family, AF_INET);
+	assert_int_equal(len, sizeof(struct sockaddr_in));
+	assert_int_equal(ntohs(sin->sin_port), 9628);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+
+	assert_int_equal(web_parse_listen("0.0.0.0:0", &ss, &len), 0);
+	assert_int_equal(ntohs(sin->sin_port), 0);
+	assert_int_equal(sin->sin_addr.s_addr, htonl(INADDR_ANY));
+
+	assert_int_equal(web_parse_listen("192.0.2.1:65535", &ss, &len), 0);
+	assert_int_equal(ntohs(sin->sin_port), 65535);
+
+	assert_int_equal(web_parse_listen("[::1]:9628", &ss, &len), 0);
+	assert_int_equal(ss.ss_family, AF_INET6);
+	assert_int_equal(len, sizeof(struct sockaddr_in6));
+	assert_int_equal(ntohs(sin6->sin6_port), 9628);
+	assert_true(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+
+	assert_int_equal(web_parse_listen("[2001:DB8::0:1]:80", &ss, &len), 0);
+	inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
+	assert_string_equal(text, "2001:db8::1");
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		errno = 0;
+		if (web_parse_listen(bad[i], &ss, &len) != -1 ||
+		    errno != EINVAL)
+			fail_msg("'%s' was accepted", bad[i]);
+	}
+	errno = 0;
+	assert_int_equal(web_parse_listen(NULL, &ss, &len), -1);
+	assert_int_equal(errno, EINVAL);
+}
+
+static void test_parse_limit(void **state)
+{
+	static const char *bad[] = { "",  "0",	   "10001", "abc", "5x",
+				     "-1", "+5",   " 5",    "5 ",  "1e3",
+				     "0x10", "99999999999999999999" };
+	unsigned v = 0;
+
+	assert_int_equal(web_parse_limit("1", &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(web_parse_limit("50", &v), 0);
+	assert_int_equal(v, 50);
+	assert_int_equal(web_parse_limit("10000", &v), 0);
+	assert_int_equal(v, 10000);
+	assert_int_equal(web_parse_limit("007", &v), 0);
+	assert_int_equal(v, 7);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = 12345;
+		errno = 0;
+		if (web_parse_limit(bad[i], &v) != -1 || errno != EINVAL)
+			fail_msg("'%s' was accepted", bad[i]);
+		assert_int_equal(v, 12345);
+	}
+}
+
+/* ---- starting ---- */
+
+static void test_start_errors(void **state)
+{
+	struct web_config cfg = { .listen = "127.0.0.1:0", .interval_s = 5 };
+	char missing[160], busy[32];
+
+	cfg.db_path = T.db;
+	cfg.listen = "127.0.0.1";
+	errno = 0;
+	assert_null(web_start(&cfg));
+	assert_int_equal(errno, EINVAL);
+
+	cfg.listen = "127.0.0.1:0";
+	snprintf(missing, sizeof(missing), "%s/missing.db", T.dir);
+	cfg.db_path = missing;
+	errno = 0;
+	assert_null(web_start(&cfg));
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(access(missing, F_OK), -1); /* not created */
+
+	snprintf(busy, sizeof(busy), "127.0.0.1:%u", (unsigned)T.port);
+	cfg.listen = busy;
+	cfg.db_path = T.db;
+	errno = 0;
+	assert_null(web_start(&cfg));
+	assert_int_equal(errno, EADDRINUSE);
+}
+
+/* ---- routes ---- */
+
+static void test_index(void **state)
+{
+	struct resp r;
+
+	http_get("/", &r);
+	assert_json_reply(&r, 200);
+	assert_jtext(r.body, "$.name", "natscope");
+	assert_jtext(r.body, "$.version", NS_VERSION);
+	assert_int_equal(jlen(r.body, "$.endpoints"), 6);
+	assert_jtext(r.body, "$.endpoints[0]", "/api/v1/gateways");
+	assert_jtext(r.body, "$.endpoints[5]", "/healthz");
+	resp_free(&r);
+}
+
+static void test_gateways(void **state)
+{
+	struct resp r;
+	char *g;
+
+	http_get("/api/v1/gateways", &r);
+	assert_json_reply(&r, 200);
+	assert_int_equal(jlen(r.body, "$.gateways"), 4);
+	assert_non_null(strstr(r.body, "\"generated_at\""));
+	assert_non_null(strstr(r.body, "\"as_of\""));
+	assert_int_equal(jint(r.body, "$.coverage.complete"), 1);
+
+	g = jfind_gateway(r.body, GW4, "tcp");
+	assert_int_equal(jint(g, "$.ports_in_use"), 1200);
+	assert_int_equal(jint(g, "$.port_space"), 65535);
+	assert_int_equal(jint(g, "$.mappings"), 1500);
+	assert_int_equal(jint(g, "$.hosts"), 13);
+	assert_int_equal(jint(g, "$.destinations"), 4);
+	assert_jtext(g, "$.worst_destination.ip", "198.51.100.7");
+	assert_int_equal(jint(g, "$.worst_destination.port"), 443);
+	assert_int_equal(jint(g, "$.worst_destination.mappings"), 1100);
+	assert_int_equal(jint(g, "$.worst_destination.capacity"), 64512);
+	assert_int_equal(jint(g, "$.states.established"), 400);
+	assert_int_equal(jint(g, "$.states.time_wait"), 1097);
+	assert_int_equal(jint(g, "$.states.syn_sent"), 2);
+	assert_int_equal(jint(g, "$.states.close"), 0);
+	free(g);
+
+	g = jfind_gateway(r.body, GW4, "udp");
+	assert_int_equal(jint(g, "$.mappings"), 30);
+	assert_null(jtext(g, "$.states")); /* TCP only */
+	free(g);
+
+	g = jfind_gateway(r.body, GW6, "tcp");
+	assert_int_equal(jint(g, "$.ports_in_use"), 20);
+	assert_jtext(g, "$.worst_destination.ip", "2001:db8:2::7");
+	free(g);
+
+	g = jfind_gateway(r.body, GW4B, "icmp");
+	assert_int_equal(jint(g, "$.worst_destination.port"), 0);
+	assert_int_equal(jint(g, "$.worst_destination.capacity"), 65536);
+	free(g);
+	resp_free(&r);
+}
+
+/* Asserts the list at path is ordered largest first by .mappings. */
+static void assert_descending(const char *body, const char *path)
+{
+	long long n = jlen(body, path), prev = -1;
+	char p[64];
+
+	for (long long i = 0; i < n; i++) {
+		long long m;
+
+		snprintf(p, sizeof(p), "%s[%lld].mappings", path, i);
+		m = jint(body, p);
+		if (prev >= 0 && m > prev)
+			fail_msg("%s not largest first at %lld", path, i);
+		prev = m;
+	}
+}
+
+static void test_hosts(void **state)
+{
+	struct resp r;
+
+	/* defaults: proto tcp, limit 50 (more than there are) */
+	http_get("/api/v1/gateways/" GW4 "/hosts", &r);
+	assert_json_reply(&r, 200);
+	assert_jtext(r.body, "$.public_ip", GW4);
+	assert_jtext(r.body, "$.proto", "tcp");
+	assert_int_equal(jint(r.body, "$.total"), N_NAT_HOSTS + 1);
+	assert_int_equal(jlen(r.body, "$.hosts"), N_NAT_HOSTS + 1);
+	assert_descending(r.body, "$.hosts");
+	assert_jtext(r.body, "$.hosts[0].ip", "198.18.0.1");
+	assert_int_equal(jint(r.body, "$.hosts[0].mappings"), 280);
+	assert_int_equal(jint(r.body, "$.hosts[0].ports_in_use"), 230);
+	assert_jtext(r.body, "$.hosts[0].kind", "nat");
+	/* the gateway's own connections (65) fall between .11 and .12 */
+	assert_jtext(r.body, "$.hosts[11].ip", GW4);
+	assert_jtext(r.body, "$.hosts[11].kind", "local");
+	assert_int_equal(jint(r.body, "$.hosts[11].mappings"), 65);
+	assert_jtext(r.body, "$.hosts[12].ip", "198.18.0.12");
+	resp_free(&r);
+
+	/* limit cuts the list, not the total */
+	http_get("/api/v1/gateways/" GW4 "/hosts?limit=3", &r);
+	assert_json_reply(&r, 200);
+	assert_int_equal(jint(r.body, "$.total"), N_NAT_HOSTS + 1);
+	assert_int_equal(jlen(r.body, "$.hosts"), 3);
+	assert_jtext(r.body, "$.hosts[2].ip", "198.18.0.3");
+	resp_free(&r);
+
+	http_get("/api/v1/gateways/" GW4 "/hosts?limit=10000&proto=tcp", &r);
+	assert_json_reply(&r, 200);
+	assert_int_equal(jlen(r.body, "$.hosts"), N_NAT_HOSTS + 1);
+	resp_free(&r);
+
+	http_get("/api/v1/gateways/" GW4 "/hosts?proto=udp&limit=1", &r);
+	assert_json_reply(&r, 200);
+	assert_jtext(r.body, "$.proto", "udp");
+	assert_int_equal(jint(r.body, "$.total"), 1);
+	assert_jtext(r.body, "$.hosts[0].ip", "198.18.0.1");
+	assert_int_equal(jint(r.body, "$.hosts[0].mappings"), 30);
+	resp_free(&r);
+}
+
+static void test_destinations(void **state)
+{
+	struct resp r;
+
+	http_get("/api/v1/gateways/" GW4 "/destinations", &r);
+	assert_json_reply(&r, 200);
+	assert_jtext(r.body, "$.public_ip", GW4);
+	assert_jtext(r.body, "$.proto", "tcp");
+	assert_int_equal(jint(r.body, "$.total"), 4);
+	assert_int_equal(jlen(r.body, "$.destinations"), 4);
+	assert_descending(r.body, "$.destinations");
+	assert_jtext(r.body, "$.destinations[0].ip", "198.51.100.7");
+	assert_int_equal(jint(r.body, "$.destinations[0].port"), 443);
+	assert_int_equal(jint(r.body, "$.destinations[0].zone"), 0);
+	assert_int_equal(jint(r.body, "$.destinations[0].mappings"), 1100);
+	assert_int_equal(jint(r.body, "$.destinations[0].capacity"), 64512);
+	assert_jtext(r.body, "$.destinations[1].ip", "198.51.100.8");
+	assert_int_equal(jint(r.body, "$.destinations[1].mappings"), 300);
+	/* a tie (50 each) goes by address: .9 before .10 */
+	assert_jtext(r.body, "$.destinations[2].ip", "198.51.100.9");
+	assert_int_equal(jint(r.body, "$.destinations[2].capacity"), 511);
+	assert_jtext(r.body, "$.destinations[3].ip", "198.51.100.10");
+	resp_free(&r);
+
+	http_get("/api/v1/gateways/" GW4 "/destinations?limit=1", &r);
+	assert_json_reply(&r, 200);
+	assert_int_equal(jint(r.body, "$.total"), 4);
+	assert_int_equal(jlen(r.body, "$.destinations"), 1);
+	resp_free(&r);
+
+	http_get("/api/v1/gateways/" GW4B "/destinations?proto=icmp", &r);
+	assert_json_reply(&r, 200);
+	assert_jtext(r.body, "$.proto", "icmp");
+	assert_int_equal(jint(r.body, "$.destinations[0].port"), 0);
+	assert_int_equal(jint(r.body, "$.destinations[0].capacity"), 65536);
+	resp_free(&r);
+}
+
+static void test_ipv6_canonical(void **state)
+{
+	struct resp r;
+
+	/* any inet_pton form, answered in RFC 5952 form */
+	http_get("/api/v1/gateways/2001:DB8:0:0:0:0:0:1/hosts", &r);
+	assert_json_reply(&r, 200);
+	assert_jtext(r.body, "$.public_ip", GW6);
+	assert_int_equal(jint(r.body, "$.total"), 1);
+	assert_jtext(r.body, "$.hosts[0].ip", "2001:db8:1::2");
+	assert_int_equal(jint(r.body, "$.hosts[0].mappings"), 22);
+	resp_free(&r);
+
+	/* percent-encoded colons */
+	http_get("/api/v1/gateways/2001%3Adb8%3A%3A1/destinations", &r);
+	assert_json_reply(&r, 200);
+	assert_jtext(r.body, "$.public_ip", GW6);
+	assert_jtext(r.body, "$.destinations[0].ip", "2001:db8:2::7");
+	assert_int_equal(jint(r.body, "$.destinations[0].port"), 443);
+	resp_free(&r);
+
+	expect_error("/api/v1/gateways/2001:DB8:0::99/hosts", 404,
+		     "no live mappings for 2001:db8::99 tcp");
+	expect_error("/api/v1/gateways/" GW6 "/hosts?proto=udp", 404,
+		     "no live mappings for 2001:db8::1 udp");
+}
+
+static void test_bad_requests(void **state)
+{
+	static const char *limits[] = { "0", "10001", "abc", "5x", "", "-1",
+					"%2B5", "5%00" };
+	char path[128];
+
+	expect_error("/api/v1/gateways/203.0.113.256/hosts", 400,
+		     "invalid IP address '203.0.113.256'");
+	expect_error("/api/v1/gateways/nope/destinations", 400,
+		     "invalid IP address 'nope'");
+	expect_error("/api/v1/gateways/%22%5C%0A/hosts", 400,
+		     "invalid IP address '\"\\\n'");
+	expect_error("/api/v1/gateways/" GW4 "/hosts?proto=foo", 400,
+		     "unknown proto 'foo' (expected one of tcp, udp, "
+		     "udplite, sctp, dccp, icmp, icmpv6)");
+	expect_error("/api/v1/gateways/" GW4 "/hosts?proto=TCP", 400,
+		     "unknown proto 'TCP' (expected one of tcp, udp, "
+		     "udplite, sctp, dccp, icmp, icmpv6)");
+	expect_error("/api/v1/gateways/" GW4 "/destinations?proto=", 400,
+		     "unknown proto '' (expected one of tcp, udp, "
+		     "udplite, sctp, dccp, icmp, icmpv6)");
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		snprintf(path, sizeof(path),
+			 "/api/v1/gateways/" GW4 "/hosts?limit=%s", limits[i]);
+		expect_error(path, 400,
+			     "limit must be an integer from 1 to 10000");
+		snprintf(path, sizeof(path),
+			 "/api/v1/gateways/" GW4 "/destinations?limit=%s",
+			 limits[i]);
+		expect_error(path, 400,
+			     "limit must be an integer from 1 to 10000");
+	}
+	/* the IP is checked first, then proto, then limit */
+	expect_error("/api/v1/gateways/x/hosts?proto=foo&limit=0", 400,
+		     "invalid IP address 'x'");
+	expect_error("/api/v1/gateways/" GW4 "/hosts?proto=foo&limit=0", 400,
+		     "unknown proto 'foo' (expected one of tcp, udp, "
+		     "udplite, sctp, dccp, icmp, icmpv6)");
+}
+
+static void test_long_path(void **state)
+{
+	char path[700];
+	struct resp r;
+
+	/* 600 bytes */
+	memset(path, 'a', 600);
+	memcpy(path, "/api/v1/", 8);
+	path[600] = '\0';
+	expect_error(path, 400, "path longer than 512 bytes");
+	/* 600 bytes on a route's shape */
+	snprintf(path, sizeof(path), "/api/v1/gateways/%0580d/hosts", 1);
+	assert_true(strlen(path) > 512);
+	expect_error(path, 400, "path longer than 512 bytes");
+	/* 512 is still a path: unknown, so 404 */
+	memset(path, 'b', 512);
+	path[0] = '/';
+	path[512] = '\0';
+	http_get(path, &r);
+	assert_json_reply(&r, 404);
+	resp_free(&r);
+}
+
+static void test_not_found(void **state)
+{
+	static const char *paths[] = {
+		"/nope", "/api", "/api/v1", "/api/v1/", "/api/v1/gateways/",
+		"/api/v1/gateways/" GW4, "/api/v1/gateways/" GW4 "/",
+		"/api/v1/gateways/" GW4 "/hosts/", "/api/v1/gateways/" GW4
+		"/ports", "/api/v1/gateways//hosts", "/api/v1/status/",
+		"/metrics/x", "/healthz/", "/API/V1/GATEWAYS",
+	};
+	struct resp r;
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		http_get(paths[i], &r);
+		assert_json_reply(&r, 404);
+		assert_non_null(strstr(r.body, "no such path"));
+		resp_free(&r);
+	}
+	expect_error("/api/v1/gateways/203.0.113.99/hosts", 404,
+		     "no live mappings for 203.0.113.99 tcp");
+	expect_error("/api/v1/gateways/" GW4 "/destinations?proto=sctp", 404,
+		     "no live mappings for 203.0.113.1 sctp");
+	/* 203.0.113.1 written another way */
+	expect_error("/api/v1/gateways/::ffff:203.0.113.1/hosts", 404,
+		     "no live mappings for ::ffff:203.0.113.1 tcp");
+}
+
+static void test_method_not_allowed(void **state)
+{
+	static const char *methods[] = { "POST", "PUT", "DELETE", "PATCH",
+					 "OPTIONS" };
+	char v[64];
+	struct resp r;
+
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		http_full(methods[i], "/api/v1/gateways",
+			  "Content-Length: 5\r\n", "hello", &r);
+		assert_json_reply(&r, 405);
+		assert_int_equal(resp_header(&r, "Allow", v, sizeof(v)), 0);
+		assert_string_equal(v, "GET, HEAD");
+		assert_non_null(strstr(r.body, "not allowed"));
+		resp_free(&r);
+	}
+	http_full("POST", "/api/v1/gateways/" GW4 "/hosts", NULL, NULL, &r);
+	assert_json_reply(&r, 405);
+	resp_free(&r);
+	http_full("POST", "/nope", NULL, NULL, &r);
+	assert_json_reply(&r, 404);
+	resp_free(&r);
+}
+
+static void test_head(void **state)
+{
+	static const char req[] = "HEAD /api/v1/gateways HTTP/1.1\r\n"
+				  "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
+	char buf[8192], v[64];
+	size_t have = 0;
+	struct resp r, g;
+	ssize_t n;
+	char *end;
+	int fd;
+
+	http_get("/api/v1/gateways", &g);
+	assert_int_equal(g.status, 200);
+
+	fd = connect_web();
+	send_all(fd, req, sizeof(req) - 1);
+	while ((n = recv(fd, buf + have, sizeof(buf) - 1 - have, 0)) > 0)
+		have += (size_t)n;
+	close(fd);
+	buf[have] = '\0';
+	end = strstr(buf, "\r\n\r\n");
+	assert_non_null(end);
+	assert_int_equal(have, (size_t)(end + 4 - buf)); /* headers only */
+
+	memset(&r, 0, sizeof(r));
+	memcpy(r.head, buf, (size_t)(end + 2 - buf));
+	assert_int_equal(sscanf(r.head, "HTTP/1.1 %d", &r.status), 1);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(resp_header(&r, "Content-Type", v, sizeof(v)), 0);
+	assert_string_equal(v, "application/json");
+	assert_int_equal(resp_header(&r, "Content-Length", v, sizeof(v)), 0);
+	assert_true(strtoul(v, NULL, 10) > 0);
+	resp_free(&g);
+
+	/* HEAD of an error is headers only too */
+	http_full("HEAD", "/nope", NULL, NULL, &r);
+	assert_int_equal(r.status, 404);
+	assert_int_equal(r.body_len, 0);
+	resp_free(&r);
+}
+
+static void test_keepalive(void **state)
+{
+	static const char *paths[] = {
+		"/api/v1/gateways", "/api/v1/gateways/x/hosts", "/healthz",
+		"/metrics", "/api/v1/gateways/" GW4 "/hosts?limit=2",
+	};
+	static const int codes[] = { 200, 400, 200, 200, 200 };
+	char req[256], v[64];
+	struct resp r;
+	int fd;
+
+	write_status(STORE_STATE_RUNNING, ns_now_ms());
+	fd = connect_web();
+	for (int round = 0; round < 3; round++) {
+		for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+			int n = snprintf(req, sizeof(req),
+					 "GET %s HTTP/1.1\r\n"
+					 "Host: 127.0.0.1\r\n\r\n",
+					 paths[i]);
+
+			send_all(fd, req, (size_t)n);
+			read_response(fd, 0, &r);
+			if (r.status != codes[i])
+				fail_msg("%s: %d", paths[i], r.status);
+			if (resp_header(&r, "Connection", v, sizeof(v)) == 0)
+				if (strcmp(v, "close") == 0)
+					fail_msg("%s: Connection: close", paths[i]);
+			resp_free(&r);
+		}
+	}
+	close(fd);
+}
+
+static void test_status(void **state)
+{
+	struct resp r;
+
+	write_status(STORE_STATE_RUNNING, ns_now_ms());
+	http_get("/api/v1/status", &r);
+	assert_json_reply(&r, 200);
+	assert_non_null(strstr(r.body, "\"generated_at\""));
+	assert_non_null(strstr(r.body, "\"as_of\""));
+	assert_non_null(strstr(r.body, "1234")); /* events new */
+	resp_free(&r);
+}
+
+/* GET /healthz after writing a status; expect code and "status". */
+static void expect_health(uint8_t state, int64_t age_ms, int code,
+			  const char *status, const char *state_name)
+{
+	struct resp r;
+
+	write_status(state, ns_now_ms() - age_ms);
+	http_get("/healthz", &r);
+	assert_json_reply(&r, code);
+	assert_jtext(r.body, "$.status", status);
+	assert_jtext(r.body, "$.state", state_name);
+	resp_free(&r);
+}
+
+static void test_healthz(void **state)
+{
+	/* interval 5 s: fresh while as_of is at most 11 s old */
+	expect_health(STORE_STATE_RUNNING, 0, 200, "ok", "running");
+	expect_health(STORE_STATE_RUNNING, 9500, 200, "ok", "running");
+	expect_health(STORE_STATE_RESYNCING, 1000, 200, "ok", "resyncing");
+	expect_health(STORE_STATE_RUNNING, 12500, 503, "stale", "running");
+	expect_health(STORE_STATE_RUNNING, 3600000, 503, "stale", "running");
+	expect_health(STORE_STATE_RESYNCING, 60000, 503, "stale",
+		      "resyncing");
+	expect_health(STORE_STATE_STOPPED, 0, 503, "stopped", "stopped");
+	expect_health(STORE_STATE_STARTING, 0, 503, "starting", "starting");
+	expect_health(STORE_STATE_RUNNING, 0, 200, "ok", "running");
+}
+
+/* Counts lines of text starting with prefix. */
+static int count_lines(const char *text, const char *prefix)
+{
+	size_t pl = strlen(prefix);
+	int n = 0;
+
+	for (const char *p = text; p && *p;) {
+		if (strncmp(p, prefix, pl) == 0)
+			n++;
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return n;
+}
+
+static void assert_line(const char *text, const char *line)
+{
+	char want[512];
+
+	snprintf(want, sizeof(want), "\n%s\n", line);
+	if (!strstr(text, want))
+		fail_msg("line '%s' missing from:\n%s", line, text);
+}
+
+/* Every sample's family is declared by # TYPE before it, and a family's
+ * samples are contiguous and declared once. */
+static void assert_exposition(const char *text)
+{
+	char seen[4096] = " ", name[128], last[128] = "", key[140];
+
+	for (const char *p = text; *p;) {
+		const char *eol = strchr(p, '\n');
+		size_t n;
+
+		assert_non_null(eol); /* every line ends with \n */
+		if (strncmp(p, "# TYPE ", 7) == 0) {
+			n = strcspn(p + 7, " ");
+			snprintf(name, sizeof(name), "%.*s", (int)n, p + 7);
+			snprintf(key, sizeof(key), " %s ", name);
+			if (strstr(seen, key))
+				fail_msg("%s declared twice", name);
+			assert_true(strlen(seen) + strlen(key) < sizeof(seen));
+			strcat(seen, name);
+			strcat(seen, " ");
+			snprintf(last, sizeof(last), "%s", name);
+		} else if (*p != '#') {
+			n = strcspn(p, "{ ");
+			snprintf(name, sizeof(name), "%.*s", (int)n, p);
+			if (strcmp(name, last) != 0)
+				fail_msg("sample of %s outside its family "
+					 "(%s)", name, last);
+		}
+		p = eol + 1;
+	}
+}
+
+static void test_metrics(void **state)
+{
+	struct resp r;
+	char v[128];
+
+	write_status(STORE_STATE_RUNNING, ns_now_ms());
+	http_get("/metrics", &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(resp_header(&r, "Content-Type", v, sizeof(v)), 0);
+	assert_non_null(strstr(v, "text/plain; version=0.0.4"));
+	assert_int_equal(resp_header(&r, "Cache-Control", v, sizeof(v)), 0);
+	assert_string_equal(v, "no-store");
+	assert_exposition(r.body);
+	assert_true(strncmp(r.body, "# HELP ", 7) == 0);
+
+#define GL(ip, proto) "{public_ip=\"" ip "\",proto=\"" proto "\"}"
+	assert_line(r.body, "# TYPE natscope_gateway_ports_in_use gauge");
+	assert_line(r.body, "natscope_gateway_ports_in_use" GL(GW4, "tcp")
+			    " 1200");
+	assert_line(r.body, "natscope_gateway_ports_in_use" GL(GW6, "tcp")
+			    " 20");
+	assert_line(r.body, "natscope_gateway_port_space" GL(GW4, "udp")
+			    " 65535");
+	assert_line(r.body, "natscope_gateway_mappings" GL(GW4, "tcp")
+			    " 1500");
+	assert_line(r.body, "natscope_gateway_hosts" GL(GW4, "tcp") " 13");
+	assert_line(r.body, "natscope_gateway_destinations" GL(GW4, "tcp")
+			    " 4");
+	assert_line(r.body, "natscope_gateway_worst_destination_mappings"
+			    GL(GW4, "tcp") " 1100");
+	assert_line(r.body, "natscope_gateway_worst_destination_capacity"
+			    GL(GW4B, "icmp") " 65536");
+	/* 1100 / 64512 */
+	assert_line(r.body,
+		    "natscope_gateway_worst_destination_utilization_ratio"
+		    GL(GW4, "tcp") " 0.0170510913");
+	assert_line(r.body, "natscope_gateway_tcp_state_mappings{public_ip=\""
+			    GW4 "\",proto=\"tcp\",state=\"time_wait\"} 1097");
+	assert_line(r.body, "natscope_gateway_tcp_state_mappings{public_ip=\""
+			    GW6 "\",proto=\"tcp\",state=\"established\"} 22");
+	assert_int_equal(count_lines(r.body,
+				     "natscope_gateway_tcp_state_mappings{"),
+			 2 * NS_TCP_STATES); /* TCP gateways only */
+#undef GL
+
+	/* top 10 hosts per gateway, no more */
+	assert_int_equal(count_lines(r.body, "natscope_host_mappings{"
+					     "public_ip=\"" GW4
+					     "\",proto=\"tcp\""),
+			 10);
+	assert_int_equal(count_lines(r.body, "natscope_host_ports_in_use{"
+					     "public_ip=\"" GW4
+					     "\",proto=\"tcp\""),
+			 10);
+	assert_line(r.body, "natscope_host_mappings{public_ip=\"" GW4
+			    "\",proto=\"tcp\",host=\"198.18.0.1\",kind=\"nat\"}"
+			    " 280");
+	assert_line(r.body, "natscope_host_ports_in_use{public_ip=\"" GW4
+			    "\",proto=\"tcp\",host=\"198.18.0.10\","
+			    "kind=\"nat\"} 50");
+	assert_null(strstr(r.body, "host=\"198.18.0.11\""));
+	assert_null(strstr(r.body, "host=\"198.18.0.12\""));
+	assert_null(strstr(r.body, "host=\"" GW4 "\"")); /* 11th */
+	assert_line(r.body, "natscope_host_mappings{public_ip=\"" GW6
+			    "\",proto=\"tcp\",host=\"2001:db8:1::2\","
+			    "kind=\"nat\"} 22");
+	assert_int_equal(count_lines(r.body, "natscope_host_mappings{"), 13);
+
+	/* status */
+	assert_line(r.body, "# TYPE natscope_events_total counter");
+	assert_line(r.body, "natscope_events_total{type=\"new\"} 1234");
+	assert_line(r.body, "natscope_events_total{type=\"update\"} 567");
+	assert_line(r.body, "natscope_events_total{type=\"destroy\"} 89");
+	assert_line(r.body, "natscope_events_total{type=\"dumped\"} 1000");
+	assert_line(r.body, "natscope_events_lost_total 17");
+	assert_line(r.body, "natscope_enobufs_total 4");
+	assert_line(r.body, "natscope_unknown_destroy_total 3");
+	assert_line(r.body, "natscope_malformed_messages_total 2");
+	assert_line(r.body, "natscope_resyncs_total 2");
+	assert_line(r.body, "natscope_resync_active 0");
+	assert_line(r.body, "natscope_resync_last_duration_seconds 0.25");
+	assert_line(r.body, "natscope_mappings{kind=\"nat\"} 1555");
+	assert_line(r.body, "natscope_mappings{kind=\"local\"} 5");
+	assert_null(strstr(r.body, "natscope_entries_other")); /* -1 */
+	assert_line(r.body, "natscope_conntrack_entries 2000");
+	assert_line(r.body, "natscope_conntrack_max 262144");
+	assert_line(r.body, "natscope_conntrack_insert_failed_total 7");
+	assert_line(r.body, "natscope_conntrack_drop_total 6");
+	assert_line(r.body, "natscope_conntrack_early_drop_total 5");
+	assert_line(r.body, "natscope_conntrack_clash_resolve_total 1");
+	assert_line(r.body, "natscope_sysctl{name=\"net.ipv4.ip_local_port_"
+			    "range.min\"} 32768");
+	assert_line(r.body, "natscope_sysctl{name=\"net.ipv4.ip_local_port_"
+			    "range.max\"} 60999");
+	assert_line(r.body, "natscope_sysctl{name=\"net.ipv4.tcp_tw_reuse\"}"
+			    " 2");
+	assert_line(r.body, "natscope_sysctl{name=\"net.netfilter.nf_"
+			    "conntrack_tcp_timeout_time_wait\"} 120");
+	assert_line(r.body, "natscope_writes_failed_total 0");
+	assert_non_null(strstr(r.body,
+			       "\nnatscope_last_write_timestamp_seconds 1"));
+	assert_line(r.body, "natscope_collector_state{state=\"running\"} 1");
+	assert_line(r.body, "natscope_collector_state{state=\"starting\"} 0");
+	assert_line(r.body, "natscope_collector_state{state=\"stopped\"} 0");
+	assert_line(r.body, "natscope_build_info{version=\"" NS_VERSION
+			    "\"} 1");
+	assert_line(r.body, "process_resident_memory_bytes 10485760");
+	assert_line(r.body, "process_cpu_seconds_total 1.5");
+	resp_free(&r);
+
+	/* the state gauge follows the status row */
+	write_status(STORE_STATE_RESYNCING, ns_now_ms());
+	http_get("/metrics", &r);
+	assert_line(r.body, "natscope_collector_state{state=\"running\"} 0");
+	assert_line(r.body, "natscope_collector_state{state=\"resyncing\"} 1");
+	resp_free(&r);
+	write_status(STORE_STATE_RUNNING, ns_now_ms());
+}
+
+/* Removes a database file and its -wal and -shm companions. */
+static void remove_db(const char *db)
+{
+	char path[200];
+
+	unlink(db);
+	snprintf(path, sizeof(path), "%s-wal", db);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s-shm", db);
+	unlink(path);
+}
+
+/* A database that stays locked: 503 with Retry-After, and the service
+ * answers again once the lock is gone.  WAL readers are never blocked by
+ * a writer, so this database is switched to a rollback journal, where an
+ * exclusive transaction does block them. */
+static void test_busy(void **state)
+{
+	struct web_config cfg = { .listen = "127.0.0.1:0", .interval_s = 5 };
+	uint16_t saved = T.port;
+	struct store_status s;
+	struct store *st;
+	struct web *w;
+	struct resp r;
+	char db[160], v[16];
+	sqlite3 *raw;
+	int64_t t0;
+
+	snprintf(db, sizeof(db), "%s/busy.db", T.dir);
+	st = store_open(db, STORE_READ_WRITE);
+	assert_non_null(st);
+	fill_status(&s, STORE_STATE_RUNNING, ns_now_ms());
+	assert_int_equal(store_begin_run(st, &s), 0);
+	store_close(st);
+	assert_int_equal(sqlite3_open(db, &raw), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(raw, "PRAGMA journal_mode = DELETE",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+
+	cfg.db_path = db;
+	w = web_start(&cfg);
+	assert_non_null(w);
+	T.port = web_bound_port(w);
+	http_get("/healthz", &r);
+	assert_int_equal(r.status, 503); /* STARTING */
+	assert_jtext(r.body, "$.status", "starting");
+	resp_free(&r);
+
+	assert_int_equal(sqlite3_exec(raw, "BEGIN EXCLUSIVE", NULL, NULL,
+				      NULL),
+			 SQLITE_OK);
+	t0 = ns_mono_ns();
+	http_get("/api/v1/gateways", &r);
+	assert_json_reply(&r, 503);
+	assert_jtext(r.body, "$.error", "database is busy");
+	assert_int_equal(resp_header(&r, "Retry-After", v, sizeof(v)), 0);
+	assert_string_equal(v, "1");
+	resp_free(&r);
+	/* the store waited for the lock before giving up */
+	assert_true(ns_mono_ns() - t0 >= 1000000000LL);
+	http_get("/metrics", &r);
+	assert_json_reply(&r, 503);
+	resp_free(&r);
+
+	assert_int_equal(sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL),
+			 SQLITE_OK);
+	http_get("/api/v1/gateways", &r);
+	assert_json_reply(&r, 200);
+	resp_free(&r);
+
+	web_stop(w);
+	T.port = saved;
+	sqlite3_close(raw);
+	remove_db(db);
+}
+
+/* A database no run has written to yet: nothing to report, and /healthz
+ * says so.  Also checks that web_stop() closes the listening socket. */
+static void test_empty_database(void **state)
+{
+	struct web_config cfg = { .listen = "127.0.0.1:0", .interval_s = 5 };
+	uint16_t saved = T.port;
+	char db[160];
+	struct store *st;
+	struct web *w;
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	struct resp r;
+	int fd;
+
+	snprintf(db, sizeof(db), "%s/empty.db", T.dir);
+	st = store_open(db, STORE_READ_WRITE);
+	assert_non_null(st);
+	cfg.db_path = db;
+	w = web_start(&cfg);
+	assert_non_null(w);
+	T.port = web_bound_port(w);
+	assert_int_not_equal(T.port, saved);
+
+	http_get("/healthz", &r);
+	assert_json_reply(&r, 503);
+	assert_jtext(r.body, "$.status", "starting");
+	assert_null(jtext(r.body, "$.state"));
+	resp_free(&r);
+
+	http_get("/api/v1/status", &r);
+	assert_json_reply(&r, 503);
+	assert_jtext(r.body, "$.error",
+		     "the collector has not written a snapshot yet");
+	resp_free(&r);
+
+	http_get("/api/v1/gateways", &r);
+	assert_json_reply(&r, 200);
+	assert_int_equal(jlen(r.body, "$.gateways"), 0);
+	resp_free(&r);
+
+	expect_error("/api/v1/gateways/" GW4 "/hosts", 404,
+		     "no live mappings for 203.0.113.1 tcp");
+
+	http_get("/metrics", &r);
+	assert_int_equal(r.status, 200);
+	assert_exposition(r.body);
+	assert_line(r.body, "natscope_build_info{version=\"" NS_VERSION
+			    "\"} 1");
+	assert_null(strstr(r.body, "natscope_gateway_"));
+	assert_null(strstr(r.body, "natscope_events_total"));
+	resp_free(&r);
+
+	web_stop(w);
+	sin.sin_port = htons(T.port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), -1);
+	assert_int_equal(errno, ECONNREFUSED);
+	close(fd);
+	T.port = saved;
+	store_close(st);
+	remove_db(db);
+}
+
+/* Last: after every bad request above the service still answers. */
+static void test_still_serving(void **state)
+{
+	struct resp r;
+
+	http_get("/api/v1/gateways", &r);
+	assert_json_reply(&r, 200);
+	assert_int_equal(jlen(r.body, "$.gateways"), 4);
+	resp_free(&r);
+	http_get("/healthz", &r);
+	assert_json_reply(&r, 200);
+	resp_free(&r);
+}
+
+static const struct CMUnitTest tests[] = {
+	cmocka_unit_test(test_parse_listen),
+	cmocka_unit_test(test_parse_limit),
+	cmocka_unit_test(test_start_errors),
+	cmocka_unit_test(test_index),
+	cmocka_unit_test(test_gateways),
+	cmocka_unit_test(test_hosts),
+	cmocka_unit_test(test_destinations),
+	cmocka_unit_test(test_ipv6_canonical),
+	cmocka_unit_test(test_bad_requests),
+	cmocka_unit_test(test_long_path),
+	cmocka_unit_test(test_not_found),
+	cmocka_unit_test(test_method_not_allowed),
+	cmocka_unit_test(test_head),
+	cmocka_unit_test(test_keepalive),
+	cmocka_unit_test(test_status),
+	cmocka_unit_test(test_healthz),
+	cmocka_unit_test(test_metrics),
+	cmocka_unit_test(test_busy),
+	cmocka_unit_test(test_empty_database),
+	cmocka_unit_test(test_still_serving),
+};
+
+int main(void)
+{
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
