@@ -106,9 +106,12 @@ def test_bad_flags(lab, fail, work, nsbin):
 def test_help_version(lab, fail, nsbin):
     rc, out, _ = run_timed(lab, "gw", nsbin + ["--help"], timeout=5)
     fail.check(rc == 0, "--help: status %r" % rc)
-    for word in ("run", "--db", "--listen", "--interval", "--event-buffer",
+    fail.check("run" in out, "--help does not mention run: %r" % out)
+    rc, out, _ = run_timed(lab, "gw", nsbin + ["run", "--help"], timeout=5)
+    fail.check(rc == 0, "run --help: status %r" % rc)
+    for word in ("--db", "--listen", "--interval", "--event-buffer",
                  "--verbose"):
-        fail.check(word in out, "--help does not mention %s: %r"
+        fail.check(word in out, "run --help does not mention %s: %r"
                    % (word, out))
     rc, out, _ = run_timed(lab, "gw", nsbin + ["--version"], timeout=5)
     fail.check(rc == 0, "--version: status %r" % rc)
