@@ -12,7 +12,8 @@
  *   SQLITE_BUSY/LOCKED -> EBUSY      SQLITE_FULL -> ENOSPC
  *   SQLITE_CORRUPT/NOTADB -> EILSEQ  SQLITE_CANTOPEN -> ENOENT or EACCES
  *   SQLITE_READONLY -> EROFS         schema newer than binary -> EPROTONOSUPPORT
- *   anything else -> EIO
+ *   SQLITE_NOMEM -> ENOMEM           anything else -> EIO
+ * A file that is not a natscope database also fails with EILSEQ.
  */
 #ifndef NATSCOPE_STORE_H
 #define NATSCOPE_STORE_H
@@ -41,6 +42,11 @@ int store_schema_version(struct store *st);
 
 /* Number of migrations compiled into this binary (the newest version). */
 int store_binary_schema_version(void);
+
+/* For tests only: runs sql (statements without results) on st's own
+ * connection, e.g. "PRAGMA max_page_count = 20" to simulate a full disk.
+ * Returns 0, or -1 with errno. */
+int store_test_exec(struct store *st, const char *sql);
 
 /* ---- rows: what the collector writes and the web reads back ---- */
 
@@ -240,7 +246,9 @@ void store_writer_stop(struct store_writer *w);
  * returns -1 with errno: ENOENT when the asked-for gateway has no live
  * row, EBUSY when the database stays locked, EIO/EILSEQ otherwise.
  * now_ms becomes "generated_at".  Every answer carries "as_of" (the
- * snapshot time) and "coverage" (gaps overlapping the last interval). */
+ * snapshot time) and "coverage" (gaps overlapping the last interval).
+ * store_json_status fails with ENOENT before any run wrote a status row.
+ * The shapes are README.md's "HTTP API". */
 int store_json_gateways(struct store *st, int64_t now_ms, char **out);
 int store_json_hosts(struct store *st, const struct ns_addr *gateway,
 		     uint8_t proto, unsigned limit, int64_t now_ms, char **out);

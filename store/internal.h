@@ -1,0 +1,97 @@
+/*
+ * internal.h - what store/'s files share.  Not part of the module's
+ * interface: only the files of store/ include it.
+ */
+#ifndef NATSCOPE_STORE_INTERNAL_H
+#define NATSCOPE_STORE_INTERNAL_H
+
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+/* Every cached prepared statement, by the file that uses it. */
+enum store_stmt {
+	/* write.c */
+	STMT_BEGIN,
+	STMT_COMMIT,
+	STMT_CLEAR_GATEWAYS,
+	STMT_CLEAR_HOSTS,
+	STMT_CLEAR_DESTS,
+	STMT_GW_UPSERT,
+	STMT_GW_DELETE,
+	STMT_GW_DELETE_HOSTS,
+	STMT_GW_DELETE_DESTS,
+	STMT_HOST_UPSERT,
+	STMT_HOST_DELETE,
+	STMT_DEST_UPSERT,
+	STMT_DEST_DELETE,
+	STMT_GAP_UPSERT,
+	STMT_GAP_TRIM_AGE,
+	STMT_GAP_TRIM_COUNT,
+	STMT_STATUS_UPSERT,
+	/* read.c */
+	STMT_JSON_GATEWAYS,
+	STMT_JSON_HOSTS,
+	STMT_JSON_DESTS,
+	STMT_JSON_STATUS,
+	STMT_JSON_ERROR,
+	STMT_READ_STATUS,
+	STMT_READ_GATEWAYS,
+	STMT_READ_TOP_HOSTS,
+	STMT__COUNT
+};
+
+struct store {
+	sqlite3 *db;
+	enum store_mode mode;
+	char *path;
+	sqlite3_stmt *stmt[STMT__COUNT];
+	/* what the status row's writes_* columns say */
+	uint64_t writes_ok;
+	uint64_t writes_failed;
+	int64_t last_write_ms;
+	char last_error[128];
+	char last_msg[128]; /* the last failure store_fail() logged */
+	unsigned writes_since_checkpoint;
+};
+
+/* The status table's columns, in the order write.c binds them and read.c
+ * reads them back. */
+extern const char store_status_columns[];
+
+/* Gap log retention, applied by every store_write(). */
+#define STORE_GAPS_KEEP 1000
+#define STORE_GAPS_KEEP_MS (30LL * 24 * 3600 * 1000)
+/* A passive WAL checkpoint after this many successful writes. */
+#define STORE_CHECKPOINT_EVERY 16
+
+/* The errno for an SQLite result code (see store.h). */
+int store_errno(struct store *st, int rc);
+
+/* Logs "store: PATH: what: sqlite message", keeps "what: message" in
+ * st->last_msg and sets errno from rc.  Returns -1. */
+int store_fail(struct store *st, int rc, const char *what);
+
+/* The cached statement id, prepared from sql on first use, reset and
+ * unbound.  NULL with errno (logged) if it cannot be prepared. */
+sqlite3_stmt *store_stmt(struct store *st, enum store_stmt id,
+			 const char *sql);
+
+/* Steps s to completion and resets it.  Returns 0, or -1 with errno
+ * (logged with what). */
+int store_step_done(struct store *st, sqlite3_stmt *s, const char *what);
+
+/* Runs one or more SQL statements without results.  Returns 0 or -1 with
+ * errno (logged with what). */
+int store_exec(struct store *st, const char *sql, const char *what);
+
+/* SQL for a time column or parameter x (ms since the epoch) as RFC 3339
+ * UTC text with milliseconds, "2026-11-25T10:00:01.250Z"; NULL when x is
+ * NULL or not positive.  Integer arithmetic only, so it is exact. */
+#define SQL_TIME(x)                                                        \
+	"(CASE WHEN " x " > 0 THEN strftime('%Y-%m-%dT%H:%M:%S', (" x        \
+	") / 1000, 'unixepoch') || printf('.%03dZ', (" x ") % 1000) END)"
+
+#endif

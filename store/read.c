@@ -1,0 +1,536 @@
+/*
+ * read.c - the read side: the API's JSON documents, built by SQLite's JSON
+ * functions in one statement each (so each is one consistent snapshot),
+ * and the rows read back for /metrics.
+ */
+#include "store/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/*
+ * What every answer shares.  s is the status row (none before the first
+ * run); cov the gaps the answer's period overlaps: a closed gap overlapping
+ * [as_of - interval, as_of], or this run's open gap.  An open gap of an
+ * earlier run never closes (that run ended) and is not counted.
+ */
+#define SQL_WITH                                                            \
+	"WITH s AS (SELECT * FROM status WHERE id = 1), "                   \
+	"cov AS (SELECT g.* FROM gaps g, s WHERE "                          \
+	"(g.end_ms IS NULL AND g.run_started_ms = s.started_ms) OR "        \
+	"(g.end_ms IS NOT NULL AND g.start_ms <= s.as_of_ms AND "           \
+	"g.end_ms >= s.as_of_ms - s.interval_s * 1000)) "
+
+#define SQL_GAP_OBJECT                                                      \
+	"json_object('seq', seq, 'start', " SQL_TIME("start_ms") ", "       \
+	"'end', " SQL_TIME("end_ms") ", 'events_lost', events_lost, "       \
+	"'enobufs', enobufs, 'added', added, 'removed', removed, "          \
+	"'changed', changed, 'reason', reason)"
+
+/* "generated_at", "as_of" and "coverage"; ?1 is now. */
+#define SQL_HEADER                                                          \
+	"'generated_at', " SQL_TIME("?1") ", "                              \
+	"'as_of', (SELECT " SQL_TIME("as_of_ms") " FROM s), "              \
+	"'coverage', json_object('complete', json(CASE WHEN "               \
+	"(SELECT state FROM s) <> 'starting' AND "                          \
+	"NOT EXISTS (SELECT 1 FROM cov) THEN 'true' ELSE 'false' END), "    \
+	"'gaps', json((SELECT json_group_array(json(o)) FROM (SELECT "      \
+	SQL_GAP_OBJECT " AS o FROM cov "                                    \
+	"ORDER BY start_ms, run_started_ms, seq)))), "
+
+static const char sql_json_gateways[] =
+	SQL_WITH
+	"SELECT json_object(" SQL_HEADER
+	"'gateways', json((SELECT json_group_array(json(o)) FROM ("
+	"SELECT CASE WHEN proto = 'tcp' THEN json_set(o1, '$.states', "
+	"json_object('none', state_none, 'syn_sent', state_syn_sent, "
+	"'syn_recv', state_syn_recv, 'established', state_established, "
+	"'fin_wait', state_fin_wait, 'close_wait', state_close_wait, "
+	"'last_ack', state_last_ack, 'time_wait', state_time_wait, "
+	"'close', state_close, 'syn_sent2', state_syn_sent2)) "
+	"ELSE o1 END AS o FROM ("
+	"SELECT *, json_object('public_ip', public_ip, 'proto', proto, "
+	"'ports_in_use', ports_in_use, 'port_space', 65535, "
+	"'mappings', mappings, 'hosts', hosts, 'destinations', destinations, "
+	"'worst_destination', json(CASE WHEN worst_mappings > 0 THEN "
+	"json_object('ip', worst_ip, 'port', worst_port, 'zone', worst_zone, "
+	"'mappings', worst_mappings, 'capacity', worst_capacity) END)) AS o1 "
+	"FROM gateways ORDER BY family, ip_bin, proto)))))";
+
+/* ?2 public_ip, ?3 proto, ?4 limit.  First column: whether the gateway
+ * has a row. */
+static const char sql_json_hosts[] =
+	SQL_WITH
+	"SELECT EXISTS (SELECT 1 FROM gateways "
+	"WHERE public_ip = ?2 AND proto = ?3), json_object(" SQL_HEADER
+	"'public_ip', ?2, 'proto', ?3, "
+	"'total', (SELECT count(*) FROM hosts "
+	"WHERE public_ip = ?2 AND proto = ?3), 'limit', ?4, "
+	"'hosts', json((SELECT json_group_array(json(o)) FROM ("
+	"SELECT json_object('ip', ip, 'mappings', mappings, "
+	"'ports_in_use', ports_in_use, 'kind', kind) AS o FROM hosts "
+	"WHERE public_ip = ?2 AND proto = ?3 "
+	"ORDER BY mappings DESC, family, ip_bin, kind LIMIT ?4))))";
+
+static const char sql_json_dests[] =
+	SQL_WITH
+	"SELECT EXISTS (SELECT 1 FROM gateways "
+	"WHERE public_ip = ?2 AND proto = ?3), json_object(" SQL_HEADER
+	"'public_ip', ?2, 'proto', ?3, "
+	"'total', (SELECT count(*) FROM destinations "
+	"WHERE public_ip = ?2 AND proto = ?3), 'limit', ?4, "
+	"'destinations', json((SELECT json_group_array(json(o)) FROM ("
+	"SELECT json_object('ip', ip, 'port', port, 'zone', zone, "
+	"'mappings', mappings, 'capacity', capacity) AS o FROM destinations "
+	"WHERE public_ip = ?2 AND proto = ?3 "
+	"ORDER BY mappings DESC, family, ip_bin, port, zone LIMIT ?4))))";
+
+#define SQL_BOOL(x) "json(CASE WHEN " x " THEN 'true' ELSE 'false' END)"
+
+static const char sql_json_status[] =
+	SQL_WITH
+	"SELECT json_object(" SQL_HEADER
+	"'version', version, "
+	"'started_at', " SQL_TIME("started_ms") ", "
+	"'uptime_seconds', (?1 - started_ms) / 1000.0, "
+	"'pid', pid, 'interval_seconds', interval_s, 'state', state, "
+	"'event_buffer_bytes', event_buffer_bytes, "
+	"'mappings', json_object('live', mappings_nat + mappings_local, "
+	"'nat', mappings_nat, 'local', mappings_local, "
+	"'other', entries_other), "
+	"'gateways', gateways, 'hosts', hosts, 'destinations', destinations, "
+	"'events', json_object('new', ev_new, 'update', ev_update, "
+	"'destroy', ev_destroy, 'dumped', ev_dumped, "
+	"'unknown_destroy', ev_unknown_destroy, 'malformed', ev_malformed, "
+	"'lost', ev_lost, 'enobufs', enobufs), "
+	"'resync', json_object('count', resyncs, "
+	"'active', " SQL_BOOL("resync_active") ", "
+	"'last_started_at', " SQL_TIME("resync_last_started_ms") ", "
+	"'last_done_at', " SQL_TIME("resync_last_done_ms") ", "
+	"'last_duration_ms', resync_last_duration_us / 1000.0, "
+	"'last_entries', resync_last_entries, "
+	"'last_added', resync_last_added, "
+	"'last_removed', resync_last_removed, "
+	"'last_changed', resync_last_changed), "
+	"'gaps', json((SELECT json_group_array(json(o)) FROM (SELECT "
+	SQL_GAP_OBJECT " AS o FROM gaps "
+	"ORDER BY start_ms DESC, run_started_ms DESC, seq DESC LIMIT 10))), "
+	"'writes', json_object('ok', writes_ok, 'failed', writes_failed, "
+	"'last_at', " SQL_TIME("last_write_ms") ", "
+	"'last_error', last_write_error), "
+	"'conntrack', json_object('count', ct_count, 'max', ct_max, "
+	"'insert_failed', ct_insert_failed, 'drop', ct_drop, "
+	"'early_drop', ct_early_drop, 'clash_resolve', ct_clash_resolve), "
+	"'sysctl', json_object('ip_local_port_range', json(CASE WHEN "
+	"port_range_lo IS NOT NULL AND port_range_hi IS NOT NULL THEN "
+	"json_array(port_range_lo, port_range_hi) END), "
+	"'tcp_tw_reuse', tcp_tw_reuse, 'tcp_fin_timeout', tcp_fin_timeout, "
+	"'nf_conntrack_tcp_timeout_time_wait', tcp_timeout_time_wait, "
+	"'nf_conntrack_max', ct_max), "
+	"'process', json_object('rss_bytes', rss_bytes, "
+	"'cpu_seconds', cpu_seconds)) FROM s";
+
+/* Copies column col of the row s stands on into a malloc'd string. */
+static int column_dup(sqlite3_stmt *s, int col, char **out)
+{
+	const unsigned char *text = sqlite3_column_text(s, col);
+	int len = sqlite3_column_bytes(s, col);
+
+	if (!text || !(*out = malloc((size_t)len + 1))) {
+		errno = ENOMEM;
+		log_warn("store: JSON answer of %d bytes", len);
+		return -1;
+	}
+	memcpy(*out, text, (size_t)len + 1);
+	return 0;
+}
+
+/* Steps a JSON statement: one row, the document in column col, and when
+ * col is 1 column 0 says whether the asked-for gateway exists. */
+static int json_answer(struct store *st, sqlite3_stmt *s, int col,
+		       const char *what, char **out)
+{
+	int rc, ret = -1;
+
+	*out = NULL;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		if (col == 1 && !sqlite3_column_int(s, 0))
+			errno = ENOENT;
+		else
+			ret = column_dup(s, col, out);
+	} else if (rc == SQLITE_DONE) {
+		errno = ENOENT;
+	} else {
+		store_fail(st, rc, what);
+	}
+	rc = errno;
+	sqlite3_reset(s); /* ends the read transaction */
+	errno = rc;
+	return ret;
+}
+
+int store_json_gateways(struct store *st, int64_t now_ms, char **out)
+{
+	sqlite3_stmt *s;
+
+	*out = NULL;
+	if (!(s = store_stmt(st, STMT_JSON_GATEWAYS, sql_json_gateways)))
+		return -1;
+	sqlite3_bind_int64(s, 1, now_ms);
+	return json_answer(st, s, 0, "reading gateways", out);
+}
+
+static int json_gateway_list(struct store *st, enum store_stmt id,
+			     const char *sql, const struct ns_addr *gateway,
+			     uint8_t proto, unsigned limit, int64_t now_ms,
+			     char **out)
+{
+	char ip[NS_ADDR_STRLEN];
+	const char *name = ns_proto_name(proto);
+	sqlite3_stmt *s;
+
+	*out = NULL;
+	if (!ns_addr_format(gateway, ip) || !name) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (!(s = store_stmt(st, id, sql)))
+		return -1;
+	sqlite3_bind_int64(s, 1, now_ms);
+	sqlite3_bind_text(s, 2, ip, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, limit);
+	return json_answer(st, s, 1, "reading a gateway", out);
+}
+
+int store_json_hosts(struct store *st, const struct ns_addr *gateway,
+		     uint8_t proto, unsigned limit, int64_t now_ms, char **out)
+{
+	return json_gateway_list(st, STMT_JSON_HOSTS, sql_json_hosts, gateway,
+				 proto, limit, now_ms, out);
+}
+
+int store_json_destinations(struct store *st, const struct ns_addr *gateway,
+			    uint8_t proto, unsigned limit, int64_t now_ms,
+			    char **out)
+{
+	return json_gateway_list(st, STMT_JSON_DESTS, sql_json_dests, gateway,
+				 proto, limit, now_ms, out);
+}
+
+int store_json_status(struct store *st, int64_t now_ms, char **out)
+{
+	sqlite3_stmt *s;
+
+	*out = NULL;
+	if (!(s = store_stmt(st, STMT_JSON_STATUS, sql_json_status)))
+		return -1;
+	sqlite3_bind_int64(s, 1, now_ms);
+	return json_answer(st, s, 0, "reading the status", out);
+}
+
+void store_json_error(struct store *st, const char *msg, char **out)
+{
+	static const char fallback[] = "{\"error\":\"internal error\"}";
+	sqlite3_stmt *s = NULL;
+	sqlite3 *mem = NULL;
+	int err = errno;
+
+	*out = NULL;
+	if (st) {
+		s = store_stmt(st, STMT_JSON_ERROR,
+			       "SELECT json_object('error', ?1)");
+	} else if (sqlite3_open(":memory:", &mem) != SQLITE_OK ||
+		   sqlite3_prepare_v2(mem, "SELECT json_object('error', ?1)",
+				      -1, &s, NULL) != SQLITE_OK) {
+		s = NULL;
+	}
+	if (s) {
+		sqlite3_bind_text(s, 1, msg ? msg : "", -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW)
+			column_dup(s, 0, out);
+		if (mem)
+			sqlite3_finalize(s);
+		else
+			sqlite3_reset(s);
+	}
+	sqlite3_close(mem);
+	if (!*out && !(*out = strdup(fallback)))
+		log_warn("store: error answer");
+	errno = err;
+}
+
+/* ---- rows back ---- */
+
+static int64_t column_opt(sqlite3_stmt *s, int col)
+{
+	return sqlite3_column_type(s, col) == SQLITE_NULL
+		       ? -1
+		       : sqlite3_column_int64(s, col);
+}
+
+static void column_text(sqlite3_stmt *s, int col, char *buf, size_t size)
+{
+	const unsigned char *text = sqlite3_column_text(s, col);
+
+	snprintf(buf, size, "%s", text ? (const char *)text : "");
+}
+
+static uint8_t column_proto(sqlite3_stmt *s, int col)
+{
+	const char *name = (const char *)sqlite3_column_text(s, col);
+	int proto = name ? ns_proto_parse(name) : -1;
+
+	/* A protocol without a name was stored as its number. */
+	return proto >= 0 ? (uint8_t)proto
+			  : (uint8_t)sqlite3_column_int(s, col);
+}
+
+/* The address in the family (4/6) and ip_bin columns at col, col + 1. */
+static void column_addr(sqlite3_stmt *s, int col, struct ns_addr *a)
+{
+	const void *bin = sqlite3_column_blob(s, col + 1);
+	int len = sqlite3_column_bytes(s, col + 1);
+
+	memset(a, 0, sizeof(*a));
+	a->family = sqlite3_column_int(s, col) == 4 ? AF_INET : AF_INET6;
+	if (bin && len == (a->family == AF_INET ? 4 : 16))
+		memcpy(a->bytes, bin, (size_t)len);
+}
+
+static uint8_t state_parse(const char *name)
+{
+	if (!name || strcmp(name, "starting") == 0)
+		return STORE_STATE_STARTING;
+	if (strcmp(name, "running") == 0)
+		return STORE_STATE_RUNNING;
+	if (strcmp(name, "resyncing") == 0)
+		return STORE_STATE_RESYNCING;
+	return STORE_STATE_STOPPED;
+}
+
+static uint8_t kind_parse(const char *name)
+{
+	if (name && strcmp(name, "nat") == 0)
+		return NS_KIND_NAT;
+	if (name && strcmp(name, "local") == 0)
+		return NS_KIND_LOCAL;
+	return NS_KIND_OTHER;
+}
+
+int store_read_status(struct store *st, struct store_status *x)
+{
+	char sql[1280];
+	sqlite3_stmt *s;
+	int rc, i = 0;
+
+	memset(x, 0, sizeof(*x));
+	snprintf(sql, sizeof(sql), "SELECT %s FROM status WHERE id = 1",
+		 store_status_columns);
+	if (!(s = store_stmt(st, STMT_READ_STATUS, sql)))
+		return -1;
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		if (rc == SQLITE_DONE)
+			errno = ENOENT;
+		else
+			store_fail(st, rc, "reading the status");
+		rc = errno;
+		sqlite3_reset(s);
+		errno = rc;
+		return -1;
+	}
+	column_text(s, i++, x->version, sizeof(x->version));
+	x->started_ms = sqlite3_column_int64(s, i++);
+	x->pid = sqlite3_column_int(s, i++);
+	x->interval_s = (uint32_t)sqlite3_column_int64(s, i++);
+	x->state = state_parse((const char *)sqlite3_column_text(s, i++));
+	x->as_of_ms = sqlite3_column_int64(s, i++);
+	x->event_buffer_bytes = sqlite3_column_int64(s, i++);
+	x->mappings_nat = sqlite3_column_int64(s, i++);
+	x->mappings_local = sqlite3_column_int64(s, i++);
+	x->entries_other = column_opt(s, i++);
+	x->gateways = (uint32_t)sqlite3_column_int64(s, i++);
+	x->hosts = (uint32_t)sqlite3_column_int64(s, i++);
+	x->destinations = (uint32_t)sqlite3_column_int64(s, i++);
+	x->ev_new = sqlite3_column_int64(s, i++);
+	x->ev_update = sqlite3_column_int64(s, i++);
+	x->ev_destroy = sqlite3_column_int64(s, i++);
+	x->ev_dumped = sqlite3_column_int64(s, i++);
+	x->ev_unknown_destroy = sqlite3_column_int64(s, i++);
+	x->ev_malformed = sqlite3_column_int64(s, i++);
+	x->ev_lost = sqlite3_column_int64(s, i++);
+	x->enobufs = sqlite3_column_int64(s, i++);
+	x->resyncs = sqlite3_column_int64(s, i++);
+	x->resync_active = (uint8_t)sqlite3_column_int(s, i++);
+	x->resync_last_started_ms = sqlite3_column_int64(s, i++);
+	x->resync_last_done_ms = sqlite3_column_int64(s, i++);
+	x->resync_last_duration_us = column_opt(s, i++);
+	x->resync_last_entries = sqlite3_column_int64(s, i++);
+	x->resync_last_added = sqlite3_column_int64(s, i++);
+	x->resync_last_removed = sqlite3_column_int64(s, i++);
+	x->resync_last_changed = sqlite3_column_int64(s, i++);
+	x->ct_count = column_opt(s, i++);
+	x->ct_max = column_opt(s, i++);
+	x->ct_insert_failed = column_opt(s, i++);
+	x->ct_drop = column_opt(s, i++);
+	x->ct_early_drop = column_opt(s, i++);
+	x->ct_clash_resolve = column_opt(s, i++);
+	x->port_range_lo = (int32_t)column_opt(s, i++);
+	x->port_range_hi = (int32_t)column_opt(s, i++);
+	x->tcp_tw_reuse = (int32_t)column_opt(s, i++);
+	x->tcp_fin_timeout = (int32_t)column_opt(s, i++);
+	x->tcp_timeout_time_wait = (int32_t)column_opt(s, i++);
+	x->rss_bytes = sqlite3_column_int64(s, i++);
+	x->cpu_seconds = sqlite3_column_double(s, i++);
+	x->writes_ok = sqlite3_column_int64(s, i++);
+	x->writes_failed = sqlite3_column_int64(s, i++);
+	x->last_write_ms = sqlite3_column_int64(s, i++);
+	column_text(s, i++, x->last_write_error, sizeof(x->last_write_error));
+	sqlite3_reset(s);
+	return 0;
+}
+
+/* Appends one zeroed element to *arr (n used of *cap).  NULL with ENOMEM
+ * (logged). */
+static void *array_add(void *arr, size_t n, size_t *cap, size_t size)
+{
+	void *old, *p;
+	size_t ncap;
+
+	memcpy(&old, arr, sizeof(old));
+	if (n == *cap) {
+		ncap = *cap ? *cap * 2 : 16;
+		if (ncap > SIZE_MAX / size || !(p = realloc(old, ncap * size))) {
+			errno = ENOMEM;
+			log_warn("store: reading %zu rows", n + 1);
+			return NULL;
+		}
+		memcpy(arr, &p, sizeof(p));
+		*cap = ncap;
+		old = p;
+	}
+	p = (char *)old + n * size;
+	memset(p, 0, size);
+	return p;
+}
+
+/* Ends a row-reading loop: rc is the last sqlite3_step() result. */
+static int rows_done(struct store *st, sqlite3_stmt *s, int rc, void *rows,
+		     const char *what)
+{
+	int err;
+
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(s);
+		return 0;
+	}
+	if (rc != SQLITE_ROW) /* else array_add() failed and logged */
+		store_fail(st, rc, what);
+	err = errno;
+	sqlite3_reset(s);
+	free(rows);
+	errno = err;
+	return -1;
+}
+
+int store_read_gateways(struct store *st, struct store_gateway_row **rows,
+			size_t *n)
+{
+	struct store_gateway_row *r, *arr = NULL;
+	size_t cap = 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	*rows = NULL;
+	*n = 0;
+	s = store_stmt(st, STMT_READ_GATEWAYS,
+		       "SELECT family, ip_bin, proto, ports_in_use, mappings, "
+		       "hosts, destinations, worst_ip, worst_port, worst_zone, "
+		       "worst_mappings, worst_capacity, state_none, "
+		       "state_syn_sent, state_syn_recv, state_established, "
+		       "state_fin_wait, state_close_wait, state_last_ack, "
+		       "state_time_wait, state_close, state_syn_sent2 "
+		       "FROM gateways ORDER BY family, ip_bin, proto");
+	if (!s)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (!(r = array_add(&arr, *n, &cap, sizeof(*r))))
+			break;
+		column_addr(s, 0, &r->ip);
+		r->proto = column_proto(s, 2);
+		r->ports_in_use = (uint32_t)sqlite3_column_int64(s, 3);
+		r->mappings = (uint32_t)sqlite3_column_int64(s, 4);
+		r->hosts = (uint32_t)sqlite3_column_int64(s, 5);
+		r->destinations = (uint32_t)sqlite3_column_int64(s, 6);
+		if (sqlite3_column_type(s, 7) != SQLITE_NULL)
+			ns_addr_parse((const char *)sqlite3_column_text(s, 7),
+				      &r->worst_ip);
+		r->worst_port = (uint16_t)sqlite3_column_int(s, 8);
+		r->worst_zone = (uint16_t)sqlite3_column_int(s, 9);
+		r->worst_mappings = (uint32_t)sqlite3_column_int64(s, 10);
+		r->worst_capacity = (uint32_t)sqlite3_column_int64(s, 11);
+		for (int i = 0; i < NS_TCP_STATES; i++)
+			r->states[i] = (uint32_t)sqlite3_column_int64(s,
+								      12 + i);
+		(*n)++;
+	}
+	if (rows_done(st, s, rc, arr, "reading gateways") < 0) {
+		*n = 0;
+		return -1;
+	}
+	*rows = arr;
+	return 0;
+}
+
+int store_read_top_hosts(struct store *st, const struct ns_addr *gateway,
+			 uint8_t proto, unsigned k,
+			 struct store_host_row **rows, size_t *n)
+{
+	struct store_host_row *r, *arr = NULL;
+	char ip[NS_ADDR_STRLEN];
+	const char *name = ns_proto_name(proto);
+	size_t cap = 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	*rows = NULL;
+	*n = 0;
+	if (!ns_addr_format(gateway, ip) || !name) {
+		errno = EINVAL;
+		return -1;
+	}
+	s = store_stmt(st, STMT_READ_TOP_HOSTS,
+		       "SELECT family, ip_bin, kind, mappings, ports_in_use "
+		       "FROM hosts WHERE public_ip = ?1 AND proto = ?2 "
+		       "ORDER BY mappings DESC, family, ip_bin, kind "
+		       "LIMIT ?3");
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, ip, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, k);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *kind = (const char *)sqlite3_column_text(s, 2);
+
+		if (!(r = array_add(&arr, *n, &cap, sizeof(*r))))
+			break;
+		r->gateway = *gateway;
+		r->proto = proto;
+		column_addr(s, 0, &r->ip);
+		r->kind = kind_parse(kind);
+		r->mappings = (uint32_t)sqlite3_column_int64(s, 3);
+		r->ports_in_use = (uint32_t)sqlite3_column_int64(s, 4);
+		(*n)++;
+	}
+	if (rows_done(st, s, rc, arr, "reading hosts") < 0) {
+		*n = 0;
+		return -1;
+	}
+	*rows = arr;
+	return 0;
+}
