@@ -107,9 +107,10 @@ def phase2(lab, a, c2udp):
 
 def explain_prestart(T0, T1, failed):
     """Logs what changed, after natscope started, among the entries that
-    existed before: with nf_conntrack_events=2 (the default) the kernel
-    gives such entries no event cache, so they never emit UPDATE or
-    DESTROY; natscope can only learn of these changes by dumping again."""
+    existed before: entries created while no conntrack event listener
+    existed get no event cache (nf_conntrack_events=2, the default), so
+    they never emit UPDATE or DESTROY; natscope can only learn of these
+    changes by dumping again."""
     def key(m):
         return (m.family, m.proto, m.zone, m.public_ip, m.public_port,
                 m.dest_ip, m.dest_port)
@@ -123,8 +124,8 @@ def explain_prestart(T0, T1, failed):
     trans = collections.Counter(moved)
     log("%s%d mappings that existed before natscope started were removed "
         "and %d changed state afterwards (%s); the kernel emits no event "
-        "for entries created while nobody listened "
-        "(nf_conntrack_events=2), so only a new dump can show these"
+        "for entries created while no conntrack listener existed, so only "
+        "a new dump can show these"
         % ("NOTE: " if failed else "", len(gone), len(moved),
            ", ".join("%s->%s x%d" % (a, b, n)
                      for (a, b), n in sorted(trans.items()))))
@@ -470,9 +471,17 @@ def run(lab, work, fail, truth_only):
     log("lab up in %s; gateway addresses %s, local range %d-%d"
         % (lab.prefix, sorted(local_addrs), lo, hi))
 
+    # Phase 1 stands for what a gateway holds before natscope starts.
+    # With nf_conntrack_events=2 (auto), entries created while nobody
+    # listens get no event cache and never emit events; but "nobody" is
+    # host-wide (nf_ctnetlink_has_listener is global), so any conntrack
+    # listener in another namespace would change that.  Events off while
+    # phase 1 runs makes it so whatever else runs on the host.
+    lab.sysctl("gw", "net.netfilter.nf_conntrack_events", 0)
     c2udp = phase1(agents)
-    log("phase 1 traffic done")
     T0, _ = take_truth(lab, local_addrs, local_cap)
+    lab.sysctl("gw", "net.netfilter.nf_conntrack_events", 2)
+    log("phase 1 traffic done")
     if truth_only:
         phase2(lab, agents, c2udp)
         T, _ = take_truth(lab, local_addrs, local_cap)
