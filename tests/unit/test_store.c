@@ -1,0 +1,1635 @@
+/*
+ * test_store.c - store/ against real SQLite files in a temporary
+ * directory: migrations and version checks, write/read round trips, the
+ * delta semantics, failures (full disk, locked database) leaving the file
+ * as it was, gap retention, the JSON documents (checked with json_extract)
+ * and the writer thread.  Prints the time a full 100k-bucket write takes.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "common/common.h"
+#include "store/store.h"
+
+/* 2026-11-25T10:00:00.000Z: the snapshot time most tests use. */
+#define T0 1795600800000LL
+#define MIN_MS 60000LL
+#define DAY_MS (24 * 3600 * 1000LL)
+
+static char tmpdir[] = "/tmp/natscope-store-XXXXXX";
+static sqlite3 *jdb; /* in-memory connection for json_extract() */
+
+/* ---- helpers ---- */
+
+static const char *db_path(const char *name)
+{
+	static char path[4][256];
+	static int next;
+	char *p = path[next++ % 4];
+
+	snprintf(p, sizeof(path[0]), "%s/%s.db", tmpdir, name);
+	return p;
+}
+
+static struct ns_addr A(const char *text)
+{
+	struct ns_addr a;
+
+	assert_int_equal(ns_addr_parse(text, &a), 0);
+	return a;
+}
+
+static struct store *open_fresh(const char *name)
+{
+	const char *path = db_path(name);
+	struct store *st;
+	char extra[300];
+
+	unlink(path);
+	snprintf(extra, sizeof(extra), "%s-wal", path);
+	unlink(extra);
+	snprintf(extra, sizeof(extra), "%s-shm", path);
+	unlink(extra);
+	st = store_open(path, STORE_READ_WRITE);
+	assert_non_null(st);
+	return st;
+}
+
+/* Runs sql on its own connection to path; returns the first column of the
+ * first row as an integer (-999 when NULL or no row). */
+static long long q_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	long long v = -999;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY,
+					 NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW &&
+	    sqlite3_column_type(s, 0) != SQLITE_NULL)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+/* Same, text result copied into a static buffer ("(null)" for NULL). */
+static const char *q_text(const char *path, const char *sql)
+{
+	static char buf[4096];
+	sqlite3 *db;
+	sqlite3_stmt *s;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY,
+					 NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	snprintf(buf, sizeof(buf), "(null)");
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+		snprintf(buf, sizeof(buf), "%s", sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return buf;
+}
+
+/* fn(doc, path) on the in-memory connection: the value's text in a
+ * rotating static buffer, or "(missing)" for SQL NULL. */
+static const char *jcall(const char *fn, const char *doc, const char *path)
+{
+	static char buf[8][2048];
+	static int next;
+	char sql[64], *out = buf[next++ % 8];
+	sqlite3_stmt *s;
+
+	snprintf(sql, sizeof(sql), "SELECT %s(?1, ?2)", fn);
+	assert_int_equal(sqlite3_prepare_v2(jdb, sql, -1, &s, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(s, 1, doc, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	snprintf(out, sizeof(buf[0]), "%s",
+		 sqlite3_column_text(s, 0) ? (const char *)sqlite3_column_text(s, 0)
+					   : "(missing)");
+	sqlite3_finalize(s);
+	return out;
+}
+
+/* json_extract() as text: strings unquoted, null as "(missing)". */
+static const char *jtext(const char *doc, const char *path)
+{
+	return jcall("json_extract", doc, path);
+}
+
+/* json_type(): "integer", "real", "text", "null", "true", "object", ...,
+ * or "(missing)" when the path does not exist. */
+static const char *jtype(const char *doc, const char *path)
+{
+	return jcall("json_type", doc, path);
+}
+
+static long long jint(const char *doc, const char *path)
+{
+	const char *type = jtype(doc, path);
+
+	if (strcmp(type, "integer") != 0)
+		fail_msg("%s: expected an integer, got %s in %s", path, type,
+			 doc);
+	return strtoll(jtext(doc, path), NULL, 10);
+}
+
+static double jreal(const char *doc, const char *path)
+{
+	const char *type = jtype(doc, path);
+
+	if (strcmp(type, "real") != 0 && strcmp(type, "integer") != 0)
+		fail_msg("%s: expected a number, got %s", path, type);
+	return strtod(jtext(doc, path), NULL);
+}
+
+static long long jlen(const char *doc, const char *path)
+{
+	return strtoll(jcall("json_array_length", doc, path), NULL, 10);
+}
+
+static void assert_json_valid(const char *doc)
+{
+	sqlite3_stmt *s;
+
+	assert_non_null(doc);
+	assert_int_equal(sqlite3_prepare_v2(jdb, "SELECT json_valid(?1)", -1,
+					    &s, NULL), SQLITE_OK);
+	sqlite3_bind_text(s, 1, doc, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	if (sqlite3_column_int(s, 0) != 1)
+		fail_msg("not valid JSON: %s", doc);
+	sqlite3_finalize(s);
+}
+
+/* A status with a distinct value in every field. */
+static void fill_status(struct store_status *x, uint8_t state)
+{
+	memset(x, 0, sizeof(*x));
+	snprintf(x->version, sizeof(x->version), "%s", NS_VERSION);
+	x->started_ms = T0 - 3600 * 1000;
+	x->pid = 4242;
+	x->interval_s = 5;
+	x->state = state;
+	x->as_of_ms = T0;
+	x->event_buffer_bytes = 134217728;
+	x->mappings_nat = 1500;
+	x->mappings_local = 20;
+	x->entries_other = 7;
+	x->gateways = 2;
+	x->hosts = 3;
+	x->destinations = 4;
+	x->ev_new = 101;
+	x->ev_update = 102;
+	x->ev_destroy = 103;
+	x->ev_dumped = 104;
+	x->ev_unknown_destroy = 105;
+	x->ev_malformed = 106;
+	x->ev_lost = 107;
+	x->enobufs = 108;
+	x->resyncs = 2;
+	x->resync_active = 0;
+	x->resync_last_started_ms = T0 - MIN_MS;
+	x->resync_last_done_ms = T0 - MIN_MS + 1234;
+	x->resync_last_duration_us = 1234567;
+	x->resync_last_entries = 5000;
+	x->resync_last_added = 11;
+	x->resync_last_removed = 12;
+	x->resync_last_changed = 13;
+	x->ct_count = 5021;
+	x->ct_max = 262144;
+	x->ct_insert_failed = 3;
+	x->ct_drop = 4;
+	x->ct_early_drop = 5;
+	x->ct_clash_resolve = 9;
+	x->port_range_lo = 32768;
+	x->port_range_hi = 60999;
+	x->tcp_tw_reuse = 2;
+	x->tcp_fin_timeout = 60;
+	x->tcp_timeout_time_wait = 120;
+	x->rss_bytes = 12345678;
+	x->cpu_seconds = 3.25;
+}
+
+static struct store_gateway_row *add_gw(struct store_batch *b,
+					const char *ip, uint8_t proto,
+					uint32_t ports, uint32_t mappings)
+{
+	struct store_gateway_row *g = store_batch_add_gateway(b);
+
+	assert_non_null(g);
+	g->ip = A(ip);
+	g->proto = proto;
+	g->ports_in_use = ports;
+	g->mappings = mappings;
+	g->hosts = 1;
+	g->destinations = 1;
+	return g;
+}
+
+static void set_worst(struct store_gateway_row *g, const char *ip,
+		      uint16_t port, uint16_t zone, uint32_t mappings,
+		      uint32_t capacity)
+{
+	g->worst_ip = A(ip);
+	g->worst_port = port;
+	g->worst_zone = zone;
+	g->worst_mappings = mappings;
+	g->worst_capacity = capacity;
+}
+
+static struct store_host_row *add_host(struct store_batch *b, const char *gw,
+				       uint8_t proto, const char *ip,
+				       uint8_t kind, uint32_t mappings,
+				       uint32_t ports)
+{
+	struct store_host_row *h = store_batch_add_host(b);
+
+	assert_non_null(h);
+	h->gateway = A(gw);
+	h->proto = proto;
+	h->ip = A(ip);
+	h->kind = kind;
+	h->mappings = mappings;
+	h->ports_in_use = ports;
+	return h;
+}
+
+static struct store_dest_row *add_dest(struct store_batch *b, const char *gw,
+				       uint8_t proto, const char *ip,
+				       uint16_t port, uint16_t zone,
+				       uint32_t mappings, uint32_t capacity)
+{
+	struct store_dest_row *d = store_batch_add_dest(b);
+
+	assert_non_null(d);
+	d->gateway = A(gw);
+	d->proto = proto;
+	d->ip = A(ip);
+	d->port = port;
+	d->zone = zone;
+	d->mappings = mappings;
+	d->capacity = capacity;
+	return d;
+}
+
+static struct store_gap_row *add_gap(struct store_batch *b, int64_t run,
+				     uint32_t seq, int64_t start, int64_t end)
+{
+	struct store_gap_row *g = store_batch_add_gap(b);
+
+	assert_non_null(g);
+	g->run_started_ms = run;
+	g->seq = seq;
+	g->start_ms = start;
+	g->end_ms = end;
+	g->events_lost = 40 + seq;
+	g->enobufs = 2;
+	g->added = 10;
+	g->removed = 20;
+	g->changed = 30;
+	snprintf(g->reason, sizeof(g->reason), "enobufs");
+	return g;
+}
+
+/* Writes a batch holding only a status. */
+static void write_status_only(struct store *st, uint8_t state,
+			      int64_t as_of)
+{
+	struct store_batch b;
+
+	store_batch_init(&b);
+	fill_status(&b.status, state);
+	b.status.as_of_ms = as_of;
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_free(&b);
+}
+
+/* The standard content: two IPv4 gateways and one IPv6, hosts and
+ * buckets.  Written as a full batch. */
+static void write_standard(struct store *st)
+{
+	struct store_gateway_row *g;
+	struct store_batch b;
+
+	store_batch_init(&b);
+	b.full = 1;
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	g = add_gw(&b, "203.0.113.1", IPPROTO_TCP, 1200, 1500);
+	g->hosts = 3;
+	g->destinations = 4;
+	set_worst(g, "198.51.100.7", 443, 0, 1100, 64512);
+	for (int i = 0; i < NS_TCP_STATES; i++)
+		g->states[i] = 100 + i;
+	g = add_gw(&b, "203.0.113.1", IPPROTO_UDP, 10, 12);
+	add_gw(&b, "2001:db8::1", IPPROTO_TCP, 5, 5);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.2", NS_KIND_NAT,
+		 1400, 1150);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.3", NS_KIND_NAT, 80,
+		 80);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "203.0.113.1", NS_KIND_LOCAL,
+		 20, 20);
+	add_host(&b, "203.0.113.1", IPPROTO_UDP, "198.18.0.2", NS_KIND_NAT, 12,
+		 10);
+	add_host(&b, "2001:db8::1", IPPROTO_TCP, "2001:db8:1::5", NS_KIND_NAT,
+		 5, 5);
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.7", 443, 0, 1100,
+		 64512);
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.8", 80, 0, 300,
+		 64512);
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.9", 22, 0, 80,
+		 424);
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.7", 443, 7, 20,
+		 28232);
+	add_dest(&b, "203.0.113.1", IPPROTO_UDP, "198.51.100.53", 53, 0, 12,
+		 64512);
+	add_dest(&b, "2001:db8::1", IPPROTO_TCP, "2001:db8:100::7", 443, 0, 5,
+		 64512);
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_free(&b);
+}
+
+/* ---- opening, versions ---- */
+
+static void test_migrations(void **state)
+{
+	const char *path = db_path("migrations");
+	struct store *st = open_fresh("migrations");
+
+	assert_int_equal(store_binary_schema_version(), 2);
+	assert_int_equal(store_schema_version(st), 2);
+	store_close(st);
+	assert_int_equal(q_int(path, "PRAGMA user_version"), 2);
+	assert_string_equal(q_text(path, "PRAGMA journal_mode"), "wal");
+	assert_string_equal(
+		q_text(path, "SELECT group_concat(version || ':' || name) FROM "
+			     "(SELECT * FROM schema_migrations "
+			     "ORDER BY applied_at, version)"),
+		"1:live,2:gaps");
+	long long applied = q_int(path, "SELECT sum(applied_at) FROM "
+					"schema_migrations");
+
+	/* reopening changes nothing */
+	st = store_open(path, STORE_READ_WRITE);
+	assert_non_null(st);
+	assert_int_equal(store_schema_version(st), 2);
+	store_close(st);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM schema_migrations"),
+			 2);
+	assert_int_equal(q_int(path, "SELECT sum(applied_at) FROM "
+				     "schema_migrations"), applied);
+	/* read-only opens it too */
+	st = store_open(path, STORE_READ_ONLY);
+	assert_non_null(st);
+	assert_int_equal(store_schema_version(st), 2);
+	store_close(st);
+}
+
+static void test_newer_schema(void **state)
+{
+	const char *path = db_path("newer");
+	struct store *st = open_fresh("newer");
+	sqlite3 *db;
+
+	store_close(st);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3", NULL,
+				      NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	errno = 0;
+	assert_null(store_open(path, STORE_READ_WRITE));
+	assert_int_equal(errno, EPROTONOSUPPORT);
+	errno = 0;
+	assert_null(store_open(path, STORE_READ_ONLY));
+	assert_int_equal(errno, EPROTONOSUPPORT);
+	/* and nothing was changed */
+	assert_int_equal(q_int(path, "PRAGMA user_version"), 3);
+}
+
+static void test_not_a_database(void **state)
+{
+	const char *path = db_path("garbage");
+	const char *other = db_path("foreign");
+	char junk[8192];
+	sqlite3 *db;
+	FILE *f;
+
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 131 + 7);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
+	fclose(f);
+	errno = 0;
+	assert_null(store_open(path, STORE_READ_WRITE));
+	assert_int_equal(errno, EILSEQ);
+	errno = 0;
+	assert_null(store_open(path, STORE_READ_ONLY));
+	assert_int_equal(errno, EILSEQ);
+
+	/* another program's SQLite database is not touched */
+	unlink(other);
+	assert_int_equal(sqlite3_open(other, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TABLE t (x)", NULL, NULL,
+				      NULL), SQLITE_OK);
+	sqlite3_close(db);
+	errno = 0;
+	assert_null(store_open(other, STORE_READ_WRITE));
+	assert_int_equal(errno, EILSEQ);
+	assert_int_equal(q_int(other, "SELECT count(*) FROM sqlite_schema"),
+			 1);
+}
+
+static void test_read_only_missing(void **state)
+{
+	const char *path = db_path("missing");
+
+	unlink(path);
+	errno = 0;
+	assert_null(store_open(path, STORE_READ_ONLY));
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
+/* ---- writing and reading back ---- */
+
+#define SAME(f) assert_int_equal(got.f, want.f)
+
+static void test_round_trip(void **state)
+{
+	struct store *st = open_fresh("roundtrip");
+	struct store_status want, got;
+	struct store_gateway_row *rows;
+	struct store_host_row *hosts;
+	struct ns_addr gw = A("203.0.113.1");
+	int64_t before = ns_now_ms(), after;
+	size_t n;
+
+	errno = 0;
+	assert_int_equal(store_read_status(st, &got), -1);
+	assert_int_equal(errno, ENOENT);
+	write_standard(st);
+	after = ns_now_ms();
+
+	fill_status(&want, STORE_STATE_RUNNING);
+	assert_int_equal(store_read_status(st, &got), 0);
+	assert_string_equal(got.version, want.version);
+	SAME(started_ms); SAME(pid); SAME(interval_s); SAME(state);
+	SAME(as_of_ms); SAME(event_buffer_bytes); SAME(mappings_nat);
+	SAME(mappings_local); SAME(entries_other); SAME(gateways); SAME(hosts);
+	SAME(destinations); SAME(ev_new); SAME(ev_update); SAME(ev_destroy);
+	SAME(ev_dumped); SAME(ev_unknown_destroy); SAME(ev_malformed);
+	SAME(ev_lost); SAME(enobufs); SAME(resyncs); SAME(resync_active);
+	SAME(resync_last_started_ms); SAME(resync_last_done_ms);
+	SAME(resync_last_duration_us); SAME(resync_last_entries);
+	SAME(resync_last_added); SAME(resync_last_removed);
+	SAME(resync_last_changed); SAME(ct_count); SAME(ct_max);
+	SAME(ct_insert_failed); SAME(ct_drop); SAME(ct_early_drop);
+	SAME(ct_clash_resolve); SAME(port_range_lo); SAME(port_range_hi);
+	SAME(tcp_tw_reuse); SAME(tcp_fin_timeout); SAME(tcp_timeout_time_wait);
+	SAME(rss_bytes);
+	assert_true(got.cpu_seconds == want.cpu_seconds);
+	assert_int_equal(got.writes_ok, 1);
+	assert_int_equal(got.writes_failed, 0);
+	assert_in_range(got.last_write_ms, before, after);
+	assert_string_equal(got.last_write_error, "");
+
+	/* unknown (-1) counters come back as -1 */
+	{
+		struct store_batch b;
+
+		store_batch_init(&b);
+		fill_status(&b.status, STORE_STATE_RESYNCING);
+		b.status.entries_other = -1;
+		b.status.ct_count = b.status.ct_max = -1;
+		b.status.ct_insert_failed = b.status.ct_drop = -1;
+		b.status.ct_early_drop = b.status.ct_clash_resolve = -1;
+		b.status.port_range_lo = b.status.port_range_hi = -1;
+		b.status.tcp_tw_reuse = b.status.tcp_fin_timeout = -1;
+		b.status.tcp_timeout_time_wait = -1;
+		b.status.resync_last_duration_us = -1;
+		b.status.resync_active = 1;
+		b.status.writes_ok = 999; /* ignored: the store counts */
+		assert_int_equal(store_write(st, &b), 0);
+		store_batch_free(&b);
+	}
+	assert_int_equal(store_read_status(st, &got), 0);
+	assert_int_equal(got.state, STORE_STATE_RESYNCING);
+	assert_int_equal(got.entries_other, -1);
+	assert_int_equal(got.ct_count, -1);
+	assert_int_equal(got.ct_max, -1);
+	assert_int_equal(got.ct_insert_failed, -1);
+	assert_int_equal(got.ct_drop, -1);
+	assert_int_equal(got.ct_early_drop, -1);
+	assert_int_equal(got.ct_clash_resolve, -1);
+	assert_int_equal(got.port_range_lo, -1);
+	assert_int_equal(got.port_range_hi, -1);
+	assert_int_equal(got.tcp_tw_reuse, -1);
+	assert_int_equal(got.tcp_fin_timeout, -1);
+	assert_int_equal(got.tcp_timeout_time_wait, -1);
+	assert_int_equal(got.resync_last_duration_us, -1);
+	assert_int_equal(got.resync_active, 1);
+	assert_int_equal(got.writes_ok, 2);
+
+	/* gateways: IPv4 before IPv6, tcp before udp */
+	assert_int_equal(store_read_gateways(st, &rows, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(ns_addr_cmp(&rows[0].ip, &gw), 0);
+	assert_int_equal(rows[0].proto, IPPROTO_TCP);
+	assert_int_equal(rows[0].deleted, 0);
+	assert_int_equal(rows[0].ports_in_use, 1200);
+	assert_int_equal(rows[0].mappings, 1500);
+	assert_int_equal(rows[0].hosts, 3);
+	assert_int_equal(rows[0].destinations, 4);
+	{
+		struct ns_addr w = A("198.51.100.7");
+
+		assert_int_equal(ns_addr_cmp(&rows[0].worst_ip, &w), 0);
+	}
+	assert_int_equal(rows[0].worst_port, 443);
+	assert_int_equal(rows[0].worst_zone, 0);
+	assert_int_equal(rows[0].worst_mappings, 1100);
+	assert_int_equal(rows[0].worst_capacity, 64512);
+	for (int i = 0; i < NS_TCP_STATES; i++)
+		assert_int_equal(rows[0].states[i], 100 + i);
+	assert_int_equal(rows[1].proto, IPPROTO_UDP);
+	assert_int_equal(rows[1].worst_mappings, 0);
+	assert_int_equal(rows[1].worst_ip.family, 0);
+	assert_int_equal(rows[2].ip.family, AF_INET6);
+	{
+		struct ns_addr v6 = A("2001:db8::1");
+
+		assert_int_equal(ns_addr_cmp(&rows[2].ip, &v6), 0);
+	}
+	free(rows);
+
+	/* top hosts, largest first, limited */
+	assert_int_equal(store_read_top_hosts(st, &gw, IPPROTO_TCP, 2, &hosts,
+					      &n), 0);
+	assert_int_equal(n, 2);
+	{
+		struct ns_addr h0 = A("198.18.0.2"), h1 = A("198.18.0.3");
+
+		assert_int_equal(ns_addr_cmp(&hosts[0].ip, &h0), 0);
+		assert_int_equal(ns_addr_cmp(&hosts[1].ip, &h1), 0);
+	}
+	assert_int_equal(ns_addr_cmp(&hosts[0].gateway, &gw), 0);
+	assert_int_equal(hosts[0].proto, IPPROTO_TCP);
+	assert_int_equal(hosts[0].kind, NS_KIND_NAT);
+	assert_int_equal(hosts[0].mappings, 1400);
+	assert_int_equal(hosts[0].ports_in_use, 1150);
+	free(hosts);
+	assert_int_equal(store_read_top_hosts(st, &gw, IPPROTO_TCP, 10, &hosts,
+					      &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(hosts[2].kind, NS_KIND_LOCAL);
+	assert_int_equal(ns_addr_cmp(&hosts[2].ip, &gw), 0);
+	free(hosts);
+	/* a gateway without hosts: an empty list */
+	assert_int_equal(store_read_top_hosts(st, &gw, IPPROTO_ICMP, 10,
+					      &hosts, &n), 0);
+	assert_int_equal(n, 0);
+	free(hosts);
+	store_close(st);
+}
+
+static void test_delta(void **state)
+{
+	const char *path = db_path("delta");
+	struct store *st = open_fresh("delta");
+	struct store_gateway_row *g;
+	struct store_batch b;
+
+	write_standard(st);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 5);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM destinations"), 6);
+
+	/* update, delete via mappings 0, add */
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	g = add_gw(&b, "203.0.113.1", IPPROTO_TCP, 1300, 1600);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.2", NS_KIND_NAT,
+		 1500, 1200);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.3", NS_KIND_NAT, 0,
+		 0);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.4", NS_KIND_NAT, 7,
+		 7);
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.8", 80, 0, 0, 0);
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.7", 443, 0, 1200,
+		 64512);
+	(void)g;
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT ports_in_use FROM gateways WHERE "
+				     "public_ip = '203.0.113.1' AND "
+				     "proto = 'tcp'"), 1300);
+	/* an upsert without worst bucket clears it */
+	assert_int_equal(q_int(path, "SELECT worst_mappings FROM gateways "
+				     "WHERE public_ip = '203.0.113.1' AND "
+				     "proto = 'tcp'"), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 5);
+	assert_int_equal(q_int(path, "SELECT mappings FROM hosts WHERE "
+				     "ip = '198.18.0.2' AND proto = 'tcp'"),
+			 1500);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts WHERE "
+				     "ip = '198.18.0.3'"), 0);
+	assert_int_equal(q_int(path, "SELECT mappings FROM hosts WHERE "
+				     "ip = '198.18.0.4'"), 7);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM destinations"), 5);
+	assert_int_equal(q_int(path, "SELECT mappings FROM destinations WHERE "
+				     "ip = '198.51.100.7' AND zone = 0"),
+			 1200);
+	/* the zone is part of the key: zone 7's bucket is untouched */
+	assert_int_equal(q_int(path, "SELECT mappings FROM destinations WHERE "
+				     "ip = '198.51.100.7' AND zone = 7"), 20);
+
+	/* a deleted gateway goes, with its hosts and buckets; others stay */
+	store_batch_clear(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	g = add_gw(&b, "203.0.113.1", IPPROTO_UDP, 0, 0);
+	g->deleted = 1;
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gateways"), 2);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gateways WHERE "
+				     "proto = 'udp'"), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts WHERE "
+				     "proto = 'udp'"), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM destinations WHERE "
+				     "proto = 'udp'"), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 4);
+
+	/* full replaces every live row */
+	store_batch_clear(&b);
+	b.full = 1;
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	add_gw(&b, "192.0.2.1", IPPROTO_ICMP, 1, 1);
+	add_host(&b, "192.0.2.1", IPPROTO_ICMP, "198.18.1.1", NS_KIND_NAT, 1,
+		 1);
+	add_dest(&b, "192.0.2.1", IPPROTO_ICMP, "198.51.100.1", 0, 0, 1,
+		 65536);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_string_equal(q_text(path, "SELECT group_concat(public_ip || '/' "
+					 "|| proto) FROM gateways"),
+			    "192.0.2.1/icmp");
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 1);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM destinations"), 1);
+	assert_int_equal(q_int(path, "SELECT port FROM destinations"), 0);
+	assert_int_equal(q_int(path, "SELECT capacity FROM destinations"),
+			 65536);
+
+	/* begin_run empties the live tables and says starting */
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	assert_int_equal(store_begin_run(st, &b.status), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gateways"), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM destinations"), 0);
+	assert_string_equal(q_text(path, "SELECT state FROM status"),
+			    "starting");
+	assert_int_equal(q_int(path, "SELECT count(*) FROM status"), 1);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_invalid_row(void **state)
+{
+	const char *path = db_path("invalid");
+	struct store *st = open_fresh("invalid");
+	struct store_batch b;
+
+	write_standard(st);
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.9", NS_KIND_NAT, 1,
+		 1);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.10", NS_KIND_NAT, 1,
+		 1)->ip.family = 99;
+	errno = 0;
+	assert_int_equal(store_write(st, &b), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts WHERE "
+				     "ip = '198.18.0.9'"), 0);
+	/* the next write does not carry the failed one's rows along */
+	store_batch_clear(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.11", NS_KIND_NAT, 1,
+		 1);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts WHERE "
+				     "ip = '198.18.0.9'"), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts WHERE "
+				     "ip = '198.18.0.11'"), 1);
+	assert_string_equal(q_text(path, "SELECT last_write_error FROM status"),
+			    "invalid row in batch");
+	store_batch_free(&b);
+	store_close(st);
+}
+
+/* ---- failures ---- */
+
+static void test_disk_full(void **state)
+{
+	const char *path = db_path("full");
+	struct store *st = open_fresh("full");
+	struct store_status got;
+	struct store_batch b;
+	char sql[96];
+	char ip[NS_ADDR_STRLEN];
+
+	write_standard(st);
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld",
+		 q_int(path, "PRAGMA page_count"));
+	assert_int_equal(store_test_exec(st, sql), 0);
+
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	b.status.as_of_ms = T0 + 5000;
+	for (int i = 0; i < 20000; i++) {
+		snprintf(ip, sizeof(ip), "198.51.100.%d", i % 250);
+		add_dest(&b, "203.0.113.1", IPPROTO_TCP, ip,
+			 (uint16_t)(1024 + i / 250), 0, 1, 64512);
+	}
+	errno = 0;
+	assert_int_equal(store_write(st, &b), -1);
+	assert_int_equal(errno, ENOSPC);
+	/* the database is as it was */
+	assert_int_equal(q_int(path, "SELECT count(*) FROM destinations"), 6);
+	assert_int_equal(q_int(path, "SELECT as_of_ms FROM status"), T0);
+	assert_int_equal(q_int(path, "SELECT writes_ok FROM status"), 1);
+	assert_int_equal(q_int(path, "SELECT writes_failed FROM status"), 0);
+
+	/* room again: the next write works and reports the failure */
+	assert_int_equal(store_test_exec(st, "PRAGMA max_page_count = "
+					     "1073741823"), 0);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM destinations"),
+			 20006);
+	assert_int_equal(store_read_status(st, &got), 0);
+	assert_int_equal(got.writes_ok, 2);
+	assert_int_equal(got.writes_failed, 1);
+	assert_int_equal(got.as_of_ms, T0 + 5000);
+	assert_non_null(strstr(got.last_write_error, "full"));
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_locked(void **state)
+{
+	const char *path = db_path("locked");
+	struct store *st = open_fresh("locked"), *ro;
+	struct store_batch b;
+	sqlite3 *other;
+	char *doc;
+
+	write_standard(st);
+	ro = store_open(path, STORE_READ_ONLY);
+	assert_non_null(ro);
+	assert_int_equal(store_test_exec(st, "PRAGMA busy_timeout = 100"), 0);
+	assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE; DELETE FROM "
+					     "hosts", NULL, NULL, NULL),
+			 SQLITE_OK);
+
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	b.status.as_of_ms = T0 + 5000;
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.2", NS_KIND_NAT,
+		 1, 1);
+	errno = 0;
+	assert_int_equal(store_write(st, &b), -1);
+	assert_int_equal(errno, EBUSY);
+	errno = 0;
+	assert_int_equal(store_begin_run(st, &b.status), -1);
+	assert_int_equal(errno, EBUSY);
+	/* readers are not blocked by a writer in WAL mode */
+	assert_int_equal(store_json_gateways(ro, T0, &doc), 0);
+	assert_int_equal(jlen(doc, "$.gateways"), 3);
+	free(doc);
+
+	assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(other);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT mappings FROM hosts WHERE "
+				     "ip = '198.18.0.2' AND proto = 'tcp'"), 1);
+	assert_int_equal(q_int(path, "SELECT writes_failed FROM status"), 1);
+	assert_string_equal(q_text(path, "SELECT last_write_error FROM status"),
+			    "starting a transaction: database is locked");
+	/* the read-only store saw it */
+	assert_int_equal(store_json_hosts(ro, &(struct ns_addr){ 0 }, 0, 1, T0,
+					  &doc), -1);
+	assert_int_equal(errno, EINVAL);
+	{
+		struct ns_addr gw = A("203.0.113.1");
+
+		assert_int_equal(store_json_hosts(ro, &gw, IPPROTO_TCP, 1,
+						  T0, &doc), 0);
+		assert_string_equal(jtext(doc, "$.as_of"),
+				    "2026-11-25T10:00:05.000Z");
+		free(doc);
+	}
+	/* and cannot write */
+	errno = 0;
+	assert_int_equal(store_write(ro, &b), -1);
+	assert_int_equal(errno, EROFS);
+	store_batch_free(&b);
+	store_close(ro);
+	store_close(st);
+}
+
+/* A copied database (no -wal, no -shm, the writer gone) is readable. */
+static void test_read_copy(void **state)
+{
+	const char *path = db_path("copy");
+	struct store *st = open_fresh("copy");
+	char *doc, wal[300];
+
+	write_standard(st);
+	store_close(st);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	assert_int_equal(access(wal, F_OK), -1);
+	st = store_open(path, STORE_READ_ONLY);
+	assert_non_null(st);
+	assert_int_equal(store_json_gateways(st, T0, &doc), 0);
+	assert_int_equal(jlen(doc, "$.gateways"), 3);
+	free(doc);
+	store_close(st);
+}
+
+/* How many gaps start before ms. */
+static long long gaps_before(const char *path, int64_t ms)
+{
+	char sql[96];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM gaps WHERE start_ms < %lld",
+		 (long long)ms);
+	return q_int(path, sql);
+}
+
+static void test_gap_retention_count(void **state)
+{
+	const char *path = db_path("gaps");
+	struct store *st = open_fresh("gaps");
+	int64_t run = T0 - 3600 * 1000;
+	struct store_batch b;
+
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	/* 1100 closed gaps, one a second, the newest ending at T0 */
+	for (int i = 1; i <= 1100; i++)
+		add_gap(&b, run, i, T0 - (1101 - i) * 1000,
+			T0 - (1101 - i) * 1000 + 500);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gaps"), 1000);
+	assert_int_equal(q_int(path, "SELECT min(seq) FROM gaps"), 101);
+	assert_int_equal(q_int(path, "SELECT max(seq) FROM gaps"), 1100);
+
+	/* upsert by key: seq 1100 is rewritten, not added */
+	store_batch_clear(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	add_gap(&b, run, 1100, T0 - 1000, T0 + 700)->events_lost = -1;
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gaps"), 1000);
+	assert_int_equal(q_int(path, "SELECT end_ms FROM gaps WHERE "
+				     "seq = 1100"), T0 + 700);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gaps WHERE "
+				     "seq = 1100 AND events_lost IS NULL"), 1);
+
+	/* one more young gap: the oldest goes */
+	store_batch_clear(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	add_gap(&b, run, 1101, T0 + 1000, T0 + 1500);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gaps"), 1000);
+	assert_int_equal(q_int(path, "SELECT min(seq) FROM gaps"), 102);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_gap_retention_age(void **state)
+{
+	const char *path = db_path("gaps2");
+	struct store *st = open_fresh("gaps2");
+	int64_t old_run = T0 - 40 * DAY_MS, run = T0 - 3600 * 1000;
+	int64_t cutoff = T0 - 30 * DAY_MS;
+	struct store_batch b;
+
+	/* a run 40 days old with a gap still open: kept while the run is
+	 * the current one, however old */
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RESYNCING);
+	b.status.started_ms = old_run;
+	add_gap(&b, old_run, 1, old_run + 1000, 0);
+	add_gap(&b, old_run, 2, old_run - 1000, old_run - 500);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gaps"), 1);
+	assert_int_equal(q_int(path, "SELECT seq FROM gaps"), 1);
+
+	/* a new run: that open gap is dead and old, it goes; closed gaps
+	 * go after 30 days */
+	store_batch_clear(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	b.status.started_ms = run;
+	add_gap(&b, run - DAY_MS, 1, cutoff - 2000, cutoff - 1);
+	add_gap(&b, run - DAY_MS, 2, cutoff - 1000, cutoff + 1);
+	add_gap(&b, run, 1, T0 - 1000, T0 - 500);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(gaps_before(path, old_run + 2000), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gaps"), 2);
+	assert_int_equal(gaps_before(path, cutoff), 1); /* ended after it */
+	store_batch_free(&b);
+	store_close(st);
+}
+
+/* ---- JSON ---- */
+
+static void test_json_time(void **state)
+{
+	struct store *st = open_fresh("time");
+	char *doc;
+
+	write_status_only(st, STORE_STATE_RUNNING, 1795600800999LL);
+	assert_int_equal(store_json_gateways(st, 1795600801250LL, &doc), 0);
+	assert_json_valid(doc);
+	assert_string_equal(jtext(doc, "$.generated_at"),
+			    "2026-11-25T10:00:01.250Z");
+	assert_string_equal(jtext(doc, "$.as_of"),
+			    "2026-11-25T10:00:00.999Z");
+	free(doc);
+	write_status_only(st, STORE_STATE_RUNNING, 1795600800001LL);
+	assert_int_equal(store_json_gateways(st, 951782400000LL, &doc), 0);
+	assert_string_equal(jtext(doc, "$.generated_at"),
+			    "2000-02-29T00:00:00.000Z");
+	assert_string_equal(jtext(doc, "$.as_of"),
+			    "2026-11-25T10:00:00.001Z");
+	free(doc);
+	store_close(st);
+}
+
+static void test_json_gateways(void **state)
+{
+	struct store *st = open_fresh("jgateways");
+	struct store_gateway_row *g;
+	struct store_batch b;
+	char *doc;
+
+	/* before any run: no as_of, not complete, no gateways */
+	assert_int_equal(store_json_gateways(st, T0, &doc), 0);
+	assert_json_valid(doc);
+	assert_string_equal(jtype(doc, "$.as_of"), "null");
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "false");
+	assert_int_equal(jlen(doc, "$.coverage.gaps"), 0);
+	assert_int_equal(jlen(doc, "$.gateways"), 0);
+	free(doc);
+
+	store_batch_init(&b);
+	b.full = 1;
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	/* written out of order on purpose */
+	add_gw(&b, "2001:db8:0:0:0:0:0:1", IPPROTO_TCP, 6, 6);
+	g = add_gw(&b, "203.0.113.10", IPPROTO_TCP, 1200, 1500);
+	g->hosts = 3;
+	g->destinations = 4;
+	set_worst(g, "198.51.100.7", 443, 2, 1100, 64512);
+	g->states[2] = 2;
+	g->states[3] = 400;
+	g->states[5] = 1;
+	g->states[7] = 1097;
+	add_gw(&b, "203.0.113.9", IPPROTO_UDP, 3, 3);
+	add_gw(&b, "203.0.113.9", IPPROTO_TCP, 4, 4);
+	add_gw(&b, "192.0.2.1", IPPROTO_ICMP, 1, 1);
+	add_gw(&b, "2001:db8::1:0:0:2", IPPROTO_TCP, 7, 7);
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_free(&b);
+
+	assert_int_equal(store_json_gateways(st, T0 + 1250, &doc), 0);
+	assert_json_valid(doc);
+	assert_string_equal(jtext(doc, "$.generated_at"),
+			    "2026-11-25T10:00:01.250Z");
+	assert_string_equal(jtext(doc, "$.as_of"), "2026-11-25T10:00:00.000Z");
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "true");
+	assert_int_equal(jlen(doc, "$.coverage.gaps"), 0);
+	assert_int_equal(jlen(doc, "$.gateways"), 6);
+	/* family, then numeric address, then proto name */
+	assert_string_equal(jtext(doc, "$.gateways[0].public_ip"), "192.0.2.1");
+	assert_string_equal(jtext(doc, "$.gateways[0].proto"), "icmp");
+	assert_string_equal(jtext(doc, "$.gateways[1].public_ip"),
+			    "203.0.113.9");
+	assert_string_equal(jtext(doc, "$.gateways[1].proto"), "tcp");
+	assert_string_equal(jtext(doc, "$.gateways[2].public_ip"),
+			    "203.0.113.9");
+	assert_string_equal(jtext(doc, "$.gateways[2].proto"), "udp");
+	assert_string_equal(jtext(doc, "$.gateways[3].public_ip"),
+			    "203.0.113.10");
+	assert_string_equal(jtext(doc, "$.gateways[4].public_ip"),
+			    "2001:db8::1");
+	assert_string_equal(jtext(doc, "$.gateways[5].public_ip"),
+			    "2001:db8::1:0:0:2");
+	/* the full object */
+	assert_int_equal(jint(doc, "$.gateways[3].ports_in_use"), 1200);
+	assert_int_equal(jint(doc, "$.gateways[3].port_space"), 65535);
+	assert_int_equal(jint(doc, "$.gateways[3].mappings"), 1500);
+	assert_int_equal(jint(doc, "$.gateways[3].hosts"), 3);
+	assert_int_equal(jint(doc, "$.gateways[3].destinations"), 4);
+	assert_string_equal(jtext(doc, "$.gateways[3].worst_destination.ip"),
+			    "198.51.100.7");
+	assert_int_equal(jint(doc, "$.gateways[3].worst_destination.port"),
+			 443);
+	assert_int_equal(jint(doc, "$.gateways[3].worst_destination.zone"), 2);
+	assert_int_equal(jint(doc, "$.gateways[3].worst_destination.mappings"),
+			 1100);
+	assert_int_equal(jint(doc, "$.gateways[3].worst_destination.capacity"),
+			 64512);
+	assert_string_equal(jtype(doc, "$.gateways[3].states"), "object");
+	assert_int_equal(jint(doc, "$.gateways[3].states.none"), 0);
+	assert_int_equal(jint(doc, "$.gateways[3].states.syn_recv"), 2);
+	assert_int_equal(jint(doc, "$.gateways[3].states.established"), 400);
+	assert_int_equal(jint(doc, "$.gateways[3].states.close_wait"), 1);
+	assert_int_equal(jint(doc, "$.gateways[3].states.time_wait"), 1097);
+	assert_int_equal(jint(doc, "$.gateways[3].states.syn_sent2"), 0);
+	assert_string_equal(
+		jtext(doc, "$.gateways[3].states"),
+		"{\"none\":0,\"syn_sent\":0,\"syn_recv\":2,\"established\":400,"
+		"\"fin_wait\":0,\"close_wait\":1,\"last_ack\":0,"
+		"\"time_wait\":1097,\"close\":0,\"syn_sent2\":0}");
+	/* no bucket: null; states only for TCP */
+	assert_string_equal(jtype(doc, "$.gateways[1].worst_destination"),
+			    "null");
+	assert_string_equal(jtype(doc, "$.gateways[1].states"), "object");
+	assert_string_equal(jtype(doc, "$.gateways[0].states"), "(missing)");
+	assert_string_equal(jtype(doc, "$.gateways[2].states"), "(missing)");
+	assert_string_equal(jtype(doc, "$.gateways[4].states"), "object");
+	/* the keys and their order */
+	assert_string_equal(
+		jtext(doc, "$.gateways[2]"),
+		"{\"public_ip\":\"203.0.113.9\",\"proto\":\"udp\","
+		"\"ports_in_use\":3,\"port_space\":65535,\"mappings\":3,"
+		"\"hosts\":1,\"destinations\":1,\"worst_destination\":null}");
+	free(doc);
+	store_close(st);
+}
+
+static void test_json_hosts_dests(void **state)
+{
+	struct store *st = open_fresh("jhosts");
+	struct ns_addr gw = A("203.0.113.1"), v6 = A("2001:db8::1");
+	struct store_batch b;
+	char *doc;
+
+	store_batch_init(&b);
+	b.full = 1;
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	add_gw(&b, "203.0.113.1", IPPROTO_TCP, 100, 100);
+	add_gw(&b, "2001:db8::1", IPPROTO_UDP, 1, 1);
+	add_gw(&b, "203.0.113.2", IPPROTO_TCP, 1, 1);
+	/* ties at 10 mappings ordered by address: numeric, IPv4 first */
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "2001:db8::5", NS_KIND_NAT, 10,
+		 10);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.10", NS_KIND_NAT, 10,
+		 9);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.9", NS_KIND_NAT, 10,
+		 8);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.200", NS_KIND_NAT,
+		 50, 40);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "203.0.113.1", NS_KIND_LOCAL,
+		 20, 20);
+	add_host(&b, "2001:db8::1", IPPROTO_UDP, "2001:db8:1::0:0:1",
+		 NS_KIND_NAT, 1, 1);
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.10", 443, 0, 30,
+		 64512);
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.9", 443, 0, 30,
+		 64512);
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.9", 80, 0, 30,
+		 424);
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.1", 22, 3, 40,
+		 28232);
+	add_dest(&b, "2001:db8::1", IPPROTO_UDP, "2001:db8:100::53", 53, 0, 1,
+		 64512);
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_free(&b);
+
+	assert_int_equal(store_json_hosts(st, &gw, IPPROTO_TCP, 50, T0 + 1250,
+					  &doc), 0);
+	assert_json_valid(doc);
+	assert_string_equal(jtext(doc, "$.generated_at"),
+			    "2026-11-25T10:00:01.250Z");
+	assert_string_equal(jtext(doc, "$.as_of"), "2026-11-25T10:00:00.000Z");
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "true");
+	assert_string_equal(jtext(doc, "$.public_ip"), "203.0.113.1");
+	assert_string_equal(jtext(doc, "$.proto"), "tcp");
+	assert_int_equal(jint(doc, "$.total"), 5);
+	assert_int_equal(jint(doc, "$.limit"), 50);
+	assert_int_equal(jlen(doc, "$.hosts"), 5);
+	assert_string_equal(jtext(doc, "$.hosts[0]"),
+			    "{\"ip\":\"198.18.0.200\",\"mappings\":50,"
+			    "\"ports_in_use\":40,\"kind\":\"nat\"}");
+	assert_string_equal(jtext(doc, "$.hosts[1].ip"), "203.0.113.1");
+	assert_string_equal(jtext(doc, "$.hosts[1].kind"), "local");
+	assert_string_equal(jtext(doc, "$.hosts[2].ip"), "198.18.0.9");
+	assert_string_equal(jtext(doc, "$.hosts[3].ip"), "198.18.0.10");
+	assert_string_equal(jtext(doc, "$.hosts[4].ip"), "2001:db8::5");
+	free(doc);
+
+	/* limit cuts the list, not the total */
+	assert_int_equal(store_json_hosts(st, &gw, IPPROTO_TCP, 2, T0, &doc),
+			 0);
+	assert_int_equal(jint(doc, "$.total"), 5);
+	assert_int_equal(jint(doc, "$.limit"), 2);
+	assert_int_equal(jlen(doc, "$.hosts"), 2);
+	assert_string_equal(jtext(doc, "$.hosts[1].ip"), "203.0.113.1");
+	free(doc);
+
+	/* IPv6 in canonical text */
+	assert_int_equal(store_json_hosts(st, &v6, IPPROTO_UDP, 50, T0, &doc),
+			 0);
+	assert_string_equal(jtext(doc, "$.public_ip"), "2001:db8::1");
+	assert_string_equal(jtext(doc, "$.proto"), "udp");
+	assert_string_equal(jtext(doc, "$.hosts[0].ip"), "2001:db8:1::1");
+	free(doc);
+
+	/* a gateway row without hosts: an empty list, not an error */
+	{
+		struct ns_addr g2 = A("203.0.113.2");
+
+		assert_int_equal(store_json_hosts(st, &g2, IPPROTO_TCP, 50, T0,
+						  &doc), 0);
+		assert_int_equal(jint(doc, "$.total"), 0);
+		assert_string_equal(jtype(doc, "$.hosts"), "array");
+		assert_int_equal(jlen(doc, "$.hosts"), 0);
+		free(doc);
+	}
+
+	/* no gateway row for (ip, proto): ENOENT */
+	errno = 0;
+	doc = (char *)1;
+	assert_int_equal(store_json_hosts(st, &gw, IPPROTO_UDP, 50, T0, &doc),
+			 -1);
+	assert_int_equal(errno, ENOENT);
+	assert_null(doc);
+	{
+		struct ns_addr none = A("192.0.2.99");
+
+		errno = 0;
+		assert_int_equal(store_json_destinations(st, &none,
+							 IPPROTO_TCP, 50, T0,
+							 &doc), -1);
+		assert_int_equal(errno, ENOENT);
+	}
+
+	/* destinations: largest first, ties by address then port */
+	assert_int_equal(store_json_destinations(st, &gw, IPPROTO_TCP, 3,
+						 T0 + 1250, &doc), 0);
+	assert_json_valid(doc);
+	assert_string_equal(jtext(doc, "$.generated_at"),
+			    "2026-11-25T10:00:01.250Z");
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "true");
+	assert_string_equal(jtext(doc, "$.public_ip"), "203.0.113.1");
+	assert_int_equal(jint(doc, "$.total"), 4);
+	assert_int_equal(jint(doc, "$.limit"), 3);
+	assert_int_equal(jlen(doc, "$.destinations"), 3);
+	assert_string_equal(jtext(doc, "$.destinations[0]"),
+			    "{\"ip\":\"198.51.100.1\",\"port\":22,\"zone\":3,"
+			    "\"mappings\":40,\"capacity\":28232}");
+	assert_string_equal(jtext(doc, "$.destinations[1].ip"), "198.51.100.9");
+	assert_int_equal(jint(doc, "$.destinations[1].port"), 80);
+	assert_int_equal(jint(doc, "$.destinations[1].capacity"), 424);
+	assert_string_equal(jtext(doc, "$.destinations[2].ip"), "198.51.100.9");
+	assert_int_equal(jint(doc, "$.destinations[2].port"), 443);
+	free(doc);
+	assert_int_equal(store_json_destinations(st, &v6, IPPROTO_UDP, 10, T0,
+						 &doc), 0);
+	assert_string_equal(jtext(doc, "$.destinations[0].ip"),
+			    "2001:db8:100::53");
+	free(doc);
+	store_close(st);
+}
+
+static void test_json_coverage(void **state)
+{
+	struct store *st = open_fresh("coverage");
+	int64_t run = T0 - 3600 * 1000;
+	struct store_gap_row *g;
+	struct store_batch b;
+	char *doc;
+
+	/* a gap that ended before the interval [T0 - 5 s, T0] */
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	add_gap(&b, run, 1, T0 - 10000, T0 - 5001);
+	/* an earlier run's gap left open: that run is over */
+	add_gap(&b, run - 7200 * 1000, 4, T0 - 7300 * 1000, 0);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_json_gateways(st, T0, &doc), 0);
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "true");
+	assert_int_equal(jlen(doc, "$.coverage.gaps"), 0);
+	free(doc);
+
+	/* starting: never complete */
+	write_status_only(st, STORE_STATE_STARTING, T0);
+	assert_int_equal(store_json_gateways(st, T0, &doc), 0);
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "false");
+	assert_int_equal(jlen(doc, "$.coverage.gaps"), 0);
+	free(doc);
+
+	/* a closed gap inside the interval */
+	store_batch_clear(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	g = add_gap(&b, run, 2, T0 - 8000, T0 - 2000);
+	g->events_lost = 1234;
+	g->enobufs = 3;
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_json_gateways(st, T0, &doc), 0);
+	assert_json_valid(doc);
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "false");
+	assert_int_equal(jlen(doc, "$.coverage.gaps"), 1);
+	assert_string_equal(
+		jtext(doc, "$.coverage.gaps[0]"),
+		"{\"seq\":2,\"start\":\"2026-11-25T09:59:52.000Z\","
+		"\"end\":\"2026-11-25T09:59:58.000Z\",\"events_lost\":1234,"
+		"\"enobufs\":3,\"added\":10,\"removed\":20,\"changed\":30,"
+		"\"reason\":\"enobufs\"}");
+	free(doc);
+
+	/* and an open one (unknown loss), in every answer */
+	store_batch_clear(&b);
+	fill_status(&b.status, STORE_STATE_RESYNCING);
+	g = add_gap(&b, run, 3, T0 - 1000, 0);
+	g->events_lost = -1;
+	snprintf(g->reason, sizeof(g->reason), "dump-error");
+	add_gw(&b, "203.0.113.1", IPPROTO_TCP, 1, 1);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_json_gateways(st, T0, &doc), 0);
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "false");
+	assert_int_equal(jlen(doc, "$.coverage.gaps"), 2);
+	assert_int_equal(jint(doc, "$.coverage.gaps[0].seq"), 2);
+	assert_int_equal(jint(doc, "$.coverage.gaps[1].seq"), 3);
+	assert_string_equal(jtype(doc, "$.coverage.gaps[1].end"), "null");
+	assert_string_equal(jtype(doc, "$.coverage.gaps[1].events_lost"),
+			    "null");
+	assert_string_equal(jtext(doc, "$.coverage.gaps[1].reason"),
+			    "dump-error");
+	free(doc);
+	{
+		struct ns_addr gw = A("203.0.113.1");
+
+		assert_int_equal(store_json_destinations(st, &gw, IPPROTO_TCP,
+							 5, T0, &doc), 0);
+		assert_int_equal(jlen(doc, "$.coverage.gaps"), 2);
+		free(doc);
+	}
+	/* the open gap stays in coverage after the interval moves on */
+	write_status_only(st, STORE_STATE_RESYNCING, T0 + 60000);
+	assert_int_equal(store_json_status(st, T0 + 60000, &doc), 0);
+	assert_int_equal(jlen(doc, "$.coverage.gaps"), 1);
+	assert_int_equal(jint(doc, "$.coverage.gaps[0].seq"), 3);
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_json_status(void **state)
+{
+	struct store *st = open_fresh("jstatus");
+	int64_t run = T0 - 3600 * 1000;
+	struct store_batch b;
+	char *doc;
+
+	errno = 0;
+	doc = (char *)1;
+	assert_int_equal(store_json_status(st, T0, &doc), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_null(doc);
+
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	for (int i = 1; i <= 12; i++)
+		add_gap(&b, run, i, T0 - 100000 + i * 1000,
+			T0 - 100000 + i * 1000 + 10);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_json_status(st, T0 + 1250, &doc), 0);
+	assert_json_valid(doc);
+	assert_string_equal(jtext(doc, "$.generated_at"),
+			    "2026-11-25T10:00:01.250Z");
+	assert_string_equal(jtext(doc, "$.as_of"), "2026-11-25T10:00:00.000Z");
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "true");
+	assert_string_equal(jtext(doc, "$.version"), NS_VERSION);
+	assert_string_equal(jtext(doc, "$.started_at"),
+			    "2026-11-25T09:00:00.000Z");
+	assert_true(fabs(jreal(doc, "$.uptime_seconds") - 3601.25) < 1e-9);
+	assert_int_equal(jint(doc, "$.pid"), 4242);
+	assert_int_equal(jint(doc, "$.interval_seconds"), 5);
+	assert_string_equal(jtext(doc, "$.state"), "running");
+	assert_int_equal(jint(doc, "$.event_buffer_bytes"), 134217728);
+	assert_int_equal(jint(doc, "$.mappings.live"), 1520);
+	assert_int_equal(jint(doc, "$.mappings.nat"), 1500);
+	assert_int_equal(jint(doc, "$.mappings.local"), 20);
+	assert_int_equal(jint(doc, "$.mappings.other"), 7);
+	assert_int_equal(jint(doc, "$.gateways"), 2);
+	assert_int_equal(jint(doc, "$.hosts"), 3);
+	assert_int_equal(jint(doc, "$.destinations"), 4);
+	assert_string_equal(jtext(doc, "$.events"),
+			    "{\"new\":101,\"update\":102,\"destroy\":103,"
+			    "\"dumped\":104,\"unknown_destroy\":105,"
+			    "\"malformed\":106,\"lost\":107,\"enobufs\":108}");
+	assert_int_equal(jint(doc, "$.resync.count"), 2);
+	assert_string_equal(jtype(doc, "$.resync.active"), "false");
+	assert_string_equal(jtext(doc, "$.resync.last_started_at"),
+			    "2026-11-25T09:59:00.000Z");
+	assert_string_equal(jtext(doc, "$.resync.last_done_at"),
+			    "2026-11-25T09:59:01.234Z");
+	assert_string_equal(jtype(doc, "$.resync.last_duration_ms"), "real");
+	assert_true(fabs(jreal(doc, "$.resync.last_duration_ms") - 1234.567) <
+		    1e-9);
+	assert_int_equal(jint(doc, "$.resync.last_entries"), 5000);
+	assert_int_equal(jint(doc, "$.resync.last_added"), 11);
+	assert_int_equal(jint(doc, "$.resync.last_removed"), 12);
+	assert_int_equal(jint(doc, "$.resync.last_changed"), 13);
+	/* newest 10 gaps, newest first */
+	assert_int_equal(jlen(doc, "$.gaps"), 10);
+	assert_int_equal(jint(doc, "$.gaps[0].seq"), 12);
+	assert_int_equal(jint(doc, "$.gaps[9].seq"), 3);
+	assert_string_equal(jtext(doc, "$.gaps[0].end"),
+			    "2026-11-25T09:58:32.010Z");
+	assert_int_equal(jint(doc, "$.writes.ok"), 1);
+	assert_int_equal(jint(doc, "$.writes.failed"), 0);
+	assert_string_equal(jtype(doc, "$.writes.last_at"), "text");
+	assert_string_equal(jtype(doc, "$.writes.last_error"), "null");
+	assert_string_equal(jtext(doc, "$.conntrack"),
+			    "{\"count\":5021,\"max\":262144,"
+			    "\"insert_failed\":3,\"drop\":4,\"early_drop\":5,"
+			    "\"clash_resolve\":9}");
+	assert_string_equal(jtext(doc, "$.sysctl"),
+			    "{\"ip_local_port_range\":[32768,60999],"
+			    "\"tcp_tw_reuse\":2,\"tcp_fin_timeout\":60,"
+			    "\"nf_conntrack_tcp_timeout_time_wait\":120,"
+			    "\"nf_conntrack_max\":262144}");
+	assert_int_equal(jint(doc, "$.process.rss_bytes"), 12345678);
+	assert_true(jreal(doc, "$.process.cpu_seconds") == 3.25);
+	free(doc);
+
+	/* unknowns are null; an active resync is true */
+	store_batch_clear(&b);
+	fill_status(&b.status, STORE_STATE_RESYNCING);
+	b.status.entries_other = -1;
+	b.status.ct_early_drop = -1;
+	b.status.ct_max = -1;
+	b.status.port_range_hi = -1;
+	b.status.tcp_tw_reuse = -1;
+	b.status.resync_active = 1;
+	b.status.resync_last_done_ms = 0;
+	b.status.as_of_ms = 0;
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_json_status(st, T0, &doc), 0);
+	assert_json_valid(doc);
+	assert_string_equal(jtext(doc, "$.state"), "resyncing");
+	assert_string_equal(jtype(doc, "$.as_of"), "null");
+	assert_string_equal(jtype(doc, "$.mappings.other"), "null");
+	assert_int_equal(jint(doc, "$.mappings.live"), 1520);
+	assert_string_equal(jtype(doc, "$.conntrack.early_drop"), "null");
+	assert_string_equal(jtype(doc, "$.conntrack.max"), "null");
+	assert_string_equal(jtype(doc, "$.sysctl.nf_conntrack_max"), "null");
+	assert_string_equal(jtype(doc, "$.sysctl.ip_local_port_range"), "null");
+	assert_string_equal(jtype(doc, "$.sysctl.tcp_tw_reuse"), "null");
+	assert_string_equal(jtype(doc, "$.resync.active"), "true");
+	assert_string_equal(jtype(doc, "$.resync.last_done_at"), "null");
+	assert_int_equal(jint(doc, "$.writes.ok"), 2);
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_json_error(void **state)
+{
+	struct store *st = open_fresh("jerror");
+	const char *msg = "bad \"ip\"\n\\ <é>";
+	char *doc;
+
+	store_json_error(st, msg, &doc);
+	assert_json_valid(doc);
+	assert_string_equal(jtext(doc, "$.error"), msg);
+	free(doc);
+	store_json_error(NULL, "no store", &doc);
+	assert_string_equal(doc, "{\"error\":\"no store\"}");
+	free(doc);
+	store_close(st);
+}
+
+/* ---- the writer thread ---- */
+
+static void test_writer(void **state)
+{
+	const char *path = db_path("writer");
+	struct store *st = open_fresh("writer");
+	struct store_writer *w;
+	struct store_batch *b;
+	sqlite3 *other;
+	int need_full = -1;
+
+	w = store_writer_start(st);
+	assert_non_null(w);
+	assert_int_equal(store_writer_wait(w), 0); /* idle */
+
+	/* a batch stuck behind a lock is in flight: no second one */
+	assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL,
+				      NULL), SQLITE_OK);
+	b = store_writer_acquire(w, &need_full);
+	assert_non_null(b);
+	assert_int_equal(need_full, 1);
+	assert_int_equal(b->n_gateways, 0);
+	b->full = 1;
+	fill_status(&b->status, STORE_STATE_RUNNING);
+	add_gw(b, "203.0.113.1", IPPROTO_TCP, 1, 1);
+	add_host(b, "203.0.113.1", IPPROTO_TCP, "198.18.0.2", NS_KIND_NAT, 1,
+		 1);
+	store_writer_submit(w, b);
+	assert_null(store_writer_acquire(w, &need_full));
+	assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(store_writer_wait(w), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 1);
+
+	/* the next batch is cleared and may be a delta */
+	b = store_writer_acquire(w, &need_full);
+	assert_non_null(b);
+	assert_int_equal(need_full, 0);
+	assert_int_equal(b->full, 0);
+	assert_int_equal(b->n_gateways, 0);
+	assert_int_equal(b->n_hosts, 0);
+
+	/* a failed write: the next batch must be full */
+	assert_int_equal(store_test_exec(st, "PRAGMA busy_timeout = 50"), 0);
+	assert_int_equal(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL,
+				      NULL), SQLITE_OK);
+	fill_status(&b->status, STORE_STATE_RUNNING);
+	add_host(b, "203.0.113.1", IPPROTO_TCP, "198.18.0.3", NS_KIND_NAT, 1,
+		 1);
+	store_writer_submit(w, b);
+	errno = 0;
+	assert_int_equal(store_writer_wait(w), -1);
+	assert_int_equal(errno, EBUSY);
+	assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(other);
+	b = store_writer_acquire(w, &need_full);
+	assert_non_null(b);
+	assert_int_equal(need_full, 1);
+	b->full = 1;
+	fill_status(&b->status, STORE_STATE_RUNNING);
+	add_gw(b, "203.0.113.1", IPPROTO_TCP, 2, 2);
+	add_host(b, "203.0.113.1", IPPROTO_TCP, "198.18.0.3", NS_KIND_NAT, 2,
+		 2);
+	store_writer_submit(w, b);
+	/* stop waits for the batch in flight */
+	store_writer_stop(w);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 1);
+	assert_int_equal(q_int(path, "SELECT mappings FROM hosts"), 2);
+	assert_int_equal(q_int(path, "SELECT writes_ok FROM status"), 2);
+	assert_int_equal(q_int(path, "SELECT writes_failed FROM status"), 1);
+	store_writer_stop(NULL);
+	/* the store is still ours and works */
+	write_status_only(st, STORE_STATE_STOPPED, T0);
+	assert_string_equal(q_text(path, "SELECT state FROM status"),
+			    "stopped");
+	store_close(st);
+}
+
+/* ---- size and speed (printed, not asserted) ---- */
+
+static double ms_since(int64_t t0)
+{
+	return (double)(ns_mono_ns() - t0) / 1e6;
+}
+
+static void test_full_write_timing(void **state)
+{
+	const char *path = db_path("timing");
+	struct store *st = open_fresh("timing");
+	struct ns_addr gw = A("203.0.113.1");
+	struct store_batch b;
+	char ip[NS_ADDR_STRLEN], gws[4][NS_ADDR_STRLEN], *doc;
+	int64_t t;
+	double full_ms, again_ms, delta_ms, read_ms;
+
+	store_batch_init(&b);
+	b.full = 1;
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	for (int g = 0; g < 4; g++) {
+		snprintf(gws[g], sizeof(gws[g]), "203.0.113.%d", g + 1);
+		add_gw(&b, gws[g], IPPROTO_TCP, 25000, 25000);
+	}
+	for (int i = 0; i < 10000; i++) {
+		snprintf(ip, sizeof(ip), "198.18.%d.%d", i / 250, i % 250);
+		add_host(&b, gws[i % 4], IPPROTO_TCP, ip, NS_KIND_NAT,
+			 1 + i % 97, 1 + i % 97);
+	}
+	for (int i = 0; i < 100000; i++) {
+		snprintf(ip, sizeof(ip), "198.51.100.%d", i % 250);
+		add_dest(&b, gws[i / 25000], IPPROTO_TCP, ip,
+			 (uint16_t)(1024 + (i % 25000) / 250), 0,
+			 1 + i % 1000, 64512);
+	}
+	t = ns_mono_ns();
+	assert_int_equal(store_write(st, &b), 0);
+	full_ms = ms_since(t);
+	t = ns_mono_ns();
+	assert_int_equal(store_write(st, &b), 0);
+	again_ms = ms_since(t);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM destinations"),
+			 100000);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 10000);
+
+	/* a typical delta: 1% of the buckets change */
+	b.full = 0;
+	b.n_gateways = 0;
+	b.n_hosts = 100;
+	b.n_dests = 1000;
+	t = ns_mono_ns();
+	assert_int_equal(store_write(st, &b), 0);
+	delta_ms = ms_since(t);
+
+	t = ns_mono_ns();
+	assert_int_equal(store_json_destinations(st, &gw, IPPROTO_TCP, 50, T0,
+						 &doc), 0);
+	read_ms = ms_since(t);
+	assert_int_equal(jint(doc, "$.total"), 25000);
+	assert_int_equal(jint(doc, "$.destinations[0].mappings"), 1000);
+	free(doc);
+	print_message("store timing: full write of 100000 destinations + "
+		      "10000 hosts: %.1f ms (again, replacing: %.1f ms); "
+		      "delta of 1100 rows: %.1f ms; top 50 of 25000 "
+		      "destinations as JSON: %.1f ms\n",
+		      full_ms, again_ms, delta_ms, read_ms);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+/* ---- setup ---- */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+		    struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int group_setup(void **state)
+{
+	log_init("test_store", NS_LOG_WARN);
+	if (!mkdtemp(tmpdir))
+		return -1;
+	return sqlite3_open(":memory:", &jdb) == SQLITE_OK ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+	sqlite3_close(jdb);
+	return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_migrations),
+		cmocka_unit_test(test_newer_schema),
+		cmocka_unit_test(test_not_a_database),
+		cmocka_unit_test(test_read_only_missing),
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_delta),
+		cmocka_unit_test(test_invalid_row),
+		cmocka_unit_test(test_disk_full),
+		cmocka_unit_test(test_locked),
+		cmocka_unit_test(test_read_copy),
+		cmocka_unit_test(test_gap_retention_count),
+		cmocka_unit_test(test_gap_retention_age),
+		cmocka_unit_test(test_json_time),
+		cmocka_unit_test(test_json_gateways),
+		cmocka_unit_test(test_json_hosts_dests),
+		cmocka_unit_test(test_json_coverage),
+		cmocka_unit_test(test_json_status),
+		cmocka_unit_test(test_json_error),
+		cmocka_unit_test(test_writer),
+		cmocka_unit_test(test_full_write_timing),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
