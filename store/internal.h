@@ -67,6 +67,11 @@ extern const char store_status_columns[];
 /* A passive WAL checkpoint after this many successful writes. */
 #define STORE_CHECKPOINT_EVERY 16
 
+/* Makes room for one more element in the array *arr points to (n used of
+ * *cap elements of size bytes), doubling it.  Returns 0, or -1 with ENOMEM
+ * (logged); *arr is unchanged then. */
+int store_grow(void *arr, size_t n, size_t *cap, size_t size);
+
 /* The errno for an SQLite result code (see store.h). */
 int store_errno(struct store *st, int rc);
 

@@ -139,8 +139,14 @@ static int column_dup(sqlite3_stmt *s, int col, char **out)
 	const unsigned char *text = sqlite3_column_text(s, col);
 	int len = sqlite3_column_bytes(s, col);
 
-	if (!text || !(*out = malloc((size_t)len + 1))) {
-		errno = ENOMEM;
+	if (!text) {
+		errno = sqlite3_errcode(sqlite3_db_handle(s)) == SQLITE_NOMEM
+				? ENOMEM
+				: EIO;
+		log_warn("store: empty JSON answer");
+		return -1;
+	}
+	if (!(*out = malloc((size_t)len + 1))) {
 		log_warn("store: JSON answer of %d bytes", len);
 		return -1;
 	}
@@ -395,28 +401,17 @@ int store_read_status(struct store *st, struct store_status *x)
 	return 0;
 }
 
-/* Appends one zeroed element to *arr (n used of *cap).  NULL with ENOMEM
- * (logged). */
+/* Appends one zeroed element to the array *arr points to.  NULL with
+ * ENOMEM (logged). */
 static void *array_add(void *arr, size_t n, size_t *cap, size_t size)
 {
-	void *old, *p;
-	size_t ncap;
+	char *base;
 
-	memcpy(&old, arr, sizeof(old));
-	if (n == *cap) {
-		ncap = *cap ? *cap * 2 : 16;
-		if (ncap > SIZE_MAX / size || !(p = realloc(old, ncap * size))) {
-			errno = ENOMEM;
-			log_warn("store: reading %zu rows", n + 1);
-			return NULL;
-		}
-		memcpy(arr, &p, sizeof(p));
-		*cap = ncap;
-		old = p;
-	}
-	p = (char *)old + n * size;
-	memset(p, 0, size);
-	return p;
+	if (store_grow(arr, n, cap, size) < 0)
+		return NULL;
+	memcpy(&base, arr, sizeof(base));
+	memset(base + n * size, 0, size);
+	return base + n * size;
 }
 
 /* Ends a row-reading loop: rc is the last sqlite3_step() result. */

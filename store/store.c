@@ -203,9 +203,8 @@ static int store_migrate_one(struct store *st,
 		goto fail;
 	if (store_exec(st, m->sql, m->name) < 0)
 		goto fail;
-	rc = sqlite3_prepare_v2(st->db,
-				"INSERT INTO schema_migrations VALUES (?, ?, ?)",
-				-1, &s, NULL);
+	rc = sqlite3_prepare_v2(st->db, "INSERT INTO schema_migrations "
+				"VALUES (?, ?, ?)", -1, &s, NULL);
 	if (rc != SQLITE_OK) {
 		store_fail(st, rc, "recording a migration");
 		goto fail;

@@ -33,9 +33,7 @@ void store_batch_free(struct store_batch *b)
 	store_batch_init(b);
 }
 
-/* Makes room for one more element in *arr (n used of *cap).  Returns 0,
- * or -1 with ENOMEM (logged). */
-static int batch_grow(void *arr, size_t n, size_t *cap, size_t size)
+int store_grow(void *arr, size_t n, size_t *cap, size_t size)
 {
 	void *old, *p;
 	size_t ncap;
@@ -46,7 +44,7 @@ static int batch_grow(void *arr, size_t n, size_t *cap, size_t size)
 	memcpy(&old, arr, sizeof(old));
 	if (ncap > SIZE_MAX / size || !(p = realloc(old, ncap * size))) {
 		errno = ENOMEM;
-		log_warn("store: batch of %zu rows", n + 1);
+		log_warn("store: array of %zu rows", n + 1);
 		return -1;
 	}
 	memcpy(arr, &p, sizeof(p));
@@ -56,7 +54,7 @@ static int batch_grow(void *arr, size_t n, size_t *cap, size_t size)
 
 #define BATCH_ADD(b, arr, n, cap)                                           \
 	do {                                                                \
-		if (batch_grow(&(b)->arr, (b)->n, &(b)->cap,               \
+		if (store_grow(&(b)->arr, (b)->n, &(b)->cap,               \
 			       sizeof(*(b)->arr)) < 0)                      \
 			return NULL;                                        \
 		memset(&(b)->arr[(b)->n], 0, sizeof(*(b)->arr));            \
@@ -258,7 +256,8 @@ static int write_host(struct store *st, const struct store_host_row *r,
 			       "family, ip_bin, mappings, ports_in_use) VALUES "
 			       "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
 			       "ON CONFLICT (public_ip, proto, ip, kind) "
-			       "DO UPDATE SET mappings = ?7, ports_in_use = ?8");
+			       "DO UPDATE SET "
+			       "mappings = ?7, ports_in_use = ?8");
 	if (!s || bind_addr(s, 1, 0, gw, &r->gateway) < 0)
 		return -1;
 	bind_proto(s, 2, r->proto);
@@ -311,7 +310,8 @@ static int write_gap(struct store *st, const struct store_gap_row *g)
 	s = store_stmt(st, STMT_GAP_UPSERT,
 		       "INSERT INTO gaps (run_started_ms, seq, start_ms, "
 		       "end_ms, events_lost, enobufs, added, removed, changed, "
-		       "reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+		       "reason) "
+		       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
 		       "ON CONFLICT (run_started_ms, seq) DO UPDATE SET "
 		       "start_ms = ?3, end_ms = ?4, events_lost = ?5, "
 		       "enobufs = ?6, added = ?7, removed = ?8, changed = ?9, "
@@ -349,9 +349,9 @@ static int trim_gaps(struct store *st, int64_t now_ms, int64_t run_ms)
 	if (store_step_done(st, s, "trimming the gap log") < 0)
 		return -1;
 	s = store_stmt(st, STMT_GAP_TRIM_COUNT,
-		       "DELETE FROM gaps WHERE rowid IN (SELECT rowid FROM gaps "
-		       "ORDER BY start_ms DESC, run_started_ms DESC, seq DESC "
-		       "LIMIT -1 OFFSET ?1)");
+		       "DELETE FROM gaps WHERE rowid IN "
+		       "(SELECT rowid FROM gaps ORDER BY start_ms DESC, "
+		       "run_started_ms DESC, seq DESC LIMIT -1 OFFSET ?1)");
 	if (!s)
 		return -1;
 	sqlite3_bind_int(s, 1, STORE_GAPS_KEEP);
@@ -371,9 +371,11 @@ const char store_status_columns[] =
 	"tcp_timeout_time_wait, rss_bytes, cpu_seconds, writes_ok, "
 	"writes_failed, last_write_ms, last_write_error";
 
+/* One parameter per column of store_status_columns (47). */
 #define STATUS_PARAMS                                                       \
-	"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
-	"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+	"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
+	"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
+	"?, ?, ?, ?, ?, ?, ?"
 
 /* Writes the status row with state and the store's write counters (the
  * caller's writes_* fields are ignored). */
