@@ -125,9 +125,10 @@ static const char *jcall(const char *fn, const char *doc, const char *path)
 	sqlite3_bind_text(s, 1, doc, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	snprintf(out, sizeof(buf[0]), "%s",
-		 sqlite3_column_text(s, 0) ? (const char *)sqlite3_column_text(s, 0)
-					   : "(missing)");
+	if (sqlite3_column_text(s, 0))
+		snprintf(out, sizeof(buf[0]), "%s", sqlite3_column_text(s, 0));
+	else
+		snprintf(out, sizeof(buf[0]), "(missing)");
 	sqlite3_finalize(s);
 	return out;
 }
@@ -425,6 +426,39 @@ static void test_newer_schema(void **state)
 	assert_int_equal(errno, EPROTONOSUPPORT);
 	/* and nothing was changed */
 	assert_int_equal(q_int(path, "PRAGMA user_version"), 3);
+}
+
+/* A database written by a binary that only knew migration 1. */
+static void test_upgrade(void **state)
+{
+	const char *path = db_path("upgrade");
+	struct store *st = open_fresh("upgrade");
+	sqlite3 *db;
+
+	store_close(st);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE gaps; "
+					  "DELETE FROM schema_migrations "
+					  "WHERE version = 2; "
+					  "PRAGMA user_version = 1", NULL, NULL,
+				      NULL), SQLITE_OK);
+	sqlite3_close(db);
+	/* the web's read-only connection cannot use it yet */
+	errno = 0;
+	assert_null(store_open(path, STORE_READ_ONLY));
+	assert_int_equal(errno, EPROTONOSUPPORT);
+	/* the collector's read-write open upgrades it */
+	st = store_open(path, STORE_READ_WRITE);
+	assert_non_null(st);
+	assert_int_equal(store_schema_version(st), 2);
+	store_close(st);
+	assert_string_equal(q_text(path, "SELECT group_concat(version || ':' "
+					 "|| name) FROM schema_migrations"),
+			    "1:live,2:gaps");
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gaps"), 0);
+	st = store_open(path, STORE_READ_ONLY);
+	assert_non_null(st);
+	store_close(st);
 }
 
 static void test_not_a_database(void **state)
@@ -1611,6 +1645,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_migrations),
 		cmocka_unit_test(test_newer_schema),
+		cmocka_unit_test(test_upgrade),
 		cmocka_unit_test(test_not_a_database),
 		cmocka_unit_test(test_read_only_missing),
 		cmocka_unit_test(test_round_trip),
