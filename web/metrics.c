@@ -229,7 +229,7 @@ static const struct {
 	const char *name, *help;
 } gw_families[] = {
 	[GW_PORTS_IN_USE] = { "natscope_gateway_ports_in_use",
-			      "Distinct public ports with at least one mapping." },
+			      "Distinct public ports with a mapping." },
 	[GW_PORT_SPACE] = { "natscope_gateway_port_space",
 			    "Ports a public IP offers (1-65535)." },
 	[GW_MAPPINGS] = { "natscope_gateway_mappings",
@@ -237,7 +237,7 @@ static const struct {
 	[GW_HOSTS] = { "natscope_gateway_hosts",
 		       "Internal hosts with at least one mapping." },
 	[GW_DESTINATIONS] = { "natscope_gateway_destinations",
-			      "Destination buckets with at least one mapping." },
+			      "Destination buckets with a mapping." },
 	[GW_WORST_MAPPINGS] = { "natscope_gateway_worst_destination_mappings",
 				"Mappings in the fullest destination bucket." },
 	[GW_WORST_CAPACITY] = { "natscope_gateway_worst_destination_capacity",

@@ -280,8 +280,9 @@ static enum MHD_Result web_store_failed(struct web *w, struct MHD_Connection *c,
 {
 	if (err == ENOENT) /* no run has written a status row yet */
 		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
-				 REPLY_RETRY_AFTER,
-				 "the collector has not written a snapshot yet");
+				 REPLY_RETRY_AFTER, "%s",
+				 "the collector has not written a snapshot "
+				 "yet");
 	if (err == EBUSY)
 		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
 				 REPLY_RETRY_AFTER, "database is busy");
