@@ -48,6 +48,7 @@
 #define DUMP_ROUNDS 32	    /* dump chunks per loop iteration */
 #define WRITE_RETRY_MS 50   /* writer busy: try again this soon */
 #define GAPS_PENDING_MAX 16 /* gap rows waiting for the next write */
+#define RECONCILE_FACTOR 20 /* re-dump for silent entries at most 1/20 of the time */
 
 struct collector {
 	struct collector_config cfg;
@@ -72,6 +73,7 @@ struct collector {
 	/* resync */
 	int resync_active, resync_again, resync_wanted;
 	int initial_done;
+	int64_t next_reconcile_ns; /* 0: none due */
 	uint32_t dump_seq;
 	uint64_t resyncs;
 	int64_t resync_started_ms, resync_started_ns, resync_done_ms;
@@ -143,6 +145,8 @@ static void collector_queue_gap(struct collector *c, const struct store_gap_row 
 
 /* ---- resync ---- */
 
+static void collector_schedule_reconcile(struct collector *c);
+
 static void collector_resync_start(struct collector *c)
 {
 	char req[64];
@@ -180,6 +184,14 @@ static void collector_resync_finish(struct collector *c, int ok)
 		log_info("initial dump: %llu entries in %.3f s",
 			 (unsigned long long)c->rs_entries,
 			 c->resync_duration_us / 1e6);
+	} else if (!c->gap_open) {
+		log_debug("reconcile: %llu entries in %.3f s; %llu added, "
+			  "%llu removed, %llu changed",
+			  (unsigned long long)c->rs_entries,
+			  c->resync_duration_us / 1e6,
+			  (unsigned long long)c->rs_added,
+			  (unsigned long long)c->rs_removed,
+			  (unsigned long long)c->rs_changed);
 	} else {
 		log_info("resync: %llu entries in %.3f s; repaired %llu added, "
 			 "%llu removed, %llu changed",
@@ -198,6 +210,7 @@ static void collector_resync_finish(struct collector *c, int ok)
 		c->resync_wanted = 1;
 		return;
 	}
+	collector_schedule_reconcile(c);
 	if (c->gap_open) {
 		collector_update_drops(c);
 		c->gap.end_ms = c->resync_done_ms;
@@ -210,6 +223,27 @@ static void collector_resync_finish(struct collector *c, int ok)
 			 (c->gap.end_ms - c->gap.start_ms) / 1e3);
 	}
 	c->write_wanted = 1; /* show the exact figures without waiting */
+}
+
+/* Entries the kernel sends no events for (created while nobody listened,
+ * with nf_conntrack_events=2, or all of them with nf_conntrack_events=0)
+ * can only be followed by dumping again.  While the ledger holds any, the
+ * table is re-dumped every interval, or less often when dumps are long, so
+ * that this costs at most 1/RECONCILE_FACTOR of the time. */
+static void collector_schedule_reconcile(struct collector *c)
+{
+	struct ledger_stats ls;
+	int64_t wait;
+
+	ledger_get_stats(c->ledger, &ls);
+	if (!ls.mappings_silent) {
+		c->next_reconcile_ns = 0;
+		return;
+	}
+	wait = c->resync_duration_us * 1000 * RECONCILE_FACTOR;
+	if (wait < (int64_t)c->cfg.interval_s * 1000000000LL)
+		wait = (int64_t)c->cfg.interval_s * 1000000000LL;
+	c->next_reconcile_ns = ns_mono_ns() + wait;
 }
 
 /* Events were lost: open (or extend) a gap and ask for a resync. */
@@ -674,6 +708,8 @@ int collector_run(struct collector *c, struct store_writer *w)
 		wake = c->next_tick_ns;
 		if (c->write_wanted && c->write_retry_ns < wake)
 			wake = c->write_retry_ns;
+		if (c->next_reconcile_ns && c->next_reconcile_ns < wake)
+			wake = c->next_reconcile_ns;
 		timeout = wake <= now ? 0 : (int)((wake - now) / 1000000 + 1);
 		if (more_events)
 			timeout = 0;
@@ -697,6 +733,11 @@ int collector_run(struct collector *c, struct store_writer *w)
 		}
 		if (pfd[2].revents && localaddr_process(c->la) < 0)
 			log_warnx("local addresses may be out of date");
+		if (c->next_reconcile_ns && !c->resync_active &&
+		    ns_mono_ns() >= c->next_reconcile_ns) {
+			c->next_reconcile_ns = 0;
+			c->resync_wanted = 1;
+		}
 		if (c->resync_wanted && !c->resync_active)
 			collector_resync_start(c);
 

@@ -120,6 +120,8 @@ struct ledger_list {
 #define MF_DEAD 0x02  /* removed during a resync: a tombstone until the sweep */
 #define MF_LOCAL 0x04 /* kind LOCAL (else NAT) */
 #define MF_RANGE_SHIFT 3
+#define MF_RANGE(f) (((f) >> MF_RANGE_SHIFT) & 7)
+#define MF_EVENTS 0x40 /* an event was seen: the kernel reports this entry */
 
 struct ledger_mrec {
 	uint32_t dest1; /* destination index + 1; 0 = empty slot */
@@ -161,6 +163,7 @@ struct ledger {
 	uint8_t resync;	  /* inside resync_begin .. resync_end */
 	uint32_t n_pages; /* port pages allocated, for the byte count */
 	uint64_t nat, local;
+	uint64_t silent; /* live mappings without MF_EVENTS */
 	uint32_t live_gws, live_hosts, live_dests;
 };
 
@@ -616,7 +619,7 @@ static void ledger_add_counts(struct ledger *l, uint32_t gwi, uint32_t di,
 		g->dests++;
 		l->live_dests++;
 	}
-	d->ranges[flags >> MF_RANGE_SHIFT]++;
+	d->ranges[MF_RANGE(flags)]++;
 	if (h->mappings++ == 0) {
 		g->hosts++;
 		l->live_hosts++;
@@ -627,6 +630,8 @@ static void ledger_add_counts(struct ledger *l, uint32_t gwi, uint32_t di,
 	} else {
 		l->nat++;
 	}
+	if (!(flags & MF_EVENTS))
+		l->silent++;
 	hp = ledger_hp_probe(&l->hp, hi, port);
 	if (hp->count == 0) {
 		hp->host = hi;
@@ -660,7 +665,7 @@ static void ledger_sub_counts(struct ledger *l, uint32_t di,
 		g->dests--;
 		l->live_dests--;
 	}
-	d->ranges[r->flags >> MF_RANGE_SHIFT]--;
+	d->ranges[MF_RANGE(r->flags)]--;
 	if (--h->mappings == 0) {
 		g->hosts--;
 		l->live_hosts--;
@@ -671,6 +676,8 @@ static void ledger_sub_counts(struct ledger *l, uint32_t di,
 	} else {
 		l->nat--;
 	}
+	if (!(r->flags & MF_EVENTS))
+		l->silent--;
 	hp = ledger_hp_probe(&l->hp, r->host, r->port);
 	if (--hp->count == 0) {
 		h->ports--;
@@ -759,14 +766,24 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 	if (hi == NONE32)
 		goto nomem;
 	flags = ledger_flags(l, m);
+	/* A mapping first read from a dump may belong to an entry the kernel
+	 * sends no events for; the first event proves otherwise. */
+	if (!from_dump)
+		flags |= MF_EVENTS;
+	else if (had)
+		flags |= r->flags & MF_EVENTS;
 	state = m->tcp_state < NS_TCP_STATES ? m->tcp_state : 0;
 	if (had) {
 		/* Same reply tuple: either the same entry (a duplicate or an
 		 * update) or a newer one whose DESTROY we missed. */
 		if (m->tcp_state == NS_TCP_STATE_UNKNOWN)
 			state = r->state;
-		if (r->host == hi && (r->flags & ~MF_EPOCH) == (flags & ~MF_EPOCH)) {
+		if (r->host == hi && (r->flags & ~(MF_EPOCH | MF_EVENTS)) ==
+					     (flags & ~(MF_EPOCH | MF_EVENTS))) {
 			int changed = r->state != state;
+
+			if ((flags & MF_EVENTS) && !(r->flags & MF_EVENTS))
+				l->silent--;
 
 			if (changed && l->gws[gwi].proto == IPPROTO_TCP) {
 				l->gws[gwi].states[r->state]--;
@@ -1137,6 +1154,7 @@ void ledger_get_stats(const struct ledger *l, struct ledger_stats *st)
 {
 	st->mappings_nat = l->nat;
 	st->mappings_local = l->local;
+	st->mappings_silent = l->silent;
 	st->gateways = l->live_gws;
 	st->hosts = l->live_hosts;
 	st->destinations = l->live_dests;

@@ -63,6 +63,11 @@ enum ledger_result {
 struct ledger_stats {
 	uint64_t mappings_nat;
 	uint64_t mappings_local;
+	/* Mappings known only from dumps: no event was ever seen for them.
+	 * With nf_conntrack_events=2 (the default) the kernel sends no events
+	 * at all for entries created while nobody listened, so these change
+	 * and vanish silently; only a new dump shows it. */
+	uint64_t mappings_silent;
 	uint32_t gateways;
 	uint32_t hosts;
 	uint32_t destinations;
@@ -74,7 +79,8 @@ struct ledger *ledger_new(void);
 void ledger_free(struct ledger *l);
 
 /* Adds or updates a mapping.  from_dump marks a dump record, which during a
- * resync must not override a mapping an event already touched.  Returns an
+ * resync must not override a mapping an event already touched; a mapping
+ * only ever seen in dumps counts as silent (see ledger_stats).  Returns an
  * enum ledger_result, or -1 with ENOMEM (the ledger is unchanged). */
 int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 		  int from_dump);

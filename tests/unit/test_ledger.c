@@ -386,6 +386,61 @@ static void test_resync(void **state)
 	ledger_free(l);
 }
 
+/* Mappings only ever seen in dumps are silent until an event shows up. */
+static void test_silent(void **state)
+{
+	struct ledger *l = ledger_new();
+	struct ledger_stats st;
+	struct ledger_mapping a = mk("203.0.113.1", 1001, "198.18.0.2",
+				     "198.51.100.1", 443, 3);
+	struct ledger_mapping b = mk("203.0.113.1", 1002, "198.18.0.2",
+				     "198.51.100.1", 443, 3);
+	struct ledger_mapping c = mk("203.0.113.1", 1003, "198.18.0.3",
+				     "198.51.100.1", 443, 3);
+
+	(void)state;
+	ledger_resync_begin(l);
+	assert_int_equal(ledger_upsert(l, &a, 1), LEDGER_ADDED);
+	assert_int_equal(ledger_upsert(l, &b, 1), LEDGER_ADDED);
+	assert_int_equal(ledger_resync_end(l), 0);
+	ledger_get_stats(l, &st);
+	assert_int_equal(st.mappings_silent, 2);
+	/* an UPDATE for a: it is followed by events after all */
+	a.tcp_state = 4;
+	assert_int_equal(ledger_upsert(l, &a, 0), LEDGER_CHANGED);
+	ledger_get_stats(l, &st);
+	assert_int_equal(st.mappings_silent, 1);
+	/* the next dump does not make it silent again */
+	ledger_resync_begin(l);
+	assert_int_equal(ledger_upsert(l, &a, 1), LEDGER_UNCHANGED);
+	assert_int_equal(ledger_upsert(l, &b, 1), LEDGER_UNCHANGED);
+	assert_int_equal(ledger_upsert(l, &c, 1), LEDGER_ADDED);
+	/* b vanished from the kernel without an event: the dump after the
+	 * next one no longer shows it */
+	assert_int_equal(ledger_resync_end(l), 0);
+	ledger_get_stats(l, &st);
+	assert_int_equal(st.mappings_silent, 2);
+	ledger_resync_begin(l);
+	assert_int_equal(ledger_upsert(l, &a, 1), LEDGER_UNCHANGED);
+	assert_int_equal(ledger_upsert(l, &c, 1), LEDGER_UNCHANGED);
+	assert_int_equal(ledger_resync_end(l), 1);
+	ledger_get_stats(l, &st);
+	assert_int_equal(st.mappings_silent, 1);
+	assert_int_equal(st.mappings_nat, 2);
+	/* a host change seen in a dump keeps the mapping silent */
+	c = mk("203.0.113.1", 1003, "198.18.0.4", "198.51.100.1", 443, 3);
+	ledger_resync_begin(l);
+	assert_int_equal(ledger_upsert(l, &a, 1), LEDGER_UNCHANGED);
+	assert_int_equal(ledger_upsert(l, &c, 1), LEDGER_CHANGED);
+	assert_int_equal(ledger_resync_end(l), 0);
+	ledger_get_stats(l, &st);
+	assert_int_equal(st.mappings_silent, 1);
+	assert_int_equal(ledger_remove(l, &c), 1);
+	ledger_get_stats(l, &st);
+	assert_int_equal(st.mappings_silent, 0);
+	ledger_free(l);
+}
+
 /* ---- brute-force model ---- */
 
 #define KEYS 600
@@ -666,6 +721,7 @@ int main(void)
 		cmocka_unit_test(test_capacity_and_kinds),
 		cmocka_unit_test(test_worst_destination),
 		cmocka_unit_test(test_resync),
+		cmocka_unit_test(test_silent),
 		cmocka_unit_test(test_random_against_model),
 		cmocka_unit_test(test_memory_per_mapping),
 	};
