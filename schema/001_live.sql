@@ -35,17 +35,17 @@ CREATE TABLE gateways (
 	PRIMARY KEY (public_ip, proto)
 ) WITHOUT ROWID;
 
--- One row per (public IP, protocol, internal host, kind).
+-- One row per (public IP, protocol, internal host).
 CREATE TABLE hosts (
 	public_ip	TEXT NOT NULL,	-- the gateway (gateways.public_ip)
 	proto		TEXT NOT NULL,
 	ip		TEXT NOT NULL,	-- the internal host; = public_ip for 'local'
-	kind		TEXT NOT NULL,	-- 'nat' (source NAT) or 'local' (this host's own)
+	kind		TEXT NOT NULL,	-- 'local' if any mapping is this host's own, else 'nat'
 	family		INTEGER NOT NULL,	-- of ip: 4 or 6
 	ip_bin		BLOB NOT NULL,	-- ip in network byte order
 	mappings	INTEGER NOT NULL,	-- live mappings of this host on this gateway
 	ports_in_use	INTEGER NOT NULL,	-- distinct public ports it holds
-	PRIMARY KEY (public_ip, proto, ip, kind)
+	PRIMARY KEY (public_ip, proto, ip)
 ) WITHOUT ROWID;
 
 -- One row per destination bucket: what runs out is the ports of one

@@ -73,7 +73,7 @@ static const char sql_json_hosts[] =
 	"SELECT json_object('ip', ip, 'mappings', mappings, "
 	"'ports_in_use', ports_in_use, 'kind', kind) AS o FROM hosts "
 	"WHERE public_ip = ?2 AND proto = ?3 "
-	"ORDER BY mappings DESC, family, ip_bin, kind LIMIT ?4))))";
+	"ORDER BY mappings DESC, family, ip_bin LIMIT ?4))))";
 
 static const char sql_json_dests[] =
 	SQL_WITH
@@ -502,8 +502,7 @@ int store_read_top_hosts(struct store *st, const struct ns_addr *gateway,
 	s = store_stmt(st, STMT_READ_TOP_HOSTS,
 		       "SELECT family, ip_bin, kind, mappings, ports_in_use "
 		       "FROM hosts WHERE public_ip = ?1 AND proto = ?2 "
-		       "ORDER BY mappings DESC, family, ip_bin, kind "
-		       "LIMIT ?3");
+		       "ORDER BY mappings DESC, family, ip_bin LIMIT ?3");
 	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, ip, -1, SQLITE_STATIC);

@@ -249,22 +249,23 @@ static int write_host(struct store *st, const struct store_host_row *r,
 	if (r->mappings == 0)
 		s = store_stmt(st, STMT_HOST_DELETE,
 			       "DELETE FROM hosts WHERE public_ip = ?1 AND "
-			       "proto = ?2 AND ip = ?3 AND kind = ?4");
+			       "proto = ?2 AND ip = ?3");
 	else
 		s = store_stmt(st, STMT_HOST_UPSERT,
 			       "INSERT INTO hosts (public_ip, proto, ip, kind, "
 			       "family, ip_bin, mappings, ports_in_use) VALUES "
 			       "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-			       "ON CONFLICT (public_ip, proto, ip, kind) "
-			       "DO UPDATE SET "
+			       "ON CONFLICT (public_ip, proto, ip) "
+			       "DO UPDATE SET kind = ?4, "
 			       "mappings = ?7, ports_in_use = ?8");
 	if (!s || bind_addr(s, 1, 0, gw, &r->gateway) < 0)
 		return -1;
 	bind_proto(s, 2, r->proto);
 	if (bind_addr(s, 3, r->mappings ? 5 : 0, host, &r->ip) < 0)
 		return -1;
-	sqlite3_bind_text(s, 4, ns_kind_name(r->kind), -1, SQLITE_STATIC);
 	if (r->mappings) {
+		sqlite3_bind_text(s, 4, ns_kind_name(r->kind), -1,
+				  SQLITE_STATIC);
 		sqlite3_bind_int64(s, 7, r->mappings);
 		sqlite3_bind_int64(s, 8, r->ports_in_use);
 	}

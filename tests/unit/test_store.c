@@ -697,6 +697,24 @@ static void test_delta(void **state)
 	assert_int_equal(q_int(path, "SELECT mappings FROM destinations WHERE "
 				     "ip = '198.51.100.7' AND zone = 7"), 20);
 
+	/* kind is not part of the key: a host that becomes local (or stops
+	 * being) keeps one row, and a delete needs no kind */
+	store_batch_clear(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.4", NS_KIND_LOCAL,
+		 9, 9);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_string_equal(q_text(path, "SELECT group_concat(kind || '/' || "
+					 "mappings) FROM hosts WHERE "
+					 "ip = '198.18.0.4'"), "local/9");
+	store_batch_clear(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	add_host(&b, "203.0.113.1", IPPROTO_TCP, "198.18.0.4", NS_KIND_NAT, 0,
+		 0);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts WHERE "
+				     "ip = '198.18.0.4'"), 0);
+
 	/* a deleted gateway goes, with its hosts and buckets; others stay */
 	store_batch_clear(&b);
 	fill_status(&b.status, STORE_STATE_RUNNING);
@@ -710,7 +728,7 @@ static void test_delta(void **state)
 				     "proto = 'udp'"), 0);
 	assert_int_equal(q_int(path, "SELECT count(*) FROM destinations WHERE "
 				     "proto = 'udp'"), 0);
-	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 4);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 3);
 
 	/* full replaces every live row */
 	store_batch_clear(&b);
