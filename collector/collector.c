@@ -24,6 +24,7 @@
 #include "collector/collector.h"
 #include "collector/classify.h"
 #include "collector/ctmsg.h"
+#include "collector/dumper.h"
 #include "collector/kstat.h"
 #include "collector/ledger.h"
 #include "collector/localaddr.h"
@@ -44,7 +45,6 @@
 #define EV_BATCH 64	    /* datagrams per recvmmsg() */
 #define EV_BUFSZ 4096	    /* one event is a few hundred bytes */
 #define EV_ROUNDS 16	    /* recvmmsg() calls before looking elsewhere */
-#define DUMP_BUFSZ 65536    /* the kernel fills dump chunks up to 32 KB */
 #define DUMP_ROUNDS 32	    /* dump chunks per loop iteration */
 #define WRITE_RETRY_MS 50   /* writer busy: try again this soon */
 #define GAPS_PENDING_MAX 16 /* gap rows waiting for the next write */
@@ -52,7 +52,8 @@
 
 struct collector {
 	struct collector_config cfg;
-	struct mnl_socket *ev, *dump;
+	struct mnl_socket *ev;
+	struct dumper *dumper;
 	struct localaddr *la;
 	struct ledger *ledger;
 	struct store_writer *w;
@@ -60,9 +61,8 @@ struct collector {
 	/* event receive buffers */
 	struct mmsghdr mm[EV_BATCH];
 	struct iovec iov[EV_BATCH];
-	uint8_t *evbuf;	  /* EV_BATCH * EV_BUFSZ */
-	uint8_t *dumpbuf; /* DUMP_BUFSZ */
-	size_t rcvbuf;	  /* what the kernel granted */
+	uint8_t *evbuf; /* EV_BATCH * EV_BUFSZ */
+	size_t rcvbuf;	/* what the kernel granted */
 
 	/* counters (status) */
 	uint64_t ev_new, ev_update, ev_destroy, ev_dumped, ev_unknown_destroy;
@@ -149,11 +149,7 @@ static void collector_schedule_reconcile(struct collector *c);
 
 static void collector_resync_start(struct collector *c)
 {
-	char req[64];
-	size_t len;
-
-	len = ctmsg_build_dump(req, ++c->dump_seq);
-	if (mnl_socket_sendto(c->dump, req, len) < 0) {
+	if (dumper_start(c->dumper, ++c->dump_seq) < 0) {
 		log_warn("conntrack: dump request");
 		c->resync_wanted = 1; /* retried at the next tick */
 		return;
@@ -410,37 +406,32 @@ static int collector_drain_events(struct collector *c)
 	return 1;
 }
 
-/* Reads dump chunks while they are ready (discarding them when no resync
- * is running, e.g. the tail of a failed dump).  Returns 0, or -1 on a
- * fatal error. */
+/* Takes dump chunks from the reader thread while they are ready
+ * (discarding them when no resync is running).  Returns 1 if more may be
+ * waiting, else 0. */
 static int collector_read_dump(struct collector *c)
 {
-	int fd = mnl_socket_get_fd(c->dump);
-
 	for (int round = 0; round < DUMP_ROUNDS; round++) {
-		ssize_t n = recv(fd, c->dumpbuf, DUMP_BUFSZ, MSG_DONTWAIT);
+		size_t len;
+		int end, err;
+		const void *chunk = dumper_next(c->dumper, &len, &end, &err);
 
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
-			if (errno == EINTR)
-				continue;
-			if (errno == ENOBUFS) {
-				/* only our dump lands here; if it overran, its
-				 * result is incomplete */
-				log_warnx("conntrack: dump socket overrun");
-				c->resync_again = 1;
-				continue;
-			}
+		if (!chunk)
+			return 0;
+		if (err) {
+			errno = err;
 			log_warn("conntrack: reading the dump");
-			return -1;
 		}
-		if (c->resync_active &&
-		    collector_datagram(c, c->dumpbuf, (int)n, 1) &&
-		    c->resync_active)
-			collector_resync_finish(c, 1);
+		if (c->resync_active) {
+			if (err)
+				collector_resync_finish(c, 0);
+			else if (collector_datagram(c, chunk, (int)len, 1) &&
+				 c->resync_active)
+				collector_resync_finish(c, 1);
+		}
+		dumper_release(c->dumper);
 	}
-	return 0;
+	return 1;
 }
 
 /* ---- snapshots ---- */
@@ -630,15 +621,15 @@ struct collector *collector_open(const struct collector_config *cfg)
 		goto err;
 	if (getsockopt(mnl_socket_get_fd(c->ev), SOL_SOCKET, SO_RCVBUF, &v, &len) == 0)
 		c->rcvbuf = (size_t)v;
-	if (collector_socket(0, 4 << 20, &c->dump) < 0)
+	c->dumper = dumper_open();
+	if (!c->dumper)
 		goto err;
 	c->la = localaddr_open();
 	if (!c->la)
 		goto err;
 	c->ledger = ledger_new();
 	c->evbuf = malloc((size_t)EV_BATCH * EV_BUFSZ);
-	c->dumpbuf = malloc(DUMP_BUFSZ);
-	if (!c->ledger || !c->evbuf || !c->dumpbuf) {
+	if (!c->ledger || !c->evbuf) {
 		errno = ENOMEM;
 		goto err;
 	}
@@ -664,12 +655,10 @@ void collector_close(struct collector *c)
 		return;
 	if (c->ev)
 		mnl_socket_close(c->ev);
-	if (c->dump)
-		mnl_socket_close(c->dump);
+	dumper_close(c->dumper);
 	localaddr_close(c->la);
 	ledger_free(c->ledger);
 	free(c->evbuf);
-	free(c->dumpbuf);
 	free(c);
 	errno = saved;
 }
@@ -685,13 +674,15 @@ static int collector_final_write(struct collector *c)
 int collector_run(struct collector *c, struct store_writer *w)
 {
 	int64_t interval_ns = (int64_t)c->cfg.interval_s * 1000000000LL;
-	int more_events = 0, rc = 0;
+	int more_events = 0, more_dump = 0, rc = 0;
 
 	c->w = w;
 	kstat_read(&c->ks);
 	collector_ranges(c);
 	c->force_full = 1;
 	c->next_tick_ns = ns_mono_ns() + interval_ns;
+	if (c->ks.count > 0)
+		ledger_expect(c->ledger, (uint64_t)c->ks.count);
 	collector_resync_start(c);
 
 	for (;;) {
@@ -700,7 +691,7 @@ int collector_run(struct collector *c, struct store_writer *w)
 		int timeout, n = 0;
 
 		pfd[n++] = (struct pollfd){ mnl_socket_get_fd(c->ev), POLLIN, 0 };
-		pfd[n++] = (struct pollfd){ mnl_socket_get_fd(c->dump), POLLIN, 0 };
+		pfd[n++] = (struct pollfd){ dumper_fd(c->dumper), POLLIN, 0 };
 		pfd[n++] = (struct pollfd){ localaddr_fd(c->la), POLLIN, 0 };
 		pfd[n++] = (struct pollfd){ c->cfg.stop_fd, POLLIN, 0 };
 
@@ -711,7 +702,7 @@ int collector_run(struct collector *c, struct store_writer *w)
 		if (c->next_reconcile_ns && c->next_reconcile_ns < wake)
 			wake = c->next_reconcile_ns;
 		timeout = wake <= now ? 0 : (int)((wake - now) / 1000000 + 1);
-		if (more_events)
+		if (more_events || more_dump)
 			timeout = 0;
 		if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR) {
 			log_warn("poll");
@@ -727,10 +718,8 @@ int collector_run(struct collector *c, struct store_writer *w)
 				break;
 			}
 		}
-		if (pfd[1].revents && collector_read_dump(c) < 0) {
-			rc = -1;
-			break;
-		}
+		if (pfd[1].revents || more_dump)
+			more_dump = collector_read_dump(c);
 		if (pfd[2].revents && localaddr_process(c->la) < 0)
 			log_warnx("local addresses may be out of date");
 		if (c->next_reconcile_ns && !c->resync_active &&

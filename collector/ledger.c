@@ -858,6 +858,17 @@ int ledger_remove(struct ledger *l, const struct ledger_mapping *m)
 	return 0;
 }
 
+int ledger_expect(struct ledger *l, uint64_t mappings)
+{
+	while ((uint64_t)(l->mt.mask + 1) * 3 < mappings * 4 &&
+	       l->mt.mask < 0x7fffffffu)
+		if (ledger_mt_grow(&l->mt) < 0) {
+			errno = ENOMEM;
+			return -1;
+		}
+	return 0;
+}
+
 void ledger_resync_begin(struct ledger *l)
 {
 	l->epoch ^= MF_EPOCH;

@@ -89,6 +89,11 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
  * 1 if it was there, 0 if unknown. */
 int ledger_remove(struct ledger *l, const struct ledger_mapping *m);
 
+/* Sizes the mapping table for this many mappings now, instead of growing
+ * it step by step while a large dump is read.  Returns 0, or -1 with
+ * ENOMEM (the ledger still works and grows as needed). */
+int ledger_expect(struct ledger *l, uint64_t mappings);
+
 /* Starts a mark phase (a resync dump is about to be read). */
 void ledger_resync_begin(struct ledger *l);
 

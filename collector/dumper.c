@@ -1,0 +1,220 @@
+/*
+ * dumper.c - the dump reader thread and its ring of chunk buffers.
+ */
+#include "collector/dumper.h"
+#include "common/common.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nfnetlink.h>
+
+#include "collector/ctmsg.h"
+
+#define DUMPER_SLOTS 32
+#define DUMPER_BUFSZ 65536 /* the kernel fills chunks up to 32 KB */
+
+struct dumper {
+	struct mnl_socket *nl;
+	int efd;
+	pthread_t th;
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint8_t *buf; /* DUMPER_SLOTS * DUMPER_BUFSZ */
+	size_t len[DUMPER_SLOTS];
+	uint8_t end[DUMPER_SLOTS];
+	int err[DUMPER_SLOTS];
+	unsigned head, tail; /* filled: [tail, head), free-running */
+	int running;	     /* the reader should read */
+	int stop;
+};
+
+/* Whether a chunk ends the dump: it holds NLMSG_DONE or an error. */
+static int dumper_is_last(const void *buf, size_t len)
+{
+	const struct nlmsghdr *nlh = buf;
+	int left = (int)len;
+
+	for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left))
+		if (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR)
+			return 1;
+	return 0;
+}
+
+static void *dumper_main(void *arg)
+{
+	struct dumper *d = arg;
+	int fd = mnl_socket_get_fd(d->nl);
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&d->mu);
+	for (;;) {
+		unsigned slot;
+		ssize_t n;
+		int saved;
+
+		while (!d->stop &&
+		       (!d->running || d->head - d->tail == DUMPER_SLOTS))
+			pthread_cond_wait(&d->cv, &d->mu);
+		if (d->stop)
+			break;
+		slot = d->head % DUMPER_SLOTS;
+		pthread_mutex_unlock(&d->mu);
+		n = recv(fd, d->buf + (size_t)slot * DUMPER_BUFSZ, DUMPER_BUFSZ,
+			 MSG_TRUNC);
+		saved = errno;
+		pthread_mutex_lock(&d->mu);
+		if (n < 0 && (saved == EAGAIN || saved == EWOULDBLOCK ||
+			      saved == EINTR))
+			continue; /* receive timeout: look at stop again */
+		if (n > DUMPER_BUFSZ) {
+			n = -1;
+			saved = EMSGSIZE;
+		}
+		d->len[slot] = n < 0 ? 0 : (size_t)n;
+		d->err[slot] = n < 0 ? saved : 0;
+		d->end[slot] = n < 0 ||
+			       dumper_is_last(d->buf + (size_t)slot * DUMPER_BUFSZ,
+					      (size_t)n);
+		d->head++;
+		if (d->end[slot])
+			d->running = 0;
+		if (write(d->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+			log_warn("dump: eventfd");
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+struct dumper *dumper_open(void)
+{
+	struct dumper *d = calloc(1, sizeof(*d));
+	struct timeval tv = { 0, 200000 };
+	int v = 4 << 20;
+
+	if (!d)
+		return NULL;
+	d->efd = -1;
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_cond_init(&d->cv, NULL);
+	d->buf = malloc((size_t)DUMPER_SLOTS * DUMPER_BUFSZ);
+	if (!d->buf)
+		goto err;
+	d->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	if (!d->nl || mnl_socket_bind(d->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		log_warn("conntrack: dump socket");
+		goto err;
+	}
+	/* a bounded wait, so that dumper_close() is heard */
+	if (setsockopt(mnl_socket_get_fd(d->nl), SOL_SOCKET, SO_RCVTIMEO, &tv,
+		       sizeof(tv)) < 0)
+		log_warn("conntrack: dump socket timeout");
+	if (setsockopt(mnl_socket_get_fd(d->nl), SOL_SOCKET, SO_RCVBUF, &v,
+		       sizeof(v)) < 0)
+		log_warn("conntrack: dump socket buffer");
+	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (d->efd < 0) {
+		log_warn("eventfd");
+		goto err;
+	}
+	if ((errno = pthread_create(&d->th, NULL, dumper_main, d)) != 0) {
+		log_warn("dump thread");
+		goto err;
+	}
+	d->started = 1;
+	return d;
+err:
+	dumper_close(d);
+	return NULL;
+}
+
+void dumper_close(struct dumper *d)
+{
+	int saved = errno;
+
+	if (!d)
+		return;
+	if (d->started) {
+		pthread_mutex_lock(&d->mu);
+		d->stop = 1;
+		pthread_cond_signal(&d->cv);
+		pthread_mutex_unlock(&d->mu);
+		pthread_join(d->th, NULL);
+	}
+	if (d->nl)
+		mnl_socket_close(d->nl);
+	if (d->efd >= 0)
+		close(d->efd);
+	pthread_mutex_destroy(&d->mu);
+	pthread_cond_destroy(&d->cv);
+	free(d->buf);
+	free(d);
+	errno = saved;
+}
+
+int dumper_fd(const struct dumper *d)
+{
+	return d->efd;
+}
+
+int dumper_start(struct dumper *d, uint32_t seq)
+{
+	char req[64];
+	size_t len = ctmsg_build_dump(req, seq);
+	int rc = 0;
+
+	pthread_mutex_lock(&d->mu);
+	/* the reader is idle here (running is 0): nothing is in recv() */
+	d->head = d->tail = 0;
+	if (mnl_socket_sendto(d->nl, req, len) < 0) {
+		rc = -1;
+	} else {
+		d->running = 1;
+		pthread_cond_signal(&d->cv);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+const void *dumper_next(struct dumper *d, size_t *len, int *end, int *err)
+{
+	const void *p = NULL;
+	uint64_t v;
+
+	pthread_mutex_lock(&d->mu);
+	if (d->head == d->tail) {
+		/* clear the wake-up first, then look again: a chunk pushed in
+		 * between is seen now or wakes the owner later */
+		pthread_mutex_unlock(&d->mu);
+		if (read(d->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+			log_warn("dump: eventfd");
+		pthread_mutex_lock(&d->mu);
+	}
+	if (d->head != d->tail) {
+		unsigned slot = d->tail % DUMPER_SLOTS;
+
+		p = d->buf + (size_t)slot * DUMPER_BUFSZ;
+		*len = d->len[slot];
+		*end = d->end[slot];
+		*err = d->err[slot];
+	}
+	pthread_mutex_unlock(&d->mu);
+	return p;
+}
+
+void dumper_release(struct dumper *d)
+{
+	pthread_mutex_lock(&d->mu);
+	if (d->head != d->tail) {
+		d->tail++;
+		pthread_cond_signal(&d->cv);
+	}
+	pthread_mutex_unlock(&d->mu);
+}

@@ -1,0 +1,47 @@
+/*
+ * dumper.h - reads a conntrack table dump on its own thread.
+ *
+ * The kernel fills each dump chunk inside recv(), so a dump costs the
+ * reading thread about as much kernel time as the collector spends parsing
+ * and counting the entries.  With the reading on a second thread the two
+ * overlap: the collector's thread only takes filled chunks, in order, from
+ * a ring of buffers.  When the ring is full the reader waits, so memory
+ * stays bounded.
+ *
+ * The reader never touches the ledger; only the owner's thread calls
+ * dumper_start(), dumper_next() and dumper_release().
+ */
+#ifndef NATSCOPE_DUMPER_H
+#define NATSCOPE_DUMPER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct dumper;
+
+/* Opens the dump socket and starts the reader thread (idle).  NULL with
+ * errno on failure. */
+struct dumper *dumper_open(void);
+
+/* Stops the thread (waiting for at most one receive timeout) and closes
+ * the socket.  NULL allowed. */
+void dumper_close(struct dumper *d);
+
+/* A file descriptor that is readable while filled chunks are waiting. */
+int dumper_fd(const struct dumper *d);
+
+/* Sends a dump request with sequence number seq and lets the reader go.
+ * Chunks of an earlier dump still in the ring are dropped.  Returns 0, or
+ * -1 with errno if the request cannot be sent. */
+int dumper_start(struct dumper *d, uint32_t seq);
+
+/* The oldest filled chunk: sets *len and returns the buffer, or NULL when
+ * none is waiting.  *end is set when this chunk is the dump's last (it
+ * holds NLMSG_DONE or an error), *err to a receive error (errno value) that
+ * ended the dump instead, else 0. */
+const void *dumper_next(struct dumper *d, size_t *len, int *end, int *err);
+
+/* Gives the chunk from dumper_next() back to the reader. */
+void dumper_release(struct dumper *d);
+
+#endif
