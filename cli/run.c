@@ -113,6 +113,7 @@ static void run_initial_status(struct store_status *s, unsigned interval_s)
 	s->ct_clash_resolve = -1;
 	s->port_range_lo = s->port_range_hi = -1;
 	s->tcp_tw_reuse = s->tcp_fin_timeout = s->tcp_timeout_time_wait = -1;
+	s->ct_events = -1;
 }
 
 int cli_run(int argc, char **argv)

@@ -470,6 +470,7 @@ static void collector_fill_status(struct collector *c, struct store_status *s,
 	s->event_buffer_bytes = c->rcvbuf;
 	s->mappings_nat = ls.mappings_nat;
 	s->mappings_local = ls.mappings_local;
+	s->mappings_silent = ls.mappings_silent;
 	tracked = ls.mappings_nat + ls.mappings_local;
 	s->entries_other = c->ks.count < 0 ? -1 :
 			   (uint64_t)c->ks.count > tracked ?
@@ -506,6 +507,7 @@ static void collector_fill_status(struct collector *c, struct store_status *s,
 	s->tcp_tw_reuse = c->ks.tcp_tw_reuse;
 	s->tcp_fin_timeout = c->ks.tcp_fin_timeout;
 	s->tcp_timeout_time_wait = c->ks.tcp_timeout_time_wait;
+	s->ct_events = c->ks.events;
 	s->rss_bytes = c->ks.rss_bytes;
 	s->cpu_seconds = c->ks.cpu_seconds;
 }
@@ -679,6 +681,10 @@ int collector_run(struct collector *c, struct store_writer *w)
 	c->w = w;
 	kstat_read(&c->ks);
 	collector_ranges(c);
+	if (c->ks.events == 0)
+		log_warnx("net.netfilter.nf_conntrack_events is 0: the kernel "
+			  "sends no conntrack events, so natscope can only "
+			  "follow the table by re-dumping it (set it to 1 or 2)");
 	c->force_full = 1;
 	c->next_tick_ns = ns_mono_ns() + interval_ns;
 	if (c->ks.count > 0)

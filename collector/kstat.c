@@ -155,6 +155,8 @@ void kstat_read(struct kstat *ks)
 		(int32_t)kstat_read_int("/proc/sys/net/ipv4/tcp_fin_timeout");
 	ks->tcp_timeout_time_wait = (int32_t)kstat_read_int(
 		"/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait");
+	ks->events = (int32_t)kstat_read_int(
+		"/proc/sys/net/netfilter/nf_conntrack_events");
 
 	ks->rss_bytes = 0;
 	if (kstat_slurp("/proc/self/statm", buf, sizeof(buf)) == 0 &&

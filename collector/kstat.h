@@ -19,6 +19,7 @@ struct kstat {
 	int64_t insert_failed, drop, early_drop, clash_resolve;
 	int32_t port_lo, port_hi; /* net.ipv4.ip_local_port_range */
 	int32_t tcp_tw_reuse, tcp_fin_timeout, tcp_timeout_time_wait;
+	int32_t events; /* nf_conntrack_events: 0 off, 1 on, 2 auto */
 	uint64_t rss_bytes;
 	double cpu_seconds;
 };

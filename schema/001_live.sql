@@ -78,6 +78,7 @@ CREATE TABLE status (
 	-- live mappings
 	mappings_nat		INTEGER NOT NULL,
 	mappings_local		INTEGER NOT NULL,
+	mappings_silent		INTEGER NOT NULL,	-- known only from dumps: no events come for them
 	entries_other		INTEGER,	-- conntrack entries using no port of ours
 	gateways		INTEGER NOT NULL,	-- rows in gateways
 	hosts			INTEGER NOT NULL,	-- rows in hosts
@@ -114,6 +115,7 @@ CREATE TABLE status (
 	tcp_tw_reuse		INTEGER,	-- net.ipv4.tcp_tw_reuse
 	tcp_fin_timeout		INTEGER,	-- net.ipv4.tcp_fin_timeout, seconds
 	tcp_timeout_time_wait	INTEGER,	-- nf_conntrack_tcp_timeout_time_wait, s
+	ct_events		INTEGER,	-- net.netfilter.nf_conntrack_events (0 off, 1 on, 2 auto)
 	-- the process
 	rss_bytes		INTEGER NOT NULL,
 	cpu_seconds		REAL NOT NULL,

@@ -100,7 +100,7 @@ static const char sql_json_status[] =
 	"'event_buffer_bytes', event_buffer_bytes, "
 	"'mappings', json_object('live', mappings_nat + mappings_local, "
 	"'nat', mappings_nat, 'local', mappings_local, "
-	"'other', entries_other), "
+	"'other', entries_other, 'silent', mappings_silent), "
 	"'gateways', gateways, 'hosts', hosts, 'destinations', destinations, "
 	"'events', json_object('new', ev_new, 'update', ev_update, "
 	"'destroy', ev_destroy, 'dumped', ev_dumped, "
@@ -129,7 +129,7 @@ static const char sql_json_status[] =
 	"json_array(port_range_lo, port_range_hi) END), "
 	"'tcp_tw_reuse', tcp_tw_reuse, 'tcp_fin_timeout', tcp_fin_timeout, "
 	"'nf_conntrack_tcp_timeout_time_wait', tcp_timeout_time_wait, "
-	"'nf_conntrack_max', ct_max), "
+	"'nf_conntrack_max', ct_max, 'nf_conntrack_events', ct_events), "
 	"'process', json_object('rss_bytes', rss_bytes, "
 	"'cpu_seconds', cpu_seconds)) FROM s";
 
@@ -359,6 +359,7 @@ int store_read_status(struct store *st, struct store_status *x)
 	x->event_buffer_bytes = sqlite3_column_int64(s, i++);
 	x->mappings_nat = sqlite3_column_int64(s, i++);
 	x->mappings_local = sqlite3_column_int64(s, i++);
+	x->mappings_silent = sqlite3_column_int64(s, i++);
 	x->entries_other = column_opt(s, i++);
 	x->gateways = (uint32_t)sqlite3_column_int64(s, i++);
 	x->hosts = (uint32_t)sqlite3_column_int64(s, i++);
@@ -391,6 +392,7 @@ int store_read_status(struct store *st, struct store_status *x)
 	x->tcp_tw_reuse = (int32_t)column_opt(s, i++);
 	x->tcp_fin_timeout = (int32_t)column_opt(s, i++);
 	x->tcp_timeout_time_wait = (int32_t)column_opt(s, i++);
+	x->ct_events = (int32_t)column_opt(s, i++);
 	x->rss_bytes = sqlite3_column_int64(s, i++);
 	x->cpu_seconds = sqlite3_column_double(s, i++);
 	x->writes_ok = sqlite3_column_int64(s, i++);

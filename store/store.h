@@ -131,6 +131,7 @@ struct store_status {
 	/* the ledger */
 	uint64_t mappings_nat;
 	uint64_t mappings_local;
+	uint64_t mappings_silent; /* known only from dumps (ledger.h) */
 	int64_t entries_other; /* conntrack count minus tracked; -1 unknown */
 	uint32_t gateways;
 	uint32_t hosts;
@@ -167,6 +168,7 @@ struct store_status {
 	int32_t tcp_tw_reuse;
 	int32_t tcp_fin_timeout;
 	int32_t tcp_timeout_time_wait; /* nf_conntrack_tcp_timeout_time_wait */
+	int32_t ct_events;	       /* nf_conntrack_events: 0, 1, 2 (auto) */
 	/* the process */
 	uint64_t rss_bytes;
 	double cpu_seconds;

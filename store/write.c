@@ -361,7 +361,8 @@ static int trim_gaps(struct store *st, int64_t now_ms, int64_t run_ms)
 
 const char store_status_columns[] =
 	"version, started_ms, pid, interval_s, state, as_of_ms, "
-	"event_buffer_bytes, mappings_nat, mappings_local, entries_other, "
+	"event_buffer_bytes, mappings_nat, mappings_local, mappings_silent, "
+	"entries_other, "
 	"gateways, hosts, destinations, ev_new, ev_update, ev_destroy, "
 	"ev_dumped, ev_unknown_destroy, ev_malformed, ev_lost, enobufs, "
 	"resyncs, resync_active, resync_last_started_ms, resync_last_done_ms, "
@@ -369,14 +370,14 @@ const char store_status_columns[] =
 	"resync_last_removed, resync_last_changed, ct_count, ct_max, "
 	"ct_insert_failed, ct_drop, ct_early_drop, ct_clash_resolve, "
 	"port_range_lo, port_range_hi, tcp_tw_reuse, tcp_fin_timeout, "
-	"tcp_timeout_time_wait, rss_bytes, cpu_seconds, writes_ok, "
+	"tcp_timeout_time_wait, ct_events, rss_bytes, cpu_seconds, writes_ok, "
 	"writes_failed, last_write_ms, last_write_error";
 
-/* One parameter per column of store_status_columns (47). */
+/* One parameter per column of store_status_columns (49). */
 #define STATUS_PARAMS                                                       \
 	"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
 	"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
-	"?, ?, ?, ?, ?, ?, ?"
+	"?, ?, ?, ?, ?, ?, ?, ?, ?"
 
 /* Writes the status row with state and the store's write counters (the
  * caller's writes_* fields are ignored). */
@@ -403,6 +404,7 @@ static int write_status(struct store *st, const struct store_status *x,
 	bind_u64(s, i++, x->event_buffer_bytes);
 	bind_u64(s, i++, x->mappings_nat);
 	bind_u64(s, i++, x->mappings_local);
+	bind_u64(s, i++, x->mappings_silent);
 	bind_opt(s, i++, x->entries_other);
 	sqlite3_bind_int64(s, i++, x->gateways);
 	sqlite3_bind_int64(s, i++, x->hosts);
@@ -435,6 +437,7 @@ static int write_status(struct store *st, const struct store_status *x,
 	bind_opt(s, i++, x->tcp_tw_reuse);
 	bind_opt(s, i++, x->tcp_fin_timeout);
 	bind_opt(s, i++, x->tcp_timeout_time_wait);
+	bind_opt(s, i++, x->ct_events);
 	bind_u64(s, i++, x->rss_bytes);
 	sqlite3_bind_double(s, i++, x->cpu_seconds);
 	bind_u64(s, i++, writes_ok);

@@ -403,6 +403,10 @@ static void emit_status(struct mw *m, const struct store_status *s)
 	mw_u64(m, &l, s->mappings_nat);
 	l.v[0] = "local";
 	mw_u64(m, &l, s->mappings_local);
+	emit_one(m, "natscope_mappings_silent", "gauge",
+		 "Mappings known only from dumps: the kernel sends no events "
+		 "for them, so natscope re-dumps to follow them.", NULL,
+		 (int64_t)s->mappings_silent);
 	emit_one(m, "natscope_entries_other", "gauge",
 		 "Conntrack entries that use none of this host's ports.", NULL,
 		 s->entries_other);
@@ -439,6 +443,8 @@ static void emit_status(struct mw *m, const struct store_status *s)
 	mw_i64(m, &l, s->tcp_timeout_time_wait);
 	l.v[0] = "net.netfilter.nf_conntrack_max";
 	mw_i64(m, &l, s->ct_max);
+	l.v[0] = "net.netfilter.nf_conntrack_events";
+	mw_i64(m, &l, s->ct_events);
 
 	if (s->last_write_ms > 0) {
 		char t[32];

@@ -197,6 +197,7 @@ static void fill_status(struct store_status *x, uint8_t state)
 	x->event_buffer_bytes = 134217728;
 	x->mappings_nat = 1500;
 	x->mappings_local = 20;
+	x->mappings_silent = 17;
 	x->entries_other = 7;
 	x->gateways = 2;
 	x->hosts = 3;
@@ -229,6 +230,7 @@ static void fill_status(struct store_status *x, uint8_t state)
 	x->tcp_tw_reuse = 2;
 	x->tcp_fin_timeout = 60;
 	x->tcp_timeout_time_wait = 120;
+	x->ct_events = 2;
 	x->rss_bytes = 12345678;
 	x->cpu_seconds = 3.25;
 }
@@ -531,7 +533,7 @@ static void test_round_trip(void **state)
 	assert_string_equal(got.version, want.version);
 	SAME(started_ms); SAME(pid); SAME(interval_s); SAME(state);
 	SAME(as_of_ms); SAME(event_buffer_bytes); SAME(mappings_nat);
-	SAME(mappings_local); SAME(entries_other); SAME(gateways); SAME(hosts);
+	SAME(mappings_local); SAME(mappings_silent); SAME(entries_other); SAME(gateways); SAME(hosts);
 	SAME(destinations); SAME(ev_new); SAME(ev_update); SAME(ev_destroy);
 	SAME(ev_dumped); SAME(ev_unknown_destroy); SAME(ev_malformed);
 	SAME(ev_lost); SAME(enobufs); SAME(resyncs); SAME(resync_active);
@@ -542,7 +544,7 @@ static void test_round_trip(void **state)
 	SAME(ct_insert_failed); SAME(ct_drop); SAME(ct_early_drop);
 	SAME(ct_clash_resolve); SAME(port_range_lo); SAME(port_range_hi);
 	SAME(tcp_tw_reuse); SAME(tcp_fin_timeout); SAME(tcp_timeout_time_wait);
-	SAME(rss_bytes);
+	SAME(ct_events); SAME(rss_bytes);
 	assert_true(got.cpu_seconds == want.cpu_seconds);
 	assert_int_equal(got.writes_ok, 1);
 	assert_int_equal(got.writes_failed, 0);
@@ -562,6 +564,7 @@ static void test_round_trip(void **state)
 		b.status.port_range_lo = b.status.port_range_hi = -1;
 		b.status.tcp_tw_reuse = b.status.tcp_fin_timeout = -1;
 		b.status.tcp_timeout_time_wait = -1;
+		b.status.ct_events = -1;
 		b.status.resync_last_duration_us = -1;
 		b.status.resync_active = 1;
 		b.status.writes_ok = 999; /* ignored: the store counts */
@@ -582,6 +585,7 @@ static void test_round_trip(void **state)
 	assert_int_equal(got.tcp_tw_reuse, -1);
 	assert_int_equal(got.tcp_fin_timeout, -1);
 	assert_int_equal(got.tcp_timeout_time_wait, -1);
+	assert_int_equal(got.ct_events, -1);
 	assert_int_equal(got.resync_last_duration_us, -1);
 	assert_int_equal(got.resync_active, 1);
 	assert_int_equal(got.writes_ok, 2);
@@ -1434,7 +1438,8 @@ static void test_json_status(void **state)
 			    "{\"ip_local_port_range\":[32768,60999],"
 			    "\"tcp_tw_reuse\":2,\"tcp_fin_timeout\":60,"
 			    "\"nf_conntrack_tcp_timeout_time_wait\":120,"
-			    "\"nf_conntrack_max\":262144}");
+			    "\"nf_conntrack_max\":262144,"
+			    "\"nf_conntrack_events\":2}");
 	assert_int_equal(jint(doc, "$.process.rss_bytes"), 12345678);
 	assert_true(jreal(doc, "$.process.cpu_seconds") == 3.25);
 	free(doc);
