@@ -328,6 +328,19 @@ static uint8_t kind_parse(const char *name)
 	return NS_KIND_OTHER;
 }
 
+int store_read_begin(struct store *st)
+{
+	return store_exec(st, "BEGIN DEFERRED", "starting a read");
+}
+
+void store_read_end(struct store *st)
+{
+	int saved = errno;
+
+	store_exec(st, "COMMIT", "ending a read");
+	errno = saved;
+}
+
 int store_read_status(struct store *st, struct store_status *x)
 {
 	char sql[1280];

@@ -263,6 +263,15 @@ int store_json_status(struct store *st, int64_t now_ms, char **out);
  * constant body if SQLite cannot run.  Caller frees *out. */
 void store_json_error(struct store *st, const char *msg, char **out);
 
+/* Opens a read transaction: every read until store_read_end() sees the
+ * same snapshot, for an answer built from several reads (/metrics).
+ * Returns 0, or -1 with errno. */
+int store_read_begin(struct store *st);
+
+/* Ends the read transaction of store_read_begin().  Safe to call after a
+ * failed read. */
+void store_read_end(struct store *st);
+
 /* Reads the status row back.  ENOENT if no run has written one yet. */
 int store_read_status(struct store *st, struct store_status *out);
 

@@ -487,11 +487,16 @@ char *web_metrics(struct store *st, size_t *len)
 	struct mw m = { .b = &b };
 	struct mlabels l = { .n = 1, .k = { "version" }, .v = { NS_VERSION } };
 	size_t n = 0;
-	int have_status;
+	int have_status, reading = 1;
 	int saved;
 
-	if (store_read_gateways(st, &rows, &n) == -1)
+	/* one snapshot for every figure, however many reads it takes */
+	if (store_read_begin(st) == -1)
 		return NULL;
+	if (store_read_gateways(st, &rows, &n) == -1) {
+		store_read_end(st);
+		return NULL;
+	}
 	if (n > 0 && !(gv = calloc(n, sizeof(*gv)))) {
 		log_warn("web: metrics");
 		goto err;
@@ -504,8 +509,6 @@ char *web_metrics(struct store *st, size_t *len)
 			strcpy(gv[i].ip, "?");
 		snprintf(gv[i].proto, sizeof(gv[i].proto), "%s",
 			 p ? p : "?");
-		/* Each read is its own snapshot: a gateway that went away
-		 * since the first read has no hosts, not an error. */
 		if (store_read_top_hosts(st, &rows[i].ip, rows[i].proto,
 					 WEB_TOP_HOSTS, &gv[i].hosts,
 					 &gv[i].n_hosts) == -1) {
@@ -518,6 +521,8 @@ char *web_metrics(struct store *st, size_t *len)
 	have_status = store_read_status(st, &s) == 0;
 	if (!have_status && errno != ENOENT)
 		goto err;
+	store_read_end(st);
+	reading = 0;
 
 	emit_gateways(&m, gv, n);
 	emit_hosts(&m, gv, n);
@@ -541,6 +546,8 @@ char *web_metrics(struct store *st, size_t *len)
 
 err:
 	saved = errno;
+	if (reading)
+		store_read_end(st);
 	for (size_t i = 0; gv && i < n; i++)
 		free(gv[i].hosts);
 	free(gv);
