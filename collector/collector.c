@@ -34,6 +34,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -48,7 +49,7 @@
 #define DUMP_ROUNDS 32	    /* dump chunks per loop iteration */
 #define WRITE_RETRY_MS 50   /* writer busy: try again this soon */
 #define GAPS_PENDING_MAX 16 /* gap rows waiting for the next write */
-#define RECONCILE_FACTOR 20 /* re-dump for silent entries at most 1/20 of the time */
+#define RECONCILE_FACTOR 20 /* re-dumps for silent entries: <= 1/20 of a core */
 
 struct collector {
 	struct collector_config cfg;
@@ -78,6 +79,7 @@ struct collector {
 	uint64_t resyncs;
 	int64_t resync_started_ms, resync_started_ns, resync_done_ms;
 	int64_t resync_duration_us;
+	double resync_started_cpu, resync_cpu; /* process CPU seconds */
 	uint64_t rs_entries, rs_added, rs_changed, rs_removed;
 	/* last completed resync's figures, for status */
 	uint64_t last_entries, last_added, last_changed, last_removed;
@@ -145,6 +147,16 @@ static void collector_queue_gap(struct collector *c, const struct store_gap_row 
 
 /* ---- resync ---- */
 
+/* CPU time of the whole process (all threads), seconds. */
+static double collector_cpu_seconds(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void collector_schedule_reconcile(struct collector *c);
 
 static void collector_resync_start(struct collector *c)
@@ -160,6 +172,7 @@ static void collector_resync_start(struct collector *c)
 	c->resync_wanted = 0;
 	c->resync_started_ms = ns_now_ms();
 	c->resync_started_ns = ns_mono_ns();
+	c->resync_started_cpu = collector_cpu_seconds();
 	c->rs_entries = c->rs_added = c->rs_changed = c->rs_removed = 0;
 	log_debug("resync %llu started", (unsigned long long)c->resyncs + 1);
 }
@@ -171,6 +184,7 @@ static void collector_resync_finish(struct collector *c, int ok)
 	c->resyncs++;
 	c->resync_done_ms = ns_now_ms();
 	c->resync_duration_us = (ns_mono_ns() - c->resync_started_ns) / 1000;
+	c->resync_cpu = collector_cpu_seconds() - c->resync_started_cpu;
 	c->last_entries = c->rs_entries;
 	c->last_added = c->rs_added;
 	c->last_changed = c->rs_changed;
@@ -224,8 +238,9 @@ static void collector_resync_finish(struct collector *c, int ok)
 /* Entries the kernel sends no events for (created while nobody listened,
  * with nf_conntrack_events=2, or all of them with nf_conntrack_events=0)
  * can only be followed by dumping again.  While the ledger holds any, the
- * table is re-dumped every interval, or less often when dumps are long, so
- * that this costs at most 1/RECONCILE_FACTOR of the time. */
+ * table is re-dumped every interval, or less often when a dump costs more,
+ * so that this takes at most 1/RECONCILE_FACTOR of one core (both threads'
+ * CPU time counts). */
 static void collector_schedule_reconcile(struct collector *c)
 {
 	struct ledger_stats ls;
@@ -236,7 +251,7 @@ static void collector_schedule_reconcile(struct collector *c)
 		c->next_reconcile_ns = 0;
 		return;
 	}
-	wait = c->resync_duration_us * 1000 * RECONCILE_FACTOR;
+	wait = (int64_t)(c->resync_cpu * 1e9) * RECONCILE_FACTOR;
 	if (wait < (int64_t)c->cfg.interval_s * 1000000000LL)
 		wait = (int64_t)c->cfg.interval_s * 1000000000LL;
 	c->next_reconcile_ns = ns_mono_ns() + wait;
