@@ -6,12 +6,15 @@
   2. bad flags exit 2 with a message naming the problem;
   3. --help and --version exit 0;
   4. entries that exist before natscope starts (held TCP connections,
-     TIME_WAIT, UDP) are in its first answer: the start-up dump.
+     TIME_WAIT, UDP) are in its first answer: the start-up dump;
+  5. an address added while it runs is followed: the gateway's own
+     connections from it count as local.
 
 Every natscope here runs inside a namespace of this run, never in the
 host's.  Exit 0 pass, 1 fail, 77 skip.
 """
 
+import json
 import os
 import re
 import shlex
@@ -169,8 +172,40 @@ def test_startup_dump(lab, fail, work):
     fail.check(st.get("mappings", {}).get("nat") == T.count("nat"),
                "start-up status mappings %r, truth nat %d"
                % (st.get("mappings"), T.count("nat")))
+    test_address_change(lab, fail, ns)
     lab.stop(ns.p)
     lab.stop(srvp)
+
+
+def test_address_change(lab, fail, ns):
+    """An address added while natscope runs is followed: connections the
+    gateway makes from it are local (they occupy its ports), and they get
+    no NAT (a rule exempts them)."""
+    new = "192.0.2.77"
+    lab.run("gw", "ip", "addr", "add", new + "/32", "dev", "out0")
+    lab.run("gw", "nft", "insert", "rule", "inet", "natlab", "post",
+            "ip", "saddr", new, "return")
+    gwa = nslab.Agent(lab, "gw")
+    gwa("tcp_hold", dst=S4, port=5432, n=4, tag="new", src=new)
+    t_made = time.time()
+
+    def seen(s):
+        try:
+            return nslab.rfc3339(s.get("as_of")) > t_made
+        except (TypeError, ValueError):
+            return False
+    ns.wait_status(seen, 10, "a snapshot after the new address's traffic")
+    status, _, body = ns.request(
+        "GET", "/api/v1/gateways/%s/hosts?proto=tcp" % new)
+    doc = json.loads(body) if status == 200 else {}
+    hosts = doc.get("hosts", [])
+    fail.check(status == 200 and len(hosts) == 1 and
+               hosts[0].get("ip") == new and
+               hosts[0].get("kind") == "local" and
+               hosts[0].get("mappings") == 4,
+               "connections from an address added at run time: %d %r"
+               % (status, doc or body[:200]))
+    gwa("close_tag", tag="new", n=4)
 
 
 def main(argv):
