@@ -194,22 +194,18 @@ static void collector_resync_finish(struct collector *c, int ok)
 		log_info("initial dump: %llu entries in %.3f s",
 			 (unsigned long long)c->rs_entries,
 			 c->resync_duration_us / 1e6);
-	} else if (!c->gap_open) {
-		log_debug("reconcile: %llu entries in %.3f s; %llu added, "
-			  "%llu removed, %llu changed",
-			  (unsigned long long)c->rs_entries,
-			  c->resync_duration_us / 1e6,
-			  (unsigned long long)c->rs_added,
-			  (unsigned long long)c->rs_removed,
-			  (unsigned long long)c->rs_changed);
 	} else {
-		log_info("resync: %llu entries in %.3f s; repaired %llu added, "
-			 "%llu removed, %llu changed",
-			 (unsigned long long)c->rs_entries,
-			 c->resync_duration_us / 1e6,
-			 (unsigned long long)c->rs_added,
-			 (unsigned long long)c->rs_removed,
-			 (unsigned long long)c->rs_changed);
+		/* a repair after loss is news; a routine re-dump for silent
+		 * mappings is not */
+		void (*say)(const char *, ...) = c->gap_open ? log_info : log_debug;
+
+		say("%s: %llu entries in %.3f s; %llu added, %llu removed, "
+		    "%llu changed", c->gap_open ? "resync" : "reconcile",
+		    (unsigned long long)c->rs_entries,
+		    c->resync_duration_us / 1e6,
+		    (unsigned long long)c->rs_added,
+		    (unsigned long long)c->rs_removed,
+		    (unsigned long long)c->rs_changed);
 	}
 	if (c->gap_open) {
 		c->gap.added += c->rs_added;

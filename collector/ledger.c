@@ -49,6 +49,17 @@ static uint32_t ledger_hash_addr(const uint8_t b[16], uint64_t seed)
 	return ledger_mix(w0 ^ ledger_mix(w1 ^ seed));
 }
 
+/* Backward-shift deletion, shared by every open-addressing table here:
+ * after emptying slot i, the entry at slot j (further along its probe
+ * run) moves back into i unless its home slot lies cyclically in (i, j],
+ * where it would no longer be found. */
+static inline int ledger_fills_hole(uint32_t i, uint32_t j, uint32_t home)
+{
+	if (j > i)
+		return home <= i || home > j;
+	return home <= i && home > j;
+}
+
 /* ---- big zeroed allocations ---- */
 
 static void *ledger_map(size_t bytes)
@@ -225,10 +236,7 @@ static void ledger_index_delete(struct ledger_index *ix, struct ledger_islot *s)
 		if (!ix->slots[j].idx1)
 			break;
 		home = ix->slots[j].hash & ix->mask;
-		/* Move j back into the hole at i unless its home lies
-		 * cyclically in (i, j]. */
-		if ((j > i && (home <= i || home > j)) ||
-		    (j < i && (home <= i && home > j))) {
+		if (ledger_fills_hole(i, j, home)) {
 			ix->slots[i] = ix->slots[j];
 			i = j;
 		}
@@ -502,8 +510,7 @@ static void ledger_mt_delete(struct ledger_mtab *t, struct ledger_mrec *hole)
 		if (!t->r[j].dest1)
 			break;
 		home = ledger_mhash(t->r[j].dest1, t->r[j].port) & t->mask;
-		if ((j > i && (home <= i || home > j)) ||
-		    (j < i && (home <= i && home > j))) {
+		if (ledger_fills_hole(i, j, home)) {
 			t->r[i] = t->r[j];
 			i = j;
 		}
@@ -568,8 +575,7 @@ static void ledger_hp_delete(struct ledger_hptab *t, struct ledger_hprec *hole)
 		if (!t->r[j].count)
 			break;
 		home = ledger_hphash(t->r[j].host, t->r[j].port) & t->mask;
-		if ((j > i && (home <= i || home > j)) ||
-		    (j < i && (home <= i && home > j))) {
+		if (ledger_fills_hole(i, j, home)) {
 			t->r[i] = t->r[j];
 			i = j;
 		}

@@ -310,12 +310,9 @@ static void column_addr(sqlite3_stmt *s, int col, struct ns_addr *a)
 
 static uint8_t state_parse(const char *name)
 {
-	if (!name || strcmp(name, "starting") == 0)
-		return STORE_STATE_STARTING;
-	if (strcmp(name, "running") == 0)
-		return STORE_STATE_RUNNING;
-	if (strcmp(name, "resyncing") == 0)
-		return STORE_STATE_RESYNCING;
+	for (uint8_t st = STORE_STATE_STARTING; st < STORE_STATE_STOPPED; st++)
+		if (!name || strcmp(name, store_state_name(st)) == 0)
+			return st;
 	return STORE_STATE_STOPPED;
 }
 

@@ -117,6 +117,9 @@ enum store_state {
 	STORE_STATE_STOPPED,
 };
 
+/* "starting", "running", "resyncing", "stopped" (as stored and shown). */
+const char *store_state_name(enum store_state state);
+
 /* The status row: one per database, rewritten every interval.  Counters
  * the collector cannot know are -1 (e.g. a missing sysctl). */
 struct store_status {

@@ -159,7 +159,7 @@ static void bind_ms(sqlite3_stmt *s, int i, int64_t ms)
 		sqlite3_bind_int64(s, i, ms);
 }
 
-static const char *state_name(uint8_t state)
+const char *store_state_name(enum store_state state)
 {
 	switch (state) {
 	case STORE_STATE_STARTING:
@@ -399,7 +399,8 @@ static int write_status(struct store *st, const struct store_status *x,
 	sqlite3_bind_int64(s, i++, x->started_ms);
 	sqlite3_bind_int(s, i++, x->pid);
 	sqlite3_bind_int64(s, i++, x->interval_s);
-	sqlite3_bind_text(s, i++, state_name(state), -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, i++, store_state_name(state), -1,
+			  SQLITE_STATIC);
 	bind_ms(s, i++, x->as_of_ms);
 	bind_u64(s, i++, x->event_buffer_bytes);
 	bind_u64(s, i++, x->mappings_nat);

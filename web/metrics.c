@@ -351,12 +351,6 @@ static void emit_one(struct mw *m, const char *name, const char *type,
 
 static void emit_status(struct mw *m, const struct store_status *s)
 {
-	static const char *states[] = {
-		[STORE_STATE_STARTING] = "starting",
-		[STORE_STATE_RUNNING] = "running",
-		[STORE_STATE_RESYNCING] = "resyncing",
-		[STORE_STATE_STOPPED] = "stopped",
-	};
 	struct mlabels l = { .n = 1 };
 
 	mw_family(m, "natscope_events_total", "counter",
@@ -463,9 +457,9 @@ static void emit_status(struct mw *m, const struct store_status *s)
 	mw_family(m, "natscope_collector_state", "gauge",
 		  "1 for the collector's current state, 0 for the others.");
 	l.k[0] = "state";
-	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
-		l.v[0] = states[i];
-		mw_u64(m, &l, s->state == i ? 1 : 0);
+	for (unsigned st = STORE_STATE_STARTING; st <= STORE_STATE_STOPPED; st++) {
+		l.v[0] = store_state_name(st);
+		mw_u64(m, &l, s->state == st ? 1 : 0);
 	}
 
 	mw_family(m, "process_resident_memory_bytes", "gauge",

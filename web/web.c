@@ -380,20 +380,6 @@ static enum MHD_Result web_gateway_list(struct web *w,
 	return web_json(c, body);
 }
 
-static const char *web_state_name(unsigned state)
-{
-	switch (state) {
-	case STORE_STATE_STARTING:
-		return "starting";
-	case STORE_STATE_RUNNING:
-		return "running";
-	case STORE_STATE_RESYNCING:
-		return "resyncing";
-	case STORE_STATE_STOPPED:
-		return "stopped";
-	}
-	return "unknown";
-}
 
 /* 200 when the collector runs and wrote recently, else 503.  Only numbers
  * and fixed words go into the body, so it is printed here. */
@@ -439,7 +425,7 @@ static enum MHD_Result web_healthz(struct web *w, struct MHD_Connection *c)
 		     "{\"status\": \"%s\", \"state\": \"%s\", "
 		     "\"generated_at\": \"%s\", \"as_of\": \"%s\", "
 		     "\"age_seconds\": %.3f, \"max_age_seconds\": %.3f}\n",
-		     status, web_state_name(s.state), now_text, as_of_text,
+		     status, store_state_name(s.state), now_text, as_of_text,
 		     s.as_of_ms > 0 ? (double)age_ms / 1000 : -1.0,
 		     (double)max_age_ms / 1000);
 	if (strcmp(status, "ok") == 0)
