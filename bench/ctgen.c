@@ -16,7 +16,9 @@
  * With --ipv6 F a fraction F of the entries use 2001:db8:18::h ->
  * 2001:db8:51::z, public 2001:db8:113::p.  With --no-nat-fraction F a
  * fraction F is routed without NAT (reply tuple = inverted original): it
- * uses no public port and natscope counts it as "other".
+ * uses no public port and natscope counts it as "other".  --host-base and
+ * --public-base shift the host and public IP numbers, so that runs that
+ * must not share gateways or tuples can be told apart.
  *
  * By default the kernel does the NAT (CTA_NAT_SRC with a one-port range), so
  * the entries carry IPS_SRC_NAT like real masquerade entries; --nat tuple
@@ -73,6 +75,8 @@ struct gen_opts {
 	double lifetime;   /* churn: seconds an entry lives */
 	double delete_frac; /* delete this fraction after creating */
 	double plain;	   /* fraction routed without NAT */
+	uint32_t host_base; /* first internal host number */
+	uint32_t pub_base;  /* first public IP number */
 	int flush;
 	int nat_tuple;	   /* give the NATed reply tuple instead of CTA_NAT */
 	size_t batch;	   /* bytes per sendto */
@@ -175,7 +179,8 @@ static void host_addr(const struct gen_entry *e, uint8_t out[16])
 	memset(out, 0, 16);
 	if (e->v6) {
 		static const uint8_t pfx[6] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0x18 };
-		uint32_t h = e->host + 1; /* ::0 is the subnet-router anycast */
+		/* ::0 is the subnet-router anycast */
+		uint32_t h = opt.host_base + e->host + 1;
 
 		memcpy(out, pfx, 6);
 		out[12] = (uint8_t)(h >> 24);
@@ -183,7 +188,8 @@ static void host_addr(const struct gen_entry *e, uint8_t out[16])
 		out[14] = (uint8_t)(h >> 8);
 		out[15] = (uint8_t)h;
 	} else {
-		uint32_t a = (198u << 24) | (18u << 16) | (257u + e->host);
+		uint32_t a = (198u << 24) | (18u << 16) |
+			     (257u + opt.host_base + e->host);
 
 		a = htonl(a);
 		memcpy(out, &a, 4);
@@ -208,6 +214,7 @@ static void dest_addr(const struct gen_entry *e, uint8_t out[16])
 
 static void public_addr(int v6, uint32_t pub, uint8_t out[16])
 {
+	pub += opt.pub_base;
 	memset(out, 0, 16);
 	if (v6) {
 		static const uint8_t pfx[6] = { 0x20, 0x01, 0x0d, 0xb8, 0x01, 0x13 };
@@ -885,6 +892,8 @@ static void usage(FILE *f)
 	      "  --churn S          steady churn for S seconds at --rate\n"
 	      "  --lifetime S       churn: entry lifetime (default 5)\n"
 	      "  --no-nat-fraction F  fraction routed without NAT (default 0)\n"
+	      "  --host-base N      first internal host number (default 0)\n"
+	      "  --public-base N    first public IP number (default 0)\n"
 	      "  --delete-fraction F  then delete this fraction\n"
 	      "  --flush            then delete the whole table\n"
 	      "  --nat attr|tuple   kernel NAT (default) or given reply tuple\n"
@@ -905,6 +914,8 @@ static int parse_opts(int argc, char **argv)
 		{ "lifetime", 1, NULL, 'l' },
 		{ "delete-fraction", 1, NULL, 'd' },
 		{ "no-nat-fraction", 1, NULL, 'x' },
+		{ "host-base", 1, NULL, 'B' },
+		{ "public-base", 1, NULL, 'Q' },
 		{ "flush", 0, NULL, 'F' },   { "nat", 1, NULL, 'N' },
 		{ "batch", 1, NULL, 'b' },   { "expect-file", 1, NULL, 'e' },
 		{ "i-know", 0, NULL, 'K' },  { "help", 0, NULL, 'h' },
@@ -938,6 +949,12 @@ static int parse_opts(int argc, char **argv)
 		case 'l': opt.lifetime = atof(optarg); break;
 		case 'd': opt.delete_frac = atof(optarg); break;
 		case 'x': opt.plain = atof(optarg); break;
+		case 'B':
+			opt.host_base = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
+		case 'Q':
+			opt.pub_base = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
 		case 'F': opt.flush = 1; break;
 		case 'N':
 			if (!strcmp(optarg, "tuple"))
@@ -954,7 +971,11 @@ static int parse_opts(int argc, char **argv)
 		default: return -1;
 		}
 	}
-	if (optind != argc || opt.hosts < 1 || opt.hosts > GEN_MAX_HOSTS ||
+	if (optind != argc || opt.hosts < 1 ||
+	    opt.hosts > GEN_MAX_HOSTS - opt.host_base ||
+	    opt.host_base > GEN_MAX_HOSTS ||
+	    opt.pub_base > GEN_MAX_PUBLIC ||
+	    opt.publics > GEN_MAX_PUBLIC - opt.pub_base ||
 	    opt.dests < 1 || opt.dests > GEN_MAX_DESTS || opt.publics < 1 ||
 	    opt.publics > GEN_MAX_PUBLIC || opt.batch < 4096 ||
 	    opt.batch > (64 << 20) || opt.ipv6 < 0 || opt.ipv6 > 1 ||

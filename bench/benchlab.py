@@ -1,4 +1,4 @@
-"""nslab - what bench/run and tests/e2e/test_storm.py share (stdlib only).
+"""benchlab - helpers of bench/run (stdlib only).
 
 * Netns: a throw-away network namespace with a unique name.  Processes
   started through it are tracked and stopped, and the namespace deleted, on
