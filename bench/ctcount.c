@@ -9,6 +9,8 @@
  * (counted from the first message), or on SIGINT/SIGTERM.  --mmsg N reads
  * up to N datagrams per recvmmsg() call instead of one per recv(): each
  * event is its own datagram, so this shows what batching the syscall buys.
+ * --nap MS sleeps MS milliseconds after each drain before polling again, so
+ * that events pile up and each wake-up reads many (latency for CPU).
  *
  * Dump mode (--dump): asks for the whole table once and counts the entries
  * (--snat-only asks the kernel to send only entries with IPS_SRC_NAT).
@@ -168,7 +170,7 @@ static int read_mmsg(int fd, int n, struct counts *c)
 static void usage(FILE *f)
 {
 	fputs("usage: ctcount [--buffer BYTES] [--update] [--expect N] "
-	      "[--idle S] [--max S] [--mmsg N]\n"
+	      "[--idle S] [--max S] [--mmsg N] [--nap MS]\n"
 	      "       ctcount --dump [--snat-only]\n", f);
 }
 
@@ -204,6 +206,7 @@ int main(int argc, char **argv)
 		{ "expect", 1, NULL, 'e' }, { "idle", 1, NULL, 'i' },
 		{ "max", 1, NULL, 'm' },    { "dump", 0, NULL, 'd' },
 		{ "snat-only", 0, NULL, 's' }, { "mmsg", 1, NULL, 'M' },
+		{ "nap", 1, NULL, 'N' },
 		{ "help", 0, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -214,7 +217,7 @@ int main(int argc, char **argv)
 	uint64_t expect = 0;
 	double idle = 5, max_s = 0, t0, t_first = 0, t_last = 0, cpu0;
 	int fd, ch, update = 0, dump = 0, snat_only = 0, done = 0, mmsg = 1;
-	int size, got_size;
+	int size, got_size, nap_ms = 0;
 	socklen_t sl = sizeof(got_size);
 	char *end;
 
@@ -236,6 +239,7 @@ int main(int argc, char **argv)
 		case 'd': dump = 1; break;
 		case 's': snat_only = 1; break;
 		case 'M': mmsg = atoi(optarg); break;
+		case 'N': nap_ms = atoi(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -327,6 +331,13 @@ int main(int argc, char **argv)
 			break;
 		if (max_s > 0 && now_s() - t0 >= max_s)
 			break;
+		if (nap_ms > 0 && got) {
+			struct timespec ts = { .tv_sec = nap_ms / 1000,
+					       .tv_nsec = nap_ms % 1000 *
+							  1000000L };
+
+			nanosleep(&ts, NULL);
+		}
 	}
 	if (dump)
 		t_last = now_s();

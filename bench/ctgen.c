@@ -70,7 +70,7 @@ struct gen_opts {
 	uint32_t timeout;
 	double ipv6;
 	uint64_t seed;
-	double rate;	   /* entries/s, 0 = as fast as the kernel takes them */
+	double rate;	   /* entries/s, 0 = as fast as the kernel goes */
 	double churn;	   /* seconds of steady churn, 0 = off */
 	double lifetime;   /* churn: seconds an entry lives */
 	double delete_frac; /* delete this fraction after creating */
@@ -78,7 +78,7 @@ struct gen_opts {
 	uint32_t host_base; /* first internal host number */
 	uint32_t pub_base;  /* first public IP number */
 	int flush;
-	int nat_tuple;	   /* give the NATed reply tuple instead of CTA_NAT */
+	int nat_tuple;	   /* pass the NATed reply tuple, no CTA_NAT */
 	size_t batch;	   /* bytes per sendto */
 	const char *expect_file;
 	int i_know;
@@ -178,7 +178,8 @@ static void host_addr(const struct gen_entry *e, uint8_t out[16])
 {
 	memset(out, 0, 16);
 	if (e->v6) {
-		static const uint8_t pfx[6] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0x18 };
+		static const uint8_t pfx[6] = { 0x20, 0x01, 0x0d, 0xb8,
+						0, 0x18 };
 		/* ::0 is the subnet-router anycast */
 		uint32_t h = opt.host_base + e->host + 1;
 
@@ -200,7 +201,8 @@ static void dest_addr(const struct gen_entry *e, uint8_t out[16])
 {
 	memset(out, 0, 16);
 	if (e->v6) {
-		static const uint8_t pfx[6] = { 0x20, 0x01, 0x0d, 0xb8, 0, 0x51 };
+		static const uint8_t pfx[6] = { 0x20, 0x01, 0x0d, 0xb8,
+						0, 0x51 };
 
 		memcpy(out, pfx, 6);
 		out[15] = (uint8_t)(e->dest % 254 + 1);
@@ -217,7 +219,8 @@ static void public_addr(int v6, uint32_t pub, uint8_t out[16])
 	pub += opt.pub_base;
 	memset(out, 0, 16);
 	if (v6) {
-		static const uint8_t pfx[6] = { 0x20, 0x01, 0x0d, 0xb8, 0x01, 0x13 };
+		static const uint8_t pfx[6] = { 0x20, 0x01, 0x0d, 0xb8,
+						0x01, 0x13 };
 
 		memcpy(out, pfx, 6);
 		out[14] = (uint8_t)((pub + 1) >> 8);
@@ -478,20 +481,19 @@ static int send_batch(int fd, char *buf, size_t *off)
 
 static void pace(double t0, uint64_t done)
 {
-	double due, now;
+	double due, now, d;
+	struct timespec ts;
 
 	if (opt.rate <= 0)
 		return;
 	due = t0 + (double)done / opt.rate;
 	now = now_s();
-	if (due > now) {
-		double d = due - now;
-		struct timespec ts = { .tv_sec = (time_t)d,
-				       .tv_nsec = (long)((d - (double)(time_t)d) *
-							 1e9) };
-
-		nanosleep(&ts, NULL);
-	}
+	if (due <= now)
+		return;
+	d = due - now;
+	ts.tv_sec = (time_t)d;
+	ts.tv_nsec = (long)((d - (double)ts.tv_sec) * 1e9);
+	nanosleep(&ts, NULL);
 }
 
 /* Per-batch entries when pacing: about one sendto every 5 ms. */
