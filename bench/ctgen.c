@@ -567,7 +567,12 @@ static int run_churn(int fd, char *buf, double t0, uint64_t *live_from,
 				return -1;
 		}
 		while (next_new - next_del > keep) {
-			if (put_entry(buf, &off, next_del++, OP_DELETE))
+			uint64_t i = next_del++;
+
+			/* its create failed: the tuple is someone else's */
+			if ((failed_create[i / 8] >> (i % 8)) & 1)
+				continue;
+			if (put_entry(buf, &off, i, OP_DELETE))
 				return -1;
 			if (off + GEN_MSG_MAX > opt.batch &&
 			    send_batch(fd, buf, &off))
