@@ -46,6 +46,7 @@
 #define EV_BATCH 64	    /* datagrams per recvmmsg() */
 #define EV_BUFSZ 4096	    /* one event is a few hundred bytes */
 #define EV_ROUNDS 16	    /* recvmmsg() calls before looking elsewhere */
+#define EV_NAP_NS 1000000LL /* after draining the queue, let events gather */
 #define DUMP_ROUNDS 32	    /* dump chunks per loop iteration */
 #define WRITE_RETRY_MS 50   /* writer busy: try again this soon */
 #define GAPS_PENDING_MAX 16 /* gap rows waiting for the next write */
@@ -70,6 +71,8 @@ struct collector {
 	uint64_t ev_malformed, enobufs;
 	uint64_t drops_base; /* socket drop counter at open */
 	uint64_t drops;	     /* events lost since open */
+	uint64_t drops_at_resync; /* drops when the running resync began */
+	int64_t ev_holdoff_ns;	  /* don't read events before this */
 
 	/* resync */
 	int resync_active, resync_again, resync_wanted;
@@ -158,6 +161,7 @@ static double collector_cpu_seconds(void)
 }
 
 static void collector_schedule_reconcile(struct collector *c);
+static void collector_lost(struct collector *c, const char *reason);
 
 static void collector_resync_start(struct collector *c)
 {
@@ -167,6 +171,8 @@ static void collector_resync_start(struct collector *c)
 		return;
 	}
 	ledger_resync_begin(c->ledger);
+	collector_update_drops(c);
+	c->drops_at_resync = c->drops;
 	c->resync_active = 1;
 	c->resync_again = 0;
 	c->resync_wanted = 0;
@@ -211,6 +217,15 @@ static void collector_resync_finish(struct collector *c, int ok)
 		c->gap.added += c->rs_added;
 		c->gap.removed += c->rs_removed;
 		c->gap.changed += c->rs_changed;
+	}
+	/* The kernel reports ENOBUFS once per congestion episode and then
+	 * drops silently until the queue is empty, so drops without a new
+	 * error may have happened while this dump ran: its result cannot be
+	 * trusted then. */
+	collector_update_drops(c);
+	if (c->drops != c->drops_at_resync) {
+		collector_lost(c, "drops");
+		c->resync_again = 1;
 	}
 	if (!ok || c->resync_again) {
 		c->resync_wanted = 1;
@@ -318,7 +333,14 @@ static void collector_handle(struct collector *c, const struct ct_entry *e)
 	}
 	if (kind == NS_KIND_OTHER)
 		return;
-	r = ledger_upsert(c->ledger, &m, e->type == CTMSG_DUMP);
+	/* Entries created while we listen are reported by the kernel; only
+	 * those found by the start-up dump may predate every listener (and
+	 * with nf_conntrack_events=0 none is reported at all). */
+	r = ledger_upsert(c->ledger, &m,
+			  e->type != CTMSG_DUMP ? LEDGER_EVENT :
+			  c->initial_done && c->ks.events != 0 ?
+						  LEDGER_DUMP_REPORTED :
+						  LEDGER_DUMP);
 	if (r < 0) {
 		collector_ledger_error(c);
 		return;
@@ -707,7 +729,12 @@ int collector_run(struct collector *c, struct store_writer *w)
 		int64_t now, wake;
 		int timeout, n = 0;
 
-		pfd[n++] = (struct pollfd){ mnl_socket_get_fd(c->ev), POLLIN, 0 };
+		/* After a drain, events are left to gather for EV_NAP_NS:
+		 * one wake-up then reads many (each is its own datagram), at
+		 * the cost of a millisecond of latency. */
+		pfd[n++] = (struct pollfd){ mnl_socket_get_fd(c->ev),
+					    ns_mono_ns() < c->ev_holdoff_ns ?
+						    0 : POLLIN, 0 };
 		pfd[n++] = (struct pollfd){ dumper_fd(c->dumper), POLLIN, 0 };
 		pfd[n++] = (struct pollfd){ localaddr_fd(c->la), POLLIN, 0 };
 		pfd[n++] = (struct pollfd){ c->cfg.stop_fd, POLLIN, 0 };
@@ -718,6 +745,8 @@ int collector_run(struct collector *c, struct store_writer *w)
 			wake = c->write_retry_ns;
 		if (c->next_reconcile_ns && c->next_reconcile_ns < wake)
 			wake = c->next_reconcile_ns;
+		if (c->ev_holdoff_ns > now && c->ev_holdoff_ns < wake)
+			wake = c->ev_holdoff_ns;
 		timeout = wake <= now ? 0 : (int)((wake - now) / 1000000 + 1);
 		if (more_events || more_dump)
 			timeout = 0;
@@ -734,6 +763,8 @@ int collector_run(struct collector *c, struct store_writer *w)
 				rc = -1;
 				break;
 			}
+			if (!more_events)
+				c->ev_holdoff_ns = ns_mono_ns() + EV_NAP_NS;
 		}
 		if (pfd[1].revents || more_dump)
 			more_dump = collector_read_dump(c);
@@ -756,6 +787,10 @@ int collector_run(struct collector *c, struct store_writer *w)
 				c->write_wanted = 1;
 			else
 				kstat_read(&c->ks);
+			/* drops the kernel never reported with ENOBUFS */
+			collector_update_drops(c);
+			if (!c->gap_open && c->drops != c->drops_accounted)
+				collector_lost(c, "drops");
 			c->write_retry_ns = now;
 		}
 		if (c->write_wanted && now >= c->write_retry_ns) {

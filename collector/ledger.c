@@ -744,12 +744,12 @@ static uint8_t ledger_flags(const struct ledger *l, const struct ledger_mapping 
 }
 
 int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
-		  int from_dump)
+		  int source)
 {
 	uint32_t gwi, di, hi;
 	struct ledger_mrec *r;
 	uint8_t flags, state;
-	int had;
+	int had, from_dump = source != LEDGER_EVENT;
 
 	if ((m->kind != NS_KIND_NAT && m->kind != NS_KIND_LOCAL) ||
 	    m->range >= LEDGER_RANGES) {
@@ -778,6 +778,8 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 		flags |= MF_EVENTS;
 	else if (had)
 		flags |= r->flags & MF_EVENTS;
+	else if (source == LEDGER_DUMP_REPORTED)
+		flags |= MF_EVENTS;
 	state = m->tcp_state < NS_TCP_STATES ? m->tcp_state : 0;
 	if (had) {
 		/* Same reply tuple: either the same entry (a duplicate or an

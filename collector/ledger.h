@@ -78,12 +78,22 @@ struct ledger_stats {
 struct ledger *ledger_new(void);
 void ledger_free(struct ledger *l);
 
-/* Adds or updates a mapping.  from_dump marks a dump record, which during a
- * resync must not override a mapping an event already touched; a mapping
- * only ever seen in dumps counts as silent (see ledger_stats).  Returns an
- * enum ledger_result, or -1 with ENOMEM (the ledger is unchanged). */
+/* Where an upserted mapping was read. */
+enum ledger_source {
+	LEDGER_EVENT = 0, /* a NEW or UPDATE event */
+	LEDGER_DUMP = 1,  /* a dump record; the kernel may never report this
+			     entry (it may predate every listener) */
+	LEDGER_DUMP_REPORTED = 2, /* a dump record of an entry created while
+				     we listened: the kernel reports it */
+};
+
+/* Adds or updates a mapping.  A dump record (source LEDGER_DUMP*) must not
+ * override, during a resync, a mapping an event already touched.  A
+ * mapping first read with LEDGER_DUMP counts as silent (see ledger_stats)
+ * until an event shows up for it.  Returns an enum ledger_result, or -1
+ * with ENOMEM (the ledger is unchanged). */
 int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
-		  int from_dump);
+		  int source);
 
 /* Removes the mapping with m's key (only the key fields are read).  Returns
  * 1 if it was there, 0 if unknown. */
