@@ -51,6 +51,14 @@
 #define WRITE_RETRY_MS 50   /* writer busy: try again this soon */
 #define GAPS_PENDING_MAX 16 /* gap rows waiting for the next write */
 #define RECONCILE_FACTOR 20 /* re-dumps for silent entries: <= 1/20 of a core */
+#define APPLY_BATCH 16	    /* entries parsed and prefetched before applying */
+
+/* A parsed, classified entry waiting to be applied to the ledger. */
+struct collector_item {
+	struct ct_entry e;
+	struct ledger_mapping m;
+	enum ns_kind kind;
+};
 
 struct collector {
 	struct collector_config cfg;
@@ -69,8 +77,8 @@ struct collector {
 	/* counters (status) */
 	uint64_t ev_new, ev_update, ev_destroy, ev_dumped, ev_unknown_destroy;
 	uint64_t ev_malformed, enobufs;
-	uint64_t drops_base; /* socket drop counter at open */
-	uint64_t drops;	     /* events lost since open */
+	uint32_t drops_raw; /* the socket's drop counter when last read */
+	uint64_t drops;	    /* events lost since open */
 	uint64_t drops_at_resync; /* drops when the running resync began */
 	int64_t ev_holdoff_ns;	  /* don't read events before this */
 
@@ -102,6 +110,10 @@ struct collector {
 	struct kstat ks;
 	uint32_t range_size[LEDGER_RANGES];
 	int force_full;
+
+	/* entries parsed but not applied yet, in arrival order */
+	struct collector_item items[APPLY_BATCH];
+	unsigned n_items;
 	int write_wanted;
 	int64_t next_tick_ns, write_retry_ns;
 	uint64_t ledger_errors;
@@ -109,7 +121,7 @@ struct collector {
 
 /* ---- small helpers ---- */
 
-static uint64_t collector_socket_drops(const struct collector *c)
+static uint32_t collector_socket_drops(const struct collector *c)
 {
 	uint32_t mem[SK_MEMINFO_VARS];
 	socklen_t len = sizeof(mem);
@@ -117,17 +129,17 @@ static uint64_t collector_socket_drops(const struct collector *c)
 	if (getsockopt(mnl_socket_get_fd(c->ev), SOL_SOCKET, SO_MEMINFO, mem,
 		       &len) < 0 ||
 	    len < sizeof(uint32_t) * (SK_MEMINFO_DROPS + 1))
-		return 0;
+		return c->drops_raw; /* unknown: no change */
 	return mem[SK_MEMINFO_DROPS];
 }
 
 static void collector_update_drops(struct collector *c)
 {
-	uint64_t d = collector_socket_drops(c);
+	uint32_t raw = collector_socket_drops(c);
 
-	/* the kernel's counter is 32 bits */
-	if (d >= c->drops_base)
-		c->drops = d - c->drops_base;
+	/* the kernel's counter is 32 bits: add the difference modulo 2^32 */
+	c->drops += (uint32_t)(raw - c->drops_raw);
+	c->drops_raw = raw;
 }
 
 static void collector_queue_gap(struct collector *c, const struct store_gap_row *g)
@@ -306,10 +318,11 @@ static void collector_ledger_error(struct collector *c)
 	collector_lost(c, "no-memory");
 }
 
-static void collector_handle(struct collector *c, const struct ct_entry *e)
+static void collector_apply(struct collector *c, const struct collector_item *it)
 {
-	struct ledger_mapping m;
-	enum ns_kind kind = classify_entry(e, c->la, &m);
+	const struct ct_entry *e = &it->e;
+	const struct ledger_mapping *m = &it->m;
+	enum ns_kind kind = it->kind;
 	int r;
 
 	switch (e->type) {
@@ -323,7 +336,7 @@ static void collector_handle(struct collector *c, const struct ct_entry *e)
 		c->ev_destroy++;
 		/* looked up by key whatever the entry is now classified as:
 		 * the address set may have changed since it was created */
-		if (ledger_remove(c->ledger, &m) == 0 && kind != NS_KIND_OTHER)
+		if (ledger_remove(c->ledger, m) == 0 && kind != NS_KIND_OTHER)
 			c->ev_unknown_destroy++;
 		return;
 	case CTMSG_DUMP:
@@ -336,7 +349,7 @@ static void collector_handle(struct collector *c, const struct ct_entry *e)
 	/* Entries created while we listen are reported by the kernel; only
 	 * those found by the start-up dump may predate every listener (and
 	 * with nf_conntrack_events=0 none is reported at all). */
-	r = ledger_upsert(c->ledger, &m,
+	r = ledger_upsert(c->ledger, m,
 			  e->type != CTMSG_DUMP ? LEDGER_EVENT :
 			  c->initial_done && c->ks.events != 0 ?
 						  LEDGER_DUMP_REPORTED :
@@ -351,6 +364,29 @@ static void collector_handle(struct collector *c, const struct ct_entry *e)
 		else if (r == LEDGER_CHANGED)
 			c->rs_changed++;
 	}
+}
+
+/* Applies every queued entry, in order.  Called before anything that
+ * needs the ledger to be current (the end of a dump, a snapshot) and at
+ * the end of every read. */
+static void collector_flush(struct collector *c)
+{
+	for (unsigned i = 0; i < c->n_items; i++)
+		collector_apply(c, &c->items[i]);
+	c->n_items = 0;
+}
+
+/* Classifies e and queues it; its table slots start loading now. */
+static void collector_queue(struct collector *c, const struct ct_entry *e)
+{
+	struct collector_item *it = &c->items[c->n_items++];
+
+	it->e = *e;
+	it->kind = classify_entry(e, c->la, &it->m);
+	if (it->kind != NS_KIND_OTHER || e->type == CTMSG_DESTROY)
+		ledger_prefetch(c->ledger, &it->m);
+	if (c->n_items == APPLY_BATCH)
+		collector_flush(c);
 }
 
 static void collector_malformed(struct collector *c, const char *where)
@@ -371,8 +407,10 @@ static int collector_datagram(struct collector *c, const void *buf, int len,
 	for (nlh = buf; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
 		if (is_dump && nlh->nlmsg_seq != c->dump_seq)
 			continue; /* left over from an earlier dump */
-		if (nlh->nlmsg_type == NLMSG_DONE)
+		if (nlh->nlmsg_type == NLMSG_DONE) {
+			collector_flush(c);
 			return is_dump;
+		}
 		if (nlh->nlmsg_type == NLMSG_ERROR) {
 			const struct nlmsgerr *err = mnl_nlmsg_get_payload(nlh);
 
@@ -382,6 +420,7 @@ static int collector_datagram(struct collector *c, const void *buf, int len,
 				log_warnx("conntrack dump failed: %s",
 					  strerror(-err->error));
 			if (is_dump && err->error) {
+				collector_flush(c);
 				collector_resync_finish(c, 0);
 				return 1;
 			}
@@ -394,16 +433,14 @@ static int collector_datagram(struct collector *c, const void *buf, int len,
 		}
 		if (is_dump && e.type != CTMSG_DUMP)
 			continue;
-		collector_handle(c, &e);
+		collector_queue(c, &e);
 	}
 	if (len > 0)
 		collector_malformed(c, is_dump ? "dump" : "event");
 	return 0;
 }
 
-/* Reads events until the queue is empty or EV_ROUNDS batches were read.
- * Returns 1 if more may be waiting, 0 if drained, -1 on a fatal error. */
-static int collector_drain_events(struct collector *c)
+static int collector_read_events(struct collector *c)
 {
 	int fd = mnl_socket_get_fd(c->ev);
 
@@ -439,6 +476,17 @@ static int collector_drain_events(struct collector *c)
 	return 1;
 }
 
+/* Reads events until the queue is empty or EV_ROUNDS batches were read,
+ * and applies them.  Returns 1 if more may be waiting, 0 if drained, -1
+ * on a fatal error. */
+static int collector_drain_events(struct collector *c)
+{
+	int rc = collector_read_events(c);
+
+	collector_flush(c);
+	return rc;
+}
+
 /* Takes dump chunks from the reader thread while they are ready
  * (discarding them when no resync is running).  Returns 1 if more may be
  * waiting, else 0. */
@@ -449,21 +497,26 @@ static int collector_read_dump(struct collector *c)
 		int end, err;
 		const void *chunk = dumper_next(c->dumper, &len, &end, &err);
 
-		if (!chunk)
+		if (!chunk) {
+			collector_flush(c);
 			return 0;
+		}
 		if (err) {
 			errno = err;
 			log_warn("conntrack: reading the dump");
 		}
 		if (c->resync_active) {
-			if (err)
+			if (err) {
+				collector_flush(c);
 				collector_resync_finish(c, 0);
+			}
 			else if (collector_datagram(c, chunk, (int)len, 1) &&
 				 c->resync_active)
 				collector_resync_finish(c, 1);
 		}
 		dumper_release(c->dumper);
 	}
+	collector_flush(c);
 	return 1;
 }
 
@@ -674,7 +727,7 @@ struct collector *collector_open(const struct collector_config *cfg)
 		c->mm[i].msg_hdr.msg_iov = &c->iov[i];
 		c->mm[i].msg_hdr.msg_iovlen = 1;
 	}
-	c->drops_base = collector_socket_drops(c);
+	c->drops_raw = collector_socket_drops(c);
 	c->run_started_ms = ns_now_ms();
 	return c;
 err:

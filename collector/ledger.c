@@ -824,6 +824,29 @@ nomem:
 	return -1;
 }
 
+void ledger_prefetch(struct ledger *l, const struct ledger_mapping *m)
+{
+	struct ledger_host_key hk;
+	struct ledger_islot *s;
+	uint32_t gwi, di, h;
+
+	gwi = ledger_gw_get(l, m->family, m->proto, m->public_ip, 0);
+	if (gwi == NONE32)
+		return;
+	di = ledger_dest_get(l, gwi, m->zone, m->dest_ip, m->dest_port, 0);
+	if (di == NONE32)
+		return;
+	__builtin_prefetch(&l->mt.r[ledger_mhash(di + 1, m->public_port) &
+				    l->mt.mask]);
+	hk = (struct ledger_host_key){ gwi, m->host_ip };
+	h = ledger_hash_addr(m->host_ip, gwi);
+	s = ledger_index_probe(l, &l->host_idx, h, &hk, ledger_host_eq);
+	if (s->idx1)
+		__builtin_prefetch(&l->hp.r[ledger_hphash(s->idx1 - 1,
+							  m->public_port) &
+					    l->hp.mask]);
+}
+
 int ledger_remove(struct ledger *l, const struct ledger_mapping *m)
 {
 	uint32_t gwi, di;
