@@ -164,6 +164,29 @@ def proc_cpu(pid):
         return None
 
 
+def proc_thread_cpu(pid):
+    """utime + stime per thread of pid, in seconds, keyed "main" for the
+    thread whose id is pid and by thread name for the others (summed when
+    several share a name); None when gone."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                text = f.read()
+            name = text[text.index("(") + 1:text.rindex(")")]
+            fields = text.rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, IndexError, ValueError):
+            continue
+        key = "main" if int(tid) == pid else name
+        out[key] = out.get(key, 0.0) + cpu
+    return out
+
+
 def proc_status(pid, key):
     """A kB field of /proc/pid/status (VmRSS, VmHWM) in bytes, or None."""
     try:

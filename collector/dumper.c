@@ -54,6 +54,7 @@ static void *dumper_main(void *arg)
 	int fd = mnl_socket_get_fd(d->nl);
 	uint64_t one = 1;
 
+	pthread_setname_np(pthread_self(), "ns-dump"); /* for top -H, bench/ */
 	pthread_mutex_lock(&d->mu);
 	for (;;) {
 		unsigned slot;

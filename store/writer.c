@@ -33,6 +33,7 @@ static void *writer_main(void *arg)
 	struct store_writer *w = arg;
 	int rc, err;
 
+	pthread_setname_np(pthread_self(), "ns-writer"); /* for top -H, bench/ */
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		while (!w->in_flight && !w->stopping)
