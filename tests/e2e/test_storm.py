@@ -29,8 +29,11 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
 
+import benchlab  # noqa: E402  (the benchmark's /proc readers)
 import nslab  # noqa: E402
 import truth  # noqa: E402
 from nslab import log  # noqa: E402
@@ -58,27 +61,6 @@ LOADS = (
 GW_FIELDS = ("ports_in_use", "mappings", "hosts", "destinations")
 HOST_FIELDS = ("mappings", "ports_in_use", "kind")
 DEST_FIELDS = ("mappings", "capacity")
-
-
-def netlink_drops(pid):
-    """The kernel's drop counter summed over pid's conntrack event sockets
-    (NETLINK_NETFILTER, subscribed to groups), from /proc/<pid>/net."""
-    inodes = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if t.startswith("socket:["):
-            inodes.add(t[8:-1])
-    total = 0
-    with open("/proc/%d/net/netlink" % pid) as f:
-        next(f)
-        for line in f:
-            c = line.split()
-            if c[1] == "12" and int(c[3], 16) and c[9] in inodes:
-                total += int(c[8])
-    return total
 
 
 class Watcher(threading.Thread):
@@ -263,7 +245,7 @@ def run(lab, work, fail):
 
     s = ns.get_json("/api/v1/status")
     ev, rs, gaps = s.get("events", {}), s.get("resync", {}), s.get("gaps")
-    drops = netlink_drops(ns.p.pid)
+    drops = benchlab.netlink_drops(ns.p.pid)
     log("events %s; resync %s; kernel drops on natscope's socket %d"
         % (ev, rs, drops))
     log("gaps %s" % gaps)
