@@ -657,17 +657,24 @@ static int collector_write(struct collector *c, enum store_state state)
 
 /* ---- the loop ---- */
 
-static int collector_socket(int groups, size_t rcvbuf, struct mnl_socket **out)
+/* Opens the event socket: subscribed to NEW, UPDATE and DESTROY, with the
+ * receive buffer asked for (c->rcvbuf gets what the kernel granted). */
+static int collector_event_socket(struct collector *c)
 {
 	struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER,
 						 SOCK_NONBLOCK | SOCK_CLOEXEC);
-	int fd;
+	size_t want = c->cfg.event_buffer;
+	int fd, v;
+	socklen_t len = sizeof(v);
 
 	if (!nl) {
 		log_warn("conntrack: netlink socket");
 		return -1;
 	}
-	if (mnl_socket_bind(nl, (unsigned)groups, MNL_SOCKET_AUTOPID) < 0) {
+	if (mnl_socket_bind(nl, NF_NETLINK_CONNTRACK_NEW |
+				    NF_NETLINK_CONNTRACK_UPDATE |
+				    NF_NETLINK_CONNTRACK_DESTROY,
+			    MNL_SOCKET_AUTOPID) < 0) {
 		int saved = errno;
 
 		if (saved == EPERM || saved == EACCES)
@@ -681,34 +688,27 @@ static int collector_socket(int groups, size_t rcvbuf, struct mnl_socket **out)
 		return -1;
 	}
 	fd = mnl_socket_get_fd(nl);
-	if (rcvbuf) {
-		int v = rcvbuf > (size_t)(INT32_MAX / 2) ? INT32_MAX / 2 : (int)rcvbuf;
-
-		if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v)) < 0 &&
-		    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v)) < 0)
-			log_warn("conntrack: setting the receive buffer");
-	}
-	*out = nl;
+	v = want > (size_t)(INT32_MAX / 2) ? INT32_MAX / 2 : (int)want;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v)) < 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v)) < 0)
+		log_warn("conntrack: setting the receive buffer");
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, &len) == 0)
+		c->rcvbuf = (size_t)v;
+	c->ev = nl;
 	return 0;
 }
 
 struct collector *collector_open(const struct collector_config *cfg)
 {
 	struct collector *c = calloc(1, sizeof(*c));
-	int v = 0;
-	socklen_t len = sizeof(v);
 
 	if (!c)
 		return NULL;
 	c->cfg = *cfg;
 	if (c->cfg.interval_s < 1)
 		c->cfg.interval_s = 1;
-	if (collector_socket(NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE |
-				     NF_NETLINK_CONNTRACK_DESTROY,
-			     cfg->event_buffer, &c->ev) < 0)
+	if (collector_event_socket(c) < 0)
 		goto err;
-	if (getsockopt(mnl_socket_get_fd(c->ev), SOL_SOCKET, SO_RCVBUF, &v, &len) == 0)
-		c->rcvbuf = (size_t)v;
 	c->dumper = dumper_open();
 	if (!c->dumper)
 		goto err;
