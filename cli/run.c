@@ -100,21 +100,10 @@ static int run_parse_interval(const char *text, unsigned *out)
 
 static void run_initial_status(struct store_status *s, unsigned interval_s)
 {
-	memset(s, 0, sizeof(*s));
-	snprintf(s->version, sizeof(s->version), "%s", NS_VERSION);
+	store_status_init(s);
 	s->started_ms = s->as_of_ms = ns_now_ms();
-	s->pid = (int32_t)getpid();
 	s->interval_s = interval_s;
 	s->state = STORE_STATE_STARTING;
-	s->entries_other = -1;
-	s->resync_last_started_ms = s->resync_last_done_ms = -1;
-	s->resync_last_duration_us = -1;
-	s->ct_count = s->ct_max = -1;
-	s->ct_insert_failed = s->ct_drop = s->ct_early_drop = -1;
-	s->ct_clash_resolve = -1;
-	s->port_range_lo = s->port_range_hi = -1;
-	s->tcp_tw_reuse = s->tcp_fin_timeout = s->tcp_timeout_time_wait = -1;
-	s->ct_events = -1;
 }
 
 int cli_run(int argc, char **argv)

@@ -546,10 +546,8 @@ static void collector_fill_status(struct collector *c, struct store_status *s,
 
 	ledger_get_stats(c->ledger, &ls);
 	collector_update_drops(c);
-	memset(s, 0, sizeof(*s));
-	snprintf(s->version, sizeof(s->version), "%s", NS_VERSION);
+	store_status_init(s);
 	s->started_ms = c->run_started_ms;
-	s->pid = (int32_t)getpid();
 	s->interval_s = c->cfg.interval_s;
 	s->state = (uint8_t)state;
 	s->as_of_ms = ns_now_ms();
@@ -558,21 +556,21 @@ static void collector_fill_status(struct collector *c, struct store_status *s,
 	s->mappings_local = ls.mappings_local;
 	s->mappings_silent = ls.mappings_silent;
 	tracked = ls.mappings_nat + ls.mappings_local;
-	s->entries_other = c->ks.count < 0 ? -1 :
-			   (uint64_t)c->ks.count > tracked ?
-					     c->ks.count - (int64_t)tracked : 0;
+	s->mappings_other = c->ks.count < 0 ? 0 :
+			    (uint64_t)c->ks.count > tracked ?
+					  c->ks.count - (int64_t)tracked : 0;
 	s->gateways = ls.gateways;
 	s->hosts = ls.hosts;
 	s->destinations = ls.destinations;
-	s->ev_new = c->ev_new;
-	s->ev_update = c->ev_update;
-	s->ev_destroy = c->ev_destroy;
-	s->ev_dumped = c->ev_dumped;
-	s->ev_unknown_destroy = c->ev_unknown_destroy;
-	s->ev_malformed = c->ev_malformed;
-	s->ev_lost = c->drops;
-	s->enobufs = c->enobufs;
-	s->resyncs = c->resyncs;
+	s->events_new = c->ev_new;
+	s->events_update = c->ev_update;
+	s->events_destroy = c->ev_destroy;
+	s->events_dumped = c->ev_dumped;
+	s->events_unknown_destroy = c->ev_unknown_destroy;
+	s->events_malformed = c->ev_malformed;
+	s->events_lost = c->drops;
+	s->events_enobufs = c->enobufs;
+	s->resync_count = c->resyncs;
 	s->resync_active = (uint8_t)c->resync_active;
 	s->resync_last_started_ms = c->resyncs || c->resync_active ?
 					    c->resync_started_ms : -1;
@@ -582,20 +580,20 @@ static void collector_fill_status(struct collector *c, struct store_status *s,
 	s->resync_last_added = c->last_added;
 	s->resync_last_removed = c->last_removed;
 	s->resync_last_changed = c->last_changed;
-	s->ct_count = c->ks.count;
-	s->ct_max = c->ks.max;
-	s->ct_insert_failed = c->ks.insert_failed;
-	s->ct_drop = c->ks.drop;
-	s->ct_early_drop = c->ks.early_drop;
-	s->ct_clash_resolve = c->ks.clash_resolve;
-	s->port_range_lo = c->ks.port_lo;
-	s->port_range_hi = c->ks.port_hi;
-	s->tcp_tw_reuse = c->ks.tcp_tw_reuse;
-	s->tcp_fin_timeout = c->ks.tcp_fin_timeout;
-	s->tcp_timeout_time_wait = c->ks.tcp_timeout_time_wait;
-	s->ct_events = c->ks.events;
-	s->rss_bytes = c->ks.rss_bytes;
-	s->cpu_seconds = c->ks.cpu_seconds;
+	s->conntrack_count = c->ks.count;
+	s->conntrack_max = c->ks.max;
+	s->conntrack_insert_failed = c->ks.insert_failed;
+	s->conntrack_drop = c->ks.drop;
+	s->conntrack_early_drop = c->ks.early_drop;
+	s->conntrack_clash_resolve = c->ks.clash_resolve;
+	s->sysctl_port_range_lo = c->ks.port_lo;
+	s->sysctl_port_range_hi = c->ks.port_hi;
+	s->sysctl_tcp_tw_reuse = c->ks.tcp_tw_reuse;
+	s->sysctl_tcp_fin_timeout = c->ks.tcp_fin_timeout;
+	s->sysctl_tcp_timeout_time_wait = c->ks.tcp_timeout_time_wait;
+	s->sysctl_conntrack_events = c->ks.events;
+	s->process_rss_bytes = c->ks.rss_bytes;
+	s->process_cpu_seconds = c->ks.cpu_seconds;
 }
 
 static enum store_state collector_state(const struct collector *c)

@@ -57,9 +57,13 @@ struct store {
 	unsigned writes_since_checkpoint;
 };
 
-/* The status table's columns, in the order write.c binds them and read.c
- * reads them back. */
-extern const char store_status_columns[];
+/* Writes the status row x (status.c), as it is: the caller sets the
+ * writes_* fields.  Returns 0, or -1 with errno (logged). */
+int store_write_status(struct store *st, const struct store_status *x);
+
+/* The status fields as the arguments of a json_object() over the status
+ * row (status.c), malloc'd; NULL with ENOMEM. */
+char *store_sql_status_json(void);
 
 /* Gap log retention, applied by every store_write(). */
 #define STORE_GAPS_KEEP 1000

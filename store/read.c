@@ -35,7 +35,7 @@
 	"'generated_at', " SQL_TIME("?1") ", "                              \
 	"'as_of', (SELECT " SQL_TIME("as_of_ms") " FROM s), "              \
 	"'coverage', json_object('complete', json(CASE WHEN "               \
-	"(SELECT state FROM s) <> 'starting' AND "                          \
+	"(SELECT state FROM s) NOT IN ('starting', 'db-error') AND "       \
 	"NOT EXISTS (SELECT 1 FROM cov) THEN 'true' ELSE 'false' END), "    \
 	"'gaps', json((SELECT json_group_array(json(o)) FROM (SELECT "      \
 	SQL_GAP_OBJECT " AS o FROM cov "                                    \
@@ -88,50 +88,14 @@ static const char sql_json_dests[] =
 	"WHERE public_ip = ?2 AND proto = ?3 "
 	"ORDER BY mappings DESC, family, ip_bin, port, zone LIMIT ?4))))";
 
-#define SQL_BOOL(x) "json(CASE WHEN " x " THEN 'true' ELSE 'false' END)"
-
-static const char sql_json_status[] =
-	SQL_WITH
-	"SELECT json_object(" SQL_HEADER
-	"'version', version, "
-	"'started_at', " SQL_TIME("started_ms") ", "
-	"'uptime_seconds', (?1 - started_ms) / 1000.0, "
-	"'pid', pid, 'interval_seconds', interval_s, 'state', state, "
-	"'event_buffer_bytes', event_buffer_bytes, "
-	"'mappings', json_object('live', mappings_nat + mappings_local, "
-	"'nat', mappings_nat, 'local', mappings_local, "
-	"'other', entries_other, 'silent', mappings_silent), "
-	"'gateways', gateways, 'hosts', hosts, 'destinations', destinations, "
-	"'events', json_object('new', ev_new, 'update', ev_update, "
-	"'destroy', ev_destroy, 'dumped', ev_dumped, "
-	"'unknown_destroy', ev_unknown_destroy, 'malformed', ev_malformed, "
-	"'lost', ev_lost, 'enobufs', enobufs), "
-	"'resync', json_object('count', resyncs, "
-	"'active', " SQL_BOOL("resync_active") ", "
-	"'last_started_at', " SQL_TIME("resync_last_started_ms") ", "
-	"'last_done_at', " SQL_TIME("resync_last_done_ms") ", "
-	"'last_duration_ms', resync_last_duration_us / 1000.0, "
-	"'last_entries', resync_last_entries, "
-	"'last_added', resync_last_added, "
-	"'last_removed', resync_last_removed, "
-	"'last_changed', resync_last_changed), "
-	"'gaps', json((SELECT json_group_array(json(o)) FROM (SELECT "
-	SQL_GAP_OBJECT " AS o FROM gaps "
-	"ORDER BY start_ms DESC, run_started_ms DESC, seq DESC LIMIT 10))), "
-	"'writes', json_object('ok', writes_ok, 'failed', writes_failed, "
-	"'last_at', " SQL_TIME("last_write_ms") ", "
-	"'last_error', last_write_error), "
-	"'conntrack', json_object('count', ct_count, 'max', ct_max, "
-	"'insert_failed', ct_insert_failed, 'drop', ct_drop, "
-	"'early_drop', ct_early_drop, 'clash_resolve', ct_clash_resolve), "
-	"'sysctl', json_object('ip_local_port_range', json(CASE WHEN "
-	"port_range_lo IS NOT NULL AND port_range_hi IS NOT NULL THEN "
-	"json_array(port_range_lo, port_range_hi) END), "
-	"'tcp_tw_reuse', tcp_tw_reuse, 'tcp_fin_timeout', tcp_fin_timeout, "
-	"'nf_conntrack_tcp_timeout_time_wait', tcp_timeout_time_wait, "
-	"'nf_conntrack_max', ct_max, 'nf_conntrack_events', ct_events), "
-	"'process', json_object('rss_bytes', rss_bytes, "
-	"'cpu_seconds', cpu_seconds)) FROM s";
+/* /api/v1/status: the header, the status fields (status.c builds their
+ * part from STORE_STATUS_FIELDS) and the newest gaps. */
+#define SQL_JSON_STATUS_HEAD SQL_WITH "SELECT json_object(" SQL_HEADER
+#define SQL_JSON_STATUS_TAIL                                                \
+	", 'gaps', json((SELECT json_group_array(json(o)) FROM (SELECT "    \
+	SQL_GAP_OBJECT " AS o FROM gaps "                                   \
+	"ORDER BY start_ms DESC, run_started_ms DESC, seq DESC LIMIT 10)))) " \
+	"FROM s"
 
 /* Copies column col of the row s stands on into a malloc'd string. */
 static int column_dup(sqlite3_stmt *s, int col, char **out)
@@ -233,7 +197,29 @@ int store_json_status(struct store *st, int64_t now_ms, char **out)
 	sqlite3_stmt *s;
 
 	*out = NULL;
-	if (!(s = store_stmt(st, STMT_JSON_STATUS, sql_json_status)))
+	if (!st->stmt[STMT_JSON_STATUS]) {
+		char *fields = store_sql_status_json();
+		char *sql;
+		size_t n;
+
+		if (!fields)
+			return -1;
+		n = sizeof(SQL_JSON_STATUS_HEAD) + strlen(fields) +
+		    sizeof(SQL_JSON_STATUS_TAIL);
+		if (!(sql = malloc(n))) {
+			free(fields);
+			log_warn("store: status query");
+			return -1;
+		}
+		snprintf(sql, n, "%s%s%s", SQL_JSON_STATUS_HEAD, fields,
+			 SQL_JSON_STATUS_TAIL);
+		free(fields);
+		s = store_stmt(st, STMT_JSON_STATUS, sql);
+		free(sql);
+	} else {
+		s = store_stmt(st, STMT_JSON_STATUS, NULL);
+	}
+	if (!s)
 		return -1;
 	sqlite3_bind_int64(s, 1, now_ms);
 	return json_answer(st, s, 0, "reading the status", out);
@@ -272,20 +258,6 @@ void store_json_error(struct store *st, const char *msg, char **out)
 
 /* ---- rows back ---- */
 
-static int64_t column_opt(sqlite3_stmt *s, int col)
-{
-	return sqlite3_column_type(s, col) == SQLITE_NULL
-		       ? -1
-		       : sqlite3_column_int64(s, col);
-}
-
-static void column_text(sqlite3_stmt *s, int col, char *buf, size_t size)
-{
-	const unsigned char *text = sqlite3_column_text(s, col);
-
-	snprintf(buf, size, "%s", text ? (const char *)text : "");
-}
-
 static uint8_t column_proto(sqlite3_stmt *s, int col)
 {
 	const char *name = (const char *)sqlite3_column_text(s, col);
@@ -308,14 +280,6 @@ static void column_addr(sqlite3_stmt *s, int col, struct ns_addr *a)
 		memcpy(a->bytes, bin, (size_t)len);
 }
 
-static uint8_t state_parse(const char *name)
-{
-	for (uint8_t st = STORE_STATE_STARTING; st < STORE_STATE_STOPPED; st++)
-		if (!name || strcmp(name, store_state_name(st)) == 0)
-			return st;
-	return STORE_STATE_STOPPED;
-}
-
 static uint8_t kind_parse(const char *name)
 {
 	if (name && strcmp(name, "nat") == 0)
@@ -336,81 +300,6 @@ void store_read_end(struct store *st)
 
 	store_exec(st, "COMMIT", "ending a read");
 	errno = saved;
-}
-
-int store_read_status(struct store *st, struct store_status *x)
-{
-	char sql[1280];
-	sqlite3_stmt *s;
-	int rc, i = 0;
-
-	memset(x, 0, sizeof(*x));
-	snprintf(sql, sizeof(sql), "SELECT %s FROM status WHERE id = 1",
-		 store_status_columns);
-	if (!(s = store_stmt(st, STMT_READ_STATUS, sql)))
-		return -1;
-	rc = sqlite3_step(s);
-	if (rc != SQLITE_ROW) {
-		if (rc == SQLITE_DONE)
-			errno = ENOENT;
-		else
-			store_fail(st, rc, "reading the status");
-		rc = errno;
-		sqlite3_reset(s);
-		errno = rc;
-		return -1;
-	}
-	column_text(s, i++, x->version, sizeof(x->version));
-	x->started_ms = sqlite3_column_int64(s, i++);
-	x->pid = sqlite3_column_int(s, i++);
-	x->interval_s = (uint32_t)sqlite3_column_int64(s, i++);
-	x->state = state_parse((const char *)sqlite3_column_text(s, i++));
-	x->as_of_ms = sqlite3_column_int64(s, i++);
-	x->event_buffer_bytes = sqlite3_column_int64(s, i++);
-	x->mappings_nat = sqlite3_column_int64(s, i++);
-	x->mappings_local = sqlite3_column_int64(s, i++);
-	x->mappings_silent = sqlite3_column_int64(s, i++);
-	x->entries_other = column_opt(s, i++);
-	x->gateways = (uint32_t)sqlite3_column_int64(s, i++);
-	x->hosts = (uint32_t)sqlite3_column_int64(s, i++);
-	x->destinations = (uint32_t)sqlite3_column_int64(s, i++);
-	x->ev_new = sqlite3_column_int64(s, i++);
-	x->ev_update = sqlite3_column_int64(s, i++);
-	x->ev_destroy = sqlite3_column_int64(s, i++);
-	x->ev_dumped = sqlite3_column_int64(s, i++);
-	x->ev_unknown_destroy = sqlite3_column_int64(s, i++);
-	x->ev_malformed = sqlite3_column_int64(s, i++);
-	x->ev_lost = sqlite3_column_int64(s, i++);
-	x->enobufs = sqlite3_column_int64(s, i++);
-	x->resyncs = sqlite3_column_int64(s, i++);
-	x->resync_active = (uint8_t)sqlite3_column_int(s, i++);
-	x->resync_last_started_ms = sqlite3_column_int64(s, i++);
-	x->resync_last_done_ms = sqlite3_column_int64(s, i++);
-	x->resync_last_duration_us = column_opt(s, i++);
-	x->resync_last_entries = sqlite3_column_int64(s, i++);
-	x->resync_last_added = sqlite3_column_int64(s, i++);
-	x->resync_last_removed = sqlite3_column_int64(s, i++);
-	x->resync_last_changed = sqlite3_column_int64(s, i++);
-	x->ct_count = column_opt(s, i++);
-	x->ct_max = column_opt(s, i++);
-	x->ct_insert_failed = column_opt(s, i++);
-	x->ct_drop = column_opt(s, i++);
-	x->ct_early_drop = column_opt(s, i++);
-	x->ct_clash_resolve = column_opt(s, i++);
-	x->port_range_lo = (int32_t)column_opt(s, i++);
-	x->port_range_hi = (int32_t)column_opt(s, i++);
-	x->tcp_tw_reuse = (int32_t)column_opt(s, i++);
-	x->tcp_fin_timeout = (int32_t)column_opt(s, i++);
-	x->tcp_timeout_time_wait = (int32_t)column_opt(s, i++);
-	x->ct_events = (int32_t)column_opt(s, i++);
-	x->rss_bytes = sqlite3_column_int64(s, i++);
-	x->cpu_seconds = sqlite3_column_double(s, i++);
-	x->writes_ok = sqlite3_column_int64(s, i++);
-	x->writes_failed = sqlite3_column_int64(s, i++);
-	x->last_write_ms = sqlite3_column_int64(s, i++);
-	column_text(s, i++, x->last_write_error, sizeof(x->last_write_error));
-	sqlite3_reset(s);
-	return 0;
 }
 
 /* Appends one zeroed element to the array *arr points to.  NULL with

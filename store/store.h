@@ -115,72 +115,281 @@ enum store_state {
 	STORE_STATE_RUNNING,
 	STORE_STATE_RESYNCING, /* a gap is open; figures may be off */
 	STORE_STATE_STOPPED,
+	STORE_STATE_DB_ERROR, /* writes fail: the tables are not current */
+	STORE_STATES
 };
 
-/* "starting", "running", "resyncing", "stopped" (as stored and shown). */
+/* "starting", "running", "resyncing", "stopped", "db-error" (as stored
+ * and shown); "unknown" out of range. */
 const char *store_state_name(enum store_state state);
 
-/* The status row: one per database, rewritten every interval.  Counters
- * the collector cannot know are -1 (e.g. a missing sysctl). */
-struct store_status {
-	/* the run */
-	char version[16];
-	int64_t started_ms;
-	int32_t pid;
-	uint32_t interval_s;
-	uint8_t state; /* enum store_state */
-	int64_t as_of_ms; /* when the collector took this snapshot */
-	uint64_t event_buffer_bytes; /* receive buffer granted by the kernel */
-	/* the ledger */
-	uint64_t mappings_nat;
-	uint64_t mappings_local;
-	uint64_t mappings_silent; /* known only from dumps (ledger.h) */
-	int64_t entries_other; /* conntrack count minus tracked; -1 unknown */
-	uint32_t gateways;
-	uint32_t hosts;
-	uint32_t destinations;
-	/* events */
-	uint64_t ev_new;
-	uint64_t ev_update;
-	uint64_t ev_destroy;
-	uint64_t ev_dumped;	    /* entries read by dumps */
-	uint64_t ev_unknown_destroy; /* DESTROY for a mapping not in the ledger */
-	uint64_t ev_malformed;	    /* netlink messages rejected by the parser */
-	uint64_t ev_lost;	    /* events the kernel dropped for us */
-	uint64_t enobufs;	    /* ENOBUFS errors seen */
-	/* resyncs (the start-up dump counts as the first) */
-	uint64_t resyncs;
-	uint8_t resync_active;
-	int64_t resync_last_started_ms;
-	int64_t resync_last_done_ms;
-	int64_t resync_last_duration_us;
-	uint64_t resync_last_entries;
-	uint64_t resync_last_added;
-	uint64_t resync_last_removed;
-	uint64_t resync_last_changed;
-	/* the kernel (conntrack statistics summed over CPUs) */
-	int64_t ct_count;
-	int64_t ct_max;
-	int64_t ct_insert_failed;
-	int64_t ct_drop;
-	int64_t ct_early_drop;
-	int64_t ct_clash_resolve;
-	/* sysctls */
-	int32_t port_range_lo; /* net.ipv4.ip_local_port_range */
-	int32_t port_range_hi;
-	int32_t tcp_tw_reuse;
-	int32_t tcp_fin_timeout;
-	int32_t tcp_timeout_time_wait; /* nf_conntrack_tcp_timeout_time_wait */
-	int32_t ct_events;	       /* nf_conntrack_events: 0, 1, 2 (auto) */
-	/* the process */
-	uint64_t rss_bytes;
-	double cpu_seconds;
-	/* writes: filled in by the store on each write, not by the caller */
-	uint64_t writes_ok;
-	uint64_t writes_failed;
-	int64_t last_write_ms;
-	char last_write_error[128];
+/* How the collector follows the table. */
+enum store_follow {
+	STORE_FOLLOW_EVENTS = 0, /* events only: every mapping reports */
+	STORE_FOLLOW_EVENTS_DUMPS, /* events, and re-dumps for silent ones */
+	STORE_FOLLOW_DUMPS,	   /* nf_conntrack_events=0: re-dumps only */
+	STORE_FOLLOWS
 };
+
+/* "events", "events+dumps", "dumps"; "unknown" out of range. */
+const char *store_follow_name(enum store_follow follow);
+
+/*
+ * The status row: one per database, rewritten every interval.  Every field
+ * is declared once, here, and this one list drives the C struct, the
+ * status table's columns (checked against schema/ by test_store), the
+ * bindings, the read-back, the JSON of /api/v1/status, the Prometheus
+ * samples of /metrics and the checks that docs/database.md documents
+ * every column.
+ *
+ * F(name, type, json, metric, help):
+ *  name    C member and SQL column.  For type EXPR: an SQL expression
+ *          over the columns (?1 is "now" in ms), with no member.
+ *  type    U64   counter or count, uint64_t
+ *          OPT   int64_t, -1 when unknown (NULL in SQL, null in JSON)
+ *          SIGNED int64_t that may be negative, STORE_UNKNOWN when unknown
+ *          MS    int64_t time in ms since the epoch, <= 0 for never
+ *                (JSON: RFC 3339 text; metric: seconds)
+ *          US    int64_t duration in microseconds, -1 unknown (JSON:
+ *                milliseconds; metric: seconds)
+ *          REAL  double, < 0 when unknown
+ *          BOOL  uint8_t
+ *          TEXT  char[STORE_TEXT_MAX], "" for none (NULL in SQL)
+ *          STATE enum store_state, FOLLOW enum store_follow (uint8_t;
+ *                stored and shown by name)
+ *          EXPR  derived by SQL for the JSON only
+ *  json    "key" or "group.key" in /api/v1/status ("" for none: the
+ *          answer's header carries it).  Rows of one group are adjacent.
+ *  metric  Prometheus sample "family" or "family{label=\"value\"}", ""
+ *          for none.  Families ending in _total are counters, the rest
+ *          gauges; the first row of a family gives its help.  Rows of one
+ *          family are adjacent.
+ *  help    one line: the column's meaning (docs) and the family's help.
+ */
+#define STORE_UNKNOWN INT64_MIN
+#define STORE_TEXT_MAX 128
+
+#define STORE_STATUS_FIELDS(F)                                                \
+	/* the run */                                                          \
+	F(version, TEXT, "version", "", "natscope version that wrote the row") \
+	F(started_ms, MS, "started_at", "process_start_time_seconds",          \
+	  "When this run started.")                                            \
+	F((?1 - started_ms) / 1000.0, EXPR, "uptime_seconds", "",              \
+	  "seconds since the run started")                                     \
+	F(pid, U64, "pid", "", "process id of the run")                        \
+	F(interval_s, U64, "interval_seconds", "",                             \
+	  "write interval, seconds")                                           \
+	F(state, STATE, "state", "",                                           \
+	  "starting, running, resyncing, stopped or db-error")                 \
+	F(follow, FOLLOW, "follow", "",                                        \
+	  "events, events+dumps (re-dumps for silent mappings) or dumps "      \
+	  "(nf_conntrack_events=0)")                                           \
+	F(as_of_ms, MS, "", "",                                                \
+	  "when the figures in the live tables were true")                     \
+	F(event_buffer_bytes, U64, "event_buffer_bytes",                       \
+	  "natscope_event_buffer_bytes",                                       \
+	  "Netlink receive buffer the kernel granted for events.")             \
+	/* the ledger */                                                       \
+	F((mappings_nat + mappings_local), EXPR, "mappings.live", "",          \
+	  "nat + local")                                                       \
+	F(mappings_nat, U64, "mappings.nat", "natscope_mappings{kind=\"nat\"}", \
+	  "Live conntrack entries by kind: nat and local hold a port of a "    \
+	  "public IP, other holds none.")                                      \
+	F(mappings_local, U64, "mappings.local",                               \
+	  "natscope_mappings{kind=\"local\"}",                                 \
+	  "live mappings of connections this host originates")                 \
+	F(mappings_other, U64, "mappings.other",                               \
+	  "natscope_mappings{kind=\"other\"}",                                 \
+	  "live conntrack entries that use no port of this host, as "          \
+	  "natscope counts them")                                              \
+	F(mappings_silent, U64, "mappings.silent", "natscope_mappings_silent", \
+	  "Entries known only from dumps: the kernel sends no events for "     \
+	  "them, so natscope re-dumps to follow them.")                        \
+	F(gateways, U64, "gateways", "", "rows in gateways")                   \
+	F(hosts, U64, "hosts", "", "rows in hosts")                            \
+	F(destinations, U64, "destinations", "", "rows in destinations")       \
+	/* conntrack events received since the run started */                  \
+	F(events_new, U64, "events.new", "natscope_events_total{type=\"new\"}", \
+	  "Conntrack events received, by type (dumped: entries read by "      \
+	  "table dumps).")                                                     \
+	F(events_update, U64, "events.update",                                 \
+	  "natscope_events_total{type=\"update\"}", "UPDATE events")           \
+	F(events_destroy, U64, "events.destroy",                               \
+	  "natscope_events_total{type=\"destroy\"}", "DESTROY events")         \
+	F(events_dumped, U64, "events.dumped",                                 \
+	  "natscope_events_total{type=\"dumped\"}", "entries read by dumps")   \
+	F(events_unknown_destroy, U64, "events.unknown_destroy",               \
+	  "natscope_unknown_destroy_total",                                    \
+	  "DESTROY events for entries natscope did not know.")                 \
+	F(events_malformed, U64, "events.malformed",                           \
+	  "natscope_malformed_messages_total",                                 \
+	  "Netlink messages the parser rejected.")                             \
+	F(events_lost, U64, "events.lost", "natscope_events_lost_total",       \
+	  "Events the kernel dropped for natscope.")                           \
+	F(events_enobufs, U64, "events.enobufs", "natscope_enobufs_total",     \
+	  "ENOBUFS errors on the event socket.")                               \
+	/* full re-dumps; the start-up dump is the first */                    \
+	F(resync_count, U64, "resync.count", "natscope_resyncs_total",         \
+	  "Full table dumps completed, the start-up dump included.")           \
+	F(resync_active, BOOL, "resync.active", "natscope_resync_active",      \
+	  "1 while a resync is running.")                                      \
+	F(resync_last_started_ms, MS, "resync.last_started_at", "",            \
+	  "when the last resync started")                                      \
+	F(resync_last_done_ms, MS, "resync.last_done_at",                      \
+	  "natscope_resync_last_done_timestamp_seconds",                       \
+	  "When the last complete resync ended.")                              \
+	F(resync_last_duration_us, US, "resync.last_duration_ms",              \
+	  "natscope_resync_last_duration_seconds",                             \
+	  "Duration of the last complete resync.")                             \
+	F(resync_last_entries, U64, "resync.last_entries", "",                 \
+	  "entries the last resync read")                                      \
+	F(resync_last_added, U64, "resync.last_added", "",                     \
+	  "mappings the last resync added")                                    \
+	F(resync_last_removed, U64, "resync.last_removed", "",                 \
+	  "mappings the last resync removed")                                  \
+	F(resync_last_changed, U64, "resync.last_changed", "",                 \
+	  "mappings the last resync changed")                                  \
+	F(resync_failed, U64, "resync.failed", "natscope_resync_failed_total", \
+	  "Dumps that ended in an error (nothing swept; dumped again).")       \
+	F(resync_abandoned, U64, "resync.abandoned",                           \
+	  "natscope_resync_abandoned_total",                                   \
+	  "Dumps abandoned by the watchdog after making no progress.")         \
+	/* the self-audit */                                                   \
+	F(audit_checks, U64, "audit.checks", "natscope_audit_checks_total",    \
+	  "Count audits: tracked entries compared with the kernel's count.")   \
+	F(audit_mismatches, U64, "audit.mismatches",                           \
+	  "natscope_audit_mismatches_total",                                   \
+	  "Disagreements with the kernel that outlasted their tolerance.")     \
+	F(audit_last_ms, MS, "audit.last_at", "", "when the last count audit ran") \
+	F(audit_kernel_entries, OPT, "audit.kernel_entries", "",               \
+	  "the kernel's entry count at the last count audit")                  \
+	F(audit_tracked_entries, U64, "audit.tracked_entries", "",             \
+	  "nat + local + other at the last count audit")                       \
+	F(audit_difference, SIGNED, "audit.difference",                        \
+	  "natscope_audit_difference",                                         \
+	  "Kernel entries minus tracked entries at the last count audit.")     \
+	F(audit_tolerance, U64, "audit.tolerance", "",                         \
+	  "largest difference the last count audit could explain by changes "  \
+	  "in flight")                                                         \
+	F(audit_sampled, U64, "audit.sampled", "natscope_audit_sampled_total", \
+	  "Tracked mappings verified one by one against the kernel.")          \
+	F(audit_sample_ghosts, U64, "audit.sample_ghosts",                     \
+	  "natscope_audit_ghosts_total",                                       \
+	  "Sampled mappings the kernel no longer had (and no event said so).") \
+	F(audit_sample_changed, U64, "audit.sample_changed", "",               \
+	  "sampled mappings whose host or state differed in the kernel")      \
+	F(audit_sample_silent_gone, U64, "audit.sample_silent_gone", "",       \
+	  "silent mappings found gone by sampling, and removed")               \
+	F(audit_cycle_s, REAL, "audit.cycle_seconds",                          \
+	  "natscope_audit_cycle_seconds",                                      \
+	  "Seconds the sampler takes to verify every tracked mapping.")        \
+	/* writes of this database by this run (filled by the store) */        \
+	F(writes_ok, U64, "writes.ok", "", "successful writes")                \
+	F(writes_failed, U64, "writes.failed", "natscope_writes_failed_total", \
+	  "Database writes that failed.")                                      \
+	F(writes_last_ms, MS, "writes.last_at",                                \
+	  "natscope_last_write_timestamp_seconds",                             \
+	  "When the collector last wrote to the database.")                    \
+	F(writes_last_error, TEXT, "writes.last_error", "",                    \
+	  "the last failure's message")                                        \
+	/* the kernel's conntrack statistics, summed over CPUs */              \
+	F(conntrack_count, OPT, "conntrack.count", "natscope_conntrack_entries", \
+	  "Entries in the kernel's conntrack table.")                          \
+	F(conntrack_max, OPT, "conntrack.max", "natscope_conntrack_max",       \
+	  "Size limit of the kernel's conntrack table.")                       \
+	F(conntrack_insert_failed, OPT, "conntrack.insert_failed",             \
+	  "natscope_conntrack_insert_failed_total",                            \
+	  "Conntrack insert_failed, summed over CPUs.")                        \
+	F(conntrack_drop, OPT, "conntrack.drop", "natscope_conntrack_drop_total", \
+	  "Conntrack drop, summed over CPUs.")                                 \
+	F(conntrack_early_drop, OPT, "conntrack.early_drop",                   \
+	  "natscope_conntrack_early_drop_total",                               \
+	  "Conntrack early_drop, summed over CPUs.")                           \
+	F(conntrack_clash_resolve, OPT, "conntrack.clash_resolve",             \
+	  "natscope_conntrack_clash_resolve_total",                            \
+	  "Conntrack clash_resolve, summed over CPUs.")                        \
+	/* sysctls */                                                          \
+	F(json(CASE WHEN sysctl_port_range_lo IS NOT NULL AND                  \
+	       sysctl_port_range_hi IS NOT NULL THEN                           \
+	       json_array(sysctl_port_range_lo, sysctl_port_range_hi) END),     \
+	  EXPR, "sysctl.ip_local_port_range", "", "[lo, hi]")                  \
+	F(sysctl_port_range_lo, OPT, "",                                       \
+	  "natscope_sysctl{name=\"net.ipv4.ip_local_port_range.min\"}",       \
+	  "Kernel settings that decide port capacity and reuse.")              \
+	F(sysctl_port_range_hi, OPT, "",                                       \
+	  "natscope_sysctl{name=\"net.ipv4.ip_local_port_range.max\"}",       \
+	  "net.ipv4.ip_local_port_range, high end")                            \
+	F(sysctl_tcp_tw_reuse, OPT, "sysctl.tcp_tw_reuse",                     \
+	  "natscope_sysctl{name=\"net.ipv4.tcp_tw_reuse\"}",                  \
+	  "net.ipv4.tcp_tw_reuse")                                             \
+	F(sysctl_tcp_fin_timeout, OPT, "sysctl.tcp_fin_timeout",               \
+	  "natscope_sysctl{name=\"net.ipv4.tcp_fin_timeout\"}",               \
+	  "net.ipv4.tcp_fin_timeout, seconds")                                 \
+	F(sysctl_tcp_timeout_time_wait, OPT,                                   \
+	  "sysctl.nf_conntrack_tcp_timeout_time_wait",                         \
+	  "natscope_sysctl{name=\"net.netfilter.nf_conntrack_tcp_timeout_"    \
+	  "time_wait\"}",                                                      \
+	  "net.netfilter.nf_conntrack_tcp_timeout_time_wait, seconds")         \
+	F(conntrack_max, EXPR, "sysctl.nf_conntrack_max", "",                  \
+	  "net.netfilter.nf_conntrack_max")                                    \
+	F(sysctl_conntrack_events, OPT, "sysctl.nf_conntrack_events",          \
+	  "natscope_sysctl{name=\"net.netfilter.nf_conntrack_events\"}",      \
+	  "net.netfilter.nf_conntrack_events: 0 off, 1 on, 2 auto")            \
+	/* the process */                                                      \
+	F(process_rss_bytes, U64, "process.rss_bytes",                         \
+	  "process_resident_memory_bytes",                                     \
+	  "Resident memory of the collector process.")                         \
+	F(process_cpu_seconds, REAL, "process.cpu_seconds",                    \
+	  "process_cpu_seconds_total",                                         \
+	  "CPU time used by the collector process.")
+
+#define STORE_CTYPE_U64(n) uint64_t n;
+#define STORE_CTYPE_OPT(n) int64_t n;
+#define STORE_CTYPE_SIGNED(n) int64_t n;
+#define STORE_CTYPE_MS(n) int64_t n;
+#define STORE_CTYPE_US(n) int64_t n;
+#define STORE_CTYPE_REAL(n) double n;
+#define STORE_CTYPE_BOOL(n) uint8_t n;
+#define STORE_CTYPE_TEXT(n) char n[STORE_TEXT_MAX];
+#define STORE_CTYPE_STATE(n) uint8_t n;
+#define STORE_CTYPE_FOLLOW(n) uint8_t n;
+#define STORE_CTYPE_EXPR(n)
+#define STORE_STATUS_MEMBER(name, type, json, metric, help)                  \
+	STORE_CTYPE_##type(name)
+
+/* See STORE_STATUS_FIELDS.  store_status_init() sets the unknowns. */
+struct store_status {
+	STORE_STATUS_FIELDS(STORE_STATUS_MEMBER)
+};
+
+/* Zeroes *s and marks every field whose type has an "unknown" value as
+ * unknown (-1, STORE_UNKNOWN), version and pid of this process. */
+void store_status_init(struct store_status *s);
+
+/* One row of STORE_STATUS_FIELDS, for code that walks them all. */
+enum store_field_type {
+	STORE_F_U64, STORE_F_OPT, STORE_F_SIGNED, STORE_F_MS, STORE_F_US,
+	STORE_F_REAL, STORE_F_BOOL, STORE_F_TEXT, STORE_F_STATE,
+	STORE_F_FOLLOW, STORE_F_EXPR
+};
+
+struct store_field {
+	const char *name; /* column, or the SQL expression of an EXPR */
+	enum store_field_type type;
+	size_t offset;	    /* in struct store_status; 0 for EXPR */
+	const char *json;   /* "" for none */
+	const char *metric; /* "" for none */
+	const char *help;
+};
+
+extern const struct store_field store_status_fields[];
+extern const size_t store_status_nfields;
+
+/* The value of a numeric field of s as a double (times and durations in
+ * seconds), for /metrics.  Returns 0 and *v, or -1 when the field is
+ * unknown (it has no sample then) or not numeric. */
+int store_field_value(const struct store_field *f, const struct store_status *s,
+		      double *v);
 
 /* Everything one interval changed.  Rows are deltas unless full is set, in
  * which case they replace every live row.  gaps are upserted by key. */

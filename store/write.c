@@ -159,21 +159,6 @@ static void bind_ms(sqlite3_stmt *s, int i, int64_t ms)
 		sqlite3_bind_int64(s, i, ms);
 }
 
-const char *store_state_name(enum store_state state)
-{
-	switch (state) {
-	case STORE_STATE_STARTING:
-		return "starting";
-	case STORE_STATE_RUNNING:
-		return "running";
-	case STORE_STATE_RESYNCING:
-		return "resyncing";
-	case STORE_STATE_STOPPED:
-		return "stopped";
-	}
-	return "unknown";
-}
-
 /* ---- rows ---- */
 
 #define SQL_GW_UPSERT                                                       \
@@ -359,96 +344,20 @@ static int trim_gaps(struct store *st, int64_t now_ms, int64_t run_ms)
 	return store_step_done(st, s, "trimming the gap log");
 }
 
-const char store_status_columns[] =
-	"version, started_ms, pid, interval_s, state, as_of_ms, "
-	"event_buffer_bytes, mappings_nat, mappings_local, mappings_silent, "
-	"entries_other, "
-	"gateways, hosts, destinations, ev_new, ev_update, ev_destroy, "
-	"ev_dumped, ev_unknown_destroy, ev_malformed, ev_lost, enobufs, "
-	"resyncs, resync_active, resync_last_started_ms, resync_last_done_ms, "
-	"resync_last_duration_us, resync_last_entries, resync_last_added, "
-	"resync_last_removed, resync_last_changed, ct_count, ct_max, "
-	"ct_insert_failed, ct_drop, ct_early_drop, ct_clash_resolve, "
-	"port_range_lo, port_range_hi, tcp_tw_reuse, tcp_fin_timeout, "
-	"tcp_timeout_time_wait, ct_events, rss_bytes, cpu_seconds, writes_ok, "
-	"writes_failed, last_write_ms, last_write_error";
-
-/* One parameter per column of store_status_columns (49). */
-#define STATUS_PARAMS                                                       \
-	"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
-	"?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, " \
-	"?, ?, ?, ?, ?, ?, ?, ?, ?"
-
-/* Writes the status row with state and the store's write counters (the
- * caller's writes_* fields are ignored). */
+/* Writes the status row x with state and the store's own write
+ * counters (the caller's writes_* fields are ignored). */
 static int write_status(struct store *st, const struct store_status *x,
 			uint8_t state, uint64_t writes_ok, int64_t write_ms)
 {
-	char sql[1280];
-	sqlite3_stmt *s;
-	int i = 1;
+	struct store_status row = *x;
 
-	snprintf(sql, sizeof(sql),
-		 "INSERT OR REPLACE INTO status (id, %s) VALUES (1, %s)",
-		 store_status_columns, STATUS_PARAMS);
-	if (!(s = store_stmt(st, STMT_STATUS_UPSERT, sql)))
-		return -1;
-	sqlite3_bind_text(s, i++, x->version, strnlen(x->version,
-						      sizeof(x->version)),
-			  SQLITE_STATIC);
-	sqlite3_bind_int64(s, i++, x->started_ms);
-	sqlite3_bind_int(s, i++, x->pid);
-	sqlite3_bind_int64(s, i++, x->interval_s);
-	sqlite3_bind_text(s, i++, store_state_name(state), -1,
-			  SQLITE_STATIC);
-	bind_ms(s, i++, x->as_of_ms);
-	bind_u64(s, i++, x->event_buffer_bytes);
-	bind_u64(s, i++, x->mappings_nat);
-	bind_u64(s, i++, x->mappings_local);
-	bind_u64(s, i++, x->mappings_silent);
-	bind_opt(s, i++, x->entries_other);
-	sqlite3_bind_int64(s, i++, x->gateways);
-	sqlite3_bind_int64(s, i++, x->hosts);
-	sqlite3_bind_int64(s, i++, x->destinations);
-	bind_u64(s, i++, x->ev_new);
-	bind_u64(s, i++, x->ev_update);
-	bind_u64(s, i++, x->ev_destroy);
-	bind_u64(s, i++, x->ev_dumped);
-	bind_u64(s, i++, x->ev_unknown_destroy);
-	bind_u64(s, i++, x->ev_malformed);
-	bind_u64(s, i++, x->ev_lost);
-	bind_u64(s, i++, x->enobufs);
-	bind_u64(s, i++, x->resyncs);
-	sqlite3_bind_int(s, i++, x->resync_active);
-	bind_ms(s, i++, x->resync_last_started_ms);
-	bind_ms(s, i++, x->resync_last_done_ms);
-	bind_opt(s, i++, x->resync_last_duration_us);
-	bind_u64(s, i++, x->resync_last_entries);
-	bind_u64(s, i++, x->resync_last_added);
-	bind_u64(s, i++, x->resync_last_removed);
-	bind_u64(s, i++, x->resync_last_changed);
-	bind_opt(s, i++, x->ct_count);
-	bind_opt(s, i++, x->ct_max);
-	bind_opt(s, i++, x->ct_insert_failed);
-	bind_opt(s, i++, x->ct_drop);
-	bind_opt(s, i++, x->ct_early_drop);
-	bind_opt(s, i++, x->ct_clash_resolve);
-	bind_opt(s, i++, x->port_range_lo);
-	bind_opt(s, i++, x->port_range_hi);
-	bind_opt(s, i++, x->tcp_tw_reuse);
-	bind_opt(s, i++, x->tcp_fin_timeout);
-	bind_opt(s, i++, x->tcp_timeout_time_wait);
-	bind_opt(s, i++, x->ct_events);
-	bind_u64(s, i++, x->rss_bytes);
-	sqlite3_bind_double(s, i++, x->cpu_seconds);
-	bind_u64(s, i++, writes_ok);
-	bind_u64(s, i++, st->writes_failed);
-	bind_ms(s, i++, write_ms);
-	if (st->last_error[0])
-		sqlite3_bind_text(s, i++, st->last_error, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(s, i++);
-	return store_step_done(st, s, "writing the status");
+	row.state = state;
+	row.writes_ok = writes_ok;
+	row.writes_failed = st->writes_failed;
+	row.writes_last_ms = write_ms;
+	snprintf(row.writes_last_error, sizeof(row.writes_last_error), "%s",
+		 st->last_error);
+	return store_write_status(st, &row);
 }
 
 static int tx_begin(struct store *st)

@@ -180,13 +180,6 @@ static void mw_u64(struct mw *m, const struct mlabels *l, uint64_t v)
 	mw_sample(m, l, p);
 }
 
-/* Signed counters use -1 for "unknown": those are skipped. */
-static void mw_i64(struct mw *m, const struct mlabels *l, int64_t v)
-{
-	if (v >= 0)
-		mw_u64(m, l, (uint64_t)v);
-}
-
 static void mw_double(struct mw *m, const struct mlabels *l, double v)
 {
 	char t[40];
@@ -342,134 +335,86 @@ static void emit_hosts(struct mw *m, const struct gw_view *gv, size_t n)
 	}
 }
 
-static void emit_one(struct mw *m, const char *name, const char *type,
-		     const char *help, const struct mlabels *l, int64_t v)
+/* One-hot gauge: 1 for the current value of an enumeration, 0 for the
+ * others. */
+static void emit_enum(struct mw *m, const char *name, const char *help,
+		      const char *label, unsigned n, unsigned current,
+		      const char *(*name_of)(unsigned))
 {
-	mw_family(m, name, type, help);
-	mw_i64(m, l, v);
+	struct mlabels l = { .n = 1, .k = { label } };
+
+	mw_family(m, name, "gauge", help);
+	for (unsigned i = 0; i < n; i++) {
+		l.v[0] = name_of(i);
+		mw_u64(m, &l, i == current);
+	}
 }
 
+static const char *state_name(unsigned i)
+{
+	return store_state_name((enum store_state)i);
+}
+
+static const char *follow_name(unsigned i)
+{
+	return store_follow_name((enum store_follow)i);
+}
+
+/* Every status field with a metric (STORE_STATUS_FIELDS): a family starts
+ * where the name before '{' changes; its first row gives the help. */
 static void emit_status(struct mw *m, const struct store_status *s)
 {
-	struct mlabels l = { .n = 1 };
+	char family[128], labels[128], prev[128] = "";
 
-	mw_family(m, "natscope_events_total", "counter",
-		  "Conntrack events received, by type (dumped: entries read "
-		  "by table dumps).");
-	l.k[0] = "type";
-	l.v[0] = "new";
-	mw_u64(m, &l, s->ev_new);
-	l.v[0] = "update";
-	mw_u64(m, &l, s->ev_update);
-	l.v[0] = "destroy";
-	mw_u64(m, &l, s->ev_destroy);
-	l.v[0] = "dumped";
-	mw_u64(m, &l, s->ev_dumped);
+	for (size_t i = 0; i < store_status_nfields; i++) {
+		const struct store_field *f = &store_status_fields[i];
+		const char *brace = strchr(f->metric, '{');
+		size_t flen = brace ? (size_t)(brace - f->metric)
+				    : strlen(f->metric);
+		struct mlabels l = { 0 };
+		double v;
 
-	mw_family(m, "natscope_events_lost_total", "counter",
-		  "Events the kernel dropped for natscope.");
-	mw_u64(m, NULL, s->ev_lost);
-	mw_family(m, "natscope_enobufs_total", "counter",
-		  "ENOBUFS errors on the event socket.");
-	mw_u64(m, NULL, s->enobufs);
-	mw_family(m, "natscope_unknown_destroy_total", "counter",
-		  "DESTROY events for mappings natscope did not know.");
-	mw_u64(m, NULL, s->ev_unknown_destroy);
-	mw_family(m, "natscope_malformed_messages_total", "counter",
-		  "Netlink messages the parser rejected.");
-	mw_u64(m, NULL, s->ev_malformed);
-	mw_family(m, "natscope_resyncs_total", "counter",
-		  "Full table dumps, the start-up dump included.");
-	mw_u64(m, NULL, s->resyncs);
-	mw_family(m, "natscope_resync_active", "gauge",
-		  "1 while a resync is running.");
-	mw_u64(m, NULL, s->resync_active ? 1 : 0);
-	if (s->resync_last_duration_us >= 0) {
-		mw_family(m, "natscope_resync_last_duration_seconds", "gauge",
-			  "Duration of the last resync.");
-		mw_double(m, NULL, (double)s->resync_last_duration_us / 1e6);
+		if (!*f->metric)
+			continue;
+		snprintf(family, sizeof(family), "%.*s", (int)flen, f->metric);
+		if (strcmp(family, prev) != 0) {
+			size_t n = strlen(family);
+			const char *type = n > 6 &&
+						   !strcmp(family + n - 6, "_total")
+					   ? "counter" : "gauge";
+
+			snprintf(prev, sizeof(prev), "%s", family);
+			mw_family(m, prev, type, f->help);
+		}
+		if (store_field_value(f, s, &v) < 0)
+			continue;
+		if (brace) {
+			/* {key="value"}: the value holds no quote */
+			char *eq, *end;
+
+			snprintf(labels, sizeof(labels), "%s", brace + 1);
+			eq = strchr(labels, '=');
+			end = strrchr(labels, '"');
+			if (!eq || !end || eq[1] != '"' || end <= eq + 1)
+				continue;
+			*eq = *end = '\0';
+			l.n = 1;
+			l.k[0] = labels;
+			l.v[0] = eq + 2;
+		}
+		if (f->type == STORE_F_U64 || f->type == STORE_F_OPT ||
+		    f->type == STORE_F_BOOL)
+			mw_u64(m, &l, (uint64_t)v);
+		else
+			mw_double(m, &l, v);
 	}
-
-	mw_family(m, "natscope_mappings", "gauge",
-		  "Live mappings by kind.");
-	l.k[0] = "kind";
-	l.v[0] = "nat";
-	mw_u64(m, &l, s->mappings_nat);
-	l.v[0] = "local";
-	mw_u64(m, &l, s->mappings_local);
-	emit_one(m, "natscope_mappings_silent", "gauge",
-		 "Mappings known only from dumps: the kernel sends no events "
-		 "for them, so natscope re-dumps to follow them.", NULL,
-		 (int64_t)s->mappings_silent);
-	emit_one(m, "natscope_entries_other", "gauge",
-		 "Conntrack entries that use none of this host's ports.", NULL,
-		 s->entries_other);
-
-	emit_one(m, "natscope_conntrack_entries", "gauge",
-		 "Entries in the kernel's conntrack table.", NULL, s->ct_count);
-	emit_one(m, "natscope_conntrack_max", "gauge",
-		 "Size limit of the kernel's conntrack table.", NULL,
-		 s->ct_max);
-	emit_one(m, "natscope_conntrack_insert_failed_total", "counter",
-		 "Conntrack insert_failed, summed over CPUs.", NULL,
-		 s->ct_insert_failed);
-	emit_one(m, "natscope_conntrack_drop_total", "counter",
-		 "Conntrack drop, summed over CPUs.", NULL, s->ct_drop);
-	emit_one(m, "natscope_conntrack_early_drop_total", "counter",
-		 "Conntrack early_drop, summed over CPUs.", NULL,
-		 s->ct_early_drop);
-	emit_one(m, "natscope_conntrack_clash_resolve_total", "counter",
-		 "Conntrack clash_resolve, summed over CPUs.", NULL,
-		 s->ct_clash_resolve);
-
-	mw_family(m, "natscope_sysctl", "gauge",
-		  "Kernel settings that decide port capacity and reuse.");
-	l.k[0] = "name";
-	l.v[0] = "net.ipv4.ip_local_port_range.min";
-	mw_i64(m, &l, s->port_range_lo);
-	l.v[0] = "net.ipv4.ip_local_port_range.max";
-	mw_i64(m, &l, s->port_range_hi);
-	l.v[0] = "net.ipv4.tcp_tw_reuse";
-	mw_i64(m, &l, s->tcp_tw_reuse);
-	l.v[0] = "net.ipv4.tcp_fin_timeout";
-	mw_i64(m, &l, s->tcp_fin_timeout);
-	l.v[0] = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
-	mw_i64(m, &l, s->tcp_timeout_time_wait);
-	l.v[0] = "net.netfilter.nf_conntrack_max";
-	mw_i64(m, &l, s->ct_max);
-	l.v[0] = "net.netfilter.nf_conntrack_events";
-	mw_i64(m, &l, s->ct_events);
-
-	if (s->last_write_ms > 0) {
-		char t[32];
-
-		mw_family(m, "natscope_last_write_timestamp_seconds", "gauge",
-			  "When the collector last wrote to the database.");
-		snprintf(t, sizeof(t), "%" PRId64 ".%03d",
-			 s->last_write_ms / 1000,
-			 (int)(s->last_write_ms % 1000));
-		mw_sample(m, NULL, t);
-	}
-	mw_family(m, "natscope_writes_failed_total", "counter",
-		  "Database writes that failed.");
-	mw_u64(m, NULL, s->writes_failed);
-
-	mw_family(m, "natscope_collector_state", "gauge",
-		  "1 for the collector's current state, 0 for the others.");
-	l.k[0] = "state";
-	for (unsigned st = STORE_STATE_STARTING; st <= STORE_STATE_STOPPED; st++) {
-		l.v[0] = store_state_name(st);
-		mw_u64(m, &l, s->state == st ? 1 : 0);
-	}
-
-	mw_family(m, "process_resident_memory_bytes", "gauge",
-		  "Resident memory of the collector process.");
-	mw_u64(m, NULL, s->rss_bytes);
-	if (s->cpu_seconds >= 0) {
-		mw_family(m, "process_cpu_seconds_total", "counter",
-			  "CPU time used by the collector process.");
-		mw_double(m, NULL, s->cpu_seconds);
-	}
+	emit_enum(m, "natscope_collector_state",
+		  "1 for the collector's current state, 0 for the others.",
+		  "state", STORE_STATES, s->state, state_name);
+	emit_enum(m, "natscope_follow_mode",
+		  "1 for how the collector follows the table now: events, "
+		  "events+dumps or dumps.",
+		  "mode", STORE_FOLLOWS, s->follow, follow_name);
 }
 
 char *web_metrics(struct store *st, size_t *len)

@@ -198,19 +198,19 @@ static void fill_status(struct store_status *x, uint8_t state)
 	x->mappings_nat = 1500;
 	x->mappings_local = 20;
 	x->mappings_silent = 17;
-	x->entries_other = 7;
+	x->mappings_other = 7;
 	x->gateways = 2;
 	x->hosts = 3;
 	x->destinations = 4;
-	x->ev_new = 101;
-	x->ev_update = 102;
-	x->ev_destroy = 103;
-	x->ev_dumped = 104;
-	x->ev_unknown_destroy = 105;
-	x->ev_malformed = 106;
-	x->ev_lost = 107;
-	x->enobufs = 108;
-	x->resyncs = 2;
+	x->events_new = 101;
+	x->events_update = 102;
+	x->events_destroy = 103;
+	x->events_dumped = 104;
+	x->events_unknown_destroy = 105;
+	x->events_malformed = 106;
+	x->events_lost = 107;
+	x->events_enobufs = 108;
+	x->resync_count = 2;
 	x->resync_active = 0;
 	x->resync_last_started_ms = T0 - MIN_MS;
 	x->resync_last_done_ms = T0 - MIN_MS + 1234;
@@ -219,20 +219,20 @@ static void fill_status(struct store_status *x, uint8_t state)
 	x->resync_last_added = 11;
 	x->resync_last_removed = 12;
 	x->resync_last_changed = 13;
-	x->ct_count = 5021;
-	x->ct_max = 262144;
-	x->ct_insert_failed = 3;
-	x->ct_drop = 4;
-	x->ct_early_drop = 5;
-	x->ct_clash_resolve = 9;
-	x->port_range_lo = 32768;
-	x->port_range_hi = 60999;
-	x->tcp_tw_reuse = 2;
-	x->tcp_fin_timeout = 60;
-	x->tcp_timeout_time_wait = 120;
-	x->ct_events = 2;
-	x->rss_bytes = 12345678;
-	x->cpu_seconds = 3.25;
+	x->conntrack_count = 5021;
+	x->conntrack_max = 262144;
+	x->conntrack_insert_failed = 3;
+	x->conntrack_drop = 4;
+	x->conntrack_early_drop = 5;
+	x->conntrack_clash_resolve = 9;
+	x->sysctl_port_range_lo = 32768;
+	x->sysctl_port_range_hi = 60999;
+	x->sysctl_tcp_tw_reuse = 2;
+	x->sysctl_tcp_fin_timeout = 60;
+	x->sysctl_tcp_timeout_time_wait = 120;
+	x->sysctl_conntrack_events = 2;
+	x->process_rss_bytes = 12345678;
+	x->process_cpu_seconds = 3.25;
 }
 
 static struct store_gateway_row *add_gw(struct store_batch *b,
@@ -380,32 +380,32 @@ static void test_migrations(void **state)
 	const char *path = db_path("migrations");
 	struct store *st = open_fresh("migrations");
 
-	assert_int_equal(store_binary_schema_version(), 2);
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_binary_schema_version(), 3);
+	assert_int_equal(store_schema_version(st), 3);
 	store_close(st);
-	assert_int_equal(q_int(path, "PRAGMA user_version"), 2);
+	assert_int_equal(q_int(path, "PRAGMA user_version"), 3);
 	assert_string_equal(q_text(path, "PRAGMA journal_mode"), "wal");
 	assert_string_equal(
 		q_text(path, "SELECT group_concat(version || ':' || name) FROM "
 			     "(SELECT * FROM schema_migrations "
 			     "ORDER BY applied_at, version)"),
-		"1:live,2:gaps");
+		"1:live,2:gaps,3:status");
 	long long applied = q_int(path, "SELECT sum(applied_at) FROM "
 					"schema_migrations");
 
 	/* reopening changes nothing */
 	st = store_open(path, STORE_READ_WRITE);
 	assert_non_null(st);
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_schema_version(st), 3);
 	store_close(st);
 	assert_int_equal(q_int(path, "SELECT count(*) FROM schema_migrations"),
-			 2);
+			 3);
 	assert_int_equal(q_int(path, "SELECT sum(applied_at) FROM "
 				     "schema_migrations"), applied);
 	/* read-only opens it too */
 	st = store_open(path, STORE_READ_ONLY);
 	assert_non_null(st);
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_schema_version(st), 3);
 	store_close(st);
 }
 
@@ -417,7 +417,7 @@ static void test_newer_schema(void **state)
 
 	store_close(st);
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 3", NULL,
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL,
 				      NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 	errno = 0;
@@ -427,7 +427,7 @@ static void test_newer_schema(void **state)
 	assert_null(store_open(path, STORE_READ_ONLY));
 	assert_int_equal(errno, EPROTONOSUPPORT);
 	/* and nothing was changed */
-	assert_int_equal(q_int(path, "PRAGMA user_version"), 3);
+	assert_int_equal(q_int(path, "PRAGMA user_version"), 99);
 }
 
 /* A database written by a binary that only knew migration 1. */
@@ -441,7 +441,7 @@ static void test_upgrade(void **state)
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "DROP TABLE gaps; "
 					  "DELETE FROM schema_migrations "
-					  "WHERE version = 2; "
+					  "WHERE version >= 2; "
 					  "PRAGMA user_version = 1", NULL, NULL,
 				      NULL), SQLITE_OK);
 	sqlite3_close(db);
@@ -452,11 +452,11 @@ static void test_upgrade(void **state)
 	/* the collector's read-write open upgrades it */
 	st = store_open(path, STORE_READ_WRITE);
 	assert_non_null(st);
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_schema_version(st), 3);
 	store_close(st);
 	assert_string_equal(q_text(path, "SELECT group_concat(version || ':' "
 					 "|| name) FROM schema_migrations"),
-			    "1:live,2:gaps");
+			    "1:live,2:gaps,3:status");
 	assert_int_equal(q_int(path, "SELECT count(*) FROM gaps"), 0);
 	st = store_open(path, STORE_READ_ONLY);
 	assert_non_null(st);
@@ -533,23 +533,23 @@ static void test_round_trip(void **state)
 	assert_string_equal(got.version, want.version);
 	SAME(started_ms); SAME(pid); SAME(interval_s); SAME(state);
 	SAME(as_of_ms); SAME(event_buffer_bytes); SAME(mappings_nat);
-	SAME(mappings_local); SAME(mappings_silent); SAME(entries_other); SAME(gateways); SAME(hosts);
-	SAME(destinations); SAME(ev_new); SAME(ev_update); SAME(ev_destroy);
-	SAME(ev_dumped); SAME(ev_unknown_destroy); SAME(ev_malformed);
-	SAME(ev_lost); SAME(enobufs); SAME(resyncs); SAME(resync_active);
+	SAME(mappings_local); SAME(mappings_silent); SAME(mappings_other); SAME(gateways); SAME(hosts);
+	SAME(destinations); SAME(events_new); SAME(events_update); SAME(events_destroy);
+	SAME(events_dumped); SAME(events_unknown_destroy); SAME(events_malformed);
+	SAME(events_lost); SAME(events_enobufs); SAME(resync_count); SAME(resync_active);
 	SAME(resync_last_started_ms); SAME(resync_last_done_ms);
 	SAME(resync_last_duration_us); SAME(resync_last_entries);
 	SAME(resync_last_added); SAME(resync_last_removed);
-	SAME(resync_last_changed); SAME(ct_count); SAME(ct_max);
-	SAME(ct_insert_failed); SAME(ct_drop); SAME(ct_early_drop);
-	SAME(ct_clash_resolve); SAME(port_range_lo); SAME(port_range_hi);
-	SAME(tcp_tw_reuse); SAME(tcp_fin_timeout); SAME(tcp_timeout_time_wait);
-	SAME(ct_events); SAME(rss_bytes);
-	assert_true(got.cpu_seconds == want.cpu_seconds);
+	SAME(resync_last_changed); SAME(conntrack_count); SAME(conntrack_max);
+	SAME(conntrack_insert_failed); SAME(conntrack_drop); SAME(conntrack_early_drop);
+	SAME(conntrack_clash_resolve); SAME(sysctl_port_range_lo); SAME(sysctl_port_range_hi);
+	SAME(sysctl_tcp_tw_reuse); SAME(sysctl_tcp_fin_timeout); SAME(sysctl_tcp_timeout_time_wait);
+	SAME(sysctl_conntrack_events); SAME(process_rss_bytes);
+	assert_true(got.process_cpu_seconds == want.process_cpu_seconds);
 	assert_int_equal(got.writes_ok, 1);
 	assert_int_equal(got.writes_failed, 0);
-	assert_in_range(got.last_write_ms, before, after);
-	assert_string_equal(got.last_write_error, "");
+	assert_in_range(got.writes_last_ms, before, after);
+	assert_string_equal(got.writes_last_error, "");
 
 	/* unknown (-1) counters come back as -1 */
 	{
@@ -557,14 +557,14 @@ static void test_round_trip(void **state)
 
 		store_batch_init(&b);
 		fill_status(&b.status, STORE_STATE_RESYNCING);
-		b.status.entries_other = -1;
-		b.status.ct_count = b.status.ct_max = -1;
-		b.status.ct_insert_failed = b.status.ct_drop = -1;
-		b.status.ct_early_drop = b.status.ct_clash_resolve = -1;
-		b.status.port_range_lo = b.status.port_range_hi = -1;
-		b.status.tcp_tw_reuse = b.status.tcp_fin_timeout = -1;
-		b.status.tcp_timeout_time_wait = -1;
-		b.status.ct_events = -1;
+		b.status.audit_difference = STORE_UNKNOWN;
+		b.status.conntrack_count = b.status.conntrack_max = -1;
+		b.status.conntrack_insert_failed = b.status.conntrack_drop = -1;
+		b.status.conntrack_early_drop = b.status.conntrack_clash_resolve = -1;
+		b.status.sysctl_port_range_lo = b.status.sysctl_port_range_hi = -1;
+		b.status.sysctl_tcp_tw_reuse = b.status.sysctl_tcp_fin_timeout = -1;
+		b.status.sysctl_tcp_timeout_time_wait = -1;
+		b.status.sysctl_conntrack_events = -1;
 		b.status.resync_last_duration_us = -1;
 		b.status.resync_active = 1;
 		b.status.writes_ok = 999; /* ignored: the store counts */
@@ -573,19 +573,19 @@ static void test_round_trip(void **state)
 	}
 	assert_int_equal(store_read_status(st, &got), 0);
 	assert_int_equal(got.state, STORE_STATE_RESYNCING);
-	assert_int_equal(got.entries_other, -1);
-	assert_int_equal(got.ct_count, -1);
-	assert_int_equal(got.ct_max, -1);
-	assert_int_equal(got.ct_insert_failed, -1);
-	assert_int_equal(got.ct_drop, -1);
-	assert_int_equal(got.ct_early_drop, -1);
-	assert_int_equal(got.ct_clash_resolve, -1);
-	assert_int_equal(got.port_range_lo, -1);
-	assert_int_equal(got.port_range_hi, -1);
-	assert_int_equal(got.tcp_tw_reuse, -1);
-	assert_int_equal(got.tcp_fin_timeout, -1);
-	assert_int_equal(got.tcp_timeout_time_wait, -1);
-	assert_int_equal(got.ct_events, -1);
+	assert_true(got.audit_difference == STORE_UNKNOWN);
+	assert_int_equal(got.conntrack_count, -1);
+	assert_int_equal(got.conntrack_max, -1);
+	assert_int_equal(got.conntrack_insert_failed, -1);
+	assert_int_equal(got.conntrack_drop, -1);
+	assert_int_equal(got.conntrack_early_drop, -1);
+	assert_int_equal(got.conntrack_clash_resolve, -1);
+	assert_int_equal(got.sysctl_port_range_lo, -1);
+	assert_int_equal(got.sysctl_port_range_hi, -1);
+	assert_int_equal(got.sysctl_tcp_tw_reuse, -1);
+	assert_int_equal(got.sysctl_tcp_fin_timeout, -1);
+	assert_int_equal(got.sysctl_tcp_timeout_time_wait, -1);
+	assert_int_equal(got.sysctl_conntrack_events, -1);
 	assert_int_equal(got.resync_last_duration_us, -1);
 	assert_int_equal(got.resync_active, 1);
 	assert_int_equal(got.writes_ok, 2);
@@ -794,7 +794,7 @@ static void test_invalid_row(void **state)
 				     "ip = '198.18.0.9'"), 0);
 	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts WHERE "
 				     "ip = '198.18.0.11'"), 1);
-	assert_string_equal(q_text(path, "SELECT last_write_error FROM status"),
+	assert_string_equal(q_text(path, "SELECT writes_last_error FROM status"),
 			    "invalid row in batch");
 	store_batch_free(&b);
 	store_close(st);
@@ -843,7 +843,7 @@ static void test_disk_full(void **state)
 	assert_int_equal(got.writes_ok, 2);
 	assert_int_equal(got.writes_failed, 1);
 	assert_int_equal(got.as_of_ms, T0 + 5000);
-	assert_non_null(strstr(got.last_write_error, "full"));
+	assert_non_null(strstr(got.writes_last_error, "full"));
 	store_batch_free(&b);
 	store_close(st);
 }
@@ -888,7 +888,7 @@ static void test_locked(void **state)
 	assert_int_equal(q_int(path, "SELECT mappings FROM hosts WHERE "
 				     "ip = '198.18.0.2' AND proto = 'tcp'"), 1);
 	assert_int_equal(q_int(path, "SELECT writes_failed FROM status"), 1);
-	assert_string_equal(q_text(path, "SELECT last_write_error FROM status"),
+	assert_string_equal(q_text(path, "SELECT writes_last_error FROM status"),
 			    "starting a transaction: database is locked");
 	/* the read-only store saw it */
 	assert_int_equal(store_json_hosts(ro, &(struct ns_addr){ 0 }, 0, 1, T0,
@@ -1447,11 +1447,11 @@ static void test_json_status(void **state)
 	/* unknowns are null; an active resync is true */
 	store_batch_clear(&b);
 	fill_status(&b.status, STORE_STATE_RESYNCING);
-	b.status.entries_other = -1;
-	b.status.ct_early_drop = -1;
-	b.status.ct_max = -1;
-	b.status.port_range_hi = -1;
-	b.status.tcp_tw_reuse = -1;
+	b.status.audit_difference = STORE_UNKNOWN;
+	b.status.conntrack_early_drop = -1;
+	b.status.conntrack_max = -1;
+	b.status.sysctl_port_range_hi = -1;
+	b.status.sysctl_tcp_tw_reuse = -1;
 	b.status.resync_active = 1;
 	b.status.resync_last_done_ms = 0;
 	b.status.as_of_ms = 0;
@@ -1460,7 +1460,7 @@ static void test_json_status(void **state)
 	assert_json_valid(doc);
 	assert_string_equal(jtext(doc, "$.state"), "resyncing");
 	assert_string_equal(jtype(doc, "$.as_of"), "null");
-	assert_string_equal(jtype(doc, "$.mappings.other"), "null");
+	assert_string_equal(jtype(doc, "$.audit.difference"), "null");
 	assert_int_equal(jint(doc, "$.mappings.live"), 1520);
 	assert_string_equal(jtype(doc, "$.conntrack.early_drop"), "null");
 	assert_string_equal(jtype(doc, "$.conntrack.max"), "null");
@@ -1473,6 +1473,116 @@ static void test_json_status(void **state)
 	free(doc);
 	store_batch_free(&b);
 	store_close(st);
+}
+
+/* ---- the status field table drives everything ---- */
+
+static char *slurp_doc(const char *rel)
+{
+	const char *fx = getenv("NATSCOPE_FIXTURES");
+	char path[1024];
+	FILE *f;
+	char *buf;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/../../%s", fx ? fx : "tests/fixtures",
+		 rel);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* The migrated status table has exactly the stored fields, in order;
+ * docs/database.md documents every column; JSON groups and metric
+ * families are contiguous (the generators rely on it). */
+static void test_status_fields(void **state)
+{
+	const char *path = db_path("fields");
+	struct store *st = open_fresh("fields");
+	char *docs = slurp_doc("docs/database.md");
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	size_t k = 0;
+
+	store_close(st);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT name FROM "
+					    "pragma_table_info('status') "
+					    "WHERE name <> 'id' ORDER BY cid",
+					    -1, &s, NULL), SQLITE_OK);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *col = (const char *)sqlite3_column_text(s, 0);
+
+		while (k < store_status_nfields &&
+		       store_status_fields[k].type == STORE_F_EXPR)
+			k++;
+		assert_true(k < store_status_nfields);
+		if (strcmp(col, store_status_fields[k].name) != 0)
+			fail_msg("status column %s, field %s", col,
+				 store_status_fields[k].name);
+		k++;
+	}
+	while (k < store_status_nfields &&
+	       store_status_fields[k].type == STORE_F_EXPR)
+		k++;
+	if (k != store_status_nfields)
+		fail_msg("field %s has no column", store_status_fields[k].name);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+
+	for (size_t i = 0; i < store_status_nfields; i++) {
+		const struct store_field *f = &store_status_fields[i];
+		char want[160];
+
+		if (f->type == STORE_F_EXPR)
+			continue;
+		snprintf(want, sizeof(want), "`%s`", f->name);
+		if (!strstr(docs, want))
+			fail_msg("docs/database.md does not document %s",
+				 f->name);
+	}
+	free(docs);
+
+	/* a group or family, once left, never comes back (rows without a
+	 * JSON key or a metric are skipped by the generators) */
+	for (int pass = 0; pass < 2; pass++) {
+		char seen[64][64];
+		int n_seen = 0;
+		char prev[64] = "";
+
+		for (size_t i = 0; i < store_status_nfields; i++) {
+			const struct store_field *f = &store_status_fields[i];
+			const char *t = pass ? f->metric : f->json;
+			size_t len = pass ? strcspn(t, "{") : strcspn(t, ".");
+			char cur[64];
+
+			if (!*t)
+				continue;
+			if (!pass && !t[len]) {
+				prev[0] = '\0'; /* a top-level key ends a group */
+				continue;
+			}
+			snprintf(cur, sizeof(cur), "%.*s", (int)len, t);
+			if (!strcmp(cur, prev))
+				continue;
+			for (int j = 0; j < n_seen; j++)
+				if (!strcmp(seen[j], cur))
+					fail_msg("%s %s is split at %s",
+						 pass ? "family" : "group", cur,
+						 f->name);
+			assert_true(n_seen < 64);
+			snprintf(seen[n_seen++], 64, "%s", cur);
+			snprintf(prev, sizeof(prev), "%s", cur);
+		}
+	}
 }
 
 static void test_json_error(void **state)
@@ -1685,6 +1795,7 @@ int main(void)
 		cmocka_unit_test(test_json_coverage),
 		cmocka_unit_test(test_json_status),
 		cmocka_unit_test(test_json_error),
+		cmocka_unit_test(test_status_fields),
 		cmocka_unit_test(test_writer),
 		cmocka_unit_test(test_full_write_timing),
 	};

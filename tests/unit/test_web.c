@@ -336,36 +336,36 @@ static void fill_status(struct store_status *s, uint8_t state, int64_t as_of)
 	s->event_buffer_bytes = 134217728;
 	s->mappings_nat = 1555;
 	s->mappings_local = 5;
-	s->entries_other = -1; /* unknown: /metrics must skip it */
+	s->mappings_other = 7;
 	s->gateways = 5;
 	s->hosts = 15;
 	s->destinations = 7;
-	s->ev_new = 1234;
-	s->ev_update = 567;
-	s->ev_destroy = 89;
-	s->ev_dumped = 1000;
-	s->ev_unknown_destroy = 3;
-	s->ev_malformed = 2;
-	s->ev_lost = 17;
-	s->enobufs = 4;
-	s->resyncs = 2;
+	s->events_new = 1234;
+	s->events_update = 567;
+	s->events_destroy = 89;
+	s->events_dumped = 1000;
+	s->events_unknown_destroy = 3;
+	s->events_malformed = 2;
+	s->events_lost = 17;
+	s->events_enobufs = 4;
+	s->resync_count = 2;
 	s->resync_active = 0;
 	s->resync_last_started_ms = as_of - 30000;
 	s->resync_last_done_ms = as_of - 29750;
 	s->resync_last_duration_us = 250000;
-	s->ct_count = 2000;
-	s->ct_max = 262144;
-	s->ct_insert_failed = 7;
-	s->ct_drop = 6;
-	s->ct_early_drop = 5;
-	s->ct_clash_resolve = 1;
-	s->port_range_lo = 32768;
-	s->port_range_hi = 60999;
-	s->tcp_tw_reuse = 2;
-	s->tcp_fin_timeout = 60;
-	s->tcp_timeout_time_wait = 120;
-	s->rss_bytes = 10485760;
-	s->cpu_seconds = 1.5;
+	s->conntrack_count = 2000;
+	s->conntrack_max = 262144;
+	s->conntrack_insert_failed = 7;
+	s->conntrack_drop = 6;
+	s->conntrack_early_drop = 5;
+	s->conntrack_clash_resolve = -1; /* unknown: /metrics must skip it */
+	s->sysctl_port_range_lo = 32768;
+	s->sysctl_port_range_hi = 60999;
+	s->sysctl_tcp_tw_reuse = 2;
+	s->sysctl_tcp_fin_timeout = 60;
+	s->sysctl_tcp_timeout_time_wait = 120;
+	s->process_rss_bytes = 10485760;
+	s->process_cpu_seconds = 1.5;
 }
 
 static void add_gateway(struct store_batch *b, const char *ip, uint8_t proto,
@@ -1190,13 +1190,15 @@ static void test_metrics(void **state)
 	assert_line(r.body, "natscope_resync_last_duration_seconds 0.25");
 	assert_line(r.body, "natscope_mappings{kind=\"nat\"} 1555");
 	assert_line(r.body, "natscope_mappings{kind=\"local\"} 5");
-	assert_null(strstr(r.body, "natscope_entries_other")); /* -1 */
+	assert_line(r.body, "natscope_mappings{kind=\"other\"} 7");
 	assert_line(r.body, "natscope_conntrack_entries 2000");
 	assert_line(r.body, "natscope_conntrack_max 262144");
 	assert_line(r.body, "natscope_conntrack_insert_failed_total 7");
 	assert_line(r.body, "natscope_conntrack_drop_total 6");
 	assert_line(r.body, "natscope_conntrack_early_drop_total 5");
-	assert_line(r.body, "natscope_conntrack_clash_resolve_total 1");
+	assert_null(strstr(r.body, "natscope_conntrack_clash_resolve")); /* -1 */
+	assert_line(r.body, "natscope_follow_mode{mode=\"events\"} 1");
+	assert_line(r.body, "natscope_follow_mode{mode=\"dumps\"} 0");
 	assert_line(r.body, "natscope_sysctl{name=\"net.ipv4.ip_local_port_"
 			    "range.min\"} 32768");
 	assert_line(r.body, "natscope_sysctl{name=\"net.ipv4.ip_local_port_"
