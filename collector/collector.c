@@ -197,7 +197,7 @@ static void collector_resync_start(struct collector *c)
 
 static void collector_resync_finish(struct collector *c, int ok)
 {
-	c->rs_removed = ledger_resync_end(c->ledger);
+	c->rs_removed = ledger_resync_end(c->ledger, NULL);
 	c->resync_active = 0;
 	c->resyncs++;
 	c->resync_done_ms = ns_now_ms();

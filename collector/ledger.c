@@ -3,8 +3,12 @@
  *
  * Layout (sizes per live mapping matter: 1M mappings must fit in 64 MB):
  *  - mtab: every mapping, 12 bytes, open addressing with linear probing
- *    and backward-shift deletion (no tombstones), keyed by (destination
- *    bucket index, public port).
+ *    and backward-shift deletion, keyed by (destination bucket index,
+ *    public port).
+ *  - fpset: entries of kind OTHER and, during a resync, tombstones: a
+ *    64-bit word each (61-bit fingerprint of the whole key + 3 flags), no
+ *    aggregates, so a flood of DESTROYs for unknown entries costs 8 bytes
+ *    each, and only until the resync ends.
  *  - hptab: (host index, public port) -> number of mappings, 12 bytes, so
  *    a host's distinct ports are counted exactly.
  *  - gateways (public IP, proto), hosts (gateway, host IP) and destination
@@ -14,7 +18,16 @@
  *  - per gateway, a two-level array of port reference counts (pages of 256
  *    counters allocated on first use) gives distinct ports in use.
  * Big tables are mmap()ed so that shrinking or freeing them gives the
- * memory back.
+ * memory back.  After a snapshot (outside a resync) ledger_trim() shrinks
+ * tables below 1/8 full and compacts the aggregate vectors when 3/4 of
+ * their slots are free, renumbering every reference, so memory follows the
+ * live entries down as well as up.
+ *
+ * Hashes: the 64-bit finalizer of MurmurHash3 over the key words XORed
+ * with a per-ledger random seed (getrandom()).  The finalizer alone is
+ * invertible, so without the seed anyone who chooses addresses and ports
+ * (a client behind the NAT) could aim many keys at one slot; with it they
+ * cannot predict where a key lands.
  */
 #include "collector/ledger.h"
 #include "store/store.h"
@@ -23,30 +36,38 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 
 #define NONE32 0xffffffffu
 #define PAGE_PORTS 256
+#define N_PAGES (65536 / PAGE_PORTS)
+#define TABLE_MIN 1024 /* slots: tables never shrink below this */
 
 /* ---- hashing ---- */
 
-static inline uint32_t ledger_mix(uint64_t x)
+static inline uint64_t ledger_fmix(uint64_t x)
 {
 	x ^= x >> 33;
 	x *= 0xff51afd7ed558ccdULL;
 	x ^= x >> 33;
 	x *= 0xc4ceb9fe1a85ec53ULL;
 	x ^= x >> 33;
-	return (uint32_t)x;
+	return x;
 }
 
-static uint32_t ledger_hash_addr(const uint8_t b[16], uint64_t seed)
+/* A 16-byte address with a 64-bit parameter, under seed k. */
+static inline uint32_t ledger_hash_addr(const uint64_t k[2],
+					const uint8_t b[16], uint64_t param)
 {
 	uint64_t w0, w1;
 
 	memcpy(&w0, b, 8);
 	memcpy(&w1, b + 8, 8);
-	return ledger_mix(w0 ^ ledger_mix(w1 ^ seed));
+	return (uint32_t)ledger_fmix(w0 ^ k[0] ^
+				     ledger_fmix(w1 ^ k[1] ^ param));
 }
 
 /* Backward-shift deletion, shared by every open-addressing table here:
@@ -58,6 +79,26 @@ static inline int ledger_fills_hole(uint32_t i, uint32_t j, uint32_t home)
 	if (j > i)
 		return home <= i || home > j;
 	return home <= i && home > j;
+}
+
+/* Slots for n elements at a load of at most 1/2: a power of two. */
+static uint32_t ledger_fit(uint64_t n)
+{
+	uint64_t cap = TABLE_MIN;
+
+	while (cap < n * 2 && cap < (1ULL << 31))
+		cap *= 2;
+	return (uint32_t)cap;
+}
+
+/* Slots of an aggregate index for n elements: a power of two >= 64. */
+static uint32_t ledger_index_fit(uint32_t n)
+{
+	uint32_t cap = 64;
+
+	while (cap < (uint64_t)n * 2)
+		cap *= 2;
+	return cap;
 }
 
 /* ---- big zeroed allocations ---- */
@@ -85,8 +126,9 @@ struct ledger_gw {
 	uint8_t dirty; /* on the dirty list */
 	uint32_t mappings, hosts, dests, ports_in_use;
 	uint32_t states[NS_TCP_STATES];
-	uint32_t *pages[65536 / PAGE_PORTS]; /* port reference counts */
-	uint32_t worst;			     /* snapshot scratch: dest index */
+	uint32_t *pages[N_PAGES];    /* port reference counts */
+	uint16_t page_used[N_PAGES]; /* ports in use per page */
+	uint32_t worst;		     /* snapshot scratch: dest index */
 	uint32_t next_free;
 };
 
@@ -128,7 +170,6 @@ struct ledger_list {
 /* ---- the mapping and host-port tables ---- */
 
 #define MF_EPOCH 0x01 /* mark bit, compared with ledger.epoch */
-#define MF_DEAD 0x02  /* removed during a resync: a tombstone until the sweep */
 #define MF_LOCAL 0x04 /* kind LOCAL (else NAT) */
 #define MF_RANGE_SHIFT 3
 #define MF_RANGE(f) (((f) >> MF_RANGE_SHIFT) & 7)
@@ -145,6 +186,7 @@ struct ledger_mrec {
 struct ledger_mtab {
 	struct ledger_mrec *r;
 	uint32_t mask, used;
+	uint64_t seed;
 };
 
 struct ledger_hprec {
@@ -157,9 +199,23 @@ struct ledger_hprec {
 struct ledger_hptab {
 	struct ledger_hprec *r;
 	uint32_t mask, used;
+	uint64_t seed;
+};
+
+/* The fingerprint set: a slot is 0 (empty) or a fingerprint (low 61 bits,
+ * never 0) with flags in the top bits. */
+#define FP_EPOCH (1ULL << 63)  /* mark, as MF_EPOCH */
+#define FP_EVENTS (1ULL << 62) /* an event was seen */
+#define FP_DEAD (1ULL << 61)   /* a tombstone (during a resync only) */
+#define FP_MASK (FP_DEAD - 1)
+
+struct ledger_fpset {
+	uint64_t *v;
+	uint32_t mask, used, dead;
 };
 
 struct ledger {
+	uint64_t seed[2];
 	struct ledger_gw *gws;
 	uint32_t n_gws, cap_gws, free_gw;
 	struct ledger_host *hosts;
@@ -170,11 +226,12 @@ struct ledger {
 	struct ledger_list dirty_gw, dirty_host, dirty_dest;
 	struct ledger_mtab mt;
 	struct ledger_hptab hp;
+	struct ledger_fpset fp;
 	uint8_t epoch;	  /* current mark: 0 or MF_EPOCH */
 	uint8_t resync;	  /* inside resync_begin .. resync_end */
 	uint32_t n_pages; /* port pages allocated, for the byte count */
-	uint64_t nat, local;
-	uint64_t silent; /* live mappings without MF_EVENTS */
+	uint64_t nat, local, other;
+	uint64_t silent; /* live entries without MF_EVENTS / FP_EVENTS */
 	uint32_t live_gws, live_hosts, live_dests;
 };
 
@@ -183,30 +240,33 @@ struct ledger {
 typedef int (*ledger_eq_fn)(const struct ledger *l, uint32_t idx,
 			    const void *key);
 
-static int ledger_index_grow(struct ledger_index *ix)
+/* Rebuilds ix with ncap slots (a power of two), rehashing what it holds.
+ * Returns 0, or -1 (ix unchanged). */
+static int ledger_index_resize(struct ledger_index *ix, uint32_t ncap)
 {
-	uint32_t ncap = ix->slots ? (ix->mask + 1) * 2 : 64;
 	struct ledger_islot *ns = calloc(ncap, sizeof(*ns));
 
 	if (!ns)
 		return -1;
-	if (ix->slots) {
-		for (uint32_t i = 0; i <= ix->mask; i++) {
-			struct ledger_islot s = ix->slots[i];
-			uint32_t j;
+	for (uint32_t i = 0; ix->slots && i <= ix->mask; i++) {
+		struct ledger_islot s = ix->slots[i];
+		uint32_t j;
 
-			if (!s.idx1)
-				continue;
-			for (j = s.hash & (ncap - 1); ns[j].idx1;
-			     j = (j + 1) & (ncap - 1))
-				;
-			ns[j] = s;
-		}
-		free(ix->slots);
+		if (!s.idx1)
+			continue;
+		for (j = s.hash & (ncap - 1); ns[j].idx1; j = (j + 1) & (ncap - 1))
+			;
+		ns[j] = s;
 	}
+	free(ix->slots);
 	ix->slots = ns;
 	ix->mask = ncap - 1;
 	return 0;
+}
+
+static int ledger_index_grow(struct ledger_index *ix)
+{
+	return ledger_index_resize(ix, ix->slots ? (ix->mask + 1) * 2 : 64);
 }
 
 /* Returns the slot holding key, or the empty slot where it would go. */
@@ -223,6 +283,19 @@ static struct ledger_islot *ledger_index_probe(const struct ledger *l,
 		if (!s->idx1 || (s->hash == hash && eq(l, s->idx1 - 1, key)))
 			return s;
 	}
+}
+
+/* Adds element idx, known not to be there yet. */
+static void ledger_index_insert(struct ledger_index *ix, uint32_t hash,
+				uint32_t idx)
+{
+	uint32_t j;
+
+	for (j = hash & ix->mask; ix->slots[j].idx1; j = (j + 1) & ix->mask)
+		;
+	ix->slots[j].idx1 = idx + 1;
+	ix->slots[j].hash = hash;
+	ix->used++;
 }
 
 static void ledger_index_delete(struct ledger_index *ix, struct ledger_islot *s)
@@ -267,9 +340,11 @@ struct ledger_gw_key {
 	const uint8_t *ip;
 };
 
-static uint32_t ledger_gw_hash(const struct ledger_gw_key *k)
+static uint32_t ledger_gw_hash(const struct ledger *l,
+			       const struct ledger_gw_key *k)
 {
-	return ledger_hash_addr(k->ip, ((uint64_t)k->family << 8) | k->proto);
+	return ledger_hash_addr(l->seed, k->ip,
+				((uint64_t)k->family << 8) | k->proto);
 }
 
 static int ledger_gw_eq(const struct ledger *l, uint32_t idx, const void *key)
@@ -312,7 +387,7 @@ static void ledger_touch_dest(struct ledger *l, uint32_t i)
 			(l)->freehead = (l)->vec[_i].next_free;                \
 		} else {                                                       \
 			if ((l)->n == (l)->cap) {                              \
-				uint32_t _nc = (l)->cap ? (l)->cap * 2 : 16;   \
+				uint32_t _nc = (l)->cap ? (l)->cap * 2 : 4;    \
 				void *_p = realloc((l)->vec,                   \
 						   _nc * sizeof(*(l)->vec));   \
 				if (_p) {                                      \
@@ -328,11 +403,12 @@ static void ledger_touch_dest(struct ledger *l, uint32_t i)
 		_i;                                                            \
 	})
 
-static uint32_t ledger_gw_get(struct ledger *l, uint8_t family, uint8_t proto,
-			      const uint8_t ip[16], int create)
+static uint32_t ledger_gw_get(const struct ledger *cl, uint8_t family,
+			      uint8_t proto, const uint8_t ip[16], int create)
 {
+	struct ledger *l = (struct ledger *)cl; /* only written when create */
 	struct ledger_gw_key k = { family, proto, ip };
-	uint32_t h = ledger_gw_hash(&k), i;
+	uint32_t h = ledger_gw_hash(l, &k), i;
 	struct ledger_islot *s;
 
 	if (create && (l->gw_idx.used + 1) * 4 > (l->gw_idx.mask + 1) * 3 &&
@@ -373,11 +449,17 @@ static int ledger_host_eq(const struct ledger *l, uint32_t idx,
 	return h->gw == k->gw && memcmp(h->ip, k->ip, 16) == 0;
 }
 
+static uint32_t ledger_host_hash(const struct ledger *l, uint32_t gw,
+				 const uint8_t ip[16])
+{
+	return ledger_hash_addr(l->seed, ip, gw);
+}
+
 static uint32_t ledger_host_get(struct ledger *l, uint32_t gw,
 				const uint8_t ip[16])
 {
 	struct ledger_host_key k = { gw, ip };
-	uint32_t h = ledger_hash_addr(ip, gw), i;
+	uint32_t h = ledger_host_hash(l, gw, ip), i;
 	struct ledger_islot *s;
 
 	if ((l->host_idx.used + 1) * 4 > (l->host_idx.mask + 1) * 3 &&
@@ -407,10 +489,34 @@ struct ledger_dest_key {
 	const uint8_t *ip;
 };
 
-static uint32_t ledger_dest_hash(const struct ledger_dest_key *k)
+static uint32_t ledger_dest_hash(const struct ledger *l,
+				 const struct ledger_dest_key *k)
 {
-	return ledger_hash_addr(k->ip, ((uint64_t)k->gw << 32) |
-					       ((uint32_t)k->zone << 16) | k->port);
+	return ledger_hash_addr(l->seed, k->ip,
+				((uint64_t)k->gw << 32) |
+					((uint32_t)k->zone << 16) | k->port);
+}
+
+/* The index hash of element i of each vector. */
+static uint32_t ledger_gw_hash_of(const struct ledger *l, uint32_t i)
+{
+	const struct ledger_gw *g = &l->gws[i];
+	struct ledger_gw_key k = { g->ip.family, g->proto, g->ip.bytes };
+
+	return ledger_gw_hash(l, &k);
+}
+
+static uint32_t ledger_host_hash_of(const struct ledger *l, uint32_t i)
+{
+	return ledger_host_hash(l, l->hosts[i].gw, l->hosts[i].ip);
+}
+
+static uint32_t ledger_dest_hash_of(const struct ledger *l, uint32_t i)
+{
+	const struct ledger_dest *d = &l->dests[i];
+	struct ledger_dest_key k = { d->gw, d->zone, d->port, d->ip };
+
+	return ledger_dest_hash(l, &k);
 }
 
 static int ledger_dest_eq(const struct ledger *l, uint32_t idx,
@@ -423,11 +529,13 @@ static int ledger_dest_eq(const struct ledger *l, uint32_t idx,
 	       memcmp(d->ip, k->ip, 16) == 0;
 }
 
-static uint32_t ledger_dest_get(struct ledger *l, uint32_t gw, uint16_t zone,
-				const uint8_t ip[16], uint16_t port, int create)
+static uint32_t ledger_dest_get(const struct ledger *cl, uint32_t gw,
+				uint16_t zone, const uint8_t ip[16],
+				uint16_t port, int create)
 {
+	struct ledger *l = (struct ledger *)cl; /* only written when create */
 	struct ledger_dest_key k = { gw, zone, port, ip };
-	uint32_t h = ledger_dest_hash(&k), i;
+	uint32_t h = ledger_dest_hash(l, &k), i;
 	struct ledger_islot *s;
 
 	if (create && (l->dest_idx.used + 1) * 4 > (l->dest_idx.mask + 1) * 3 &&
@@ -455,15 +563,17 @@ static uint32_t ledger_dest_get(struct ledger *l, uint32_t gw, uint16_t zone,
 
 /* ---- mapping table ---- */
 
-static inline uint32_t ledger_mhash(uint32_t dest1, uint16_t port)
+static inline uint32_t ledger_mhash(uint64_t seed, uint32_t dest1,
+				    uint16_t port)
 {
-	return ledger_mix(((uint64_t)dest1 << 16) | port);
+	return (uint32_t)ledger_fmix((((uint64_t)dest1 << 16) | port) ^ seed);
 }
 
-static int ledger_mt_grow(struct ledger_mtab *t)
+/* Rebuilds the table with ncap slots (a power of two, > used).  Returns
+ * 0, or -1 (t unchanged). */
+static int ledger_mt_resize(struct ledger_mtab *t, uint32_t ncap)
 {
 	uint32_t ocap = t->r ? t->mask + 1 : 0;
-	uint32_t ncap = ocap ? ocap * 2 : 1024;
 	struct ledger_mrec *nr = ledger_map((size_t)ncap * sizeof(*nr));
 
 	if (!nr)
@@ -474,8 +584,8 @@ static int ledger_mt_grow(struct ledger_mtab *t)
 
 		if (!r->dest1)
 			continue;
-		for (j = ledger_mhash(r->dest1, r->port) & (ncap - 1); nr[j].dest1;
-		     j = (j + 1) & (ncap - 1))
+		for (j = ledger_mhash(t->seed, r->dest1, r->port) & (ncap - 1);
+		     nr[j].dest1; j = (j + 1) & (ncap - 1))
 			;
 		nr[j] = *r;
 	}
@@ -485,11 +595,16 @@ static int ledger_mt_grow(struct ledger_mtab *t)
 	return 0;
 }
 
+static int ledger_mt_grow(struct ledger_mtab *t)
+{
+	return ledger_mt_resize(t, t->r ? (t->mask + 1) * 2 : TABLE_MIN);
+}
+
 /* Returns the record with the key, or the empty slot where it would go. */
 static struct ledger_mrec *ledger_mt_probe(const struct ledger_mtab *t,
 					   uint32_t dest1, uint16_t port)
 {
-	uint32_t i = ledger_mhash(dest1, port) & t->mask;
+	uint32_t i = ledger_mhash(t->seed, dest1, port) & t->mask;
 
 	for (;; i = (i + 1) & t->mask) {
 		struct ledger_mrec *r = &t->r[i];
@@ -509,7 +624,8 @@ static void ledger_mt_delete(struct ledger_mtab *t, struct ledger_mrec *hole)
 		j = (j + 1) & t->mask;
 		if (!t->r[j].dest1)
 			break;
-		home = ledger_mhash(t->r[j].dest1, t->r[j].port) & t->mask;
+		home = ledger_mhash(t->seed, t->r[j].dest1, t->r[j].port) &
+		       t->mask;
 		if (ledger_fills_hole(i, j, home)) {
 			t->r[i] = t->r[j];
 			i = j;
@@ -521,15 +637,15 @@ static void ledger_mt_delete(struct ledger_mtab *t, struct ledger_mrec *hole)
 
 /* ---- host-port table ---- */
 
-static inline uint32_t ledger_hphash(uint32_t host, uint16_t port)
+static inline uint32_t ledger_hphash(uint64_t seed, uint32_t host,
+				     uint16_t port)
 {
-	return ledger_mix(((uint64_t)host << 16) | port | (1ULL << 63));
+	return (uint32_t)ledger_fmix((((uint64_t)host << 16) | port) ^ seed);
 }
 
-static int ledger_hp_grow(struct ledger_hptab *t)
+static int ledger_hp_resize(struct ledger_hptab *t, uint32_t ncap)
 {
 	uint32_t ocap = t->r ? t->mask + 1 : 0;
-	uint32_t ncap = ocap ? ocap * 2 : 1024;
 	struct ledger_hprec *nr = ledger_map((size_t)ncap * sizeof(*nr));
 
 	if (!nr)
@@ -540,7 +656,7 @@ static int ledger_hp_grow(struct ledger_hptab *t)
 
 		if (!r->count)
 			continue;
-		for (j = ledger_hphash(r->host, r->port) & (ncap - 1);
+		for (j = ledger_hphash(t->seed, r->host, r->port) & (ncap - 1);
 		     nr[j].count; j = (j + 1) & (ncap - 1))
 			;
 		nr[j] = *r;
@@ -551,10 +667,15 @@ static int ledger_hp_grow(struct ledger_hptab *t)
 	return 0;
 }
 
+static int ledger_hp_grow(struct ledger_hptab *t)
+{
+	return ledger_hp_resize(t, t->r ? (t->mask + 1) * 2 : TABLE_MIN);
+}
+
 static struct ledger_hprec *ledger_hp_probe(const struct ledger_hptab *t,
 					    uint32_t host, uint16_t port)
 {
-	uint32_t i = ledger_hphash(host, port) & t->mask;
+	uint32_t i = ledger_hphash(t->seed, host, port) & t->mask;
 
 	for (;; i = (i + 1) & t->mask) {
 		struct ledger_hprec *r = &t->r[i];
@@ -574,7 +695,8 @@ static void ledger_hp_delete(struct ledger_hptab *t, struct ledger_hprec *hole)
 		j = (j + 1) & t->mask;
 		if (!t->r[j].count)
 			break;
-		home = ledger_hphash(t->r[j].host, t->r[j].port) & t->mask;
+		home = ledger_hphash(t->seed, t->r[j].host, t->r[j].port) &
+		       t->mask;
 		if (ledger_fills_hole(i, j, home)) {
 			t->r[i] = t->r[j];
 			i = j;
@@ -582,6 +704,109 @@ static void ledger_hp_delete(struct ledger_hptab *t, struct ledger_hprec *hole)
 	}
 	memset(&t->r[i], 0, sizeof(t->r[i]));
 	t->used--;
+}
+
+/* ---- fingerprint set ---- */
+
+static int ledger_fp_resize(struct ledger_fpset *t, uint32_t ncap)
+{
+	uint32_t ocap = t->v ? t->mask + 1 : 0;
+	uint64_t *nv = ledger_map((size_t)ncap * sizeof(*nv));
+
+	if (!nv)
+		return -1;
+	for (uint32_t i = 0; i < ocap; i++) {
+		uint32_t j;
+
+		if (!t->v[i])
+			continue;
+		for (j = (uint32_t)(t->v[i] & FP_MASK) & (ncap - 1); nv[j];
+		     j = (j + 1) & (ncap - 1))
+			;
+		nv[j] = t->v[i];
+	}
+	ledger_unmap(t->v, (size_t)ocap * sizeof(*t->v));
+	t->v = nv;
+	t->mask = ncap - 1;
+	return 0;
+}
+
+/* Returns the slot holding fp, or the empty slot where it would go. */
+static uint64_t *ledger_fp_probe(const struct ledger_fpset *t, uint64_t fp)
+{
+	uint32_t i = (uint32_t)fp & t->mask;
+
+	for (;; i = (i + 1) & t->mask)
+		if (!t->v[i] || (t->v[i] & FP_MASK) == fp)
+			return &t->v[i];
+}
+
+/* Makes room for one more slot.  Returns 0, or -1 (nothing changed). */
+static int ledger_fp_reserve(struct ledger_fpset *t)
+{
+	if ((t->used + 1) * 4 > (t->mask + 1) * 3)
+		return ledger_fp_resize(t, (t->mask + 1) * 2);
+	return 0;
+}
+
+static void ledger_fp_delete(struct ledger_fpset *t, uint64_t *hole)
+{
+	uint32_t i = (uint32_t)(hole - t->v), j = i;
+
+	if (*hole & FP_DEAD)
+		t->dead--;
+	for (;;) {
+		uint32_t home;
+
+		j = (j + 1) & t->mask;
+		if (!t->v[j])
+			break;
+		home = (uint32_t)(t->v[j] & FP_MASK) & t->mask;
+		if (ledger_fills_hole(i, j, home)) {
+			t->v[i] = t->v[j];
+			i = j;
+		}
+	}
+	t->v[i] = 0;
+	t->used--;
+}
+
+/* Leaves a tombstone for fp (during a resync).  A tombstone that cannot be
+ * stored (ENOMEM) only costs exactness of this resync: the caller's resync
+ * will be repeated by the collector, which sees the error. */
+static int ledger_fp_bury(struct ledger_fpset *t, uint64_t fp)
+{
+	uint64_t *s;
+
+	if (ledger_fp_reserve(t) < 0)
+		return -1;
+	s = ledger_fp_probe(t, fp);
+	if (!*s) { /* a live or dead entry of that key stays as it is */
+		*s = fp | FP_DEAD;
+		t->used++;
+		t->dead++;
+	}
+	return 0;
+}
+
+uint64_t ledger_fingerprint(const struct ledger *l,
+			    const struct ledger_mapping *m)
+{
+	uint64_t w[5], h = l->seed[1];
+
+	memcpy(&w[0], m->public_ip, 8);
+	memcpy(&w[1], m->public_ip + 8, 8);
+	memcpy(&w[2], m->dest_ip, 8);
+	memcpy(&w[3], m->dest_ip + 8, 8);
+	w[4] = (uint64_t)m->family << 56 | (uint64_t)m->proto << 48 |
+	       (uint64_t)m->zone << 32 | (uint64_t)m->public_port << 16 |
+	       m->dest_port;
+	/* each step is a bijection of h for a given word, so two different
+	 * keys of this fixed length never collide before truncation */
+	for (int i = 0; i < 5; i++)
+		h = ledger_fmix(h ^ w[i] ^ l->seed[0]);
+	h &= FP_MASK;
+	return h ? h : 1;
 }
 
 /* ---- contributions of one mapping to every aggregate ---- */
@@ -617,8 +842,10 @@ static void ledger_add_counts(struct ledger *l, uint32_t gwi, uint32_t di,
 
 	if (g->mappings++ == 0)
 		l->live_gws++;
-	if ((*ref)++ == 0)
+	if ((*ref)++ == 0) {
 		g->ports_in_use++;
+		g->page_used[port / PAGE_PORTS]++;
+	}
 	if (g->proto == IPPROTO_TCP)
 		g->states[state]++;
 	if (d->mappings++ == 0) {
@@ -659,12 +886,15 @@ static void ledger_sub_counts(struct ledger *l, uint32_t di,
 	struct ledger_gw *g = &l->gws[gwi];
 	struct ledger_host *h = &l->hosts[r->host];
 	struct ledger_hprec *hp;
-	uint32_t *ref = &g->pages[r->port / PAGE_PORTS][r->port % PAGE_PORTS];
+	unsigned page = r->port / PAGE_PORTS;
+	uint32_t *ref = &g->pages[page][r->port % PAGE_PORTS];
 
 	if (--g->mappings == 0)
 		l->live_gws--;
-	if (--(*ref) == 0)
+	if (--(*ref) == 0) {
 		g->ports_in_use--;
+		g->page_used[page]--; /* freed when empty, at the snapshot */
+	}
 	if (g->proto == IPPROTO_TCP)
 		g->states[r->state]--;
 	if (--d->mappings == 0) {
@@ -696,14 +926,34 @@ static void ledger_sub_counts(struct ledger *l, uint32_t di,
 
 /* ---- public interface ---- */
 
+static void ledger_seed(uint64_t seed[2])
+{
+	if (getrandom(seed, 2 * sizeof(seed[0]), GRND_NONBLOCK) !=
+	    (ssize_t)(2 * sizeof(seed[0]))) {
+		/* no entropy yet (early boot): still unpredictable enough
+		 * to an outsider, and never the same twice */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		seed[0] = ledger_fmix((uint64_t)ts.tv_nsec ^
+				      ((uint64_t)getpid() << 32));
+		seed[1] = ledger_fmix((uint64_t)ts.tv_sec ^
+				      (uint64_t)(uintptr_t)seed);
+	}
+}
+
 struct ledger *ledger_new(void)
 {
 	struct ledger *l = calloc(1, sizeof(*l));
 
 	if (!l)
 		return NULL;
+	ledger_seed(l->seed);
+	l->mt.seed = ledger_fmix(l->seed[0] + 1);
+	l->hp.seed = ledger_fmix(l->seed[1] + 2);
 	l->free_gw = l->free_host = l->free_dest = NONE32;
 	if (ledger_mt_grow(&l->mt) < 0 || ledger_hp_grow(&l->hp) < 0 ||
+	    ledger_fp_resize(&l->fp, TABLE_MIN) < 0 ||
 	    ledger_index_grow(&l->gw_idx) < 0 ||
 	    ledger_index_grow(&l->host_idx) < 0 ||
 	    ledger_index_grow(&l->dest_idx) < 0) {
@@ -719,7 +969,7 @@ void ledger_free(struct ledger *l)
 	if (!l)
 		return;
 	for (uint32_t i = 0; i < l->n_gws; i++)
-		for (unsigned p = 0; p < 65536 / PAGE_PORTS; p++)
+		for (unsigned p = 0; p < N_PAGES; p++)
 			free(l->gws[i].pages[p]);
 	free(l->gws);
 	free(l->hosts);
@@ -734,6 +984,8 @@ void ledger_free(struct ledger *l)
 		ledger_unmap(l->mt.r, (size_t)(l->mt.mask + 1) * sizeof(*l->mt.r));
 	if (l->hp.r)
 		ledger_unmap(l->hp.r, (size_t)(l->hp.mask + 1) * sizeof(*l->hp.r));
+	if (l->fp.v)
+		ledger_unmap(l->fp.v, (size_t)(l->fp.mask + 1) * sizeof(*l->fp.v));
 	free(l);
 }
 
@@ -741,6 +993,81 @@ static uint8_t ledger_flags(const struct ledger *l, const struct ledger_mapping 
 {
 	return (uint8_t)(l->epoch | (m->kind == NS_KIND_LOCAL ? MF_LOCAL : 0) |
 			 (m->range << MF_RANGE_SHIFT));
+}
+
+/* The mapping record with m's key, or NULL; *di gets its bucket. */
+static struct ledger_mrec *ledger_find(const struct ledger *l,
+				       const struct ledger_mapping *m,
+				       uint32_t *di)
+{
+	uint32_t gwi;
+	struct ledger_mrec *r;
+
+	gwi = ledger_gw_get(l, m->family, m->proto, m->public_ip, 0);
+	if (gwi == NONE32)
+		return NULL;
+	*di = ledger_dest_get(l, gwi, m->zone, m->dest_ip, m->dest_port, 0);
+	if (*di == NONE32)
+		return NULL;
+	r = ledger_mt_probe(&l->mt, *di + 1, m->public_port);
+	return r->dest1 ? r : NULL;
+}
+
+/* Marks an existing mapping record as seen now (by an event, or by a dump
+ * record that may not override it), without changing what it counts. */
+static int ledger_mark(struct ledger *l, struct ledger_mrec *r, int from_dump)
+{
+	if (from_dump && l->resync && (r->flags & MF_EPOCH) == l->epoch)
+		return LEDGER_KEPT;
+	if (!from_dump && !(r->flags & MF_EVENTS)) {
+		r->flags |= MF_EVENTS;
+		l->silent--;
+	}
+	r->flags = (uint8_t)((r->flags & ~MF_EPOCH) | l->epoch);
+	return LEDGER_UNCHANGED;
+}
+
+/* An OTHER entry: kept as a fingerprint. */
+static int ledger_upsert_other(struct ledger *l, const struct ledger_mapping *m,
+			       int source)
+{
+	int from_dump = source != LEDGER_EVENT;
+	uint64_t fp = ledger_fingerprint(l, m), epoch, *s;
+	uint32_t di;
+	struct ledger_mrec *r;
+
+	/* classified once: a key known as a mapping stays one */
+	if ((r = ledger_find(l, m, &di)))
+		return ledger_mark(l, r, from_dump);
+	if (ledger_fp_reserve(&l->fp) < 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	epoch = l->epoch ? FP_EPOCH : 0;
+	s = ledger_fp_probe(&l->fp, fp);
+	if (*s && !(*s & FP_DEAD)) {
+		if (from_dump && l->resync && (*s & FP_EPOCH) == epoch)
+			return LEDGER_KEPT;
+		if (!from_dump && !(*s & FP_EVENTS)) {
+			*s |= FP_EVENTS;
+			l->silent--;
+		}
+		*s = (*s & ~FP_EPOCH) | epoch;
+		return LEDGER_UNCHANGED;
+	}
+	if (*s && from_dump)
+		return LEDGER_KEPT; /* destroyed after this record was read */
+	if (*s)
+		l->fp.dead--; /* a NEW after the DESTROY: alive again */
+	else
+		l->fp.used++;
+	*s = fp | epoch;
+	if (!from_dump || source == LEDGER_DUMP_REPORTED)
+		*s |= FP_EVENTS;
+	else
+		l->silent++;
+	l->other++;
+	return LEDGER_ADDED;
 }
 
 int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
@@ -751,10 +1078,27 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 	uint8_t flags, state;
 	int had, from_dump = source != LEDGER_EVENT;
 
-	if ((m->kind != NS_KIND_NAT && m->kind != NS_KIND_LOCAL) ||
-	    m->range >= LEDGER_RANGES) {
+	if (m->kind == NS_KIND_OTHER)
+		return ledger_upsert_other(l, m, source);
+	if (m->kind != NS_KIND_NAT && m->kind != NS_KIND_LOCAL) {
 		errno = EINVAL;
 		return -1;
+	}
+	if (m->range >= LEDGER_RANGES) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (m->kind == NS_KIND_LOCAL && l->other) {
+		/* classified once: an OTHER entry stays OTHER when its
+		 * address becomes one of ours */
+		uint64_t *s = ledger_fp_probe(&l->fp, ledger_fingerprint(l, m));
+
+		if (*s && !(*s & FP_DEAD)) {
+			struct ledger_mapping o = *m;
+
+			o.kind = NS_KIND_OTHER;
+			return ledger_upsert_other(l, &o, source);
+		}
 	}
 	gwi = ledger_gw_get(l, m->family, m->proto, m->public_ip, 1);
 	if (gwi == NONE32)
@@ -763,10 +1107,16 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 	if (di == NONE32)
 		goto nomem;
 	r = ledger_mt_probe(&l->mt, di + 1, m->public_port);
-	had = r->dest1 && !(r->flags & MF_DEAD);
-	if (r->dest1 && from_dump && l->resync &&
+	had = r->dest1 != 0;
+	if (had && from_dump && l->resync &&
 	    (r->flags & MF_EPOCH) == l->epoch)
 		return LEDGER_KEPT; /* an event (or the dump) got here first */
+	if (!had && from_dump && l->resync && l->fp.dead) {
+		uint64_t *s = ledger_fp_probe(&l->fp, ledger_fingerprint(l, m));
+
+		if (*s & FP_DEAD)
+			return LEDGER_KEPT; /* destroyed after it was dumped */
+	}
 
 	hi = ledger_host_get(l, gwi, m->host_ip);
 	if (hi == NONE32)
@@ -809,7 +1159,7 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 	r = ledger_mt_probe(&l->mt, di + 1, m->public_port); /* may have moved */
 	if (had) {
 		ledger_sub_counts(l, di, r);
-	} else if (!r->dest1) {
+	} else {
 		r->dest1 = di + 1;
 		r->port = m->public_port;
 		l->mt.used++;
@@ -836,56 +1186,52 @@ void ledger_prefetch(struct ledger *l, const struct ledger_mapping *m)
 	di = ledger_dest_get(l, gwi, m->zone, m->dest_ip, m->dest_port, 0);
 	if (di == NONE32)
 		return;
-	__builtin_prefetch(&l->mt.r[ledger_mhash(di + 1, m->public_port) &
+	__builtin_prefetch(&l->mt.r[ledger_mhash(l->mt.seed, di + 1,
+						 m->public_port) &
 				    l->mt.mask]);
 	hk = (struct ledger_host_key){ gwi, m->host_ip };
-	h = ledger_hash_addr(m->host_ip, gwi);
+	h = ledger_host_hash(l, gwi, m->host_ip);
 	s = ledger_index_probe(l, &l->host_idx, h, &hk, ledger_host_eq);
 	if (s->idx1)
-		__builtin_prefetch(&l->hp.r[ledger_hphash(s->idx1 - 1,
+		__builtin_prefetch(&l->hp.r[ledger_hphash(l->hp.seed,
+							  s->idx1 - 1,
 							  m->public_port) &
 					    l->hp.mask]);
 }
 
 int ledger_remove(struct ledger *l, const struct ledger_mapping *m)
 {
-	uint32_t gwi, di;
-	struct ledger_mrec *r;
+	uint32_t di;
+	struct ledger_mrec *r = ledger_find(l, m, &di);
+	uint64_t fp, *s;
 
-	/* Outside a resync an unknown key needs nothing; inside one it gets
-	 * a tombstone so that a dump record read after this DESTROY (but
-	 * taken before it) cannot bring the entry back. */
-	gwi = ledger_gw_get(l, m->family, m->proto, m->public_ip, l->resync);
-	if (gwi == NONE32)
-		return 0;
-	di = ledger_dest_get(l, gwi, m->zone, m->dest_ip, m->dest_port,
-			     l->resync);
-	if (di == NONE32)
-		return 0;
-	r = ledger_mt_probe(&l->mt, di + 1, m->public_port);
-	if (r->dest1 && !(r->flags & MF_DEAD)) {
+	/* Inside a resync every removal leaves a tombstone, so that a dump
+	 * record read after this DESTROY (but taken before it) cannot bring
+	 * the entry back; it is a fingerprint, whatever the kind, and it
+	 * goes at the end of the resync. */
+	if (r) {
 		ledger_sub_counts(l, di, r);
-		if (l->resync) {
-			r->flags = (uint8_t)(l->epoch | MF_DEAD);
-		} else {
-			ledger_mt_delete(&l->mt, r);
-		}
+		ledger_mt_delete(&l->mt, r);
+		if (l->resync)
+			ledger_fp_bury(&l->fp, ledger_fingerprint(l, m));
 		return 1;
 	}
-	if (l->resync) {
-		if (!r->dest1) {
-			if ((l->mt.used + 1) * 4 > (l->mt.mask + 1) * 3) {
-				if (ledger_mt_grow(&l->mt) < 0)
-					return 0;
-				r = ledger_mt_probe(&l->mt, di + 1, m->public_port);
-			}
-			r->dest1 = di + 1;
-			r->port = m->public_port;
-			r->host = NONE32;
-			l->mt.used++;
+	fp = ledger_fingerprint(l, m);
+	s = ledger_fp_probe(&l->fp, fp);
+	if (*s && !(*s & FP_DEAD)) {
+		if (!(*s & FP_EVENTS))
+			l->silent--;
+		l->other--;
+		if (l->resync) {
+			*s = fp | FP_DEAD;
+			l->fp.dead++;
+		} else {
+			ledger_fp_delete(&l->fp, s);
 		}
-		r->flags = (uint8_t)(l->epoch | MF_DEAD);
+		return 2;
 	}
+	if (l->resync && !*s)
+		ledger_fp_bury(&l->fp, fp);
 	return 0;
 }
 
@@ -906,9 +1252,38 @@ void ledger_resync_begin(struct ledger *l)
 	l->resync = 1;
 }
 
-uint64_t ledger_resync_end(struct ledger *l)
+/* Walks the fingerprint set, deleting the tombstones and, when sweep is
+ * set, the unmarked entries (counted in *others), else marking every
+ * entry with the current epoch.  Deleting shifts later slots back into
+ * slot i, so i is examined again after each deletion. */
+static void ledger_fp_settle(struct ledger *l, int sweep, uint64_t *others)
 {
-	uint64_t removed = 0;
+	uint64_t epoch = l->epoch ? FP_EPOCH : 0;
+	uint32_t i = 0, cap = l->fp.mask + 1;
+
+	while (i < cap) {
+		uint64_t *s = &l->fp.v[i];
+
+		if (*s && ((*s & FP_DEAD) ||
+			   (sweep && (*s & FP_EPOCH) != epoch))) {
+			if (!(*s & FP_DEAD)) {
+				if (!(*s & FP_EVENTS))
+					l->silent--;
+				l->other--;
+				(*others)++;
+			}
+			ledger_fp_delete(&l->fp, s);
+			continue;
+		}
+		if (*s)
+			*s = (*s & ~FP_EPOCH) | epoch;
+		i++;
+	}
+}
+
+uint64_t ledger_resync_end(struct ledger *l, uint64_t *others)
+{
+	uint64_t removed = 0, o = 0;
 	uint32_t i = 0, cap = l->mt.mask + 1;
 
 	/* Deleting shifts later records back into slot i, so i is examined
@@ -917,19 +1292,112 @@ uint64_t ledger_resync_end(struct ledger *l)
 	while (i < cap) {
 		struct ledger_mrec *r = &l->mt.r[i];
 
-		if (r->dest1 && ((r->flags & MF_DEAD) ||
-				 (r->flags & MF_EPOCH) != l->epoch)) {
-			if (!(r->flags & MF_DEAD)) {
-				ledger_sub_counts(l, r->dest1 - 1, r);
-				removed++;
-			}
+		if (r->dest1 && (r->flags & MF_EPOCH) != l->epoch) {
+			ledger_sub_counts(l, r->dest1 - 1, r);
 			ledger_mt_delete(&l->mt, r);
+			removed++;
 			continue;
 		}
 		i++;
 	}
+	ledger_fp_settle(l, 1, &o);
+	if (others)
+		*others = o;
 	l->resync = 0;
 	return removed;
+}
+
+void ledger_resync_abort(struct ledger *l)
+{
+	uint64_t none = 0;
+
+	/* Everything gets the current mark, so that the next mark phase
+	 * starts with every entry unmarked as usual. */
+	for (uint32_t i = 0; i <= l->mt.mask; i++)
+		if (l->mt.r[i].dest1)
+			l->mt.r[i].flags = (uint8_t)((l->mt.r[i].flags & ~MF_EPOCH) |
+						     l->epoch);
+	ledger_fp_settle(l, 0, &none);
+	l->resync = 0;
+}
+
+int ledger_lookup(const struct ledger *l, const struct ledger_mapping *m,
+		  struct ledger_mapping *out)
+{
+	uint32_t di;
+	const struct ledger_mrec *r = ledger_find(l, m, &di);
+	const struct ledger_dest *d;
+	const struct ledger_gw *g;
+
+	if (!r)
+		return 0;
+	d = &l->dests[di];
+	g = &l->gws[d->gw];
+	memset(out, 0, sizeof(*out));
+	out->family = g->ip.family;
+	out->proto = g->proto;
+	out->kind = r->flags & MF_LOCAL ? NS_KIND_LOCAL : NS_KIND_NAT;
+	out->range = (uint8_t)MF_RANGE(r->flags);
+	out->tcp_state = g->proto == IPPROTO_TCP ? r->state
+						 : NS_TCP_STATE_UNKNOWN;
+	out->zone = d->zone;
+	out->public_port = r->port;
+	out->dest_port = d->port;
+	memcpy(out->public_ip, g->ip.bytes, 16);
+	memcpy(out->host_ip, l->hosts[r->host].ip, 16);
+	memcpy(out->dest_ip, d->ip, 16);
+	out->silent = !(r->flags & MF_EVENTS);
+	return 1;
+}
+
+unsigned ledger_sample(const struct ledger *l, uint32_t *cursor,
+		       struct ledger_mapping *out, unsigned n)
+{
+	uint32_t cap = l->mt.mask + 1, i = *cursor & l->mt.mask;
+	unsigned got = 0;
+
+	for (uint32_t seen = 0; got < n && seen < cap; seen++) {
+		const struct ledger_mrec *r = &l->mt.r[i];
+
+		i = (i + 1) & l->mt.mask;
+		if (!r->dest1)
+			continue;
+		{
+			const struct ledger_dest *d = &l->dests[r->dest1 - 1];
+			const struct ledger_gw *g = &l->gws[d->gw];
+			struct ledger_mapping key;
+
+			memset(&key, 0, sizeof(key));
+			key.family = g->ip.family;
+			key.proto = g->proto;
+			key.zone = d->zone;
+			key.public_port = r->port;
+			key.dest_port = d->port;
+			memcpy(key.public_ip, g->ip.bytes, 16);
+			memcpy(key.dest_ip, d->ip, 16);
+			ledger_lookup(l, &key, &out[got++]);
+		}
+	}
+	*cursor = i;
+	return got;
+}
+
+uint32_t ledger_probe_max(const struct ledger *l)
+{
+	uint32_t worst = 0;
+
+	for (uint32_t i = 0; i <= l->mt.mask; i++) {
+		const struct ledger_mrec *r = &l->mt.r[i];
+		uint32_t home, dist;
+
+		if (!r->dest1)
+			continue;
+		home = ledger_mhash(l->mt.seed, r->dest1, r->port) & l->mt.mask;
+		dist = (i - home) & l->mt.mask;
+		if (dist + 1 > worst)
+			worst = dist + 1;
+	}
+	return worst;
 }
 
 /* ---- snapshots ---- */
@@ -1049,7 +1517,7 @@ static void ledger_free_host(struct ledger *l, uint32_t i)
 	struct ledger_host *h = &l->hosts[i];
 	struct ledger_host_key k = { h->gw, h->ip };
 	struct ledger_islot *s = ledger_index_probe(
-		l, &l->host_idx, ledger_hash_addr(h->ip, h->gw), &k,
+		l, &l->host_idx, ledger_host_hash(l, h->gw, h->ip), &k,
 		ledger_host_eq);
 
 	ledger_index_delete(&l->host_idx, s);
@@ -1063,7 +1531,7 @@ static void ledger_free_dest(struct ledger *l, uint32_t i)
 	struct ledger_dest *d = &l->dests[i];
 	struct ledger_dest_key k = { d->gw, d->zone, d->port, d->ip };
 	struct ledger_islot *s = ledger_index_probe(
-		l, &l->dest_idx, ledger_dest_hash(&k), &k, ledger_dest_eq);
+		l, &l->dest_idx, ledger_dest_hash(l, &k), &k, ledger_dest_eq);
 
 	ledger_index_delete(&l->dest_idx, s);
 	d->live = 0;
@@ -1076,10 +1544,10 @@ static void ledger_free_gw(struct ledger *l, uint32_t i)
 	struct ledger_gw *g = &l->gws[i];
 	struct ledger_gw_key k = { g->ip.family, g->proto, g->ip.bytes };
 	struct ledger_islot *s = ledger_index_probe(
-		l, &l->gw_idx, ledger_gw_hash(&k), &k, ledger_gw_eq);
+		l, &l->gw_idx, ledger_gw_hash(l, &k), &k, ledger_gw_eq);
 
 	ledger_index_delete(&l->gw_idx, s);
-	for (unsigned p = 0; p < 65536 / PAGE_PORTS; p++) {
+	for (unsigned p = 0; p < N_PAGES; p++) {
 		if (g->pages[p]) {
 			free(g->pages[p]);
 			g->pages[p] = NULL;
@@ -1091,52 +1559,192 @@ static void ledger_free_gw(struct ledger *l, uint32_t i)
 	l->free_gw = i;
 }
 
-/* Clears the dirty lists.  Aggregates that emptied are forgotten, except
- * during a resync: tombstones may still point at them, so they stay (and
- * stay dirty, to be looked at again next time). */
+/* Clears the dirty lists and forgets the aggregates that emptied: nothing
+ * points at an empty aggregate (tombstones are fingerprints), so this is
+ * safe during a resync too.  Hosts and buckets go before their gateway. */
 static void ledger_settle(struct ledger *l)
 {
-	uint32_t keep;
-
-	keep = 0;
 	for (uint32_t k = 0; k < l->dirty_host.n; k++) {
 		uint32_t i = l->dirty_host.v[k];
 
-		if (l->hosts[i].mappings == 0 && l->resync) {
-			l->dirty_host.v[keep++] = i;
-			continue;
-		}
 		l->hosts[i].dirty = 0;
 		if (l->hosts[i].mappings == 0)
 			ledger_free_host(l, i);
 	}
-	l->dirty_host.n = keep;
-	keep = 0;
+	l->dirty_host.n = 0;
 	for (uint32_t k = 0; k < l->dirty_dest.n; k++) {
 		uint32_t i = l->dirty_dest.v[k];
 
-		if (l->dests[i].mappings == 0 && l->resync) {
-			l->dirty_dest.v[keep++] = i;
-			continue;
-		}
 		l->dests[i].dirty = 0;
 		if (l->dests[i].mappings == 0)
 			ledger_free_dest(l, i);
 	}
-	l->dirty_dest.n = keep;
-	keep = 0;
+	l->dirty_dest.n = 0;
 	for (uint32_t k = 0; k < l->dirty_gw.n; k++) {
 		uint32_t i = l->dirty_gw.v[k];
+		struct ledger_gw *g = &l->gws[i];
 
-		if (l->gws[i].mappings == 0 && l->resync) {
-			l->dirty_gw.v[keep++] = i;
+		g->dirty = 0;
+		if (g->mappings == 0) {
+			ledger_free_gw(l, i);
 			continue;
 		}
-		l->gws[i].dirty = 0;
-		if (l->gws[i].mappings == 0)
-			ledger_free_gw(l, i);
+		/* empty port pages go back: memory follows live ports */
+		for (unsigned p = 0; p < N_PAGES; p++) {
+			if (g->pages[p] && !g->page_used[p]) {
+				free(g->pages[p]);
+				g->pages[p] = NULL;
+				l->n_pages--;
+			}
+		}
 	}
-	l->dirty_gw.n = keep;
+	l->dirty_gw.n = 0;
+}
+
+/* ---- giving memory back ---- */
+
+/* Moves the live elements of an aggregate vector into nv (allocated by the
+ * caller with room for them), writing old index -> new index into map[]. */
+#define LEDGER_COMPACT(l, vec, n, cap, freehead, nv, ncap, map)               \
+	do {                                                                   \
+		uint32_t _j = 0;                                               \
+		for (uint32_t _i = 0; _i < (l)->n; _i++) {                     \
+			(map)[_i] = NONE32;                                    \
+			if (!(l)->vec[_i].live)                                \
+				continue;                                      \
+			(map)[_i] = _j;                                        \
+			(nv)[_j++] = (l)->vec[_i];                             \
+		}                                                              \
+		free((l)->vec);                                                \
+		(l)->vec = (nv);                                               \
+		(l)->n = _j;                                                   \
+		(l)->cap = (ncap);                                             \
+		(l)->freehead = NONE32;                                        \
+	} while (0)
+
+/* Renumbers the aggregates densely and rebuilds every table that refers
+ * to them, at fitting sizes.  Only when no dirty list is pending (after a
+ * settle) and no resync runs.  Returns 0, or -1 with nothing changed. */
+static int ledger_compact(struct ledger *l)
+{
+	uint32_t ng = l->live_gws + l->live_gws / 2 + 4;
+	uint32_t nh = l->live_hosts + l->live_hosts / 2 + 4;
+	uint32_t nd = l->live_dests + l->live_dests / 2 + 4;
+	uint32_t *mg = malloc((l->n_gws + 1) * sizeof(*mg));
+	uint32_t *mh = malloc((l->n_hosts + 1) * sizeof(*mh));
+	uint32_t *md = malloc((l->n_dests + 1) * sizeof(*md));
+	struct ledger_gw *vg = calloc(ng, sizeof(*vg));
+	struct ledger_host *vh = calloc(nh, sizeof(*vh));
+	struct ledger_dest *vd = calloc(nd, sizeof(*vd));
+	struct ledger_mtab nmt = { .seed = l->mt.seed };
+	struct ledger_hptab nhp = { .seed = l->hp.seed };
+	struct ledger_index ngi = { 0 }, nhi = { 0 }, ndi = { 0 };
+	int rc = -1;
+
+	/* everything new first, so that a failure changes nothing */
+	if (!mg || !mh || !md || !vg || !vh || !vd ||
+	    ledger_mt_resize(&nmt, ledger_fit(l->mt.used)) < 0 ||
+	    ledger_hp_resize(&nhp, ledger_fit(l->hp.used)) < 0 ||
+	    ledger_index_resize(&ngi, ledger_index_fit(l->live_gws)) < 0 ||
+	    ledger_index_resize(&nhi, ledger_index_fit(l->live_hosts)) < 0 ||
+	    ledger_index_resize(&ndi, ledger_index_fit(l->live_dests)) < 0) {
+		free(vg);
+		free(vh);
+		free(vd);
+		ledger_unmap(nmt.r, nmt.r ? (size_t)(nmt.mask + 1) *
+						    sizeof(*nmt.r) : 0);
+		ledger_unmap(nhp.r, nhp.r ? (size_t)(nhp.mask + 1) *
+						    sizeof(*nhp.r) : 0);
+		free(ngi.slots);
+		free(nhi.slots);
+		free(ndi.slots);
+		goto out;
+	}
+	LEDGER_COMPACT(l, gws, n_gws, cap_gws, free_gw, vg, ng, mg);
+	LEDGER_COMPACT(l, hosts, n_hosts, cap_hosts, free_host, vh, nh, mh);
+	LEDGER_COMPACT(l, dests, n_dests, cap_dests, free_dest, vd, nd, md);
+	for (uint32_t i = 0; i < l->n_hosts; i++)
+		l->hosts[i].gw = mg[l->hosts[i].gw];
+	for (uint32_t i = 0; i < l->n_dests; i++)
+		l->dests[i].gw = mg[l->dests[i].gw];
+	for (uint32_t i = 0; i <= l->mt.mask; i++) {
+		struct ledger_mrec r = l->mt.r[i];
+		uint32_t j;
+
+		if (!r.dest1)
+			continue;
+		r.dest1 = md[r.dest1 - 1] + 1;
+		r.host = mh[r.host];
+		for (j = ledger_mhash(nmt.seed, r.dest1, r.port) & nmt.mask;
+		     nmt.r[j].dest1; j = (j + 1) & nmt.mask)
+			;
+		nmt.r[j] = r;
+		nmt.used++;
+	}
+	for (uint32_t i = 0; i <= l->hp.mask; i++) {
+		struct ledger_hprec r = l->hp.r[i];
+		uint32_t j;
+
+		if (!r.count)
+			continue;
+		r.host = mh[r.host];
+		for (j = ledger_hphash(nhp.seed, r.host, r.port) & nhp.mask;
+		     nhp.r[j].count; j = (j + 1) & nhp.mask)
+			;
+		nhp.r[j] = r;
+		nhp.used++;
+	}
+	ledger_unmap(l->mt.r, (size_t)(l->mt.mask + 1) * sizeof(*l->mt.r));
+	ledger_unmap(l->hp.r, (size_t)(l->hp.mask + 1) * sizeof(*l->hp.r));
+	l->mt = nmt;
+	l->hp = nhp;
+	free(l->gw_idx.slots);
+	free(l->host_idx.slots);
+	free(l->dest_idx.slots);
+	l->gw_idx = ngi;
+	l->host_idx = nhi;
+	l->dest_idx = ndi;
+	for (uint32_t i = 0; i < l->n_gws; i++)
+		ledger_index_insert(&l->gw_idx, ledger_gw_hash_of(l, i), i);
+	for (uint32_t i = 0; i < l->n_hosts; i++)
+		ledger_index_insert(&l->host_idx, ledger_host_hash_of(l, i), i);
+	for (uint32_t i = 0; i < l->n_dests; i++)
+		ledger_index_insert(&l->dest_idx, ledger_dest_hash_of(l, i), i);
+	rc = 0;
+out:
+	free(mg);
+	free(mh);
+	free(md);
+	return rc;
+}
+
+/* Gives memory back after mass removals: compacts the aggregates when 3/4
+ * of their slots are free, and shrinks a table that is below 1/8 full.
+ * Failures only mean the memory stays for now. */
+static void ledger_trim(struct ledger *l)
+{
+	struct ledger_list *lists[] = { &l->dirty_gw, &l->dirty_host,
+					&l->dirty_dest };
+
+	for (int i = 0; i < 3; i++) { /* empty after a settle */
+		if (lists[i]->cap > 1024) {
+			free(lists[i]->v);
+			lists[i]->v = NULL;
+			lists[i]->cap = 0;
+		}
+	}
+	if ((l->cap_hosts > 256 && (uint64_t)l->live_hosts * 4 < l->cap_hosts) ||
+	    (l->cap_dests > 256 && (uint64_t)l->live_dests * 4 < l->cap_dests) ||
+	    (l->cap_gws > 64 && (uint64_t)l->live_gws * 4 < l->cap_gws)) {
+		if (ledger_compact(l) == 0)
+			return; /* rebuilt every table at its fitting size */
+	}
+	if (l->mt.mask + 1 > TABLE_MIN && (uint64_t)l->mt.used * 8 < l->mt.mask + 1)
+		ledger_mt_resize(&l->mt, ledger_fit(l->mt.used));
+	if (l->hp.mask + 1 > TABLE_MIN && (uint64_t)l->hp.used * 8 < l->hp.mask + 1)
+		ledger_hp_resize(&l->hp, ledger_fit(l->hp.used));
+	if (l->fp.mask + 1 > TABLE_MIN && (uint64_t)l->fp.used * 8 < l->fp.mask + 1)
+		ledger_fp_resize(&l->fp, ledger_fit(l->fp.used));
 }
 
 int ledger_snapshot(struct ledger *l, struct store_batch *b, int full,
@@ -1184,6 +1792,8 @@ int ledger_snapshot(struct ledger *l, struct store_batch *b, int full,
 				goto nomem;
 	}
 	ledger_settle(l);
+	if (!l->resync)
+		ledger_trim(l);
 	return 0;
 nomem:
 	/* Nothing was forgotten: the dirty lists are intact for next time,
@@ -1196,16 +1806,21 @@ void ledger_get_stats(const struct ledger *l, struct ledger_stats *st)
 {
 	st->mappings_nat = l->nat;
 	st->mappings_local = l->local;
+	st->entries_other = l->other;
 	st->mappings_silent = l->silent;
+	st->tombstones = l->fp.dead;
 	st->gateways = l->live_gws;
 	st->hosts = l->live_hosts;
 	st->destinations = l->live_dests;
 	st->bytes = (size_t)(l->mt.mask + 1) * sizeof(*l->mt.r) +
 		    (size_t)(l->hp.mask + 1) * sizeof(*l->hp.r) +
+		    (size_t)(l->fp.mask + 1) * sizeof(*l->fp.v) +
 		    (size_t)l->cap_gws * sizeof(*l->gws) +
 		    (size_t)l->cap_hosts * sizeof(*l->hosts) +
 		    (size_t)l->cap_dests * sizeof(*l->dests) +
 		    (size_t)(l->gw_idx.mask + l->host_idx.mask +
 			     l->dest_idx.mask + 3) * sizeof(struct ledger_islot) +
+		    (size_t)(l->dirty_gw.cap + l->dirty_host.cap +
+			     l->dirty_dest.cap) * sizeof(uint32_t) +
 		    (size_t)l->n_pages * PAGE_PORTS * sizeof(uint32_t);
 }

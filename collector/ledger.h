@@ -9,10 +9,26 @@
  * key exists replaces it (a duplicate NEW changes nothing); removing an
  * unknown key changes nothing.
  *
+ * Entries of kind OTHER (they hold no port of ours) are kept too, as a
+ * set of 61-bit fingerprints of the same key (8 bytes each, no
+ * aggregates), so that the ledger knows the exact number of entries it
+ * follows and can be audited against the kernel's count.  A key is
+ * classified once: an entry first seen as LOCAL stays LOCAL when the
+ * address set changes, and likewise for OTHER.
+ *
  * Resync: ledger_resync_begin() starts a mark phase; everything upserted
  * or removed after it is marked, dump records never override what an event
- * marked, and ledger_resync_end() sweeps what was not seen.  See
- * collector.c for why this makes a dump racing with events exact.
+ * marked, a removal leaves a tombstone (a fingerprint, freed at the end)
+ * so an older dump record cannot bring the entry back, and
+ * ledger_resync_end() sweeps what was not seen.  ledger_resync_abort()
+ * ends the phase without sweeping (a failed dump).  See tracker.c for why
+ * this makes a dump racing with events exact.
+ *
+ * Memory stays proportional to the live entries: tombstones live only
+ * during a resync, and tables and aggregate vectors shrink back when most
+ * of what they held is gone.  Every hash is seeded per ledger from
+ * getrandom(), so addresses and ports chosen by clients cannot force long
+ * probe chains.
  *
  * Single-threaded: only the collector's thread touches a ledger.
  */
@@ -41,7 +57,7 @@ enum ledger_range {
 struct ledger_mapping {
 	uint8_t family;
 	uint8_t proto;
-	uint8_t kind;	   /* NS_KIND_NAT or NS_KIND_LOCAL */
+	uint8_t kind;	   /* enum ns_kind */
 	uint8_t range;	   /* enum ledger_range */
 	uint8_t tcp_state; /* or NS_TCP_STATE_UNKNOWN: keep what is known */
 	uint16_t zone;
@@ -50,6 +66,7 @@ struct ledger_mapping {
 	uint8_t public_ip[16];
 	uint8_t host_ip[16];
 	uint8_t dest_ip[16];
+	uint8_t silent; /* out (ledger_sample, ledger_lookup): no event yet */
 };
 
 /* What ledger_upsert() did. */
@@ -63,18 +80,22 @@ enum ledger_result {
 struct ledger_stats {
 	uint64_t mappings_nat;
 	uint64_t mappings_local;
-	/* Mappings known only from dumps: no event was ever seen for them.
-	 * With nf_conntrack_events=2 (the default) the kernel sends no events
-	 * at all for entries created while nobody listened, so these change
-	 * and vanish silently; only a new dump shows it. */
+	uint64_t entries_other; /* entries of kind OTHER */
+	/* Entries (of every kind) known only from dumps: no event was ever
+	 * seen for them.  With nf_conntrack_events=2 (the default) the kernel
+	 * sends no events at all for entries created while nobody listened,
+	 * so these change and vanish silently; only a new dump or a GET shows
+	 * it. */
 	uint64_t mappings_silent;
+	uint64_t tombstones; /* during a resync */
 	uint32_t gateways;
 	uint32_t hosts;
 	uint32_t destinations;
 	size_t bytes; /* memory held by tables and aggregates */
 };
 
-/* Returns a new empty ledger, or NULL with ENOMEM. */
+/* Returns a new empty ledger with its own random hash seed, or NULL with
+ * ENOMEM. */
 struct ledger *ledger_new(void);
 void ledger_free(struct ledger *l);
 
@@ -87,11 +108,12 @@ enum ledger_source {
 				     we listened: the kernel reports it */
 };
 
-/* Adds or updates a mapping.  A dump record (source LEDGER_DUMP*) must not
- * override, during a resync, a mapping an event already touched.  A
- * mapping first read with LEDGER_DUMP counts as silent (see ledger_stats)
+/* Adds or updates an entry of any kind (for OTHER only the key fields
+ * are read).  A dump record (source LEDGER_DUMP*) must not override,
+ * during a resync, an entry an event already touched or removed.  An
+ * entry first read with LEDGER_DUMP counts as silent (see ledger_stats)
  * until an event shows up for it.  Returns an enum ledger_result, or -1
- * with ENOMEM (the ledger is unchanged). */
+ * with ENOMEM (the ledger is unchanged) or EINVAL (bad kind or range). */
 int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 		  int source);
 
@@ -101,9 +123,31 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
  * adding up.  Changes nothing. */
 void ledger_prefetch(struct ledger *l, const struct ledger_mapping *m);
 
-/* Removes the mapping with m's key (only the key fields are read).  Returns
- * 1 if it was there, 0 if unknown. */
+/* Removes the entry with m's key (only the key fields are read), whatever
+ * its kind.  Returns 1 if it was a mapping (NAT or LOCAL), 2 if it was an
+ * OTHER entry, 0 if unknown. */
 int ledger_remove(struct ledger *l, const struct ledger_mapping *m);
+
+/* Looks up the mapping (NAT or LOCAL) with m's key and fills *out with
+ * everything the ledger knows of it.  Returns 1, or 0 if there is none. */
+int ledger_lookup(const struct ledger *l, const struct ledger_mapping *m,
+		  struct ledger_mapping *out);
+
+/* Copies up to n mappings (NAT and LOCAL) into out[], walking the table
+ * from slot *cursor on and wrapping; *cursor is left where the next call
+ * goes on, so that calls in turn visit every mapping.  Returns how many
+ * were copied (fewer than n only when the table holds fewer). */
+unsigned ledger_sample(const struct ledger *l, uint32_t *cursor,
+		       struct ledger_mapping *out, unsigned n);
+
+/* A 61-bit fingerprint of m's key (seeded: stable within one ledger),
+ * never 0.  Two different keys share one with probability 2^-61. */
+uint64_t ledger_fingerprint(const struct ledger *l,
+			    const struct ledger_mapping *m);
+
+/* The longest probe run in the mapping table: how many slots a lookup
+ * may visit (tests). */
+uint32_t ledger_probe_max(const struct ledger *l);
 
 /* Sizes the mapping table for this many mappings now, instead of growing
  * it step by step while a large dump is read.  Returns 0, or -1 with
@@ -113,14 +157,22 @@ int ledger_expect(struct ledger *l, uint64_t mappings);
 /* Starts a mark phase (a resync dump is about to be read). */
 void ledger_resync_begin(struct ledger *l);
 
-/* Ends it: removes every mapping neither seen in the dump nor touched by
- * an event since ledger_resync_begin().  Returns how many were removed. */
-uint64_t ledger_resync_end(struct ledger *l);
+/* Ends it: removes every entry neither seen in the dump nor touched by
+ * an event since ledger_resync_begin(), and the tombstones.  Returns how
+ * many mappings (NAT and LOCAL) were removed; *others (may be NULL) gets
+ * how many OTHER entries. */
+uint64_t ledger_resync_end(struct ledger *l, uint64_t *others);
+
+/* Ends the mark phase without sweeping: what the dump did not reach is
+ * kept (a failed dump says nothing about it).  Tombstones are dropped. */
+void ledger_resync_abort(struct ledger *l);
 
 /* Appends to b one row per aggregate changed since the last snapshot (all
  * live ones if full), with capacities computed from range_size[] (the size
- * of each enum ledger_range), and forgets aggregates that emptied.  Returns
- * 0, or -1 with ENOMEM (then the next snapshot must be full). */
+ * of each enum ledger_range), and forgets aggregates that emptied; outside
+ * a resync it then gives back memory (shrinks tables, compacts the
+ * aggregates) when most of it is unused.  Returns 0, or -1 with ENOMEM
+ * (then the next snapshot must be full). */
 int ledger_snapshot(struct ledger *l, struct store_batch *b, int full,
 		    const uint32_t range_size[LEDGER_RANGES]);
 
