@@ -232,3 +232,101 @@ size_t ctmsg_build_dump(void *buf, uint32_t seq)
 	nfg->res_id = 0;
 	return nlh->nlmsg_len;
 }
+
+int ctmsg_error(const struct nlmsghdr *nlh)
+{
+	const struct nlmsgerr *err;
+
+	if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(*err))) {
+		errno = EBADMSG;
+		return -1;
+	}
+	err = mnl_nlmsg_get_payload(nlh);
+	return err->error < 0 ? -err->error : err->error;
+}
+
+enum ctmsg_dump_end ctmsg_dump_end(const void *buf, size_t len, uint32_t seq,
+				   int *err)
+{
+	const struct nlmsghdr *nlh = buf;
+	int left = len > INT32_MAX ? INT32_MAX : (int)len;
+
+	*err = 0;
+	for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) {
+		int e;
+
+		if (nlh->nlmsg_seq != seq)
+			continue;
+		if (nlh->nlmsg_type == NLMSG_DONE)
+			return CTMSG_DUMP_DONE;
+		if (nlh->nlmsg_type != NLMSG_ERROR)
+			continue;
+		e = ctmsg_error(nlh);
+		if (e != 0) {
+			*err = e < 0 ? EBADMSG : e;
+			return CTMSG_DUMP_FAILED;
+		}
+	}
+	if (left > 0) {
+		*err = EBADMSG; /* a message cut short: the dump is unreadable */
+		return CTMSG_DUMP_FAILED;
+	}
+	return CTMSG_DUMP_MORE;
+}
+
+/* Puts one tuple nest (type CTA_TUPLE_ORIG or _REPLY). */
+static void ctmsg_put_tuple(struct nlmsghdr *nlh, uint16_t type, uint8_t family,
+			    uint8_t proto, const struct ct_tuple *t)
+{
+	struct nlattr *tuple, *ip, *pr;
+
+	tuple = mnl_attr_nest_start(nlh, type);
+	ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+	if (family == AF_INET) {
+		mnl_attr_put(nlh, CTA_IP_V4_SRC, 4, t->src);
+		mnl_attr_put(nlh, CTA_IP_V4_DST, 4, t->dst);
+	} else {
+		mnl_attr_put(nlh, CTA_IP_V6_SRC, 16, t->src);
+		mnl_attr_put(nlh, CTA_IP_V6_DST, 16, t->dst);
+	}
+	mnl_attr_nest_end(nlh, ip);
+	pr = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
+	mnl_attr_put_u8(nlh, CTA_PROTO_NUM, proto);
+	if (proto == IPPROTO_ICMP) {
+		mnl_attr_put_u16(nlh, CTA_PROTO_ICMP_ID, htons(t->sport));
+		mnl_attr_put_u8(nlh, CTA_PROTO_ICMP_TYPE, 0); /* echo reply */
+		mnl_attr_put_u8(nlh, CTA_PROTO_ICMP_CODE, 0);
+	} else if (proto == IPPROTO_ICMPV6) {
+		mnl_attr_put_u16(nlh, CTA_PROTO_ICMPV6_ID, htons(t->sport));
+		mnl_attr_put_u8(nlh, CTA_PROTO_ICMPV6_TYPE, 129);
+		mnl_attr_put_u8(nlh, CTA_PROTO_ICMPV6_CODE, 0);
+	} else {
+		mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(t->sport));
+		mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(t->dport));
+	}
+	mnl_attr_nest_end(nlh, pr);
+	mnl_attr_nest_end(nlh, tuple);
+}
+
+size_t ctmsg_build_get(void *buf, size_t size, uint32_t seq, uint8_t family,
+		       uint8_t proto, uint16_t zone,
+		       const struct ct_tuple *reply)
+{
+	struct nlmsghdr *nlh;
+	struct nfgenmsg *nfg;
+
+	if (size < 256)
+		return 0; /* the largest (IPv6) request is under 160 bytes */
+	nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
+	nlh->nlmsg_flags = NLM_F_REQUEST;
+	nlh->nlmsg_seq = seq;
+	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+	nfg->nfgen_family = family;
+	nfg->version = NFNETLINK_V0;
+	nfg->res_id = 0;
+	ctmsg_put_tuple(nlh, CTA_TUPLE_REPLY, family, proto, reply);
+	if (zone)
+		mnl_attr_put_u16(nlh, CTA_ZONE, htons(zone));
+	return nlh->nlmsg_len;
+}

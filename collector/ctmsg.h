@@ -46,4 +46,35 @@ int ctmsg_parse(const struct nlmsghdr *nlh, struct ct_entry *e);
  * (at least 64 bytes).  Returns the message length. */
 size_t ctmsg_build_dump(void *buf, uint32_t seq);
 
+/* How a chunk of a dump answer ends the dump.  The one rule for "end of
+ * dump", used by the dump reader and the collector alike (like libmnl's
+ * callback.c: OK / STOP / ERROR). */
+enum ctmsg_dump_end {
+	CTMSG_DUMP_MORE = 0, /* the dump goes on */
+	CTMSG_DUMP_DONE,     /* NLMSG_DONE: complete */
+	CTMSG_DUMP_FAILED,   /* an error answer, or unreadable: *err says */
+};
+
+/* Looks at the netlink messages of one chunk of len bytes for the end of
+ * the dump with sequence number seq (messages of other sequence numbers
+ * are ignored).  An NLMSG_ERROR with an error, one too short to hold its
+ * error (EBADMSG), or bytes that are not whole netlink messages (EBADMSG)
+ * fail the dump and set *err to the errno. */
+enum ctmsg_dump_end ctmsg_dump_end(const void *buf, size_t len, uint32_t seq,
+				   int *err);
+
+/* The errno an NLMSG_ERROR message carries: 0 for an acknowledgement, or
+ * -1 with errno EBADMSG when the message is too short to hold one. */
+int ctmsg_error(const struct nlmsghdr *nlh);
+
+/* Builds into buf (size bytes, at least 256) a request for the one entry
+ * whose reply tuple is *reply (family, proto, zone; for ICMP and ICMPv6
+ * the echo id is reply->sport and the reply is an echo reply).  The
+ * kernel answers with the entry (an IPCTNL_MSG_CT_NEW message) or with
+ * NLMSG_ERROR ENOENT, carrying seq.  Returns the message length, or 0 if
+ * size is too small. */
+size_t ctmsg_build_get(void *buf, size_t size, uint32_t seq, uint8_t family,
+		       uint8_t proto, uint16_t zone,
+		       const struct ct_tuple *reply);
+
 #endif

@@ -33,25 +33,39 @@ struct dumper {
 	int err[DUMPER_SLOTS];
 	unsigned head, tail; /* filled: [tail, head), free-running */
 	int running;	     /* the reader should read */
+	int in_recv;	     /* the reader is inside recv() */
 	int stop;
+	uint32_t seq;	     /* of the running dump */
+	pthread_cond_t idle; /* the reader left recv() */
 };
 
-/* Whether a chunk ends the dump: it holds NLMSG_DONE or an error. */
-static int dumper_is_last(const void *buf, size_t len)
+/* The dump socket: bound, with a bounded receive wait (so that
+ * dumper_close() and dumper_reset() are heard) and room for chunks. */
+static struct mnl_socket *dumper_socket(void)
 {
-	const struct nlmsghdr *nlh = buf;
-	int left = (int)len;
+	struct timeval tv = { 0, 200000 };
+	struct mnl_socket *nl;
+	int v = 4 << 20;
 
-	for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left))
-		if (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR)
-			return 1;
-	return 0;
+	nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		log_warn("conntrack: dump socket");
+		if (nl)
+			mnl_socket_close(nl);
+		return NULL;
+	}
+	if (setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVTIMEO, &tv,
+		       sizeof(tv)) < 0)
+		log_warn("conntrack: dump socket timeout");
+	if (setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUF, &v,
+		       sizeof(v)) < 0)
+		log_warn("conntrack: dump socket buffer");
+	return nl;
 }
 
 static void *dumper_main(void *arg)
 {
 	struct dumper *d = arg;
-	int fd = mnl_socket_get_fd(d->nl);
 	uint64_t one = 1;
 
 	pthread_setname_np(pthread_self(), "ns-dump"); /* for top -H, bench/ */
@@ -59,7 +73,7 @@ static void *dumper_main(void *arg)
 	for (;;) {
 		unsigned slot;
 		ssize_t n;
-		int saved;
+		int saved, fd;
 
 		while (!d->stop &&
 		       (!d->running || d->head - d->tail == DUMPER_SLOTS))
@@ -67,11 +81,17 @@ static void *dumper_main(void *arg)
 		if (d->stop)
 			break;
 		slot = d->head % DUMPER_SLOTS;
+		fd = mnl_socket_get_fd(d->nl);
+		d->in_recv = 1;
 		pthread_mutex_unlock(&d->mu);
 		n = recv(fd, d->buf + (size_t)slot * DUMPER_BUFSZ, DUMPER_BUFSZ,
 			 MSG_TRUNC);
 		saved = errno;
 		pthread_mutex_lock(&d->mu);
+		d->in_recv = 0;
+		pthread_cond_broadcast(&d->idle);
+		if (!d->running)
+			continue; /* reset while we read: not ours any more */
 		if (n < 0 && (saved == EAGAIN || saved == EWOULDBLOCK ||
 			      saved == EINTR))
 			continue; /* receive timeout: look at stop again */
@@ -81,9 +101,13 @@ static void *dumper_main(void *arg)
 		}
 		d->len[slot] = n < 0 ? 0 : (size_t)n;
 		d->err[slot] = n < 0 ? saved : 0;
-		d->end[slot] = n < 0 ||
-			       dumper_is_last(d->buf + (size_t)slot * DUMPER_BUFSZ,
-					      (size_t)n);
+		if (n >= 0)
+			d->end[slot] = ctmsg_dump_end(
+					       d->buf + (size_t)slot * DUMPER_BUFSZ,
+					       (size_t)n, d->seq,
+					       &d->err[slot]) != CTMSG_DUMP_MORE;
+		else
+			d->end[slot] = 1;
 		d->head++;
 		if (d->end[slot])
 			d->running = 0;
@@ -97,29 +121,19 @@ static void *dumper_main(void *arg)
 struct dumper *dumper_open(void)
 {
 	struct dumper *d = calloc(1, sizeof(*d));
-	struct timeval tv = { 0, 200000 };
-	int v = 4 << 20;
 
 	if (!d)
 		return NULL;
 	d->efd = -1;
 	pthread_mutex_init(&d->mu, NULL);
 	pthread_cond_init(&d->cv, NULL);
+	pthread_cond_init(&d->idle, NULL);
 	d->buf = malloc((size_t)DUMPER_SLOTS * DUMPER_BUFSZ);
 	if (!d->buf)
 		goto err;
-	d->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	if (!d->nl || mnl_socket_bind(d->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		log_warn("conntrack: dump socket");
+	d->nl = dumper_socket();
+	if (!d->nl)
 		goto err;
-	}
-	/* a bounded wait, so that dumper_close() is heard */
-	if (setsockopt(mnl_socket_get_fd(d->nl), SOL_SOCKET, SO_RCVTIMEO, &tv,
-		       sizeof(tv)) < 0)
-		log_warn("conntrack: dump socket timeout");
-	if (setsockopt(mnl_socket_get_fd(d->nl), SOL_SOCKET, SO_RCVBUF, &v,
-		       sizeof(v)) < 0)
-		log_warn("conntrack: dump socket buffer");
 	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (d->efd < 0) {
 		log_warn("eventfd");
@@ -155,6 +169,7 @@ void dumper_close(struct dumper *d)
 		close(d->efd);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
+	pthread_cond_destroy(&d->idle);
 	free(d->buf);
 	free(d);
 	errno = saved;
@@ -174,13 +189,39 @@ int dumper_start(struct dumper *d, uint32_t seq)
 	pthread_mutex_lock(&d->mu);
 	/* the reader is idle here (running is 0): nothing is in recv() */
 	d->head = d->tail = 0;
-	if (mnl_socket_sendto(d->nl, req, len) < 0) {
+	d->seq = seq;
+	if (!d->nl) {
+		errno = ENOTCONN;
+		rc = -1;
+	} else if (mnl_socket_sendto(d->nl, req, len) < 0) {
 		rc = -1;
 	} else {
 		d->running = 1;
 		pthread_cond_signal(&d->cv);
 	}
 	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+int dumper_reset(struct dumper *d)
+{
+	struct mnl_socket *nl;
+	uint64_t v;
+	int rc = 0;
+
+	pthread_mutex_lock(&d->mu);
+	d->running = 0;
+	while (d->in_recv)
+		pthread_cond_wait(&d->idle, &d->mu);
+	d->head = d->tail = 0;
+	if (d->nl)
+		mnl_socket_close(d->nl);
+	d->nl = nl = dumper_socket();
+	if (!nl)
+		rc = -1;
+	pthread_mutex_unlock(&d->mu);
+	if (read(d->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_warn("dump: eventfd");
 	return rc;
 }
 

@@ -35,10 +35,19 @@ int dumper_fd(const struct dumper *d);
  * -1 with errno if the request cannot be sent. */
 int dumper_start(struct dumper *d, uint32_t seq);
 
+/* Abandons the running dump: waits for the reader to leave recv() (one
+ * receive timeout at most), drops what the ring holds and replaces the
+ * socket, so that a dump the kernel never finishes cannot block the next
+ * one (the kernel refuses a second dump on a socket with EBUSY).  Returns
+ * 0, or -1 with errno if no new socket could be opened (then the next
+ * dumper_start() fails and is retried). */
+int dumper_reset(struct dumper *d);
+
 /* The oldest filled chunk: sets *len and returns the buffer, or NULL when
- * none is waiting.  *end is set when this chunk is the dump's last (it
- * holds NLMSG_DONE or an error), *err to a receive error (errno value) that
- * ended the dump instead, else 0. */
+ * none is waiting.  *end is set when this chunk is the dump's last, by the
+ * one rule of ctmsg_dump_end() applied by the reader: it holds the
+ * dump's NLMSG_DONE (*err 0) or its failure (*err the errno: an error
+ * answer, an unreadable chunk, or a receive error). */
 const void *dumper_next(struct dumper *d, size_t *len, int *end, int *err);
 
 /* Gives the chunk from dumper_next() back to the reader. */

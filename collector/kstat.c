@@ -28,6 +28,56 @@ static int kstat_slurp(const char *path, char *buf, size_t size)
 	return got > 0 ? 0 : -1;
 }
 
+int kstat_read_stat(const char *path, struct kstat *ks)
+{
+	/* One line per CPU: 8 KB held 51 of them, and gateways have more.
+	 * The whole file is read, growing the buffer. */
+	size_t cap = 16384, got = 0;
+	char *buf = malloc(cap), *p;
+	ssize_t n;
+	int fd, rc, err;
+
+	if (!buf)
+		return -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		free(buf);
+		return -1;
+	}
+	for (;;) {
+		if (got + 1 == cap) {
+			if (cap >= (64u << 20) || !(p = realloc(buf, cap * 2))) {
+				err = cap >= (64u << 20) ? EFBIG : ENOMEM;
+				goto fail;
+			}
+			buf = p;
+			cap *= 2;
+		}
+		n = read(fd, buf + got, cap - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = errno;
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	rc = kstat_parse_stat(buf, ks);
+	err = errno;
+	free(buf);
+	errno = err;
+	return rc;
+fail:
+	close(fd);
+	free(buf);
+	errno = err;
+	return -1;
+}
+
 static int64_t kstat_read_int(const char *path)
 {
 	char buf[64], *end;
@@ -144,8 +194,7 @@ void kstat_read(struct kstat *ks)
 	ks->count = kstat_read_int("/proc/sys/net/netfilter/nf_conntrack_count");
 	ks->max = kstat_read_int("/proc/sys/net/netfilter/nf_conntrack_max");
 	ks->insert_failed = ks->drop = ks->early_drop = ks->clash_resolve = -1;
-	if (kstat_slurp("/proc/net/stat/nf_conntrack", buf, sizeof(buf)) == 0)
-		kstat_parse_stat(buf, ks);
+	kstat_read_stat("/proc/net/stat/nf_conntrack", ks);
 	ks->port_lo = ks->port_hi = -1;
 	if (kstat_slurp("/proc/sys/net/ipv4/ip_local_port_range", buf,
 			sizeof(buf)) == 0)

@@ -36,6 +36,11 @@ void kstat_read(struct kstat *ks);
  * untouched). */
 int kstat_parse_stat(const char *text, struct kstat *ks);
 
+/* Reads the whole file at path (/proc/net/stat/nf_conntrack, however many
+ * CPUs it lists) and parses it as kstat_parse_stat() does.  Returns 0, or
+ * -1 with errno (the file's, or EBADMSG); fields untouched on failure. */
+int kstat_read_stat(const char *path, struct kstat *ks);
+
 /* Parses the text of ip_local_port_range ("32768\t60999\n").  Returns 0,
  * or -1 with EBADMSG. */
 int kstat_parse_port_range(const char *text, int32_t *lo, int32_t *hi);

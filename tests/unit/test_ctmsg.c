@@ -492,6 +492,174 @@ static void test_classify_cases(void **state)
 	localaddr_close(la);
 }
 
+/* ---- the end of a dump, and GET requests ---- */
+
+/* Appends a netlink message of type with a payload of plen bytes (an
+ * nlmsgerr's error for NLMSG_ERROR when plen >= 4). */
+static size_t put_msg(uint8_t *buf, size_t off, uint16_t type, uint32_t seq,
+		      int error, size_t plen)
+{
+	struct nlmsghdr *nlh = (struct nlmsghdr *)(buf + off);
+
+	memset(nlh, 0, NLMSG_ALIGN(NLMSG_HDRLEN + plen));
+	nlh->nlmsg_len = (uint32_t)(NLMSG_HDRLEN + plen);
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_MULTI;
+	nlh->nlmsg_seq = seq;
+	if (type == NLMSG_ERROR && plen >= sizeof(int))
+		memcpy(NLMSG_DATA(nlh), &error, sizeof(int));
+	return off + NLMSG_ALIGN(nlh->nlmsg_len);
+}
+
+/* One rule decides how a dump ended: DONE of its own sequence, an error
+ * answer (with its errno), a short error message (EBADMSG, never read past
+ * its end), a chunk cut short; messages of other sequences never end it. */
+static void test_dump_end(void **state)
+{
+	uint8_t buf[1024];
+	size_t off;
+	int err;
+
+	(void)state;
+	off = put_msg(buf, 0, NLMSG_DONE, 7, 0, 4);
+	assert_int_equal(ctmsg_dump_end(buf, off, 8, &err), CTMSG_DUMP_MORE);
+	off = put_msg(buf, off, NLMSG_DONE, 8, 0, 4);
+	assert_int_equal(ctmsg_dump_end(buf, off, 8, &err), CTMSG_DUMP_DONE);
+	assert_int_equal(err, 0);
+
+	off = put_msg(buf, 0, NLMSG_ERROR, 8, -EINTR,
+		      sizeof(struct nlmsgerr));
+	assert_int_equal(ctmsg_dump_end(buf, off, 8, &err), CTMSG_DUMP_FAILED);
+	assert_int_equal(err, EINTR);
+	off = put_msg(buf, 0, NLMSG_ERROR, 8, 0, sizeof(struct nlmsgerr));
+	assert_int_equal(ctmsg_dump_end(buf, off, 8, &err), CTMSG_DUMP_MORE);
+
+	/* an error message with only 2 bytes of payload: too short to hold
+	 * its error; it fails the dump without reading beyond */
+	off = put_msg(buf, 0, NLMSG_ERROR, 8, 0, 2);
+	{
+		uint8_t *exact = malloc(off); /* ASan sees any over-read */
+
+		memcpy(exact, buf, off);
+		assert_int_equal(ctmsg_dump_end(exact, off, 8, &err),
+				 CTMSG_DUMP_FAILED);
+		assert_int_equal(err, EBADMSG);
+		assert_int_equal(ctmsg_error((const struct nlmsghdr *)exact), -1);
+		assert_int_equal(errno, EBADMSG);
+		free(exact);
+	}
+	/* a chunk whose last message is cut short */
+	off = put_msg(buf, 0, NLMSG_DONE, 9, 0, 4);
+	assert_int_equal(ctmsg_dump_end(buf, off - 2, 8, &err),
+			 CTMSG_DUMP_FAILED);
+	assert_int_equal(err, EBADMSG);
+}
+
+/* The attribute of type among those from start to end, or NULL. */
+static const struct nlattr *find_attr(const void *start, const void *end,
+				      uint16_t type)
+{
+	const struct nlattr *a = start;
+
+	while (a && (const char *)a + NLA_HDRLEN <= (const char *)end) {
+		if ((a->nla_type & NLA_TYPE_MASK) == type)
+			return a;
+		a = (const void *)((const char *)a + NLA_ALIGN(a->nla_len));
+	}
+	return NULL;
+}
+
+/* The attribute of type inside the nest n. */
+static const struct nlattr *in_nest(const struct nlattr *n, uint16_t type)
+{
+	return n ? find_attr(mnl_attr_get_payload(n),
+			     (const char *)n + n->nla_len, type) : NULL;
+}
+
+/* A GET by reply tuple, as libnetfilter_conntrack reads it back. */
+static void test_build_get(void **state)
+{
+	static const struct {
+		uint8_t family, proto;
+		uint16_t zone;
+		const char *src, *dst;
+		uint16_t sport, dport;
+	} cases[] = {
+		{ AF_INET, IPPROTO_TCP, 0, "198.51.100.7", "203.0.113.1", 443, 40000 },
+		{ AF_INET, IPPROTO_UDP, 5, "198.51.100.8", "203.0.113.2", 53, 1234 },
+		{ AF_INET6, IPPROTO_TCP, 0, "2001:db8:51::1", "2001:db8:113::1", 80, 2000 },
+		{ AF_INET, IPPROTO_ICMP, 0, "198.51.100.9", "203.0.113.1", 777, 777 },
+		{ AF_INET6, IPPROTO_ICMPV6, 0, "2001:db8:51::9", "2001:db8:113::1", 99, 99 },
+	};
+	uint8_t buf[512];
+
+	(void)state;
+	assert_int_equal(ctmsg_build_get(buf, 100, 1, AF_INET, IPPROTO_TCP, 0,
+					 NULL), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ct_tuple t;
+		struct nf_conntrack *ct = nfct_new();
+		const struct nlmsghdr *nlh = (const void *)buf;
+		size_t len;
+
+		memset(&t, 0, sizeof(t));
+		inet_pton(cases[i].family, cases[i].src, t.src);
+		inet_pton(cases[i].family, cases[i].dst, t.dst);
+		t.sport = cases[i].sport;
+		t.dport = cases[i].dport;
+		len = ctmsg_build_get(buf, sizeof(buf), 42, cases[i].family,
+				      cases[i].proto, cases[i].zone, &t);
+		assert_true(len > 0 && len == nlh->nlmsg_len);
+		assert_int_equal(nlh->nlmsg_seq, 42);
+		assert_int_equal(NFNL_MSG_TYPE(nlh->nlmsg_type), IPCTNL_MSG_CT_GET);
+		assert_int_equal(nfct_nlmsg_parse(nlh, ct), 0);
+		assert_int_equal(nfct_get_attr_u8(ct, ATTR_REPL_L4PROTO),
+				 cases[i].proto);
+		if (cases[i].family == AF_INET) {
+			assert_memory_equal(nfct_get_attr(ct, ATTR_REPL_IPV4_SRC),
+					    t.src, 4);
+			assert_memory_equal(nfct_get_attr(ct, ATTR_REPL_IPV4_DST),
+					    t.dst, 4);
+		} else {
+			assert_memory_equal(nfct_get_attr(ct, ATTR_REPL_IPV6_SRC),
+					    t.src, 16);
+			assert_memory_equal(nfct_get_attr(ct, ATTR_REPL_IPV6_DST),
+					    t.dst, 16);
+		}
+		if (cases[i].proto == IPPROTO_ICMP ||
+		    cases[i].proto == IPPROTO_ICMPV6) {
+			/* libnetfilter_conntrack keeps ICMP fields of the
+			 * original tuple only: walk the reply nest here */
+			int v6 = cases[i].proto == IPPROTO_ICMPV6;
+			const struct nlattr *pr = in_nest(
+				find_attr(mnl_nlmsg_get_payload_offset(
+						  nlh, sizeof(struct nfgenmsg)),
+					  (const char *)nlh + nlh->nlmsg_len,
+					  CTA_TUPLE_REPLY),
+				CTA_TUPLE_PROTO);
+			const struct nlattr *id, *type;
+
+			assert_non_null(pr);
+			id = in_nest(pr, v6 ? CTA_PROTO_ICMPV6_ID : CTA_PROTO_ICMP_ID);
+			type = in_nest(pr, v6 ? CTA_PROTO_ICMPV6_TYPE :
+						CTA_PROTO_ICMP_TYPE);
+			assert_non_null(id);
+			assert_non_null(type);
+			assert_int_equal(ntohs(mnl_attr_get_u16(id)), cases[i].sport);
+			assert_int_equal(mnl_attr_get_u8(type), v6 ? 129 : 0);
+		} else {
+			assert_int_equal(ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_SRC)),
+					 cases[i].sport);
+			assert_int_equal(ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_DST)),
+					 cases[i].dport);
+		}
+		if (cases[i].zone)
+			assert_int_equal(nfct_get_attr_u16(ct, ATTR_ZONE),
+					 cases[i].zone);
+		nfct_destroy(ct);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -500,6 +668,8 @@ int main(void)
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_classify_fixture),
 		cmocka_unit_test(test_classify_cases),
+		cmocka_unit_test(test_dump_end),
+		cmocka_unit_test(test_build_get),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -102,6 +102,49 @@ static void test_parse_real_file(void **state)
 	assert_int_equal(ks.clash_resolve, 0);
 }
 
+/* A gateway with 512 CPUs: the file is ~80 KB, ten times what a fixed
+ * 8 KB buffer held (51 CPUs); every CPU's counters must be summed. */
+static void test_many_cpus(void **state)
+{
+	char path[] = "/tmp/natscope-test-stat-XXXXXX";
+	int fd = mkstemp(path);
+	FILE *f;
+	struct kstat ks;
+	long long want_if = 0, want_drop = 0, want_early = 0, want_clash = 0;
+
+	(void)state;
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	fprintf(f, "entries  clashres found new invalid ignore delete "
+		   "chainlength insert insert_failed drop early_drop icmp_error "
+		   " expect_new expect_create expect_delete search_restart\n");
+	for (int cpu = 0; cpu < 512; cpu++) {
+		unsigned clash = (unsigned)cpu * 3, ifail = (unsigned)cpu + 1,
+			 drop = (unsigned)cpu % 7, early = 1000u + (unsigned)cpu;
+
+		want_clash += clash;
+		want_if += ifail;
+		want_drop += drop;
+		want_early += early;
+		fprintf(f, "%08x  %08x 00000000 00000000 00000000 00000000 "
+			   "00000000 00000000 00000000 %08x %08x %08x 00000000  "
+			   "00000000 00000000 00000000 00000000\n",
+			1000u, clash, ifail, drop, early);
+	}
+	fclose(f);
+	memset(&ks, 0, sizeof(ks));
+	assert_int_equal(kstat_read_stat(path, &ks), 0);
+	unlink(path);
+	assert_int_equal(ks.insert_failed, want_if);
+	assert_int_equal(ks.drop, want_drop);
+	assert_int_equal(ks.early_drop, want_early);
+	assert_int_equal(ks.clash_resolve, want_clash);
+	errno = 0;
+	assert_int_equal(kstat_read_stat("/nonexistent/stat", &ks), -1);
+	assert_int_equal(errno, ENOENT);
+}
+
 static void test_port_range(void **state)
 {
 	int32_t lo = 0, hi = 0;
@@ -149,6 +192,7 @@ int main(void)
 		cmocka_unit_test(test_parse_stat_old),
 		cmocka_unit_test(test_parse_stat_garbage),
 		cmocka_unit_test(test_parse_real_file),
+		cmocka_unit_test(test_many_cpus),
 		cmocka_unit_test(test_port_range),
 		cmocka_unit_test(test_read_live),
 	};
