@@ -52,9 +52,10 @@
 
 /* Work that waits for a barrier. */
 enum collector_barrier {
-	BARRIER_DUMP = 1,
-	BARRIER_AUDIT = 2,
-	BARRIER_SAMPLE = 4,
+	BARRIER_DUMP = 1,     /* then start a dump */
+	BARRIER_AUDIT = 2,    /* then the count audit */
+	BARRIER_SAMPLE = 4,   /* then the sample's verdict */
+	BARRIER_DUMP_END = 8, /* then end the complete dump (and sweep) */
 };
 
 struct collector {
@@ -82,7 +83,7 @@ struct collector {
 
 	/* the running dump */
 	uint32_t dump_seq;
-	double dump_cpu;
+	double dump_cpu, dump_end_cpu; /* process CPU at its start, end */
 
 	/* the running sample: the kernel's answers, by index */
 	struct ledger_mapping sample[TRACKER_SAMPLE_MAX];
@@ -213,9 +214,12 @@ static void collector_quiet(struct collector *c, uint64_t drops)
 		c->barrier_drops = drops;
 		if (c->barrier & BARRIER_SAMPLE)
 			collector_judge_sample(c, now); /* voided by the loss */
-		c->barrier &= BARRIER_DUMP;
+		c->barrier &= BARRIER_DUMP | BARRIER_DUMP_END;
 		return;
 	}
+	if (c->barrier & BARRIER_DUMP_END)
+		tracker_dump_end(c->tracker, 0, drops,
+				 c->dump_end_cpu - c->dump_cpu, now);
 	if (c->barrier & BARRIER_AUDIT)
 		tracker_audit_count(c->tracker, c->audit_count,
 				    tracker_changes(c->tracker) -
@@ -290,17 +294,21 @@ static int collector_read_dump(struct collector *c)
 			tracker_dump_progress(c->tracker, now);
 			if (len)
 				collector_datagram(c, chunk, (int)len, 1, now);
-			if (end) {
-				if (err) {
-					errno = err;
-					log_warn("conntrack: dump %u",
-						 c->dump_seq);
-				}
+			if (end && err) {
+				errno = err;
+				log_warn("conntrack: dump %u", c->dump_seq);
 				tracker_dump_end(
 					c->tracker, err, collector_drops(c),
 					collector_cpu(CLOCK_PROCESS_CPUTIME_ID) -
 						c->dump_cpu,
 					now);
+			} else if (end) {
+				/* complete: what was queued before its end is
+				 * applied first, so that the sweep only takes
+				 * what is really gone (tracker.c) */
+				c->dump_end_cpu =
+					collector_cpu(CLOCK_PROCESS_CPUTIME_ID);
+				collector_barrier(c, BARRIER_DUMP_END);
 			}
 		}
 		dumper_release(c->dumper);

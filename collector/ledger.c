@@ -1253,10 +1253,11 @@ void ledger_resync_begin(struct ledger *l)
 }
 
 /* Walks the fingerprint set, deleting the tombstones and, when sweep is
- * set, the unmarked entries (counted in *others), else marking every
+ * set, the unmarked entries (counted in *sw), else marking every
  * entry with the current epoch.  Deleting shifts later slots back into
  * slot i, so i is examined again after each deletion. */
-static void ledger_fp_settle(struct ledger *l, int sweep, uint64_t *others)
+static void ledger_fp_settle(struct ledger *l, int sweep,
+			     struct ledger_sweep *sw)
 {
 	uint64_t epoch = l->epoch ? FP_EPOCH : 0;
 	uint32_t i = 0, cap = l->fp.mask + 1;
@@ -1267,10 +1268,12 @@ static void ledger_fp_settle(struct ledger *l, int sweep, uint64_t *others)
 		if (*s && ((*s & FP_DEAD) ||
 			   (sweep && (*s & FP_EPOCH) != epoch))) {
 			if (!(*s & FP_DEAD)) {
-				if (!(*s & FP_EVENTS))
+				if (!(*s & FP_EVENTS)) {
 					l->silent--;
+					sw->others_silent++;
+				}
 				l->other--;
-				(*others)++;
+				sw->others++;
 			}
 			ledger_fp_delete(&l->fp, s);
 			continue;
@@ -1281,9 +1284,9 @@ static void ledger_fp_settle(struct ledger *l, int sweep, uint64_t *others)
 	}
 }
 
-uint64_t ledger_resync_end(struct ledger *l, uint64_t *others)
+uint64_t ledger_resync_end(struct ledger *l, struct ledger_sweep *out)
 {
-	uint64_t removed = 0, o = 0;
+	struct ledger_sweep sw = { 0 };
 	uint32_t i = 0, cap = l->mt.mask + 1;
 
 	/* Deleting shifts later records back into slot i, so i is examined
@@ -1293,23 +1296,24 @@ uint64_t ledger_resync_end(struct ledger *l, uint64_t *others)
 		struct ledger_mrec *r = &l->mt.r[i];
 
 		if (r->dest1 && (r->flags & MF_EPOCH) != l->epoch) {
+			sw.mappings_silent += !(r->flags & MF_EVENTS);
 			ledger_sub_counts(l, r->dest1 - 1, r);
 			ledger_mt_delete(&l->mt, r);
-			removed++;
+			sw.mappings++;
 			continue;
 		}
 		i++;
 	}
-	ledger_fp_settle(l, 1, &o);
-	if (others)
-		*others = o;
+	ledger_fp_settle(l, 1, &sw);
+	if (out)
+		*out = sw;
 	l->resync = 0;
-	return removed;
+	return sw.mappings;
 }
 
 void ledger_resync_abort(struct ledger *l)
 {
-	uint64_t none = 0;
+	struct ledger_sweep none = { 0 };
 
 	/* Everything gets the current mark, so that the next mark phase
 	 * starts with every entry unmarked as usual. */

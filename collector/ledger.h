@@ -157,11 +157,19 @@ int ledger_expect(struct ledger *l, uint64_t mappings);
 /* Starts a mark phase (a resync dump is about to be read). */
 void ledger_resync_begin(struct ledger *l);
 
+/* What the sweep at the end of a resync removed. */
+struct ledger_sweep {
+	uint64_t mappings;	  /* NAT and LOCAL */
+	uint64_t mappings_silent; /* of which known only from dumps */
+	uint64_t others;	  /* OTHER entries */
+	uint64_t others_silent;
+};
+
 /* Ends it: removes every entry neither seen in the dump nor touched by
  * an event since ledger_resync_begin(), and the tombstones.  Returns how
- * many mappings (NAT and LOCAL) were removed; *others (may be NULL) gets
- * how many OTHER entries. */
-uint64_t ledger_resync_end(struct ledger *l, uint64_t *others);
+ * many mappings (NAT and LOCAL) were removed; *sw (may be NULL) gets the
+ * details. */
+uint64_t ledger_resync_end(struct ledger *l, struct ledger_sweep *sw);
 
 /* Ends the mark phase without sweeping: what the dump did not reach is
  * kept (a failed dump says nothing about it).  Tombstones are dropped. */

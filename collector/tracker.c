@@ -57,7 +57,7 @@
 
 #define APPLY_BATCH 16	      /* entries parsed and prefetched, then applied */
 #define GAPS_PENDING_MAX 16   /* gap rows waiting for the next write */
-#define DUMP_BUDGET 0.04      /* re-dumps for silent entries */
+#define DUMP_BUDGET 0.04      /* routine re-dumps (silent entries, audit) */
 #define SAMPLE_BUDGET 0.01    /* the sampler */
 #define STALL_MS 10000	      /* a dump without progress is abandoned */
 #define RETRY_MIN_MS 100      /* after a failed dump, first retry */
@@ -93,6 +93,8 @@ struct tracker {
 
 	/* dumps */
 	int dumping, dump_wanted, initial_done, dump_lossy;
+	int dump_clean;		  /* began with the figures known exact */
+	int64_t verified_ms;	  /* the last complete dump began (all checked) */
 	int dump_silent_possible; /* records this dump adds may be silent */
 	int64_t dump_due_ms;	  /* a scheduled re-dump, 0: none */
 	int64_t retry_ms;	  /* after a failure, not before; 0: none */
@@ -132,10 +134,10 @@ struct tracker {
 	uint64_t probe_fp[PROBE_SLOTS];
 	uint16_t probe_idx[PROBE_SLOTS];
 	uint32_t cursor;
-	int64_t next_sample_ms, cycle_started_ms;
-	uint64_t cycle_sampled;
-	double cycle_s;
+	int64_t next_sample_ms;
+	double cycle_s; /* a routine re-dump checks everything this often */
 	uint64_t sampled, sample_ghosts, sample_changed, sample_silent_gone;
+	uint64_t dump_ghosts; /* found by routine re-dumps */
 
 	/* snapshots */
 	struct kstat ks;
@@ -425,23 +427,20 @@ void tracker_kstat(struct tracker *t, const struct kstat *ks, int64_t now)
 
 /* ---- dumps ---- */
 
-/* When the next routine re-dump is due, after one that cost cpu_s: every
- * interval, or less often so that re-dumps take at most the budget. */
+/* When the next routine re-dump is due: every interval, or less often so
+ * that re-dumps take at most their budget of a core.  A routine re-dump
+ * follows silent entries and, whatever the mode, verifies every tracked
+ * entry against the table (see tracker_dump_end()). */
 static void tracker_schedule(struct tracker *t, int64_t now)
 {
-	struct ledger_stats st;
 	int64_t wait;
 
-	ledger_get_stats(t->ledger, &st);
 	tracker_update_follow(t);
-	if (t->follow == STORE_FOLLOW_EVENTS) {
-		t->dump_due_ms = 0;
-		return;
-	}
 	wait = (int64_t)(t->last_cpu / tracker_dump_budget(t) * 1000);
 	if (wait < tracker_interval_ms(t))
 		wait = tracker_interval_ms(t);
 	t->dump_due_ms = now + wait;
+	t->cycle_s = (now - t->dump_started_ms + wait) / 1e3;
 }
 
 void tracker_dump_begin(struct tracker *t, uint64_t drops_total, int64_t now)
@@ -456,6 +455,7 @@ void tracker_dump_begin(struct tracker *t, uint64_t drops_total, int64_t now)
 	t->dump_due_ms = 0;
 	t->retry_ms = 0;
 	t->dump_lossy = 0;
+	t->dump_clean = t->initial_done && !t->gap_open;
 	t->drops_at_dump = t->drops;
 	t->dump_started_ms = t->dump_progress_ms = now;
 	/* Records this dump adds may be silent if they predate every
@@ -506,10 +506,38 @@ static void tracker_dump_failed(struct tracker *t, int err, const char *reason,
 	t->force_full = 1;
 }
 
+/* A routine dump found ghosts: a mismatch, and a gap over the time they
+ * may have been shown (since the previous complete dump checked them),
+ * already repaired. */
+static void tracker_audit_ghosts(struct tracker *t, const struct ledger_sweep *sw,
+				 uint64_t ghosts, int64_t now)
+{
+	struct store_gap_row g;
+
+	t->audit_mismatches++;
+	t->dump_ghosts += ghosts;
+	log_warnx("audit: the re-dump found %llu tracked entries (%llu "
+		  "mappings, %llu other) that the kernel no longer has, though "
+		  "no event said they ended and none was lost; removed",
+		  (unsigned long long)ghosts,
+		  (unsigned long long)(sw->mappings - sw->mappings_silent),
+		  (unsigned long long)(sw->others - sw->others_silent));
+	memset(&g, 0, sizeof(g));
+	g.run_started_ms = t->run_started_ms;
+	g.seq = ++t->gap_seq;
+	g.start_ms = t->verified_ms ? t->verified_ms : t->run_started_ms;
+	g.end_ms = now;
+	g.events_lost = 0;
+	g.removed = ghosts;
+	snprintf(g.reason, sizeof(g.reason), "audit");
+	tracker_queue_gap(t, &g);
+}
+
 void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 		      double cpu_s, int64_t now)
 {
-	uint64_t others = 0;
+	struct ledger_sweep sw;
+	uint64_t ghosts;
 
 	tracker_flush(t);
 	tracker_drops_to(t, drops_total);
@@ -521,7 +549,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 		return;
 	}
 	t->fail_streak = 0;
-	t->rs_removed = ledger_resync_end(t->ledger, &others);
+	t->rs_removed = ledger_resync_end(t->ledger, &sw);
 	t->dumping = 0;
 	t->resyncs++;
 	t->last_done_ms = now;
@@ -549,8 +577,15 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 		    t->last_duration_us / 1e6, (unsigned long long)t->rs_added,
 		    (unsigned long long)t->rs_removed,
 		    (unsigned long long)t->rs_changed,
-		    (unsigned long long)others);
+		    (unsigned long long)sw.others);
 	}
+	/* Swept although the kernel reports them and no loss was seen: the
+	 * figures held entries that did not exist.  (The feeder ends a dump
+	 * only after a barrier, so no DESTROY for them was still queued.) */
+	ghosts = sw.mappings - sw.mappings_silent + sw.others - sw.others_silent;
+	if (ghosts && t->dump_clean && !t->dump_lossy &&
+	    t->drops == t->drops_at_dump)
+		tracker_audit_ghosts(t, &sw, ghosts, now);
 	if (t->gap_open) {
 		t->gap.added += t->rs_added;
 		t->gap.removed += t->rs_removed;
@@ -577,6 +612,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 			 (t->gap.end_ms - t->gap.start_ms) / 1e3);
 	}
 	t->exact_ms = now;
+	t->verified_ms = t->dump_started_ms;
 	t->ghost_runs = t->miss_runs = 0;
 	t->write_wanted = 1; /* show the exact figures without waiting */
 }
@@ -718,8 +754,6 @@ unsigned tracker_sample_begin(struct tracker *t, struct ledger_mapping *out,
 		t->probe_idx[j] = (uint16_t)i;
 		out[i] = t->sample[i];
 	}
-	if (!t->cycle_started_ms)
-		t->cycle_started_ms = now;
 	t->sample_n = n;
 	t->sample_active = n > 0;
 	t->sample_lossy = 0;
@@ -740,7 +774,6 @@ void tracker_sample_result(struct tracker *t, unsigned i,
 	if (!ledger_lookup(t->ledger, &t->sample[i], &have))
 		return;
 	t->sampled++;
-	t->cycle_sampled++;
 	if (!e) {
 		ledger_remove(t->ledger, &have);
 		if (have.silent) {
@@ -776,7 +809,6 @@ void tracker_sample_result(struct tracker *t, unsigned i,
 
 void tracker_sample_end(struct tracker *t, double cpu_s, int64_t now)
 {
-	struct ledger_stats st;
 	int64_t wait;
 
 	tracker_flush(t);
@@ -796,17 +828,6 @@ void tracker_sample_end(struct tracker *t, double cpu_s, int64_t now)
 	if (wait < SAMPLE_MIN_GAP_MS)
 		wait = SAMPLE_MIN_GAP_MS;
 	t->next_sample_ms = now + wait;
-	ledger_get_stats(t->ledger, &st);
-	if (t->cycle_sampled >= st.mappings_nat + st.mappings_local &&
-	    t->cycle_sampled > 0) {
-		t->cycle_s = (now - t->cycle_started_ms) / 1e3;
-		t->cycle_started_ms = now;
-		t->cycle_sampled = 0;
-	} else if (t->cycle_s <= 0 && t->sample_n) {
-		/* no full round yet: estimate from this pace */
-		t->cycle_s = (double)(st.mappings_nat + st.mappings_local) /
-			     t->sample_n * (wait / 1e3);
-	}
 	tracker_update_follow(t);
 }
 
@@ -872,6 +893,7 @@ static void tracker_fill_status(struct tracker *t, struct store_status *s,
 	s->audit_tolerance = t->audit_tolerance;
 	s->audit_sampled = t->sampled;
 	s->audit_sample_ghosts = t->sample_ghosts;
+	s->audit_dump_ghosts = t->dump_ghosts;
 	s->audit_sample_changed = t->sample_changed;
 	s->audit_sample_silent_gone = t->sample_silent_gone;
 	s->audit_cycle_s = t->cycle_s > 0 ? t->cycle_s : -1;

@@ -53,9 +53,10 @@ CREATE TABLE status (
 	audit_tolerance              INTEGER NOT NULL, -- largest difference the last count audit could explain by changes in flight
 	audit_sampled                INTEGER NOT NULL, -- Tracked mappings verified one by one against the kernel.
 	audit_sample_ghosts          INTEGER NOT NULL, -- Sampled mappings the kernel no longer had (and no event said so).
+	audit_dump_ghosts            INTEGER NOT NULL, -- Tracked entries a routine re-dump found gone with no event or loss to explain it.
 	audit_sample_changed         INTEGER NOT NULL, -- sampled mappings whose host or state differed in the kernel
 	audit_sample_silent_gone     INTEGER NOT NULL, -- silent mappings found gone by sampling, and removed
-	audit_cycle_s                REAL,             -- Seconds the sampler takes to verify every tracked mapping.
+	audit_cycle_s                REAL,             -- Seconds between routine re-dumps, each of which checks every tracked entry against the kernel's table.
 	writes_ok                    INTEGER NOT NULL, -- successful writes
 	writes_failed                INTEGER NOT NULL, -- Database writes that failed.
 	writes_last_ms               INTEGER,          -- When the collector last wrote to the database.

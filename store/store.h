@@ -276,13 +276,18 @@ const char *store_follow_name(enum store_follow follow);
 	F(audit_sample_ghosts, U64, "audit.sample_ghosts",                     \
 	  "natscope_audit_ghosts_total",                                       \
 	  "Sampled mappings the kernel no longer had (and no event said so).") \
+	F(audit_dump_ghosts, U64, "audit.dump_ghosts",                         \
+	  "natscope_audit_dump_ghosts_total",                                  \
+	  "Tracked entries a routine re-dump found gone with no event or "     \
+	  "loss to explain it.")                                              \
 	F(audit_sample_changed, U64, "audit.sample_changed", "",               \
 	  "sampled mappings whose host or state differed in the kernel")      \
 	F(audit_sample_silent_gone, U64, "audit.sample_silent_gone", "",       \
 	  "silent mappings found gone by sampling, and removed")               \
 	F(audit_cycle_s, REAL, "audit.cycle_seconds",                          \
 	  "natscope_audit_cycle_seconds",                                      \
-	  "Seconds the sampler takes to verify every tracked mapping.")        \
+	  "Seconds between routine re-dumps, each of which checks every "      \
+	  "tracked entry against the kernel's table.")                        \
 	/* writes of this database by this run (filled by the store) */        \
 	F(writes_ok, U64, "writes.ok", "", "successful writes")                \
 	F(writes_failed, U64, "writes.failed", "natscope_writes_failed_total", \
