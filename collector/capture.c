@@ -1513,11 +1513,12 @@ static int xml_next(struct capture *c, struct capture_record *r)
 		/* Feed the piece with its newline (it is still in buf). */
 		c->xsince += n;
 		if (c->xsince > CAP_XML_FLOW_MAX) {
-			xml_abort(c, "no complete <flow> in 1 MiB");
+			/* bounds what expat buffers for one unfinished token */
 			c->skipline = kind == PIECE_PART;
 			xml_outside(c, true);
-			return cap_bad(c, c->line, "XML: %s; skipping to the "
-				       "next <flow>", c->xwhy);
+			return cap_bad(c, c->line, "XML: no complete <flow> in "
+				       "%d bytes; skipping to the next <flow>",
+				       CAP_XML_FLOW_MAX);
 		}
 		if (kind == PIECE_LINE)
 			n++;
