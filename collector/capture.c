@@ -21,7 +21,6 @@
 
 #include <errno.h>
 #include <expat.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -93,7 +92,7 @@ struct capture {
 	bool xml;
 
 	/* line reader */
-	char *buf; /* CAP_BUF + 1 */
+	char *buf; /* CAP_BUF bytes */
 	size_t pos, end;
 	bool eof;
 	bool midline;	/* the last piece was not the end of its line */
@@ -1667,7 +1666,7 @@ struct capture *capture_open(FILE *f, const char *name,
 		return NULL;
 	c->f = f;
 	c->name = strdup(name ? name : "-");
-	c->buf = malloc(CAP_BUF + 1);
+	c->buf = malloc(CAP_BUF);
 	c->when_key = -1;
 	if (!c->name || !c->buf) {
 		err = ENOMEM;
