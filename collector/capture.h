@@ -15,7 +15,17 @@
  * and code are not kept), GRE keys in sport/dport, other protocols no
  * ports.  tcp_state only for TCP.  What the text cannot say stays 0:
  * status holds IPS_SEEN_REPLY (no [UNREPLIED]), IPS_ASSURED, IPS_OFFLOAD
- * and IPS_HW_OFFLOAD only; id is 0 unless the capture shows it.
+ * and IPS_HW_OFFLOAD only; id is 0 unless the capture shows it (never in
+ * /proc); conntrack's XML has no ICMP echo id, so ICMP ports are 0 there.
+ * zone is zone=N, else zone-reply=N (the zone the reply tuple, which NAT
+ * keeps unique, lives in), else 0: zone-orig=N alone leaves the reply
+ * tuple in the default zone.
+ *
+ * /proc/net/nf_conntrack and -o extended have the same columns; /proc is
+ * told apart by what only the kernel prints: zone=0, IPv6 addresses in
+ * full (2001:0db8:0000:...) or GRE's "timeout=N, stream_timeout=N".  The
+ * same parser reads both, so a /proc capture without these reads as
+ * -o extended, with the same records.
  *
  * Time: the text event timestamp "[sec.usec]" is epoch time.  XML <when>
  * is the capturing machine's local time, to the second, without a zone:
