@@ -104,9 +104,11 @@ static int ctmsg_copy_ip(const struct nlattr *a, uint8_t family,
 	return 0;
 }
 
-/* Parses one CTA_TUPLE_* nest.  *proto receives the tuple's protocol. */
+/* Parses one CTA_TUPLE_* nest.  *proto receives the tuple's protocol,
+ * *zone (may be NULL) its direction's zone (CTA_TUPLE_ZONE) if it has
+ * one. */
 static int ctmsg_parse_tuple(const struct nlattr *nest, uint8_t family,
-			     struct ct_tuple *t, uint8_t *proto)
+			     struct ct_tuple *t, uint8_t *proto, int *zone)
 {
 	const struct nlattr *tb[CTA_TUPLE_MAX + 1];
 	const struct nlattr *ip[CTA_IP_MAX + 1];
@@ -128,6 +130,13 @@ static int ctmsg_parse_tuple(const struct nlattr *nest, uint8_t family,
 	if (ct_nest(tb[CTA_TUPLE_PROTO], pr, CTA_PROTO_MAX) < 0 ||
 	    !pr[CTA_PROTO_NUM] || ct_u8(pr[CTA_PROTO_NUM], proto) < 0)
 		return -1;
+	if (tb[CTA_TUPLE_ZONE] && zone) {
+		uint16_t z;
+
+		if (ct_be16(tb[CTA_TUPLE_ZONE], &z) < 0)
+			return -1;
+		*zone = z;
+	}
 	id = *proto == IPPROTO_ICMP ? pr[CTA_PROTO_ICMP_ID] :
 	     *proto == IPPROTO_ICMPV6 ? pr[CTA_PROTO_ICMPV6_ID] : NULL;
 	if (id) {
@@ -165,6 +174,7 @@ int ctmsg_parse(const struct nlmsghdr *nlh, struct ct_entry *e)
 	const struct nfgenmsg *nfg;
 	int hdr = (int)mnl_nlmsg_size(sizeof(*nfg));
 	uint8_t reply_proto = 0;
+	int reply_zone = -1;
 
 	if (NFNL_SUBSYS_ID(nlh->nlmsg_type) != NFNL_SUBSYS_CTNETLINK) {
 		errno = ENOENT;
@@ -199,14 +209,19 @@ int ctmsg_parse(const struct nlmsghdr *nlh, struct ct_entry *e)
 	if (!tb[CTA_TUPLE_ORIG] || !tb[CTA_TUPLE_REPLY])
 		goto bad;
 	if (ctmsg_parse_tuple(tb[CTA_TUPLE_ORIG], e->family, &e->orig,
-			      &e->proto) < 0 ||
+			      &e->proto, NULL) < 0 ||
 	    ctmsg_parse_tuple(tb[CTA_TUPLE_REPLY], e->family, &e->reply,
-			      &reply_proto) < 0 ||
+			      &reply_proto, &reply_zone) < 0 ||
 	    reply_proto != e->proto)
 		goto bad;
 	e->tcp_state = NS_TCP_STATE_UNKNOWN;
 	if (tb[CTA_PROTOINFO] && e->proto == IPPROTO_TCP)
 		e->tcp_state = ctmsg_tcp_state(tb[CTA_PROTOINFO]);
+	/* The zone that keeps the reply tuple unique: the entry's (both
+	 * directions), else the reply direction's own; an original-only
+	 * zone leaves the reply in the default zone. */
+	if (reply_zone >= 0)
+		e->zone = (uint16_t)reply_zone;
 	if ((tb[CTA_ZONE] && ct_be16(tb[CTA_ZONE], &e->zone) < 0) ||
 	    (tb[CTA_ID] && ct_be32(tb[CTA_ID], &e->id) < 0) ||
 	    (tb[CTA_STATUS] && ct_be32(tb[CTA_STATUS], &e->status) < 0))
@@ -276,7 +291,8 @@ enum ctmsg_dump_end ctmsg_dump_end(const void *buf, size_t len, uint32_t seq,
 
 /* Puts one tuple nest (type CTA_TUPLE_ORIG or _REPLY). */
 static void ctmsg_put_tuple(struct nlmsghdr *nlh, uint16_t type, uint8_t family,
-			    uint8_t proto, const struct ct_tuple *t)
+			    uint8_t proto, uint16_t zone,
+			    const struct ct_tuple *t)
 {
 	struct nlattr *tuple, *ip, *pr;
 
@@ -305,6 +321,10 @@ static void ctmsg_put_tuple(struct nlmsghdr *nlh, uint16_t type, uint8_t family,
 		mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(t->dport));
 	}
 	mnl_attr_nest_end(nlh, pr);
+	/* the reply direction's zone: matches an entry zoned in both
+	 * directions as well as one zoned in the reply direction only */
+	if (zone)
+		mnl_attr_put_u16(nlh, CTA_TUPLE_ZONE, htons(zone));
 	mnl_attr_nest_end(nlh, tuple);
 }
 
@@ -325,8 +345,6 @@ size_t ctmsg_build_get(void *buf, size_t size, uint32_t seq, uint8_t family,
 	nfg->nfgen_family = family;
 	nfg->version = NFNETLINK_V0;
 	nfg->res_id = 0;
-	ctmsg_put_tuple(nlh, CTA_TUPLE_REPLY, family, proto, reply);
-	if (zone)
-		mnl_attr_put_u16(nlh, CTA_ZONE, htons(zone));
+	ctmsg_put_tuple(nlh, CTA_TUPLE_REPLY, family, proto, zone, reply);
 	return nlh->nlmsg_len;
 }

@@ -29,7 +29,8 @@ struct ct_entry {
 	uint8_t family;	   /* AF_INET, AF_INET6 */
 	uint8_t proto;	   /* IPPROTO_* of the original tuple */
 	uint8_t tcp_state; /* enum tcp_conntrack, or NS_TCP_STATE_UNKNOWN */
-	uint16_t zone;
+	uint16_t zone;	 /* of the reply tuple: CTA_ZONE, else the reply
+			    direction's CTA_TUPLE_ZONE, else 0 */
 	uint32_t id;	 /* CTA_ID, 0 if absent */
 	uint32_t status; /* IPS_* bits, 0 if absent */
 	struct ct_tuple orig, reply;

@@ -653,9 +653,18 @@ static void test_build_get(void **state)
 			assert_int_equal(ntohs(nfct_get_attr_u16(ct, ATTR_REPL_PORT_DST)),
 					 cases[i].dport);
 		}
-		if (cases[i].zone)
-			assert_int_equal(nfct_get_attr_u16(ct, ATTR_ZONE),
+		if (cases[i].zone) {
+			const struct nlattr *z = in_nest(
+				find_attr(mnl_nlmsg_get_payload_offset(
+						  nlh, sizeof(struct nfgenmsg)),
+					  (const char *)nlh + nlh->nlmsg_len,
+					  CTA_TUPLE_REPLY),
+				CTA_TUPLE_ZONE);
+
+			assert_non_null(z);
+			assert_int_equal(ntohs(mnl_attr_get_u16(z)),
 					 cases[i].zone);
+		}
 		nfct_destroy(ct);
 	}
 }
