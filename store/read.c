@@ -30,13 +30,16 @@
 	"'enobufs', enobufs, 'added', added, 'removed', removed, "          \
 	"'changed', changed, 'reason', reason)"
 
-/* "generated_at", "as_of" and "coverage"; ?1 is now. */
+/* "generated_at", "as_of" and "coverage" (complete, how the table is
+ * followed - the figures are as of the last dump when by "dumps" - and
+ * the gaps); ?1 is now. */
 #define SQL_HEADER                                                          \
 	"'generated_at', " SQL_TIME("?1") ", "                              \
 	"'as_of', (SELECT " SQL_TIME("as_of_ms") " FROM s), "              \
 	"'coverage', json_object('complete', json(CASE WHEN "               \
 	"(SELECT state FROM s) NOT IN ('starting', 'db-error') AND "       \
 	"NOT EXISTS (SELECT 1 FROM cov) THEN 'true' ELSE 'false' END), "    \
+	"'follow', (SELECT follow FROM s), "                                \
 	"'gaps', json((SELECT json_group_array(json(o)) FROM (SELECT "      \
 	SQL_GAP_OBJECT " AS o FROM cov "                                    \
 	"ORDER BY start_ms, run_started_ms, seq)))), "
