@@ -57,7 +57,7 @@
 
 #define APPLY_BATCH 16	      /* entries parsed and prefetched, then applied */
 #define GAPS_PENDING_MAX 16   /* gap rows waiting for the next write */
-#define DUMP_BUDGET 0.04      /* routine re-dumps (silent entries, audit) */
+#define DUMP_BUDGET 0.035     /* routine re-dumps (silent entries, audit) */
 #define SAMPLE_BUDGET 0.01    /* the sampler */
 #define STALL_MS 10000	      /* a dump without progress is abandoned */
 #define RETRY_MIN_MS 100      /* after a failed dump, first retry */

@@ -40,7 +40,7 @@ struct tracker;
 struct tracker_config {
 	unsigned interval_s; /* snapshot interval, >= 1 */
 	/* Share of one core the re-dumps may take to follow silent entries
-	 * (0: the default, 4%), and the sampler (0: the default, 1%). */
+	 * (0: the default, 3.5%), and the sampler (0: the default, 1%). */
 	double dump_budget, sample_budget;
 	int64_t stall_ms; /* a dump without progress this long is abandoned
 			     (0: the default, 10 s) */
