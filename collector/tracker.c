@@ -66,6 +66,7 @@
 #define AUDIT_GHOST_RUNS 2    /* audits in a row before a mismatch */
 #define AUDIT_MISS_RUNS 3
 #define PROBE_SLOTS 1024      /* the sample's fingerprints (> 2 x MAX) */
+#define SUSPECTS_MAX 64	      /* "not found" answers asked again next round */
 
 struct tracker_item {
 	struct ct_entry e;
@@ -131,6 +132,9 @@ struct tracker {
 	unsigned sample_n, sample_ghosts_now;
 	struct ledger_mapping sample[TRACKER_SAMPLE_MAX];
 	uint8_t touched[TRACKER_SAMPLE_MAX];
+	uint8_t suspect[TRACKER_SAMPLE_MAX]; /* asked again: second answer */
+	struct ledger_mapping next_suspects[SUSPECTS_MAX];
+	unsigned n_next_suspects;
 	uint64_t probe_fp[PROBE_SLOTS];
 	uint16_t probe_idx[PROBE_SLOTS];
 	uint32_t cursor;
@@ -738,10 +742,19 @@ void tracker_audit_count(struct tracker *t, int64_t kernel_count,
 unsigned tracker_sample_begin(struct tracker *t, struct ledger_mapping *out,
 			      unsigned n, int64_t now)
 {
+	unsigned k = 0;
+
 	tracker_flush(t);
 	if (n > TRACKER_SAMPLE_MAX)
 		n = TRACKER_SAMPLE_MAX;
-	n = ledger_sample(t->ledger, &t->cursor, t->sample, n);
+	/* last round's "not found" answers first, then the rotation */
+	memset(t->suspect, 0, sizeof(t->suspect));
+	for (; k < t->n_next_suspects && k < n; k++) {
+		t->sample[k] = t->next_suspects[k];
+		t->suspect[k] = 1;
+	}
+	t->n_next_suspects = 0;
+	n = k + ledger_sample(t->ledger, &t->cursor, t->sample + k, n - k);
 	memset(t->probe_fp, 0, sizeof(t->probe_fp));
 	memset(t->touched, 0, sizeof(t->touched));
 	for (unsigned i = 0; i < n; i++) {
@@ -775,12 +788,19 @@ void tracker_sample_result(struct tracker *t, unsigned i,
 		return;
 	t->sampled++;
 	if (!e) {
-		ledger_remove(t->ledger, &have);
 		if (have.silent) {
+			ledger_remove(t->ledger, &have);
 			t->sample_silent_gone++; /* how silent ones end */
-		} else {
+		} else if (t->suspect[i]) {
+			/* not there twice, rounds apart, and still no event */
+			ledger_remove(t->ledger, &have);
 			t->sample_ghosts++;
 			t->sample_ghosts_now++;
+		} else if (t->n_next_suspects < SUSPECTS_MAX) {
+			/* The kernel hides an entry from GETs once it is dying,
+			 * a moment before its DESTROY is queued: ask again next
+			 * round, by when that event will have come. */
+			t->next_suspects[t->n_next_suspects++] = have;
 		}
 		return;
 	}
