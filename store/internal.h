@@ -31,6 +31,8 @@ enum store_stmt {
 	STMT_GAP_TRIM_AGE,
 	STMT_GAP_TRIM_COUNT,
 	STMT_STATUS_UPSERT,
+	STMT_STATUS_FAILED,
+	STMT_DATA_VERSION,
 	/* read.c */
 	STMT_JSON_GATEWAYS,
 	STMT_JSON_HOSTS,
@@ -47,13 +49,20 @@ struct store {
 	sqlite3 *db;
 	enum store_mode mode;
 	char *path;
+	/* READ_WRITE: the file, open for its flock (store_open) */
+	int lock_fd;
+	int created;		/* store_open() created the file */
+	int had_wal, had_shm;	/* the -wal and -shm existed before it */
+	/* PRAGMA data_version when this connection last looked: another
+	 * connection's commit changes it (write.c) */
+	int64_t data_version;
 	sqlite3_stmt *stmt[STMT__COUNT];
 	/* what the status row's writes_* columns say */
 	uint64_t writes_ok;
 	uint64_t writes_failed;
 	int64_t last_write_ms;
 	char last_error[128];
-	char last_msg[128]; /* the last failure store_fail() logged */
+	char last_msg[256]; /* the last failure store_fail() logged */
 	unsigned writes_since_checkpoint;
 };
 
@@ -91,6 +100,9 @@ sqlite3_stmt *store_stmt(struct store *st, enum store_stmt id,
 /* Steps s to completion and resets it.  Returns 0, or -1 with errno
  * (logged with what). */
 int store_step_done(struct store *st, sqlite3_stmt *s, const char *what);
+
+/* Reads PRAGMA data_version into *v.  Returns 0, or -1 with errno. */
+int store_data_version(struct store *st, int64_t *v);
 
 /* Runs one or more SQL statements without results.  Returns 0 or -1 with
  * errno (logged with what). */

@@ -13,7 +13,11 @@
  *   SQLITE_CORRUPT/NOTADB -> EILSEQ  SQLITE_CANTOPEN -> ENOENT or EACCES
  *   SQLITE_READONLY -> EROFS         schema newer than binary -> EPROTONOSUPPORT
  *   SQLITE_NOMEM -> ENOMEM           anything else -> EIO
- * A file that is not a natscope database also fails with EILSEQ.
+ * A file that is not a natscope database also fails with EILSEQ; another
+ * writer holding the database, EWOULDBLOCK; tables changed behind the
+ * writer's back, ESTALE.  The log line says which, in words: a read-only
+ * or full file system, a permission, a lock, corruption and "not a
+ * natscope database" are never reported as one another.
  */
 #ifndef NATSCOPE_STORE_H
 #define NATSCOPE_STORE_H
@@ -27,15 +31,40 @@ struct store;
 
 enum store_mode { STORE_READ_WRITE, STORE_READ_ONLY };
 
-/* Opens (READ_WRITE: creates) the database at path.  READ_WRITE sets WAL
- * mode and applies every compiled-in migration the file lacks, each in its
- * own transaction.  Fails with EPROTONOSUPPORT, and says so, if the file's
- * schema is newer than this binary's.  READ_ONLY never writes and fails with
+/* Opens (READ_WRITE: creates) the database at path.
+ *
+ * READ_WRITE is for the one writer of a database.  Before SQLite touches
+ * the file it is opened for writing (EROFS, EACCES, ENOENT say why not)
+ * and locked with flock(LOCK_EX): a second writer fails with EWOULDBLOCK
+ * and the log names the process holding it (pid, and when its run started
+ * if the status row says).  The lock is held until store_close(); readers
+ * (READ_ONLY stores, the sqlite3 tool) never take it and are never
+ * blocked.  Then it sets WAL mode, applies every compiled-in migration the
+ * file lacks, each in its own transaction, and runs PRAGMA quick_check on
+ * the tables a run keeps (status, gaps, schema_migrations): a damaged one
+ * fails with EILSEQ.  The live tables are emptied by the run anyway.  If
+ * it fails after creating the file, the file is removed again; an existing
+ * file is left as it was (SQLite's -wal and -shm too, unless it created
+ * them and they hold nothing).
+ *
+ * Closing any descriptor of a file drops the process's POSIX locks on it,
+ * SQLite's included: close this process's other connections to the file
+ * before a READ_WRITE store.
+ *
+ * Both modes fail with EPROTONOSUPPORT, and say so, if the file's schema
+ * is newer than this binary's.  READ_ONLY never writes and fails with
  * ENOENT if the file does not exist. */
 struct store *store_open(const char *path, enum store_mode mode);
 
-/* Closes the connection.  NULL is allowed. */
+/* Closes the connection (and releases a READ_WRITE store's lock).  NULL
+ * is allowed. */
 void store_close(struct store *st);
+
+/* Closes st like store_close() and, if store_open() created the file,
+ * removes it with its -wal and -shm: for a start that failed before the
+ * run began, so that no half-made database is left behind.  An existing
+ * file is only closed.  NULL is allowed. */
+void store_discard(struct store *st);
 
 /* Schema version recorded in the open database, or -1 with errno. */
 int store_schema_version(struct store *st);

@@ -426,7 +426,8 @@ static void note_failure(struct store *st)
 	int err = errno;
 
 	st->writes_failed++;
-	snprintf(st->last_error, sizeof(st->last_error), "%s",
+	snprintf(st->last_error, sizeof(st->last_error), "%.*s",
+		 (int)sizeof(st->last_error) - 1,
 		 err == EINVAL ? "invalid row in batch" : st->last_msg);
 	errno = err;
 }

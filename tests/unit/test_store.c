@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -373,6 +375,123 @@ static void write_standard(struct store *st)
 	store_batch_free(&b);
 }
 
+/* ---- files, logs and damage ---- */
+
+static char captured[16384];
+static int capture_saved = -1;
+
+/* Sends this process's stderr (the log) to a file until capture_end(). */
+static void capture_start(void)
+{
+	char path[300];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/stderr.log", tmpdir);
+	fflush(stderr);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	capture_saved = dup(2);
+	assert_true(capture_saved >= 0);
+	assert_int_equal(dup2(fd, 2), 2);
+	close(fd);
+}
+
+/* Restores stderr, echoes what was logged and returns it. */
+static const char *capture_end(void)
+{
+	char path[300];
+	ssize_t n;
+	int fd;
+
+	fflush(stderr);
+	assert_int_equal(dup2(capture_saved, 2), 2);
+	close(capture_saved);
+	capture_saved = -1;
+	snprintf(path, sizeof(path), "%s/stderr.log", tmpdir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	n = read(fd, captured, sizeof(captured) - 1);
+	close(fd);
+	captured[n > 0 ? n : 0] = '\0';
+	fputs(captured, stderr);
+	return captured;
+}
+
+static int exists(const char *path, const char *suffix)
+{
+	char p[300];
+
+	snprintf(p, sizeof(p), "%s%s", path, suffix);
+	return access(p, F_OK) == 0;
+}
+
+/* The whole file into a malloc'd buffer (caller frees); *n its size. */
+static char *slurp(const char *path, size_t *n)
+{
+	struct stat sb;
+	char *buf;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	buf = malloc((size_t)sb.st_size + 1);
+	assert_non_null(buf);
+	assert_int_equal(read(fd, buf, (size_t)sb.st_size), sb.st_size);
+	close(fd);
+	*n = (size_t)sb.st_size;
+	return buf;
+}
+
+/* Asserts that path holds exactly what slurp() returned before. */
+static void assert_same_file(const char *path, const char *before, size_t n)
+{
+	size_t m;
+	char *now = slurp(path, &m);
+
+	assert_int_equal(m, n);
+	assert_memory_equal(now, before, n);
+	free(now);
+}
+
+/* Writes garbage over all but the header of the root page of name (a
+ * table or index).  The page must not be in the -wal. */
+static void corrupt_root_page(const char *path, const char *name)
+{
+	char sql[128], junk[65536];
+	long long root, size;
+	int fd;
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT rootpage FROM sqlite_schema WHERE name = '%s'", name);
+	root = q_int(path, sql);
+	size = q_int(path, "PRAGMA page_size");
+	assert_true(root > 1 && size > 8 && size <= (long long)sizeof(junk));
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 37 + 11);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, junk, (size_t)size - 8,
+				(off_t)((root - 1) * size + 8)),
+			 size - 8);
+	close(fd);
+}
+
+/* A gap log of n gaps of an earlier run, written as a full batch. */
+static void write_gaps(struct store *st, int n)
+{
+	struct store_batch b;
+
+	store_batch_init(&b);
+	b.full = 1;
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	for (int i = 1; i <= n; i++)
+		add_gap(&b, T0 - DAY_MS, (uint32_t)i, T0 - DAY_MS + i * 1000,
+			T0 - DAY_MS + i * 1000 + 500);
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_free(&b);
+}
+
 /* ---- opening, versions ---- */
 
 static void test_migrations(void **state)
@@ -506,6 +625,229 @@ static void test_read_only_missing(void **state)
 	assert_null(store_open(path, STORE_READ_ONLY));
 	assert_int_equal(errno, ENOENT);
 	assert_int_equal(access(path, F_OK), -1);
+}
+
+/* One writer per database: a second READ_WRITE open is refused before it
+ * writes anything, and says who holds the database; readers are not
+ * blocked; the lock goes with the first store. */
+static void test_one_writer(void **state)
+{
+	const char *path = db_path("onewriter");
+	struct store *st = open_fresh("onewriter"), *ro, *again;
+	struct store_batch b;
+	char want[64], *before, *doc;
+	const char *log;
+	size_t n;
+
+	/* a status row of this process, as a run writes it */
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	b.status.pid = (uint64_t)getpid();
+	add_gw(&b, "203.0.113.1", IPPROTO_TCP, 1, 1);
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_test_exec(st, "PRAGMA wal_checkpoint(TRUNCATE)"),
+			 0);
+	before = slurp(path, &n);
+
+	capture_start();
+	errno = 0;
+	again = store_open(path, STORE_READ_WRITE);
+	log = capture_end();
+	assert_null(again);
+	assert_int_equal(errno, EWOULDBLOCK);
+	snprintf(want, sizeof(want), "pid %d", (int)getpid());
+	assert_non_null(strstr(log, want));
+	assert_non_null(strstr(log, "test_store")); /* its name */
+	assert_non_null(strstr(log, "started at 2026-11-25T09:00:00.000Z"));
+	assert_non_null(strstr(log, "another process is writing"));
+	assert_same_file(path, before, n);
+	free(before);
+
+	/* readers are not blocked, and the first writer still writes */
+	ro = store_open(path, STORE_READ_ONLY);
+	assert_non_null(ro);
+	assert_int_equal(store_json_gateways(ro, T0, &doc), 0);
+	assert_int_equal(jlen(doc, "$.gateways"), 1);
+	free(doc);
+	store_close(ro);
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_free(&b);
+
+	/* the lock goes with the store */
+	store_close(st);
+	again = store_open(path, STORE_READ_WRITE);
+	assert_non_null(again);
+	store_close(again);
+}
+
+/* A start that fails leaves no half-made database behind, and an
+ * existing database exactly as it was. */
+static void test_failed_start_leaves_nothing(void **state)
+{
+	const char *path = db_path("halfmade");
+	char wal[300], *before;
+	struct store *st;
+	size_t n;
+
+	/* created, then given up (the run could not begin) */
+	unlink(path);
+	st = store_open(path, STORE_READ_WRITE);
+	assert_non_null(st);
+	assert_true(exists(path, ""));
+	store_discard(st);
+	assert_false(exists(path, ""));
+	assert_false(exists(path, "-wal"));
+	assert_false(exists(path, "-shm"));
+
+	/* created, then failing inside store_open(): its WAL cannot be made
+	 * (a directory is in the way) */
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	assert_int_equal(mkdir(wal, 0700), 0);
+	errno = 0;
+	assert_null(store_open(path, STORE_READ_WRITE));
+	assert_int_not_equal(errno, 0);
+	assert_false(exists(path, ""));
+	assert_false(exists(path, "-shm"));
+	assert_int_equal(rmdir(wal), 0);
+
+	/* an existing database: opened and given up, byte for byte the same,
+	 * and its -wal and -shm gone as after any close */
+	st = open_fresh("halfmade");
+	write_standard(st);
+	store_close(st);
+	before = slurp(path, &n);
+	st = store_open(path, STORE_READ_WRITE);
+	assert_non_null(st);
+	store_discard(st);
+	assert_same_file(path, before, n);
+	assert_false(exists(path, "-wal"));
+	free(before);
+}
+
+/* Failures at open are named for what they are: only a file that is no
+ * SQLite database, or someone else's, is "not a natscope database". */
+static void test_open_words(void **state)
+{
+	static char msg[4096];
+	const char *path = db_path("words");
+	const char *other = db_path("words-foreign");
+	struct store *st = open_fresh("words");
+	const char *log;
+	sqlite3 *raw;
+	int64_t t0;
+
+	write_standard(st);
+	store_close(st);
+
+	/* locked: someone holds an exclusive lock on a rollback-journal
+	 * copy of it (in WAL mode a writer blocks no reader) */
+	assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(raw, "PRAGMA journal_mode = DELETE; "
+					   "BEGIN EXCLUSIVE", NULL, NULL, NULL),
+			 SQLITE_OK);
+	capture_start();
+	t0 = ns_mono_ns();
+	errno = 0;
+	st = store_open(path, STORE_READ_WRITE);
+	log = capture_end();
+	assert_null(st);
+	assert_int_equal(errno, EBUSY);
+	assert_true(ns_mono_ns() - t0 >= 1000000000LL); /* it waited */
+	assert_non_null(strstr(log, "locked"));
+	assert_null(strstr(log, "not a natscope database"));
+	assert_int_equal(sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(raw);
+	st = store_open(path, STORE_READ_WRITE); /* back to WAL */
+	assert_non_null(st);
+	store_close(st);
+
+	/* permission denied (as root: in a child that is not, whose log
+	 * comes back through a pipe; no cmocka calls in the child) */
+	if (geteuid() == 0) {
+		int fds[2], ws;
+		ssize_t got;
+		size_t len = 0;
+		pid_t pid;
+
+		assert_int_equal(chmod(tmpdir, 0711), 0);
+		assert_int_equal(pipe(fds), 0);
+		fflush(stderr);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			close(fds[0]);
+			if (dup2(fds[1], 2) != 2 || setgid(65534) < 0 ||
+			    setuid(65534) < 0)
+				_exit(2);
+			errno = 0;
+			st = store_open(path, STORE_READ_WRITE);
+			_exit(st == NULL && errno == EACCES ? 0 : 1);
+		}
+		close(fds[1]);
+		while (len < sizeof(msg) - 1 &&
+		       (got = read(fds[0], msg + len, sizeof(msg) - 1 - len)) > 0)
+			len += (size_t)got;
+		msg[len] = '\0';
+		close(fds[0]);
+		assert_int_equal(waitpid(pid, &ws, 0), pid);
+		assert_int_equal(chmod(tmpdir, 0700), 0);
+		fputs(msg, stderr);
+		assert_true(WIFEXITED(ws));
+		assert_int_equal(WEXITSTATUS(ws), 0);
+		log = msg;
+	} else {
+		assert_int_equal(chmod(path, 0444), 0);
+		capture_start();
+		errno = 0;
+		st = store_open(path, STORE_READ_WRITE);
+		log = capture_end();
+		assert_int_equal(chmod(path, 0644), 0);
+		assert_null(st);
+		assert_int_equal(errno, EACCES);
+	}
+	assert_non_null(strstr(log, "Permission denied"));
+	assert_null(strstr(log, "not a natscope"));
+
+	/* another program's database: not a natscope database */
+	unlink(other);
+	assert_int_equal(sqlite3_open(other, &raw), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(raw, "CREATE TABLE t (x)", NULL, NULL,
+				      NULL), SQLITE_OK);
+	sqlite3_close(raw);
+	capture_start();
+	st = store_open(other, STORE_READ_WRITE);
+	log = capture_end();
+	assert_null(st);
+	assert_non_null(strstr(log, "not a natscope database"));
+}
+
+/* A damaged table that a run keeps (here the gap log) is found at open,
+ * before anything is written, and named. */
+static void test_corrupt_at_open(void **state)
+{
+	const char *path = db_path("corrupt-open");
+	struct store *st = open_fresh("corrupt-open");
+	const char *log;
+	char *before;
+	size_t n;
+
+	write_gaps(st, 20);
+	store_close(st);
+	corrupt_root_page(path, "gaps");
+	before = slurp(path, &n);
+	capture_start();
+	errno = 0;
+	st = store_open(path, STORE_READ_WRITE);
+	log = capture_end();
+	assert_null(st);
+	assert_int_equal(errno, EILSEQ);
+	assert_non_null(strstr(log, "corrupt"));
+	assert_non_null(strstr(log, "quick_check of gaps"));
+	assert_null(strstr(log, "not a natscope database"));
+	assert_same_file(path, before, n);
+	assert_false(exists(path, "-wal"));
+	free(before);
 }
 
 /* ---- writing and reading back ---- */
@@ -1781,6 +2123,10 @@ int main(void)
 		cmocka_unit_test(test_upgrade),
 		cmocka_unit_test(test_not_a_database),
 		cmocka_unit_test(test_read_only_missing),
+		cmocka_unit_test(test_one_writer),
+		cmocka_unit_test(test_failed_start_leaves_nothing),
+		cmocka_unit_test(test_open_words),
+		cmocka_unit_test(test_corrupt_at_open),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_delta),
 		cmocka_unit_test(test_invalid_row),
