@@ -458,8 +458,19 @@ int store_begin_run(struct store *st, const struct store_status *status);
 /* Applies a batch in one transaction: all of it or, on error, none of it.
  * Also fills the writes_* fields of the stored status row, trims the gap
  * log to its retention (newest 1000 gaps, 30 days) and, every so often,
- * checkpoints the WAL.  On failure the caller must send a full batch
- * next. */
+ * checkpoints the WAL.
+ *
+ * A delta batch is refused (ESTALE) when another connection committed to
+ * the database since this one last wrote (PRAGMA data_version): someone
+ * changed the tables (the sqlite3 tool, an older natscope), so a delta
+ * would build on rows natscope did not write.
+ *
+ * On any failure the write is counted (writes_failed) and, in a
+ * transaction of its own, the status row alone is marked: state db-error,
+ * writes_failed and writes_last_error (its other fields, as_of included,
+ * still describe the last write that landed).  So readers see that the
+ * tables are not current, and every answer's coverage is not complete,
+ * until a write succeeds again.  The caller must send a full batch next. */
 int store_write(struct store *st, const struct store_batch *b);
 
 /* ---- the writer thread ---- */
@@ -469,6 +480,11 @@ struct store_writer;
 /* Starts a thread that owns st (a READ_WRITE store) until
  * store_writer_stop().  NULL with errno on failure. */
 struct store_writer *store_writer_start(struct store *st);
+
+/* Has the thread begin the run (store_begin_run() with status) and waits
+ * for it.  Call once, before the first store_writer_acquire().  Returns 0,
+ * or -1 with errno (nothing was written then). */
+int store_writer_begin(struct store_writer *w, const struct store_status *status);
 
 /* Returns the batch to fill for the next write, cleared, or NULL if the
  * previous batch is still being written (try again next interval).
@@ -480,7 +496,8 @@ struct store_batch *store_writer_acquire(struct store_writer *w, int *need_full)
 void store_writer_submit(struct store_writer *w, struct store_batch *b);
 
 /* Waits until no batch is in flight.  Returns 0 if the last write
- * succeeded, else -1 with its errno. */
+ * succeeded, else -1 with its errno: after the collector's final write,
+ * this says whether the database shows the end of the run. */
 int store_writer_wait(struct store_writer *w);
 
 /* Waits for the batch in flight, stops and joins the thread.  The store

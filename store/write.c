@@ -406,11 +406,27 @@ static int clear_live(struct store *st)
 	return 0;
 }
 
+/* Whether another connection committed since this one last looked (so
+ * the tables may not be what natscope wrote).  Call inside a write
+ * transaction, where nobody else can commit.  Returns 1 changed, 0 not,
+ * -1 with errno. */
+static int foreign_commit(struct store *st)
+{
+	int64_t v;
+
+	if (store_data_version(st, &v) < 0)
+		return -1;
+	if (v == st->data_version)
+		return 0;
+	st->data_version = v;
+	return 1;
+}
+
 int store_begin_run(struct store *st, const struct store_status *status)
 {
 	if (tx_begin(st) < 0)
 		return -1;
-	if (clear_live(st) < 0 ||
+	if (foreign_commit(st) < 0 || clear_live(st) < 0 ||
 	    write_status(st, status, STORE_STATE_STARTING, st->writes_ok,
 			 st->last_write_ms) < 0 ||
 	    tx_commit(st) < 0) {
@@ -420,7 +436,7 @@ int store_begin_run(struct store *st, const struct store_status *status)
 	return 0;
 }
 
-/* Records a failed write so that the next successful one reports it. */
+/* Records a failed write so that the status row reports it. */
 static void note_failure(struct store *st)
 {
 	int err = errno;
@@ -429,6 +445,31 @@ static void note_failure(struct store *st)
 	snprintf(st->last_error, sizeof(st->last_error), "%.*s",
 		 (int)sizeof(st->last_error) - 1,
 		 err == EINVAL ? "invalid row in batch" : st->last_msg);
+	errno = err;
+}
+
+/* After a failed write: marks the status row alone, in a transaction of
+ * its own, so that readers see the tables are not current.  Its other
+ * fields (as_of included) still describe the last write that landed.
+ * When this fails too (a full disk, a lock), the status row ages and
+ * /healthz calls it stale.  Keeps errno. */
+static void mark_failed(struct store *st)
+{
+	int err = errno;
+	sqlite3_stmt *s;
+
+	if (st->mode != STORE_READ_WRITE)
+		return;
+	s = store_stmt(st, STMT_STATUS_FAILED,
+		       "UPDATE status SET state = ?1, writes_failed = ?2, "
+		       "writes_last_error = ?3 WHERE id = 1");
+	if (s) {
+		sqlite3_bind_text(s, 1, store_state_name(STORE_STATE_DB_ERROR),
+				  -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, (int64_t)st->writes_failed);
+		sqlite3_bind_text(s, 3, st->last_error, -1, SQLITE_STATIC);
+		store_step_done(st, s, "marking the status db-error");
+	}
 	errno = err;
 }
 
@@ -454,9 +495,23 @@ int store_write(struct store *st, const struct store_batch *b)
 	struct addr_text gw = { 0 }, other = { 0 };
 	int64_t now = ns_now_ms();
 	size_t i;
+	int changed;
 
 	if (tx_begin(st) < 0)
 		goto fail;
+	if ((changed = foreign_commit(st)) < 0)
+		goto rollback;
+	if (changed && !b->full) {
+		log_warnx("store: %s: another connection changed the database "
+			  "since natscope last wrote it: the tables may not be "
+			  "what natscope wrote, so they will be rewritten in "
+			  "full", st->path);
+		snprintf(st->last_msg, sizeof(st->last_msg), "another "
+			 "connection changed the tables; rewriting them in "
+			 "full");
+		errno = ESTALE;
+		goto rollback;
+	}
 	if (b->full && clear_live(st) < 0)
 		goto rollback;
 	for (i = 0; i < b->n_gateways; i++)
@@ -486,8 +541,10 @@ int store_write(struct store *st, const struct store_batch *b)
 rollback:
 	note_failure(st);
 	tx_rollback(st);
+	mark_failed(st);
 	return -1;
 fail:
 	note_failure(st);
+	mark_failed(st);
 	return -1;
 }

@@ -22,6 +22,8 @@ struct store_writer {
 	pthread_cond_t work; /* a batch was submitted, or stop */
 	pthread_cond_t idle; /* the batch in flight was written */
 	struct store_batch batch;
+	struct store_status begin_status;
+	int begin;     /* the job in flight is store_begin_run() */
 	int in_flight; /* submitted and not yet written */
 	int stopping;
 	int need_full; /* no write yet, or the last one failed */
@@ -41,11 +43,17 @@ static void *writer_main(void *arg)
 		if (!w->in_flight)
 			break; /* stopping, nothing left to write */
 		pthread_mutex_unlock(&w->mu);
-		rc = store_write(w->st, &w->batch);
+		if (w->begin)
+			rc = store_begin_run(w->st, &w->begin_status);
+		else
+			rc = store_write(w->st, &w->batch);
 		err = rc < 0 ? errno : 0;
 		pthread_mutex_lock(&w->mu);
 		w->last_errno = err;
-		w->need_full = rc < 0;
+		if (w->begin)
+			w->begin = 0; /* need_full stays: nothing written yet */
+		else
+			w->need_full = rc < 0;
 		w->in_flight = 0;
 		pthread_cond_broadcast(&w->idle);
 	}
@@ -80,6 +88,24 @@ struct store_writer *store_writer_start(struct store *st)
 		return NULL;
 	}
 	return w;
+}
+
+int store_writer_begin(struct store_writer *w,
+		       const struct store_status *status)
+{
+	pthread_mutex_lock(&w->mu);
+	if (w->in_flight || w->stopping) {
+		pthread_mutex_unlock(&w->mu);
+		log_warnx("store: writer: begin while busy");
+		errno = EBUSY;
+		return -1;
+	}
+	w->begin_status = *status;
+	w->begin = 1;
+	w->in_flight = 1;
+	pthread_cond_signal(&w->work);
+	pthread_mutex_unlock(&w->mu);
+	return store_writer_wait(w);
 }
 
 struct store_batch *store_writer_acquire(struct store_writer *w,

@@ -1169,11 +1169,16 @@ static void test_disk_full(void **state)
 	errno = 0;
 	assert_int_equal(store_write(st, &b), -1);
 	assert_int_equal(errno, ENOSPC);
-	/* the database is as it was */
+	/* the live tables are as they were, and the status row says that
+	 * they are not current (the rest of it as of the last write) */
 	assert_int_equal(q_int(path, "SELECT count(*) FROM destinations"), 6);
 	assert_int_equal(q_int(path, "SELECT as_of_ms FROM status"), T0);
 	assert_int_equal(q_int(path, "SELECT writes_ok FROM status"), 1);
-	assert_int_equal(q_int(path, "SELECT writes_failed FROM status"), 0);
+	assert_int_equal(q_int(path, "SELECT writes_failed FROM status"), 1);
+	assert_string_equal(q_text(path, "SELECT state FROM status"),
+			    "db-error");
+	assert_non_null(strstr(q_text(path, "SELECT writes_last_error FROM "
+					    "status"), "full"));
 
 	/* room again: the next write works and reports the failure */
 	assert_int_equal(store_test_exec(st, "PRAGMA max_page_count = "
@@ -1185,6 +1190,7 @@ static void test_disk_full(void **state)
 	assert_int_equal(got.writes_ok, 2);
 	assert_int_equal(got.writes_failed, 1);
 	assert_int_equal(got.as_of_ms, T0 + 5000);
+	assert_int_equal(got.state, STORE_STATE_RUNNING);
 	assert_non_null(strstr(got.writes_last_error, "full"));
 	store_batch_free(&b);
 	store_close(st);
@@ -1251,6 +1257,140 @@ static void test_locked(void **state)
 	assert_int_equal(errno, EROFS);
 	store_batch_free(&b);
 	store_close(ro);
+	store_close(st);
+}
+
+/* Someone else commits to the database (the sqlite3 tool, an older
+ * natscope): the next delta is refused, the status row says db-error, and
+ * the full write that follows puts the tables right. */
+static void test_foreign_change(void **state)
+{
+	const char *path = db_path("foreign-change");
+	struct store *st = open_fresh("foreign-change"), *ro;
+	struct ns_addr gw = A("203.0.113.1");
+	struct store_batch b;
+	sqlite3 *other;
+	char *doc;
+
+	write_standard(st);
+	ro = store_open(path, STORE_READ_ONLY);
+	assert_non_null(ro);
+
+	/* a transaction rolled back is no change */
+	assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN; DELETE FROM gateways; "
+					     "ROLLBACK", NULL, NULL, NULL),
+			 SQLITE_OK);
+	write_status_only(st, STORE_STATE_RUNNING, T0 + 1000);
+
+	/* a commit is */
+	assert_int_equal(sqlite3_exec(other, "DELETE FROM gateways; "
+					     "DELETE FROM hosts",
+				      NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	b.status.as_of_ms = T0 + 2000;
+	add_dest(&b, "203.0.113.1", IPPROTO_TCP, "198.51.100.7", 443, 0, 1101,
+		 64512);
+	errno = 0;
+	assert_int_equal(store_write(st, &b), -1);
+	assert_int_equal(errno, ESTALE);
+	/* nothing of the delta landed; the status row says why */
+	assert_int_equal(q_int(path, "SELECT mappings FROM destinations WHERE "
+				     "ip = '198.51.100.7' AND zone = 0"), 1100);
+	assert_string_equal(q_text(path, "SELECT state FROM status"),
+			    "db-error");
+	assert_int_equal(q_int(path, "SELECT writes_failed FROM status"), 1);
+	assert_int_equal(q_int(path, "SELECT as_of_ms FROM status"), T0 + 1000);
+	assert_non_null(strstr(q_text(path, "SELECT writes_last_error FROM "
+					    "status"), "another connection"));
+	/* and no answer calls the tables complete */
+	assert_int_equal(store_json_gateways(ro, T0 + 2000, &doc), 0);
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "false");
+	assert_int_equal(jlen(doc, "$.gateways"), 0);
+	free(doc);
+	assert_int_equal(store_json_destinations(ro, &gw, IPPROTO_TCP, 5,
+						 T0 + 2000, &doc), -1);
+	assert_int_equal(errno, ENOENT); /* its gateway row is gone */
+	assert_int_equal(store_json_status(ro, T0 + 2000, &doc), 0);
+	assert_string_equal(jtext(doc, "$.state"), "db-error");
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "false");
+	assert_int_equal(jint(doc, "$.writes.failed"), 1);
+	free(doc);
+
+	/* the full write that follows puts everything right */
+	write_standard(st);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gateways"), 3);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hosts"), 5);
+	assert_string_equal(q_text(path, "SELECT state FROM status"),
+			    "running");
+	assert_int_equal(store_json_gateways(ro, T0, &doc), 0);
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "true");
+	free(doc);
+	/* and deltas are taken again */
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(q_int(path, "SELECT mappings FROM destinations WHERE "
+				     "ip = '198.51.100.7' AND zone = 0"), 1101);
+	store_batch_free(&b);
+	store_close(ro);
+	store_close(st);
+}
+
+/* One damaged page in the gap log, found while running: every write
+ * fails and is counted, the status row says db-error, writes go on being
+ * tried, and no answer presents the tables as complete. */
+static void test_corrupt_while_running(void **state)
+{
+	const char *path = db_path("corrupt-run");
+	struct store *st = open_fresh("corrupt-run"), *ro;
+	struct store_status got;
+	struct store_batch b;
+	char *doc;
+	int rc;
+
+	write_gaps(st, 20);
+	write_standard(st);
+	assert_int_equal(store_test_exec(st, "PRAGMA wal_checkpoint(TRUNCATE)"),
+			 0);
+	corrupt_root_page(path, "gaps");
+	/* forget the cached copy: the next read of it comes from the file */
+	assert_int_equal(store_test_exec(st, "PRAGMA shrink_memory"), 0);
+
+	store_batch_init(&b);
+	b.full = 1;
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	b.status.as_of_ms = T0 + 5000;
+	add_gw(&b, "203.0.113.1", IPPROTO_TCP, 7, 7);
+	for (int i = 1; i <= 2; i++) {
+		errno = 0;
+		assert_int_equal(store_write(st, &b), -1);
+		assert_int_equal(errno, EILSEQ);
+		assert_string_equal(q_text(path, "SELECT state FROM status"),
+				    "db-error");
+		assert_int_equal(q_int(path, "SELECT writes_failed FROM "
+					     "status"), i);
+		assert_non_null(strstr(q_text(path, "SELECT writes_last_error "
+						    "FROM status"), "corrupt"));
+	}
+	assert_int_equal(q_int(path, "SELECT as_of_ms FROM status"), T0);
+
+	/* readers: the status row says so; an answer that needs the damaged
+	 * page fails, one that does not says it is not complete */
+	ro = store_open(path, STORE_READ_ONLY);
+	assert_non_null(ro);
+	assert_int_equal(store_read_status(ro, &got), 0);
+	assert_int_equal(got.state, STORE_STATE_DB_ERROR);
+	assert_int_equal(got.writes_failed, 2);
+	rc = store_json_gateways(ro, T0 + 5000, &doc);
+	if (rc == 0) {
+		assert_string_equal(jtype(doc, "$.coverage.complete"), "false");
+		free(doc);
+	} else {
+		assert_int_equal(errno, EILSEQ);
+	}
+	store_close(ro);
+	store_batch_free(&b);
 	store_close(st);
 }
 
@@ -2023,6 +2163,52 @@ static void test_writer(void **state)
 	store_close(st);
 }
 
+/* The run begins on the writer's thread, after it started: nothing is
+ * written when the thread cannot start, and a failed begin writes
+ * nothing. */
+static void test_writer_begin(void **state)
+{
+	const char *path = db_path("writer-begin");
+	struct store *st = open_fresh("writer-begin");
+	struct store_status s;
+	struct store_writer *w;
+	int need_full = -1;
+	sqlite3 *other;
+
+	write_standard(st);
+	assert_int_equal(store_test_exec(st, "PRAGMA busy_timeout = 50"), 0);
+	w = store_writer_start(st);
+	assert_non_null(w);
+	fill_status(&s, STORE_STATE_STARTING);
+	s.started_ms = T0 + 1000;
+
+	/* locked: the begin fails and nothing changed */
+	assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL,
+				      NULL), SQLITE_OK);
+	errno = 0;
+	assert_int_equal(store_writer_begin(w, &s), -1);
+	assert_int_equal(errno, EBUSY);
+	assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(other);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gateways"), 3);
+	assert_string_equal(q_text(path, "SELECT state FROM status"),
+			    "running");
+
+	assert_int_equal(store_writer_begin(w, &s), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gateways"), 0);
+	assert_string_equal(q_text(path, "SELECT state FROM status"),
+			    "starting");
+	assert_int_equal(q_int(path, "SELECT started_ms FROM status"),
+			 T0 + 1000);
+	/* the first batch is full */
+	assert_non_null(store_writer_acquire(w, &need_full));
+	assert_int_equal(need_full, 1);
+	store_writer_stop(w);
+	store_close(st);
+}
+
 /* ---- size and speed (printed, not asserted) ---- */
 
 static double ms_since(int64_t t0)
@@ -2132,6 +2318,8 @@ int main(void)
 		cmocka_unit_test(test_invalid_row),
 		cmocka_unit_test(test_disk_full),
 		cmocka_unit_test(test_locked),
+		cmocka_unit_test(test_foreign_change),
+		cmocka_unit_test(test_corrupt_while_running),
 		cmocka_unit_test(test_read_copy),
 		cmocka_unit_test(test_gap_retention_count),
 		cmocka_unit_test(test_gap_retention_age),
@@ -2143,6 +2331,7 @@ int main(void)
 		cmocka_unit_test(test_json_error),
 		cmocka_unit_test(test_status_fields),
 		cmocka_unit_test(test_writer),
+		cmocka_unit_test(test_writer_begin),
 		cmocka_unit_test(test_full_write_timing),
 	};
 
