@@ -225,9 +225,8 @@ int cli_run(int argc, char **argv)
 	writer = store_writer_start(st);
 	if (!writer)
 		goto out;
-	wcfg = (struct web_config){ .listen = listen, .db_path = db,
-				    .interval_s = interval };
-	web = web_start(&wcfg);
+	wcfg = (struct web_config){ .db_path = db, .interval_s = interval };
+	web = web_start(web_listen(listen), &wcfg);
 	if (!web) {
 		log_warnx("cannot serve HTTP on %s", listen);
 		goto out;

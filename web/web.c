@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -38,6 +39,7 @@ struct web {
 	struct store *st; /* read-only; only the MHD thread uses it */
 	unsigned interval_s;
 	uint16_t port;
+	char addr[INET6_ADDRSTRLEN + 8]; /* what it listens on, for the log */
 };
 
 enum web_route {
@@ -274,7 +276,9 @@ static enum MHD_Result web_error(struct web *w, struct MHD_Connection *c,
 }
 
 /* A store read failed with err (already logged by the store).  The
- * per-gateway routes handle ENOENT (no such gateway) themselves. */
+ * per-gateway routes handle ENOENT (no such gateway) themselves.  Never an
+ * empty answer: the client is told that the database cannot be read, and
+ * why in plain words. */
 static enum MHD_Result web_store_failed(struct web *w, struct MHD_Connection *c,
 					int err)
 {
@@ -286,6 +290,14 @@ static enum MHD_Result web_store_failed(struct web *w, struct MHD_Connection *c,
 	if (err == EBUSY)
 		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
 				 REPLY_RETRY_AFTER, "database is busy");
+	if (err == EILSEQ)
+		return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, "%s",
+				 "the database file is corrupt: this answer "
+				 "cannot be read from it (natscope's log says "
+				 "where)");
+	if (err == EIO)
+		return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, "%s",
+				 "cannot read the database: I/O error");
 	return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0,
 			 "cannot read the database (%s)", strerror(err));
 }
@@ -417,6 +429,8 @@ static enum MHD_Result web_healthz(struct web *w, struct MHD_Connection *c)
 		status = age_ms <= max_age_ms ? "ok" : "stale";
 	else if (s.state == STORE_STATE_STARTING)
 		status = "starting";
+	else if (s.state == STORE_STATE_DB_ERROR)
+		status = "db-error"; /* writes fail: the tables are not current */
 	else
 		status = "stopped";
 
@@ -543,80 +557,129 @@ static void web_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warnx("web: %s", msg);
 }
 
-/* libmicrohttpd does not say why it could not start; when binding is the
- * reason, a bind of our own finds the errno (EADDRINUSE, EACCES, ...). */
-static int web_bind_errno(const struct sockaddr_storage *ss, socklen_t len)
+int web_listen(const char *spec)
 {
-	int one = 1, err = 0;
-	int fd;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1, fd, err;
 
-	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		return errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (ss->ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)ss, len) == -1)
+	if (web_parse_listen(spec, &ss, &len) == -1) {
+		log_warnx("web: bad listen address '%s' (expected ADDR:PORT "
+			  "or [ADDR]:PORT)", spec ? spec : "");
+		errno = EINVAL;
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		log_warn("web: socket for %s", spec);
+		return -1;
+	}
+	/* as libmicrohttpd sets its own: restarts do not wait out
+	 * TIME_WAIT, and [::]:PORT means IPv6 only */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    (ss.ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) ==
+		     -1) ||
+	    bind(fd, (const struct sockaddr *)&ss, len) == -1 ||
+	    listen(fd, WEB_LISTEN_BACKLOG) == -1) {
 		err = errno;
-	close(fd);
-	return err;
+		log_warn("web: cannot listen on %s", spec);
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	return fd;
 }
 
-struct web *web_start(const struct web_config *cfg)
+/* The address and port fd is bound to, as "ADDR:PORT" / "[ADDR]:PORT". */
+static int web_sockname(int fd, struct web *w, int *family)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char text[INET6_ADDRSTRLEN];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+		return -1;
+	*family = ss.ss_family;
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
+		w->port = ntohs(sin6->sin6_port);
+		snprintf(w->addr, sizeof(w->addr), "[%s]:%u", text,
+			 (unsigned)w->port);
+	} else if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
+		w->port = ntohs(sin->sin_port);
+		snprintf(w->addr, sizeof(w->addr), "%s:%u", text,
+			 (unsigned)w->port);
+	} else {
+		errno = EAFNOSUPPORT;
+		return -1;
+	}
+	return 0;
+}
+
+struct web *web_start(int listen_fd, const struct web_config *cfg)
 {
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 			 MHD_USE_ERROR_LOG;
-	const union MHD_DaemonInfo *info;
-	struct sockaddr_storage ss;
-	uint16_t port;
-	socklen_t len;
 	struct web *w;
-	int err;
+	int family, mhd_fd, err;
 
-	if (web_parse_listen(cfg->listen, &ss, &len) == -1) {
-		log_warnx("web: bad listen address '%s' (expected "
-			  "ADDR:PORT or [ADDR]:PORT)",
-			  cfg->listen ? cfg->listen : "");
-		return NULL;
-	}
 	if (!(w = calloc(1, sizeof(*w)))) {
 		log_warn("web: start");
+		close(listen_fd);
+		errno = ENOMEM;
 		return NULL;
 	}
 	w->interval_s = cfg->interval_s;
+	if (web_sockname(listen_fd, w, &family) == -1) {
+		err = errno == ENOTSOCK ? EBADF : errno;
+		log_warn("web: descriptor %d is no listening socket",
+			 listen_fd);
+		errno = err;
+		goto err;
+	}
+	if (family == AF_INET6)
+		flags |= MHD_USE_IPv6;
 	if (!(w->st = store_open(cfg->db_path, STORE_READ_ONLY)))
 		goto err;
-	if (ss.ss_family == AF_INET6) {
-		flags |= MHD_USE_IPv6;
-		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	} else {
-		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	}
 
+	/* libmicrohttpd closes the socket it was given on some of its
+	 * failure paths and not on others: it gets a copy of its own, and
+	 * ours is closed here whatever happens (at worst its copy leaks on
+	 * a failure the caller treats as fatal) */
+	mhd_fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 0);
+	if (mhd_fd == -1) {
+		log_warn("web: dup");
+		goto err;
+	}
+	close(listen_fd);
+	listen_fd = -1;
 	/* the port argument only names the port in MHD's messages */
 	w->mhd = MHD_start_daemon(
-		flags, port, NULL, NULL, web_access, w,
+		flags, w->port, NULL, NULL, web_access, w,
 		MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)web_mhd_log, NULL,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mhd_fd,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)WEB_MAX_CONNECTIONS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WEB_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEB_CONN_MEMORY,
-		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)WEB_LISTEN_BACKLOG,
 		MHD_OPTION_END);
 	if (!w->mhd) {
-		err = web_bind_errno(&ss, len);
-		errno = err ? err : EIO;
-		log_warn("web: cannot serve on %s", cfg->listen);
+		log_warnx("web: cannot start serving on %s", w->addr);
+		errno = EIO;
 		goto err;
 	}
-	info = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_BIND_PORT);
-	w->port = info ? info->port : 0;
-	log_info("web: serving http on %s (port %u)", cfg->listen,
-		 (unsigned)w->port);
+	log_info("web: serving http on %s", w->addr);
 	return w;
 
 err:
 	err = errno;
+	if (listen_fd >= 0)
+		close(listen_fd);
 	store_close(w->st);
 	free(w);
 	errno = err;

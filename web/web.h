@@ -14,21 +14,31 @@
 struct web;
 
 struct web_config {
-	const char *listen;   /* "ADDR:PORT": "127.0.0.1:9628", "[::1]:9628" */
 	const char *db_path;  /* the database the collector writes */
 	unsigned interval_s;  /* the collector's write interval (for /healthz) */
 };
 
-/* Opens the database read-only, binds the listening socket and starts
- * serving on libmicrohttpd's own thread.  Returns NULL with errno:
- * EINVAL for a bad listen spec, EADDRINUSE, EACCES, or the store's errno. */
-struct web *web_start(const struct web_config *cfg);
+/* Opens the API's listening socket on spec, "ADDR:PORT" ("127.0.0.1:9628",
+ * "[::1]:9628"): bound, listening, close-on-exec.  This is the only step
+ * that may need privilege (a port below 1024); a caller can do it first
+ * and hand the descriptor to web_start() in a process that holds none.
+ * Returns the descriptor, or -1 with errno (logged): EINVAL for a bad
+ * spec, EADDRINUSE, EACCES, EADDRNOTAVAIL. */
+int web_listen(const char *spec);
+
+/* Serves the API on listen_fd (from web_listen()), which it takes over: it
+ * is closed by web_stop(), or before web_start() returns NULL.  Opens the
+ * database read-only and starts serving on libmicrohttpd's own thread.
+ * Returns NULL with errno: the store's (ENOENT: no database yet), EBADF
+ * for a descriptor that is no listening socket, or EIO when libmicrohttpd
+ * cannot start (it logs why). */
+struct web *web_start(int listen_fd, const struct web_config *cfg);
 
 /* Stops serving, joins the thread, closes the database.  NULL allowed. */
 void web_stop(struct web *w);
 
-/* The TCP port actually bound (the one asked for, or the kernel's choice
- * when the listen spec says port 0). */
+/* The TCP port the listening socket is bound to (the kernel's choice when
+ * the listen spec said port 0). */
 uint16_t web_bound_port(const struct web *w);
 
 /* Parses "ADDR:PORT" ("[v6]:PORT" for IPv6) into *ss.  Returns 0, or -1

@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -489,7 +490,7 @@ static void write_database(void)
 static int group_setup(void **state)
 {
 	struct store_status s;
-	struct web_config cfg = { .listen = "127.0.0.1:0", .interval_s = 5 };
+	struct web_config cfg = { .interval_s = 5 };
 
 	log_init("test_web", NS_LOG_WARN);
 	snprintf(T.dir, sizeof(T.dir), "/tmp/natscope-test-web-XXXXXX");
@@ -502,7 +503,7 @@ static int group_setup(void **state)
 	write_database();
 
 	cfg.db_path = T.db;
-	T.web = web_start(&cfg);
+	T.web = web_start(web_listen("127.0.0.1:0"), &cfg);
 	assert_non_null(T.web);
 	T.port = web_bound_port(T.web);
 	assert_true(T.port > 0);
@@ -605,31 +606,84 @@ static void test_parse_limit(void **state)
 
 /* ---- starting ---- */
 
+/* Whether fd is an open descriptor. */
+static int fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) != -1;
+}
+
 static void test_start_errors(void **state)
 {
-	struct web_config cfg = { .listen = "127.0.0.1:0", .interval_s = 5 };
+	struct web_config cfg = { .interval_s = 5 };
 	char missing[160], busy[32];
+	int fd;
 
-	cfg.db_path = T.db;
-	cfg.listen = "127.0.0.1";
 	errno = 0;
-	assert_null(web_start(&cfg));
+	assert_int_equal(web_listen("127.0.0.1"), -1);
+	assert_int_equal(errno, EINVAL);
+	errno = 0;
+	assert_int_equal(web_listen(NULL), -1);
 	assert_int_equal(errno, EINVAL);
 
-	cfg.listen = "127.0.0.1:0";
+	/* the port is taken: known before anything else is started */
+	snprintf(busy, sizeof(busy), "127.0.0.1:%u", (unsigned)T.port);
+	errno = 0;
+	assert_int_equal(web_listen(busy), -1);
+	assert_int_equal(errno, EADDRINUSE);
+	errno = 0;
+	assert_int_equal(web_listen("192.0.2.1:0"), -1); /* not ours */
+	assert_int_equal(errno, EADDRNOTAVAIL);
+
+	/* no database yet: the socket handed over is closed, no file made */
 	snprintf(missing, sizeof(missing), "%s/missing.db", T.dir);
 	cfg.db_path = missing;
+	fd = web_listen("127.0.0.1:0");
+	assert_true(fd >= 0);
 	errno = 0;
-	assert_null(web_start(&cfg));
+	assert_null(web_start(fd, &cfg));
 	assert_int_equal(errno, ENOENT);
-	assert_int_equal(access(missing, F_OK), -1); /* not created */
+	assert_false(fd_open(fd));
+	assert_int_equal(access(missing, F_OK), -1);
 
-	snprintf(busy, sizeof(busy), "127.0.0.1:%u", (unsigned)T.port);
-	cfg.listen = busy;
+	/* a descriptor that is no socket */
 	cfg.db_path = T.db;
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
 	errno = 0;
-	assert_null(web_start(&cfg));
-	assert_int_equal(errno, EADDRINUSE);
+	assert_null(web_start(fd, &cfg));
+	assert_int_equal(errno, EBADF);
+	assert_false(fd_open(fd));
+}
+
+/* IPv6: web_listen() binds [::1] only, web_start() serves on it. */
+static void test_listen_ipv6(void **state)
+{
+	struct web_config cfg = { .db_path = T.db, .interval_s = 5 };
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6,
+				     .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	const char req[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+			   "Connection: close\r\n\r\n";
+	struct resp r;
+	struct web *w;
+	int fd;
+
+	fd = web_listen("[::1]:0");
+	if (fd == -1 && errno == EADDRNOTAVAIL)
+		skip(); /* no IPv6 loopback here */
+	assert_true(fd >= 0);
+	w = web_start(fd, &cfg);
+	assert_non_null(w);
+	sin6.sin6_port = htons(web_bound_port(w));
+	fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin6, sizeof(sin6)),
+			 0);
+	send_all(fd, req, sizeof(req) - 1);
+	read_response(fd, 0, &r);
+	close(fd);
+	assert_true(r.status == 200 || r.status == 503);
+	resp_free(&r);
+	web_stop(w);
 }
 
 /* ---- routes ---- */
@@ -1047,6 +1101,8 @@ static void test_healthz(void **state)
 		      "resyncing");
 	expect_health(STORE_STATE_STOPPED, 0, 503, "stopped", "stopped");
 	expect_health(STORE_STATE_STARTING, 0, 503, "starting", "starting");
+	/* writes fail: unhealthy however fresh the last snapshot */
+	expect_health(STORE_STATE_DB_ERROR, 0, 503, "db-error", "db-error");
 	expect_health(STORE_STATE_RUNNING, 0, 200, "ok", "running");
 }
 
@@ -1246,7 +1302,7 @@ static void remove_db(const char *db)
  * exclusive transaction does block them. */
 static void test_busy(void **state)
 {
-	struct web_config cfg = { .listen = "127.0.0.1:0", .interval_s = 5 };
+	struct web_config cfg = { .interval_s = 5 };
 	uint16_t saved = T.port;
 	struct store_status s;
 	struct store *st;
@@ -1268,7 +1324,7 @@ static void test_busy(void **state)
 			 SQLITE_OK);
 
 	cfg.db_path = db;
-	w = web_start(&cfg);
+	w = web_start(web_listen("127.0.0.1:0"), &cfg);
 	assert_non_null(w);
 	T.port = web_bound_port(w);
 	http_get("/healthz", &r);
@@ -1308,7 +1364,7 @@ static void test_busy(void **state)
  * says so.  Also checks that web_stop() closes the listening socket. */
 static void test_empty_database(void **state)
 {
-	struct web_config cfg = { .listen = "127.0.0.1:0", .interval_s = 5 };
+	struct web_config cfg = { .interval_s = 5 };
 	uint16_t saved = T.port;
 	char db[160];
 	struct store *st;
@@ -1321,7 +1377,7 @@ static void test_empty_database(void **state)
 	st = store_open(db, STORE_READ_WRITE);
 	assert_non_null(st);
 	cfg.db_path = db;
-	w = web_start(&cfg);
+	w = web_start(web_listen("127.0.0.1:0"), &cfg);
 	assert_non_null(w);
 	T.port = web_bound_port(w);
 	assert_int_not_equal(T.port, saved);
@@ -1368,6 +1424,84 @@ static void test_empty_database(void **state)
 	remove_db(db);
 }
 
+/* A damaged page in a live table: the answers that need it fail with a
+ * clear 500, never an empty list; the others still answer. */
+static void test_corrupt_table(void **state)
+{
+	struct web_config cfg = { .interval_s = 5 };
+	uint16_t saved = T.port;
+	char db[160], sql[128], junk[4096];
+	struct store_status s;
+	struct store_batch b;
+	struct store *st;
+	long long root = 0;
+	sqlite3_stmt *q;
+	sqlite3 *raw;
+	struct web *w;
+	struct resp r;
+	int fd;
+
+	snprintf(db, sizeof(db), "%s/corrupt.db", T.dir);
+	st = store_open(db, STORE_READ_WRITE);
+	assert_non_null(st);
+	fill_status(&s, STORE_STATE_RUNNING, ns_now_ms());
+	assert_int_equal(store_begin_run(st, &s), 0);
+	store_batch_init(&b);
+	b.full = 1;
+	fill_status(&b.status, STORE_STATE_RUNNING, ns_now_ms());
+	for (int i = 1; i <= 40; i++) {
+		char gw[32];
+
+		snprintf(gw, sizeof(gw), "203.0.113.%d", i);
+		add_gateway(&b, gw, IPPROTO_TCP, 1, 1, 0, 1, "198.51.100.7",
+			    443, 1, 64512);
+	}
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_free(&b);
+	store_close(st); /* checkpoints: every page is in the file */
+
+	assert_int_equal(sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL),
+			 SQLITE_OK);
+	snprintf(sql, sizeof(sql), "SELECT rootpage FROM sqlite_schema "
+				   "WHERE name = 'gateways'");
+	assert_int_equal(sqlite3_prepare_v2(raw, sql, -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	root = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(raw);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 37 + 11);
+	fd = open(db, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0 && root > 1);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk) - 8,
+				(off_t)((root - 1) * 4096 + 8)),
+			 (ssize_t)sizeof(junk) - 8);
+	close(fd);
+
+	cfg.db_path = db;
+	w = web_start(web_listen("127.0.0.1:0"), &cfg);
+	assert_non_null(w);
+	T.port = web_bound_port(w);
+	http_get("/api/v1/gateways", &r);
+	assert_json_reply(&r, 500);
+	assert_non_null(strstr(r.body, "corrupt"));
+	resp_free(&r);
+	http_get("/api/v1/gateways/203.0.113.1/hosts", &r);
+	assert_json_reply(&r, 500);
+	assert_non_null(strstr(r.body, "corrupt"));
+	resp_free(&r);
+	http_get("/metrics", &r);
+	assert_json_reply(&r, 500);
+	assert_non_null(strstr(r.body, "corrupt"));
+	resp_free(&r);
+	http_get("/healthz", &r); /* the status row is intact */
+	assert_json_reply(&r, 200);
+	resp_free(&r);
+	web_stop(w);
+	T.port = saved;
+	remove_db(db);
+}
+
 /* Last: after every bad request above the service still answers. */
 static void test_still_serving(void **state)
 {
@@ -1386,6 +1520,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_parse_listen),
 	cmocka_unit_test(test_parse_limit),
 	cmocka_unit_test(test_start_errors),
+	cmocka_unit_test(test_listen_ipv6),
 	cmocka_unit_test(test_index),
 	cmocka_unit_test(test_gateways),
 	cmocka_unit_test(test_hosts),
@@ -1402,6 +1537,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_metrics),
 	cmocka_unit_test(test_busy),
 	cmocka_unit_test(test_empty_database),
+	cmocka_unit_test(test_corrupt_table),
 	cmocka_unit_test(test_still_serving),
 };
 
