@@ -70,8 +70,14 @@ int store_fail(struct store *st, int rc, const char *what)
 		snprintf(detail, sizeof(detail), "the database file is corrupt "
 			 "(%s)", msg);
 		break;
-	case SQLITE_CANTOPEN:
 	case SQLITE_IOERR:
+		if (sys == ENOSPC || sys == EDQUOT) {
+			snprintf(detail, sizeof(detail), "the file system is "
+				 "full (%s: %s)", msg, strerror(sys));
+			break;
+		}
+		/* fall through */
+	case SQLITE_CANTOPEN:
 		if (sys) {
 			snprintf(detail, sizeof(detail), "%s (%s)", msg,
 				 strerror(sys));
