@@ -1,11 +1,19 @@
 /*
  * run.c - natscope run: wires kernel -> collector -> store -> web.
  *
- * Order matters: the collector opens its netlink sockets first (so a
- * missing CAP_NET_ADMIN is reported before anything is created), then the
- * database, the writer thread and the web service.  SIGINT and SIGTERM are
- * blocked in every thread and read from a signalfd by the collector's loop,
- * so a signal never interrupts anything half way.
+ * Order matters: nothing is written to the database before everything
+ * that can fail at start has succeeded.  Flags are parsed; the collector
+ * opens its netlink sockets (a missing CAP_NET_ADMIN is reported before
+ * anything is created); the HTTP socket is bound (a port in use is
+ * reported before the database is touched); the database is opened,
+ * locked against a second writer and migrated; the writer thread and the
+ * web service start; only then does the run begin (the live tables are
+ * emptied and the status says starting).  A database file this start
+ * created is removed again if it fails.
+ *
+ * SIGINT and SIGTERM are blocked in every thread and read from a signalfd
+ * by the collector's loop, so a signal never interrupts anything half way.
+ * The exit status says whether the final write landed: 1 if it did not.
  */
 #include "cli/cli.h"
 #include "collector/collector.h"
@@ -129,8 +137,9 @@ int cli_run(int argc, char **argv)
 	struct store_writer *writer = NULL;
 	struct web *web = NULL;
 	struct store_status status;
+	char final[160] = "";
 	sigset_t mask;
-	int opt, sfd = -1, rc = 1;
+	int opt, sfd = -1, lfd = -1, begun = 0, rc = 1, crc, err;
 
 	opterr = 0;
 	optind = 1;
@@ -212,35 +221,57 @@ int cli_run(int argc, char **argv)
 	col = collector_open(&ccfg);
 	if (!col)
 		goto out; /* the collector said why (e.g. CAP_NET_ADMIN) */
+	lfd = web_listen(listen);
+	if (lfd < 0) {
+		log_warnx("cannot serve HTTP on %s", listen);
+		goto out;
+	}
 	st = store_open(db, STORE_READ_WRITE);
 	if (!st) {
 		log_warnx("cannot use the database %s", db);
-		goto out;
-	}
-	run_initial_status(&status, interval);
-	if (store_begin_run(st, &status) < 0) {
-		log_warnx("cannot start a run in %s", db);
 		goto out;
 	}
 	writer = store_writer_start(st);
 	if (!writer)
 		goto out;
 	wcfg = (struct web_config){ .db_path = db, .interval_s = interval };
-	web = web_start(web_listen(listen), &wcfg);
+	web = web_start(lfd, &wcfg);
+	lfd = -1; /* web_start() took it */
 	if (!web) {
 		log_warnx("cannot serve HTTP on %s", listen);
 		goto out;
 	}
+	run_initial_status(&status, interval);
+	if (store_writer_begin(writer, &status) < 0) {
+		log_warnx("cannot start a run in %s", db);
+		goto out;
+	}
+	begun = 1;
 	log_info("natscope %s: database %s, API on http://%s/, writing every %u s",
 		 NS_VERSION, db, listen, interval);
-	rc = collector_run(col, writer) == 0 ? 0 : 1;
-	log_info("stopped");
+	crc = collector_run(col, writer);
+	/* the collector's last write was its final one (state stopped) */
+	if (store_writer_wait(writer) < 0) {
+		err = errno;
+		snprintf(final, sizeof(final), "the final write to %s failed "
+			 "(%s): the database does not show this run's end",
+			 db, strerror(err));
+	}
+	rc = crc < 0 || *final ? 1 : 0;
+	log_info(rc ? "stopped, with errors" : "stopped");
 out:
-	web_stop(web);
+	web_stop(web); /* its read-only connection goes before the writer's */
 	store_writer_stop(writer);
-	store_close(st);
+	if (begun)
+		store_close(st);
+	else
+		store_discard(st); /* a database created for nothing goes */
+	if (lfd >= 0)
+		close(lfd);
 	collector_close(col);
 	if (sfd >= 0)
 		close(sfd);
+	if (*final)
+		fatalx("%s", final);
 	return rc;
 }
