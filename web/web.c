@@ -399,7 +399,7 @@ static enum MHD_Result web_healthz(struct web *w, struct MHD_Connection *c)
 {
 	char now_text[32], as_of_text[32], buf[512];
 	struct store_status s;
-	int64_t now = ns_now_ms(), age_ms, max_age_ms;
+	int64_t now = ns_now_ms(), age_ms, max_age_ms, written;
 	unsigned code = MHD_HTTP_SERVICE_UNAVAILABLE;
 	const char *status;
 	unsigned interval;
@@ -421,7 +421,11 @@ static enum MHD_Result web_healthz(struct web *w, struct MHD_Connection *c)
 	if (interval == 0)
 		interval = 1;
 	max_age_ms = 2 * (int64_t)interval * 1000 + 1000;
-	age_ms = s.as_of_ms > 0 ? now - s.as_of_ms : INT64_MAX;
+	/* Alive means writing every interval.  The figures' own time (as_of)
+	 * may be older when the table is followed by dumps: they are as of
+	 * the last dump, which the answers say. */
+	written = s.writes_last_ms > 0 ? s.writes_last_ms : s.as_of_ms;
+	age_ms = written > 0 ? now - written : INT64_MAX;
 	if (age_ms < 0)
 		age_ms = 0; /* the clock stepped back: not stale */
 
@@ -437,10 +441,12 @@ static enum MHD_Result web_healthz(struct web *w, struct MHD_Connection *c)
 	web_format_time(s.as_of_ms, as_of_text);
 	n = snprintf(buf, sizeof(buf),
 		     "{\"status\": \"%s\", \"state\": \"%s\", "
+		     "\"follow\": \"%s\", "
 		     "\"generated_at\": \"%s\", \"as_of\": \"%s\", "
 		     "\"age_seconds\": %.3f, \"max_age_seconds\": %.3f}\n",
-		     status, store_state_name(s.state), now_text, as_of_text,
-		     s.as_of_ms > 0 ? (double)age_ms / 1000 : -1.0,
+		     status, store_state_name(s.state),
+		     store_follow_name(s.follow), now_text, as_of_text,
+		     written > 0 ? (double)age_ms / 1000 : -1.0,
 		     (double)max_age_ms / 1000);
 	if (strcmp(status, "ok") == 0)
 		code = MHD_HTTP_OK;
