@@ -567,6 +567,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	t->last_removed = t->rs_removed;
 	if (!t->initial_done) {
 		t->initial_done = 1;
+		t->write_wanted = 1; /* the first figures, without waiting */
 		log_info("initial dump: %llu entries in %.3f s",
 			 (unsigned long long)t->rs_entries,
 			 t->last_duration_us / 1e6);
@@ -588,8 +589,10 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	 * only after a barrier, so no DESTROY for them was still queued.) */
 	ghosts = sw.mappings - sw.mappings_silent + sw.others - sw.others_silent;
 	if (ghosts && t->dump_clean && !t->dump_lossy &&
-	    t->drops == t->drops_at_dump)
+	    t->drops == t->drops_at_dump) {
 		tracker_audit_ghosts(t, &sw, ghosts, now);
+		t->write_wanted = 1;
+	}
 	if (t->gap_open) {
 		t->gap.added += t->rs_added;
 		t->gap.removed += t->rs_removed;
@@ -610,6 +613,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 		t->drops_accounted = t->drops;
 		tracker_queue_gap(t, &t->gap);
 		t->gap_open = 0;
+		t->write_wanted = 1; /* exact again: show it without waiting */
 		log_info("gap %u (%s) closed: %lld events lost, repaired in "
 			 "%.3f s", t->gap.seq, t->gap.reason,
 			 (long long)t->gap.events_lost,
@@ -618,7 +622,6 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	t->exact_ms = now;
 	t->verified_ms = t->dump_started_ms;
 	t->ghost_runs = t->miss_runs = 0;
-	t->write_wanted = 1; /* show the exact figures without waiting */
 }
 
 unsigned tracker_due(struct tracker *t, int64_t now, int64_t *wake)
