@@ -29,6 +29,9 @@
  * ends with one line of JSON on stdout.  --expect-file writes the exact
  * per-(public IP, proto) figures of the entries left live.
  *
+ * --proto udplite|sctp make entries of protocols that have no sockets on
+ * some kernels (SCTP); --zone N puts every entry in conntrack zone N.
+ *
  * ctgen refuses to run in the initial network namespace (use ip netns exec)
  * unless --i-know is given: it fills and flushes the conntrack table.
  */
@@ -48,6 +51,7 @@
 #include <libmnl/libmnl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_sctp.h>
 #include <linux/netfilter/nf_conntrack_tcp.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
@@ -77,6 +81,7 @@ struct gen_opts {
 	double plain;	   /* fraction routed without NAT */
 	uint32_t host_base; /* first internal host number */
 	uint32_t pub_base;  /* first public IP number */
+	uint16_t zone;	   /* conntrack zone, 0 = the default */
 	int flush;
 	int nat_tuple;	   /* pass the NATed reply tuple, no CTA_NAT */
 	size_t batch;	   /* bytes per sendto */
@@ -252,6 +257,8 @@ static struct nf_conntrack *tmpl_new(int op, int v6)
 		return NULL;
 	nfct_set_attr_u8(ct, ATTR_L3PROTO, v6 ? AF_INET6 : AF_INET);
 	nfct_set_attr_u8(ct, ATTR_L4PROTO, opt.proto);
+	if (opt.zone)
+		nfct_set_attr_u16(ct, ATTR_ZONE, opt.zone);
 	if (op == OP_DELETE)
 		return ct;
 	nfct_set_attr_u8(ct, ATTR_REPL_L3PROTO, v6 ? AF_INET6 : AF_INET);
@@ -261,6 +268,13 @@ static struct nf_conntrack *tmpl_new(int op, int v6)
 	if (opt.proto == IPPROTO_TCP)
 		nfct_set_attr_u8(ct, ATTR_TCP_STATE,
 				 TCP_CONNTRACK_ESTABLISHED);
+	if (opt.proto == IPPROTO_SCTP) {
+		/* the kernel wants the state with both verification tags */
+		nfct_set_attr_u8(ct, ATTR_SCTP_STATE,
+				 SCTP_CONNTRACK_ESTABLISHED);
+		nfct_set_attr_u32(ct, ATTR_SCTP_VTAG_ORIG, htonl(0x4e530001));
+		nfct_set_attr_u32(ct, ATTR_SCTP_VTAG_REPL, htonl(0x4e530002));
+	}
 	return ct;
 }
 
@@ -656,6 +670,17 @@ static int popcount_words(const uint64_t *w, size_t n)
 	return c;
 }
 
+static const char *proto_name(uint8_t p)
+{
+	switch (p) {
+	case IPPROTO_TCP: return "tcp";
+	case IPPROTO_UDP: return "udp";
+	case IPPROTO_UDPLITE: return "udplite";
+	case IPPROTO_SCTP: return "sctp";
+	}
+	return "?";
+}
+
 /* live(i) says whether entry i is still in the table. */
 static int write_expect(const char *path, uint64_t from, uint64_t to,
 			const uint8_t *dead)
@@ -664,7 +689,7 @@ static int write_expect(const char *path, uint64_t from, uint64_t to,
 	struct gw_fig *gw = calloc(ngw, sizeof(*gw));
 	uint64_t *hp = NULL, nhp = 0, i, live = 0, plain = 0;
 	uint32_t *host_ports = NULL; /* distinct ports per (gw, host) */
-	const char *pname = opt.proto == IPPROTO_TCP ? "tcp" : "udp";
+	const char *pname = proto_name(opt.proto);
 	char tmp[4096];
 	FILE *f;
 	int first;
@@ -891,7 +916,8 @@ static void usage(FILE *f)
 	      "  --hosts H          internal hosts (default 4096, max 130000)\n"
 	      "  --dests D          destination ip:port pairs (default 256)\n"
 	      "  --public-ips P     public IPs (default 4, max 508)\n"
-	      "  --proto tcp|udp    (default tcp)\n"
+	      "  --proto tcp|udp|udplite|sctp  (default tcp)\n"
+	      "  --zone N           conntrack zone of every entry (default 0)\n"
 	      "  --timeout S        entry timeout (default 3600)\n"
 	      "  --ipv6 F           fraction of IPv6 entries (default 0)\n"
 	      "  --seed S           (default 1)\n"
@@ -923,6 +949,7 @@ static int parse_opts(int argc, char **argv)
 		{ "no-nat-fraction", 1, NULL, 'x' },
 		{ "host-base", 1, NULL, 'B' },
 		{ "public-base", 1, NULL, 'Q' },
+		{ "zone", 1, NULL, 'Z' },
 		{ "flush", 0, NULL, 'F' },   { "nat", 1, NULL, 'N' },
 		{ "batch", 1, NULL, 'b' },   { "expect-file", 1, NULL, 'e' },
 		{ "i-know", 0, NULL, 'K' },  { "help", 0, NULL, 'h' },
@@ -943,6 +970,10 @@ static int parse_opts(int argc, char **argv)
 				opt.proto = IPPROTO_TCP;
 			else if (!strcmp(optarg, "udp"))
 				opt.proto = IPPROTO_UDP;
+			else if (!strcmp(optarg, "udplite"))
+				opt.proto = IPPROTO_UDPLITE;
+			else if (!strcmp(optarg, "sctp"))
+				opt.proto = IPPROTO_SCTP;
 			else
 				return -1;
 			break;
@@ -962,6 +993,14 @@ static int parse_opts(int argc, char **argv)
 		case 'Q':
 			opt.pub_base = (uint32_t)strtoul(optarg, NULL, 0);
 			break;
+		case 'Z': {
+			unsigned long z = strtoul(optarg, NULL, 0);
+
+			if (z > 65535)
+				return -1;
+			opt.zone = (uint16_t)z;
+			break;
+		}
 		case 'F': opt.flush = 1; break;
 		case 'N':
 			if (!strcmp(optarg, "tuple"))
