@@ -12,6 +12,8 @@ Only the Python standard library is used.
 import atexit
 import ctypes
 import datetime
+import errno
+import fcntl
 import http.client
 import json
 import os
@@ -86,10 +88,91 @@ class Failures:
         return cond
 
 
-class Lab:
-    """A set of namespaces and processes torn down together."""
+# ------------------------------------------------------- host-wide state
 
-    def __init__(self, tag="lab"):
+# Some settings are the host's, not a namespace's (nf_conntrack_max is
+# read-only outside the initial namespace and limits every namespace's
+# table).  A test that changes one must be alone: every Lab holds a shared
+# lock on GLOBAL_LOCK for its life, a Lab(exclusive=True) an exclusive one,
+# across every worktree and checkout on this machine.
+GLOBAL_LOCK = "/tmp/natscope-e2e-global.lock"
+# Original values of the host-wide settings an exclusive Lab changed,
+# written before the change.  If that test dies without restoring them
+# (SIGKILL, a ctest timeout), the next Lab to take the lock restores them.
+GLOBAL_RESTORE = "/tmp/natscope-e2e-global-restore.json"
+GLOBAL_LOCK_WAIT = 900  # seconds before giving up on the lock
+
+
+def _take_global_lock(exclusive, wait=GLOBAL_LOCK_WAIT):
+    f = open(GLOBAL_LOCK, "a+")
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            fcntl.flock(f.fileno(), mode | fcntl.LOCK_NB)
+            break
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                f.close()
+                raise
+        if not told:
+            log("waiting for the %s lock on %s (another natscope e2e test "
+                "%s)" % ("exclusive" if exclusive else "shared",
+                         GLOBAL_LOCK, "is running" if exclusive else
+                         "changes host-wide settings"))
+            told = True
+        if time.monotonic() > deadline:
+            f.close()
+            raise LabError("could not lock %s within %d s"
+                           % (GLOBAL_LOCK, wait))
+        time.sleep(0.2)
+    if told:
+        log("got the lock")
+    _restore_globals()
+    return f
+
+
+def _sysctl_path(key):
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+def _restore_globals():
+    """Writes back what GLOBAL_RESTORE records (a test died holding the
+    exclusive lock) and removes it.  Called with the lock held."""
+    try:
+        with open(GLOBAL_RESTORE) as f:
+            saved = json.load(f)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        log("cannot read %s: %s" % (GLOBAL_RESTORE, e))
+        return
+    for key, value in saved.items():
+        try:
+            with open(_sysctl_path(key), "w") as f:
+                f.write(str(value))
+            log("restored host-wide %s = %s (left changed by a test that "
+                "died)" % (key, value))
+        except OSError as e:
+            log("cannot restore %s = %s: %s" % (key, value, e))
+            return
+    try:
+        os.unlink(GLOBAL_RESTORE)
+    except FileNotFoundError:
+        pass
+
+
+class Lab:
+    """A set of namespaces and processes torn down together.
+
+    exclusive: no other Lab on this machine exists while this one does
+    (needed to change host-wide settings: set_global_sysctl)."""
+
+    def __init__(self, tag="lab", exclusive=False):
+        self._lock = _take_global_lock(exclusive)
+        self.exclusive = exclusive
+        self._globals = {}      # host-wide sysctl -> original value
         self.prefix = "ns-%d-%s" % (os.getpid(), secrets.token_hex(3))
         self.tag = tag
         self.namespaces = {}    # short name -> full name
@@ -141,10 +224,54 @@ class Lab:
         for name in sorted(names):
             subprocess.run(["ip", "netns", "del", name],
                            capture_output=True)
+        self.restore_globals()
         for sig, h in self._old_handlers.items():
             try:
                 signal.signal(sig, h)
             except (ValueError, TypeError):
+                pass
+        if self._lock is not None:
+            self._lock.close()     # releases the flock
+            self._lock = None
+
+    # ---- host-wide settings (exclusive labs only) ----
+
+    def set_global_sysctl(self, key, value):
+        """Writes a host-wide sysctl (in the initial namespace: this
+        process's own).  The original value is recorded in GLOBAL_RESTORE
+        first and written back by teardown, or by the next Lab if this
+        process dies before."""
+        if not self.exclusive:
+            raise LabError("set_global_sysctl(%s) needs Lab(exclusive=True)"
+                           % key)
+        path = _sysctl_path(key)
+        if key not in self._globals:
+            with open(path) as f:
+                self._globals[key] = f.read().strip()
+            tmp = GLOBAL_RESTORE + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(self._globals, f)
+            os.replace(tmp, GLOBAL_RESTORE)
+        with open(path, "w") as f:
+            f.write(str(value))
+        log("host-wide %s = %s (was %s)" % (key, value, self._globals[key]))
+
+    def restore_globals(self):
+        """Writes back every host-wide sysctl this lab changed."""
+        bad = []
+        for key, value in self._globals.items():
+            try:
+                with open(_sysctl_path(key), "w") as f:
+                    f.write(value)
+                log("host-wide %s restored to %s" % (key, value))
+            except OSError as e:
+                bad.append(key)
+                log("CANNOT RESTORE host-wide %s = %s: %s" % (key, value, e))
+        if not bad:
+            self._globals = {}
+            try:
+                os.unlink(GLOBAL_RESTORE)
+            except FileNotFoundError:
                 pass
 
     @staticmethod
@@ -265,13 +392,17 @@ class Lab:
 
 
 class _Inside:
-    def __init__(self, full_name):
-        self.full_name = full_name
+    def __init__(self, full_name=None, path=None):
+        self.path = path or "/run/netns/" + full_name
         self.home = None
 
     def __enter__(self):
         self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        fd = os.open("/run/netns/" + self.full_name, os.O_RDONLY)
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            os.close(self.home)
+            raise
         try:
             _setns(fd)
         except OSError:
@@ -339,12 +470,13 @@ class Agent:
         return res
 
 
-def start_servers(lab, short, tcp=(), udp=()):
+def start_servers(lab, short, tcp=(), udp=(), udplite=()):
     """Starts traffic.py's servers in namespace short; returns once they
     are bound."""
     p = lab.spawn(short, sys.executable, "-u", TRAFFIC, "serve",
                   "--tcp", ",".join(map(str, tcp)),
                   "--udp", ",".join(map(str, udp)),
+                  "--udplite", ",".join(map(str, udplite)),
                   stdout=subprocess.PIPE)
     line = _readline(p, bytearray(), 10, "servers in " + short)
     if line != "ready":
@@ -473,6 +605,20 @@ def natscope_bin():
     return os.environ.get("NATSCOPE_BIN", "/work/main/build/natscope")
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of pid in seconds, from /proc/PID/stat (None once it
+    is gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
 def rfc3339(text):
     """Parses an RFC 3339 timestamp to a Unix time, or raises
     ValueError."""
@@ -491,10 +637,10 @@ class Natscope:
     API there."""
 
     def __init__(self, lab, short, workdir, port=9628, interval=1,
-                 extra=()):
+                 extra=(), logname="natscope.log"):
         self.lab, self.short, self.port = lab, short, port
         self.db = os.path.join(workdir, "natscope.db")
-        self.logpath = os.path.join(workdir, "natscope.log")
+        self.logpath = os.path.join(workdir, logname)
         self.logf = open(self.logpath, "w")
         self.argv = [natscope_bin(), "run", "--db", self.db, "--listen",
                      "127.0.0.1:%d" % port, "--interval", str(interval)]
@@ -507,9 +653,26 @@ class Natscope:
         with open(self.logpath, errors="replace") as f:
             return f.read()
 
+    @property
+    def pid(self):
+        return self.p.pid   # `ip netns exec` execs: natscope's own pid
+
+    def netns(self):
+        """A context manager entering natscope's network namespace: the
+        lab's by name, or the process's own once the name is gone (ip
+        netns del: the process still pins the namespace)."""
+        full = self.lab.ns(self.short)
+        if os.path.exists("/run/netns/" + full):
+            return _Inside(full)
+        return _Inside(path="/proc/%d/ns/net" % self.pid)
+
+    def cpu_seconds(self):
+        """natscope's user + system CPU time, from /proc/PID/stat."""
+        return proc_cpu_seconds(self.pid)
+
     def request(self, method, path, timeout=10):
         """Returns (status, content type, body bytes)."""
-        with self.lab.inside(self.short):
+        with self.netns():
             c = http.client.HTTPConnection("127.0.0.1", self.port,
                                            timeout=timeout)
             c.connect()
