@@ -1,17 +1,19 @@
 """traffic - the servers and the traffic agent of the NAT lab.
 
-  python3 traffic.py serve --tcp 443,5432 --udp 53,123
+  python3 traffic.py serve --tcp 443,5432 --udp 53,123 [--udplite 5000]
       Dual-stack servers.  A TCP client sends one command byte: 'c' -> the
       server closes at once (the client then closes too: TIME_WAIT), 'h'
       -> the server holds the connection until the client closes it.  UDP
-      ports echo every datagram.  Prints "ready" once bound.
+      ports (and UDP-Lite ports) echo every datagram.  Prints "ready" once
+      bound.
 
   python3 traffic.py agent
       Reads one JSON command per line on stdin, runs it, answers one JSON
       line on stdout ({"ok": true, ...} or {"ok": false, "error": ...}).
       Held sockets stay open until the agent is told to close them or
       dies.  Ops: tcp_short, tcp_hold, tcp_close_wait, tcp_syn, close_tag,
-      same_port, udp, ping, quit.  See Agent below.
+      same_port, udp, udplite, udp_blast, tcp_try, sctp_init, ping, quit.
+      See Agent below.
 
 Standard library only.
 """
@@ -24,6 +26,9 @@ import struct
 import sys
 import time
 
+IPPROTO_UDPLITE = 136
+IPPROTO_SCTP = 132
+
 
 def _family(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
@@ -31,7 +36,7 @@ def _family(addr):
 
 # ---------------------------------------------------------------- servers
 
-def serve(tcp_ports, udp_ports):
+def serve(tcp_ports, udp_ports, udplite_ports=()):
     sel = selectors.DefaultSelector()
     for port in tcp_ports:
         s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -41,8 +46,9 @@ def serve(tcp_ports, udp_ports):
         s.listen(4096)
         s.setblocking(False)
         sel.register(s, selectors.EVENT_READ, ("listen", None))
-    for port in udp_ports:
-        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    for port, proto in [(p, 0) for p in udp_ports] + \
+            [(p, IPPROTO_UDPLITE) for p in udplite_ports]:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, proto)
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         s.bind(("::", port))
         s.setblocking(False)
@@ -83,6 +89,37 @@ def serve(tcp_ports, udp_ports):
 
 
 # ------------------------------------------------------------------ agent
+
+def _crc32c_table():
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    return t
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC32c (Castagnoli), as SCTP's checksum (RFC 9260 appendix A)."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def sctp_init_packet(sport, dport, tag):
+    """An SCTP packet holding one INIT chunk, checksum filled in."""
+    chunk = struct.pack("!BBHIIHHI", 1, 0, 20, tag, 65536, 10, 10, tag)
+    hdr = struct.pack("!HHII", sport, dport, 0, 0)
+    crc = crc32c(hdr + chunk)
+    # the checksum goes on the wire least significant byte first
+    return struct.pack("!HHI", sport, dport, 0) + struct.pack("<I", crc) + \
+        chunk
+
 
 def _checksum(b):
     if len(b) % 2:
@@ -208,6 +245,71 @@ class Agent:
             s.close()
         return {"ports": ports}
 
+    def udplite(self, dst, port, n):
+        """n UDP-Lite request/reply exchanges, each from a new socket."""
+        ports = []
+        for _ in range(n):
+            s = socket.socket(_family(dst), socket.SOCK_DGRAM,
+                              IPPROTO_UDPLITE)
+            s.settimeout(3)
+            s.connect((dst, port))
+            msg = os.urandom(8)
+            for attempt in range(3):
+                s.send(msg)
+                try:
+                    if s.recv(64) == msg:
+                        break
+                except socket.timeout:
+                    continue
+            else:
+                raise RuntimeError("no UDP-Lite echo from %s:%d"
+                                   % (dst, port))
+            ports.append(s.getsockname()[1])
+            s.close()
+        return {"ports": ports}
+
+    def udp_blast(self, dst, port, n):
+        """n datagrams, each from a new socket (a new source port), no
+        reply awaited: n unreplied conntrack entries if nothing answers."""
+        sent = 0
+        for _ in range(n):
+            s = socket.socket(_family(dst), socket.SOCK_DGRAM)
+            try:
+                s.sendto(b"x", (dst, port))
+                sent += 1
+            except OSError:
+                pass
+            s.close()
+        return {"sent": sent}
+
+    def tcp_try(self, dst, port, n, timeout=0.5):
+        """n connection attempts that may fail (a full conntrack table
+        drops SYNs); each that succeeds is closed by the server first
+        (TIME_WAIT).  Counts both."""
+        ok = failed = 0
+        for _ in range(n):
+            s = socket.socket(_family(dst), socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect((dst, port))
+                s.sendall(b"c")
+                self._drain(s)
+                ok += 1
+            except OSError:
+                failed += 1
+            s.close()
+        return {"connected": ok, "failed": failed}
+
+    def sctp_init(self, dst, dport, sports):
+        """One SCTP INIT from each source port (raw socket: this kernel
+        has no SCTP sockets, but conntrack follows SCTP)."""
+        s = socket.socket(_family(dst), socket.SOCK_RAW, IPPROTO_SCTP)
+        for i, sp in enumerate(sports):
+            s.sendto(sctp_init_packet(sp, dport, 0x4e530000 + i + 1),
+                     (dst, 0))
+        s.close()
+        return {}
+
     def ping(self, dst, ids):
         """One echo request per id, each answered."""
         v6 = ":" in dst
@@ -268,7 +370,7 @@ def agent():
 
 def main(argv):
     if argv[:1] == ["serve"]:
-        tcp, udp = [], []
+        tcp, udp, udplite = [], [], []
         it = iter(argv[1:])
         for flag in it:
             val = [int(x) for x in next(it).split(",") if x]
@@ -276,9 +378,11 @@ def main(argv):
                 tcp = val
             elif flag == "--udp":
                 udp = val
+            elif flag == "--udplite":
+                udplite = val
             else:
                 raise SystemExit("unknown flag %s" % flag)
-        serve(tcp, udp)
+        serve(tcp, udp, udplite)
     elif argv[:1] == ["agent"]:
         agent()
     else:
