@@ -34,6 +34,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
 
 import benchlab  # noqa: E402  (the benchmark's /proc readers)
+import checks  # noqa: E402
 import nslab  # noqa: E402
 import truth  # noqa: E402
 from nslab import log  # noqa: E402
@@ -59,8 +60,6 @@ LOADS = (
 )
 
 GW_FIELDS = ("ports_in_use", "mappings", "hosts", "destinations")
-HOST_FIELDS = ("mappings", "ports_in_use", "kind")
-DEST_FIELDS = ("mappings", "capacity")
 
 
 class Watcher(threading.Thread):
@@ -103,58 +102,6 @@ class Watcher(threading.Thread):
                         self.bad.append((s.get("as_of"), s.get("state"),
                                          g.get("coverage")))
             time.sleep(0.02)
-
-
-def compare(ns, T):
-    """Every difference between natscope's answers and T (a list)."""
-    d = []
-    doc = ns.get_json("/api/v1/gateways")
-    api = {(g.get("public_ip"), g.get("proto")): g
-           for g in doc.get("gateways", [])}
-    for k in sorted(set(T.gateways) ^ set(api)):
-        d.append("gateway %s %s: %s" % (k + (
-            "missing" if k in T.gateways else "not in the kernel",)))
-    for k in sorted(set(api) & set(T.gateways)):
-        g, t = api[k], T.gateways[k]
-        for f in GW_FIELDS:
-            if g.get(f) != t[f]:
-                d.append("gateway %s %s: %s natscope %r, truth %r"
-                         % (k + (f, g.get(f), t[f])))
-        if g.get("worst_destination") not in t["worst_candidates"]:
-            d.append("gateway %s %s: worst_destination %r, truth %r"
-                     % (k + (g.get("worst_destination"),
-                             t["worst_candidates"][:3])))
-        if k[1] == "tcp" and g.get("states") != t["states"]:
-            d.append("gateway %s %s: states %r, truth %r"
-                     % (k + (g.get("states"), t["states"])))
-    if d:
-        return d
-    for (ip, proto) in sorted(T.gateways):
-        for kind, fields, tl, ident in (
-                ("hosts", HOST_FIELDS, T.hosts[(ip, proto)],
-                 lambda x: x["ip"]),
-                ("destinations", DEST_FIELDS, T.dests[(ip, proto)],
-                 lambda x: (x["ip"], x["port"], x["zone"]))):
-            doc = ns.get_json("/api/v1/gateways/%s/%s?proto=%s&limit=10000"
-                              % (ip, kind, proto))
-            what = "%s %s %s" % (ip, proto, kind)
-            if doc.get("total") != len(tl):
-                d.append("%s: total %r, truth %d" % (what, doc.get("total"),
-                                                     len(tl)))
-            got = {ident(x): x for x in doc.get(kind, [])}
-            want = {ident(x): x for x in tl}
-            for k in sorted(set(got) ^ set(want), key=repr)[:5]:
-                d.append("%s: %r %s" % (what, k, "missing" if k in want
-                                        else "not in the kernel"))
-            for k in sorted(set(got) & set(want), key=repr):
-                for f in fields:
-                    if got[k].get(f) != want[k][f]:
-                        d.append("%s %r: %s natscope %r, truth %r"
-                                 % (what, k, f, got[k].get(f), want[k][f]))
-            counts = [x["mappings"] for x in doc.get(kind, [])]
-            if counts != sorted(counts, reverse=True):
-                d.append("%s: not largest first" % what)
-    return d
 
 
 def check_expect(fail, T, path):
@@ -230,7 +177,7 @@ def run(lab, work, fail):
                 nslab.rfc3339(last.get("as_of")) > t_list and
                 not last["resync"].get("active") and
                 last["mappings"].get("nat") == nat):
-            diffs = compare(ns, T)
+            diffs = checks.compare(ns, T)
             if not diffs:
                 break
         time.sleep(0.2)
