@@ -282,14 +282,14 @@ class Agent:
             s.close()
         return {"sent": sent}
 
-    def tcp_try(self, dst, port, n, timeout=0.5):
+    def tcp_try(self, dst, port, n, wait=0.5):
         """n connection attempts that may fail (a full conntrack table
         drops SYNs); each that succeeds is closed by the server first
         (TIME_WAIT).  Counts both."""
         ok = failed = 0
         for _ in range(n):
             s = socket.socket(_family(dst), socket.SOCK_STREAM)
-            s.settimeout(timeout)
+            s.settimeout(wait)
             try:
                 s.connect((dst, port))
                 s.sendall(b"c")
