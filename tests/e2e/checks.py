@@ -376,6 +376,7 @@ class Ctgen:
     def __init__(self, lab, short, *args):
         self.lab = lab
         self.args = [str(a) for a in args]
+        self.t0 = time.monotonic()
         self.p = lab.spawn(short, CTGEN, *self.args,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
