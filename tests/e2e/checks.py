@@ -21,7 +21,10 @@ Standard library only.
 
 import json
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import time
 
 import nslab
@@ -442,10 +445,9 @@ def metric(m, name, **labels):
 
 def run_test(name, body, exclusive=False):
     """The common main(): root and tools checked (skip 77), a Lab (torn
-    down whatever happens) and a temporary directory kept on failure;
-    body(lab, work, fail).  Returns the exit status."""
-    import shutil
-    import tempfile
+    down whatever happens; exclusive: see nslab.Lab) and a temporary
+    directory kept on failure; body(lab, work, fail).  Returns the exit
+    status."""
     nslab.require_lab_tools()
     fail = nslab.Failures()
     t0 = time.monotonic()
@@ -464,17 +466,12 @@ def run_test(name, body, exclusive=False):
         log("FAIL (%d failures) in %.0f s; files kept in %s"
             % (len(fail.items), took, work))
         for f in fail.items:
-            sys_stderr("  - " + f.splitlines()[0][:300])
+            sys.stderr.write("  - %s\n" % f.splitlines()[0][:300])
+        sys.stderr.flush()
         return 1
     shutil.rmtree(work, ignore_errors=True)
     log("PASS in %.0f s" % took)
     return 0
-
-
-def sys_stderr(line):
-    import sys
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 # -------------------------------------------------------- netlink sockets

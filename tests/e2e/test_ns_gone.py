@@ -26,6 +26,7 @@ Exit 0 pass, 1 fail, 77 skip.
 """
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -202,7 +203,6 @@ def main():
         if len(fail.items) > n:
             keep.append(work)
         else:
-            import shutil
             shutil.rmtree(work, ignore_errors=True)
     took = time.monotonic() - t0
     if fail.items:
