@@ -135,7 +135,8 @@ def run(lab, work, fail, raise_max):
 
     w = checks.wait_exact(ns, T, t_list, REPAIR_TIMEOUT, t0=t0,
                           judge_from=t_cont)
-    checks.report_watch(fail, w, "after the stall", REPAIR_TIMEOUT)
+    checks.report_watch(fail, w, "after the stall", REPAIR_TIMEOUT,
+                        strict=True)
     if w.exact:
         print("stall: %d entries before, backlog ~%d events, %d dropped; "
               "exact %.2f s after SIGCONT" % (A, backlog, drops, w.seconds))
