@@ -106,10 +106,11 @@ static int run_parse_interval(const char *text, unsigned *out)
 	return 0;
 }
 
-static void run_initial_status(struct store_status *s, unsigned interval_s)
+static void run_initial_status(struct store_status *s, unsigned interval_s,
+			       int64_t started_ms)
 {
 	store_status_init(s);
-	s->started_ms = s->as_of_ms = ns_now_ms();
+	s->started_ms = s->as_of_ms = started_ms;
 	s->interval_s = interval_s;
 	s->state = STORE_STATE_STARTING;
 }
@@ -140,6 +141,7 @@ int cli_run(int argc, char **argv)
 	char final[160] = "";
 	sigset_t mask;
 	int opt, sfd = -1, lfd = -1, begun = 0, rc = 1, crc, err;
+	int64_t run_started_ms;
 
 	opterr = 0;
 	optind = 1;
@@ -215,9 +217,11 @@ int cli_run(int argc, char **argv)
 	 * ledger tables are mmap()ed and not affected. */
 	mallopt(M_TRIM_THRESHOLD, 8 << 20);
 
+	run_started_ms = ns_now_ms(); /* the run's identity everywhere */
 	ccfg = (struct collector_config){ .event_buffer = (size_t)evbuf,
 					  .interval_s = interval,
-					  .stop_fd = sfd };
+					  .stop_fd = sfd,
+					  .run_started_ms = run_started_ms };
 	col = collector_open(&ccfg);
 	if (!col)
 		goto out; /* the collector said why (e.g. CAP_NET_ADMIN) */
@@ -234,14 +238,15 @@ int cli_run(int argc, char **argv)
 	writer = store_writer_start(st);
 	if (!writer)
 		goto out;
-	wcfg = (struct web_config){ .db_path = db, .interval_s = interval };
+	run_initial_status(&status, interval, run_started_ms);
+	wcfg = (struct web_config){ .db_path = db, .interval_s = interval,
+				    .run_started_ms = status.started_ms };
 	web = web_start(lfd, &wcfg);
 	lfd = -1; /* web_start() took it */
 	if (!web) {
 		log_warnx("cannot serve HTTP on %s", listen);
 		goto out;
 	}
-	run_initial_status(&status, interval);
 	if (store_writer_begin(writer, &status) < 0) {
 		log_warnx("cannot start a run in %s", db);
 		goto out;

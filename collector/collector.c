@@ -56,6 +56,7 @@ enum collector_barrier {
 	BARRIER_AUDIT = 2,    /* then the count audit */
 	BARRIER_SAMPLE = 4,   /* then the sample's verdict */
 	BARRIER_DUMP_END = 8, /* then end the complete dump (and sweep) */
+	BARRIER_WRITE = 16,   /* then the interval's snapshot */
 };
 
 struct collector {
@@ -97,6 +98,8 @@ struct collector {
 	struct kstat ks;
 	int write_wanted;
 	int64_t next_tick_ns, write_retry_ns;
+	int64_t write_asked_ns; /* the tick asked for a snapshot (barrier) */
+	int64_t drained_ms;	/* the event queue was last found empty */
 };
 
 /* ---- small helpers ---- */
@@ -205,6 +208,7 @@ static void collector_quiet(struct collector *c, uint64_t drops)
 {
 	int64_t now = ns_now_ms();
 
+	c->drained_ms = now;
 	tracker_quiet(c->tracker, drops, now);
 	if (!c->barrier)
 		return;
@@ -214,9 +218,11 @@ static void collector_quiet(struct collector *c, uint64_t drops)
 		c->barrier_drops = drops;
 		if (c->barrier & BARRIER_SAMPLE)
 			collector_judge_sample(c, now); /* voided by the loss */
-		c->barrier &= BARRIER_DUMP | BARRIER_DUMP_END;
+		c->barrier &= BARRIER_DUMP | BARRIER_DUMP_END | BARRIER_WRITE;
 		return;
 	}
+	if (c->barrier & BARRIER_WRITE)
+		c->write_wanted = 1; /* every event until now is in */
 	if (c->barrier & BARRIER_DUMP_END)
 		tracker_dump_end(c->tracker, 0, drops,
 				 c->dump_end_cpu - c->dump_cpu, now);
@@ -390,7 +396,8 @@ static int collector_write(struct collector *c, enum store_state state)
 	b = store_writer_acquire(c->w, &need_full);
 	if (!b)
 		return 1;
-	tracker_snapshot(c->tracker, b, need_full, ns_now_ms());
+	tracker_snapshot(c->tracker, b, need_full, ns_now_ms(),
+			 c->drained_ms ? c->drained_ms : ns_now_ms());
 	b->status.state = (uint8_t)state;
 	b->status.event_buffer_bytes = c->rcvbuf;
 	store_writer_submit(c->w, b);
@@ -398,7 +405,11 @@ static int collector_write(struct collector *c, enum store_state state)
 	return 0;
 }
 
-/* Every interval: the kernel's figures, a count audit, a write. */
+/* Every interval: the kernel's figures, a count audit and a snapshot,
+ * both at the next barrier, so that a snapshot never shows figures older
+ * than its as_of (after a stall, the backlog - and its loss - is read
+ * first).  If the queue is never empty for half an interval, the snapshot
+ * is written anyway, as of the last time it was. */
 static void collector_tick(struct collector *c, int64_t now_ns)
 {
 	int64_t interval_ns = (int64_t)c->cfg.interval_s * 1000000000LL;
@@ -410,10 +421,10 @@ static void collector_tick(struct collector *c, int64_t now_ns)
 	kstat_read(&c->ks);
 	tracker_kstat(c->tracker, &c->ks, now);
 	if (tracker_state(c->tracker) != STORE_STATE_STARTING) {
-		c->write_wanted = 1;
 		c->audit_count = c->ks.count;
 		c->audit_changes = tracker_changes(c->tracker);
-		collector_barrier(c, BARRIER_AUDIT);
+		c->write_asked_ns = now_ns;
+		collector_barrier(c, BARRIER_AUDIT | BARRIER_WRITE);
 	}
 	c->write_retry_ns = now_ns;
 }
@@ -498,7 +509,9 @@ struct collector *collector_open(const struct collector_config *cfg)
 	if (!c->la)
 		goto err;
 	tcfg.interval_s = c->cfg.interval_s;
-	c->tracker = tracker_new(&tcfg, ns_now_ms());
+	c->tracker = tracker_new(&tcfg, c->cfg.run_started_ms > 0 ?
+					       c->cfg.run_started_ms :
+					       ns_now_ms());
 	c->evbuf = malloc((size_t)EV_BATCH * EV_BUFSZ);
 	c->getbuf = malloc(GET_BUFSZ);
 	if (!c->tracker || !c->evbuf || !c->getbuf) {
@@ -542,6 +555,11 @@ void collector_close(struct collector *c)
 
 static int collector_final_write(struct collector *c)
 {
+	int64_t give_up = ns_mono_ns() + 2000000000LL;
+
+	/* what is queued goes in first, within reason */
+	while (collector_read_events(c) > 0 && ns_mono_ns() < give_up)
+		;
 	if (store_writer_wait(c->w) < 0)
 		log_warn("the last write before stopping failed");
 	if (collector_write(c, STORE_STATE_STOPPED) != 0)
@@ -625,6 +643,12 @@ int collector_run(struct collector *c, struct store_writer *w)
 		now_ns = ns_mono_ns();
 		if (now_ns >= c->next_tick_ns)
 			collector_tick(c, now_ns);
+		if ((c->barrier & BARRIER_WRITE) &&
+		    now_ns - c->write_asked_ns >
+			    (int64_t)c->cfg.interval_s * 500000000LL) {
+			c->barrier &= ~(unsigned)BARRIER_WRITE;
+			c->write_wanted = 1; /* as of the last empty queue */
+		}
 		if (c->write_wanted && now_ns >= c->write_retry_ns &&
 		    tracker_state(c->tracker) != STORE_STATE_STARTING) {
 			if (collector_write(c, tracker_state(c->tracker)) == 0)

@@ -14,6 +14,7 @@
 #define NATSCOPE_COLLECTOR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct store_writer;
 struct collector;
@@ -22,6 +23,8 @@ struct collector_config {
 	size_t event_buffer; /* receive buffer to ask for, bytes */
 	unsigned interval_s; /* snapshot interval, >= 1 */
 	int stop_fd;	     /* stop when readable (e.g. a signalfd); -1: never */
+	int64_t run_started_ms; /* the run's identity in the database (status,
+				   gap log); 0: when collector_open() runs */
 };
 
 /* Opens the conntrack event and dump sockets and the address watcher, and

@@ -142,10 +142,13 @@ enum store_state tracker_state(const struct tracker *t);
 
 /* Fills b: the rows that changed (all if need_full or after an error),
  * the gap rows not yet written (again, if need_full: the last batch may
- * not have landed) and the status fields the tracker knows, as of now.
- * Returns 0, or -1 with ENOMEM (the next snapshot will be full). */
+ * not have landed) and the status fields the tracker knows.  as_of is the
+ * moment the figures are true at: the last time every event the kernel
+ * had produced was applied (a barrier); following by dumps, the last
+ * dump's end instead.  Returns 0, or -1 with ENOMEM (the next snapshot
+ * will be full). */
 int tracker_snapshot(struct tracker *t, struct store_batch *b, int need_full,
-		     int64_t now);
+		     int64_t now, int64_t as_of);
 
 /* The ledger's figures (tests, the importer). */
 void tracker_stats(const struct tracker *t, struct ledger_stats *st);

@@ -38,6 +38,9 @@ struct web {
 	struct MHD_Daemon *mhd;
 	struct store *st; /* read-only; only the MHD thread uses it */
 	unsigned interval_s;
+	int64_t run_started_ms; /* answer only once the status row is this
+				   run's */
+	int run_seen;		/* it was: no need to look again */
 	uint16_t port;
 	char addr[INET6_ADDRSTRLEN + 8]; /* what it listens on, for the log */
 };
@@ -468,6 +471,21 @@ static enum MHD_Result web_metrics_reply(struct web *w,
 			 MHD_RESPMEM_MUST_FREE, 0);
 }
 
+/* Whether the collector this web serves has begun its run: until its
+ * status row is in the database, the tables are the previous run's and
+ * nothing may be answered from them as if current.  Sticky once seen. */
+static int web_run_begun(struct web *w)
+{
+	struct store_status s;
+
+	if (!w->run_started_ms || w->run_seen)
+		return 1;
+	if (store_read_status(w->st, &s) == 0 &&
+	    s.started_ms == w->run_started_ms && s.pid == (uint64_t)getpid())
+		w->run_seen = 1;
+	return w->run_seen;
+}
+
 /* Answers a request whose headers (and body, if any) have arrived. */
 static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 				  const char *url, const char *method)
@@ -489,6 +507,12 @@ static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 		return web_error(w, c, MHD_HTTP_METHOD_NOT_ALLOWED, REPLY_ALLOW,
 				 "method '%s' not allowed (use GET or HEAD)",
 				 method);
+
+	if (route != ROUTE_INDEX && !web_run_begun(w))
+		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				 REPLY_RETRY_AFTER, "%s",
+				 "starting: the database still holds the previous "
+				 "run's figures");
 
 	switch (route) {
 	case ROUTE_INDEX:
@@ -642,6 +666,7 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 		return NULL;
 	}
 	w->interval_s = cfg->interval_s;
+	w->run_started_ms = cfg->run_started_ms;
 	if (web_sockname(listen_fd, w, &family) == -1) {
 		err = errno == ENOTSOCK ? EBADF : errno;
 		log_warn("web: descriptor %d is no listening socket",

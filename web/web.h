@@ -16,6 +16,11 @@ struct web;
 struct web_config {
 	const char *db_path;  /* the database the collector writes */
 	unsigned interval_s;  /* the collector's write interval (for /healthz) */
+	/* The run this process is starting (its status.started_ms): until
+	 * the status row is that run's (and this process's pid), every answer
+	 * but "/" is 503 "starting", since the tables are still the previous
+	 * run's.  0: serve the file as it is (a copied database). */
+	int64_t run_started_ms;
 };
 
 /* Opens the API's listening socket on spec, "ADDR:PORT" ("127.0.0.1:9628",

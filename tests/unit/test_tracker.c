@@ -244,7 +244,7 @@ static int gap_reason(struct tracker *t, const char *reason, int *open)
 	int found = 0;
 
 	store_batch_init(&b);
-	assert_int_equal(tracker_snapshot(t, &b, 1, T), 0);
+	assert_int_equal(tracker_snapshot(t, &b, 1, T, T), 0);
 	for (size_t i = 0; i < b.n_gaps; i++) {
 		if (!strcmp(b.gaps[i].reason, reason)) {
 			found = 1;
@@ -262,7 +262,7 @@ static struct store_status status_of(struct tracker *t)
 	struct store_status s;
 
 	store_batch_init(&b);
-	assert_int_equal(tracker_snapshot(t, &b, 0, T), 0);
+	assert_int_equal(tracker_snapshot(t, &b, 0, T, T), 0);
 	s = b.status;
 	store_batch_free(&b);
 	return s;
