@@ -384,6 +384,21 @@ static void collector_sample(struct collector *c, int64_t now)
 	collector_barrier(c, BARRIER_SAMPLE);
 }
 
+/* The namespace's addresses went or came back.  With none but loopback
+ * the namespace is most likely being torn down (its interfaces deleted,
+ * or the namespace itself with natscope still pinning it): say so once;
+ * natscope goes on following its conntrack table until it is stopped. */
+static void collector_addresses(unsigned had, unsigned has)
+{
+	if (had && !has)
+		log_warnx("no address is left in this network namespace but "
+			  "loopback: its interfaces are gone (is it being torn "
+			  "down?); natscope keeps following its conntrack "
+			  "table until it is stopped");
+	else if (!had && has)
+		log_info("this network namespace has addresses again (%u)", has);
+}
+
 /* ---- snapshots ---- */
 
 /* Snapshots the tracker into the writer's free batch.  Returns 0 when a
@@ -637,8 +652,13 @@ int collector_run(struct collector *c, struct store_writer *w)
 		}
 		if (pfd[1].revents || more_dump)
 			more_dump = collector_read_dump(c);
-		if (pfd[2].revents && localaddr_process(c->la) < 0)
-			log_warnx("local addresses may be out of date");
+		if (pfd[2].revents) {
+			unsigned had = localaddr_count(c->la);
+
+			if (localaddr_process(c->la) < 0)
+				log_warnx("local addresses may be out of date");
+			collector_addresses(had, localaddr_count(c->la));
+		}
 
 		now_ns = ns_mono_ns();
 		if (now_ns >= c->next_tick_ns)

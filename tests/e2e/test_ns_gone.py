@@ -113,6 +113,9 @@ def interfaces(fail, lab, work):
     st = ns.get_json("/api/v1/status")
     log("interfaces: status state %r, mappings %s"
         % (st.get("state"), st.get("mappings")))
+    fail.check("no address is left in this network namespace" in
+               ns.log_text(), "interfaces: natscope did not say that every "
+               "address of its namespace is gone")
     cpu_check(fail, ns, "interfaces")
     stop(fail, lab, ns, "interfaces")
 
