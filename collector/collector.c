@@ -611,12 +611,10 @@ int collector_run(struct collector *c, struct store_writer *w)
 
 		/* After a drain, events are left to gather for EV_NAP_NS:
 		 * one wake-up then reads many (each is its own datagram), at
-		 * the cost of a millisecond of latency.  A barrier wants the
-		 * queue read at once. */
+		 * the cost of a millisecond of latency. */
 		now_ns = ns_mono_ns();
 		pfd[n++] = (struct pollfd){ mnl_socket_get_fd(c->ev),
-					    now_ns < c->ev_holdoff_ns &&
-							    !c->barrier ?
+					    now_ns < c->ev_holdoff_ns ?
 						    0 : POLLIN, 0 };
 		pfd[n++] = (struct pollfd){ dumper_fd(c->dumper), POLLIN, 0 };
 		pfd[n++] = (struct pollfd){ localaddr_fd(c->la), POLLIN, 0 };
@@ -632,7 +630,10 @@ int collector_run(struct collector *c, struct store_writer *w)
 			wake_ns = c->ev_holdoff_ns;
 		timeout = wake_ns <= now_ns ? 0 :
 			  (int)((wake_ns - now_ns) / 1000000 + 1);
-		if (more_events || more_dump || c->barrier)
+		/* a barrier is reached by reading until the queue is empty:
+		 * at once, but not before the nap is over (batching) */
+		if (more_events || more_dump ||
+		    (c->barrier && now_ns >= c->ev_holdoff_ns))
 			timeout = 0;
 		if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR) {
 			log_warn("poll");
@@ -641,7 +642,8 @@ int collector_run(struct collector *c, struct store_writer *w)
 		}
 		if (pfd[3].revents)
 			break;
-		if (pfd[0].revents || more_events || c->barrier) {
+		if (pfd[0].revents || more_events ||
+		    (c->barrier && ns_mono_ns() >= c->ev_holdoff_ns)) {
 			more_events = collector_read_events(c);
 			if (more_events < 0) {
 				rc = -1;

@@ -63,6 +63,7 @@
 #define RETRY_MIN_MS 100      /* after a failed dump, first retry */
 #define RETRY_MAX_MS 30000    /* the backoff's ceiling */
 #define SAMPLE_MIN_GAP_MS 10  /* between two samples at least */
+#define BUSY_RATE 20000	      /* NEW + DESTROY a second: routine dumps wait */
 #define AUDIT_GHOST_RUNS 2    /* audits in a row before a mismatch */
 #define AUDIT_MISS_RUNS 3
 #define PROBE_SLOTS 1024      /* the sample's fingerprints (> 2 x MAX) */
@@ -142,6 +143,11 @@ struct tracker {
 	double cycle_s; /* a routine re-dump checks everything this often */
 	uint64_t sampled, sample_ghosts, sample_changed, sample_silent_gone;
 	uint64_t dump_ghosts; /* found by routine re-dumps */
+
+	/* the event rate, for holding routine dumps during storms */
+	uint64_t changes_at_kstat;
+	int64_t kstat_ms;
+	int busy; /* more than BUSY_RATE changes a second last interval */
 
 	/* snapshots */
 	struct kstat ks;
@@ -396,6 +402,11 @@ void tracker_kstat(struct tracker *t, const struct kstat *ks, int64_t now)
 	int32_t was = t->events;
 
 	tracker_flush(t);
+	if (t->kstat_ms && now > t->kstat_ms)
+		t->busy = (double)(t->changes - t->changes_at_kstat) * 1000.0 /
+				  (double)(now - t->kstat_ms) > BUSY_RATE;
+	t->changes_at_kstat = t->changes;
+	t->kstat_ms = now;
 	t->ks = *ks;
 	t->have_ks = 1;
 	tracker_ranges(t);
@@ -648,7 +659,11 @@ unsigned tracker_due(struct tracker *t, int64_t now, int64_t *wake)
 
 		if (t->dump_wanted)
 			at = t->retry_ms ? t->retry_ms : now;
-		if (t->dump_due_ms && t->dump_due_ms < at)
+		/* A routine re-dump (silent entries, the audit) waits while
+		 * events pour in: it would compete with reading them and make
+		 * the queue overflow.  A repair does not wait. */
+		if (t->dump_due_ms && t->dump_due_ms < at &&
+		    !(t->busy && t->follow != STORE_FOLLOW_DUMPS))
 			at = t->dump_due_ms;
 		if (t->retry_ms && at < t->retry_ms)
 			at = t->retry_ms; /* a backoff holds routine dumps too */
