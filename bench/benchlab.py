@@ -199,26 +199,33 @@ def proc_status(pid, key):
     return None
 
 
+def netlink_event_sockets(pid):
+    """[(groups, rmem bytes, drops)] of pid's netfilter netlink sockets
+    that are subscribed to groups (its conntrack event sockets), from
+    /proc/PID/net/netlink.  Works on a stopped process."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if t.startswith("socket:["):
+            inodes.add(t[8:-1])
+    out = []
+    with open("/proc/%d/net/netlink" % pid) as f:
+        next(f)
+        for line in f:
+            c = line.split()
+            if c[1] == "12" and int(c[3], 16) != 0 and c[9] in inodes:
+                out.append((int(c[3], 16), int(c[4]), int(c[8])))
+    return out
+
+
 def netlink_drops(pid):
     """Sum of the kernel's drop counters over pid's netfilter netlink
     sockets subscribed to groups (its event sockets), or None."""
     try:
-        inodes = set()
-        for fd in os.listdir("/proc/%d/fd" % pid):
-            try:
-                t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-            except OSError:
-                continue
-            if t.startswith("socket:["):
-                inodes.add(t[8:-1])
-        total = 0
-        with open("/proc/%d/net/netlink" % pid) as f:
-            next(f)
-            for line in f:
-                c = line.split()
-                if c[1] == "12" and int(c[3], 16) != 0 and c[9] in inodes:
-                    total += int(c[8])
-        return total
+        return sum(s[2] for s in netlink_event_sockets(pid))
     except (OSError, ValueError, IndexError):
         return None
 

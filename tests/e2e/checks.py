@@ -27,9 +27,13 @@ import sys
 import tempfile
 import time
 
-import nslab
-import truth
-from nslab import log
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "bench"))
+
+import benchlab  # noqa: E402  (the benchmark's /proc readers)
+import nslab  # noqa: E402
+import truth  # noqa: E402
+from nslab import log  # noqa: E402
 
 CTGEN = os.environ.get("NATSCOPE_CTGEN", "/work/main/build/ctgen")
 LONG = os.environ.get("NATSCOPE_LONG") == "1"
@@ -483,25 +487,19 @@ def run_test(name, body, exclusive=False):
     return 0
 
 
+# ---------------------------------------------------------- the end
+
+def finish(fail, lab, ns):
+    """The end every test shares: natscope still running, a clean exit
+    on SIGTERM, and its log when something failed."""
+    fail.check(ns.p.poll() is None, "natscope died")
+    rc = lab.stop(ns.p)
+    fail.check(rc == 0, "natscope exited %r on SIGTERM" % rc)
+    if fail.items:
+        log("natscope log:\n" + ns.log_text()[-3000:])
+
+
 # -------------------------------------------------------- netlink sockets
 
-def netlink_event_sockets(pid):
-    """[(groups, rmem bytes, drops)] of pid's netfilter netlink sockets
-    that are subscribed to groups (its conntrack event sockets), from
-    /proc/PID/net/netlink.  Works on a stopped process."""
-    inodes = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if t.startswith("socket:["):
-            inodes.add(t[8:-1])
-    out = []
-    with open("/proc/%d/net/netlink" % pid) as f:
-        next(f)
-        for line in f:
-            c = line.split()
-            if c[1] == "12" and int(c[3], 16) != 0 and c[9] in inodes:
-                out.append((int(c[3], 16), int(c[4]), int(c[8])))
-    return out
+# the benchmark's reader of /proc/PID/net/netlink
+netlink_event_sockets = benchlab.netlink_event_sockets

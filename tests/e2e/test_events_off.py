@@ -165,11 +165,7 @@ def run(lab, work, fail):
     exact(fail, lab, ns, "events off again")
     check_follow(fail, ns, ("dumps",), "events off again")
 
-    fail.check(ns.p.poll() is None, "natscope died")
-    rc = lab.stop(ns.p)
-    fail.check(rc == 0, "natscope exited %r on SIGTERM" % rc)
-    if fail.items:
-        log("natscope log:\n" + ns.log_text()[-3000:])
+    checks.finish(fail, lab, ns)
 
 
 if __name__ == "__main__":

@@ -75,11 +75,7 @@ def run(lab, work, fail):
         fail.check(not bad, "not exact on later snapshots: %s" % bad[:3])
     st = ns.get_json("/api/v1/status")
     log("events %s; resync %s" % (st.get("events"), st.get("resync")))
-    fail.check(ns.p.poll() is None, "natscope died")
-    rc = lab.stop(ns.p)
-    fail.check(rc == 0, "natscope exited %r on SIGTERM" % rc)
-    if fail.items:
-        log("natscope log:\n" + ns.log_text()[-3000:])
+    checks.finish(fail, lab, ns)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import checks  # noqa: E402
 import nslab  # noqa: E402
 import truth  # noqa: E402
 from nslab import log  # noqa: E402
@@ -381,31 +382,11 @@ def check_errors(fail, ns):
                "after the bad requests: %d %r" % (status, body[:200]))
 
 
-def parse_metrics(text):
-    """{(name, frozenset(labels.items())): value}"""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name_labels, _, value = line.rpartition(" ")
-        labels = {}
-        if "{" in name_labels:
-            name, rest = name_labels.split("{", 1)
-            for part in rest.rstrip("}").split('",'):
-                if part:
-                    k, v = part.split("=", 1)
-                    labels[k] = v.strip('"')
-        else:
-            name = name_labels
-        out[(name, frozenset(labels.items()))] = float(value)
-    return out
-
-
 def check_metrics(fail, ns, T):
     status, ctype, body = ns.request("GET", "/metrics")
     if not fail.check(status == 200, "/metrics: status %d" % status):
         return
-    m = parse_metrics(body.decode())
+    m = checks.parse_metrics(body.decode())
     for (ip, proto), g in sorted(T.gateways.items()):
         k = ("natscope_gateway_ports_in_use",
              frozenset({"public_ip": ip, "proto": proto}.items()))

@@ -151,11 +151,7 @@ def run(lab, work, fail):
          ("ip", "addr", "del", GW9 + "/24", "dev", "out0"),
          [], ["203.0.113.1", GW9])
 
-    fail.check(ns.p.poll() is None, "natscope died")
-    rc = lab.stop(ns.p)
-    fail.check(rc == 0, "natscope exited %r on SIGTERM" % rc)
-    if fail.items:
-        log("natscope log:\n" + ns.log_text()[-3000:])
+    checks.finish(fail, lab, ns)
 
 
 if __name__ == "__main__":

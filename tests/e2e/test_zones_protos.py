@@ -149,11 +149,7 @@ def run(lab, work, fail):
     else:
         log("ground truth:\n" + T.report())
 
-    fail.check(ns.p.poll() is None, "natscope died")
-    rc = lab.stop(ns.p)
-    fail.check(rc == 0, "natscope exited %r on SIGTERM" % rc)
-    if fail.items:
-        log("natscope log:\n" + ns.log_text()[-3000:])
+    checks.finish(fail, lab, ns)
 
 
 if __name__ == "__main__":
