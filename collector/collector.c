@@ -279,6 +279,7 @@ static int collector_read_events(struct collector *c)
 					   (int)c->mm[i].msg_len, 0, now);
 		}
 	}
+	tracker_backlog(c->tracker, ns_now_ms());
 	return 1;
 }
 

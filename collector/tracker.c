@@ -58,12 +58,15 @@
 #define APPLY_BATCH 16	      /* entries parsed and prefetched, then applied */
 #define GAPS_PENDING_MAX 16   /* gap rows waiting for the next write */
 #define DUMP_BUDGET 0.035     /* routine re-dumps (silent entries, audit) */
+#define DEAD_SILENT_BUDGET 0.25 /* re-dumps while silent ones are known gone */
 #define SAMPLE_BUDGET 0.01    /* the sampler */
 #define STALL_MS 10000	      /* a dump without progress is abandoned */
 #define RETRY_MIN_MS 100      /* after a failed dump, first retry */
 #define RETRY_MAX_MS 30000    /* the backoff's ceiling */
 #define SAMPLE_MIN_GAP_MS 10  /* between two samples at least */
 #define BUSY_RATE 20000	      /* NEW + DESTROY a second: routine dumps wait */
+#define BUSY_MIN_MS 200	      /* the least of an interval that tells a rate */
+#define BUSY_BACKLOG_MS 250   /* queue not empty this long: routine dumps wait */
 #define AUDIT_GHOST_RUNS 2    /* audits in a row before a mismatch */
 #define AUDIT_MISS_RUNS 3
 #define PROBE_SLOTS 1024      /* the sample's fingerprints (> 2 x MAX) */
@@ -147,6 +150,7 @@ struct tracker {
 	/* the event rate, for holding routine dumps during storms */
 	uint64_t changes_at_kstat;
 	int64_t kstat_ms;
+	int64_t backlog_ms; /* since when reads leave events queued; 0 none */
 	int busy; /* more than BUSY_RATE changes a second last interval */
 
 	/* snapshots */
@@ -362,8 +366,15 @@ void tracker_quiet(struct tracker *t, uint64_t drops_total, int64_t now)
 		tracker_lost(t, "drops", drops_total, now);
 		return;
 	}
+	t->backlog_ms = 0;
 	if (!t->gap_open && t->drops == t->drops_accounted)
 		t->exact_ms = now;
+}
+
+void tracker_backlog(struct tracker *t, int64_t now)
+{
+	if (!t->backlog_ms)
+		t->backlog_ms = now;
 }
 
 /* ---- how the table is followed ---- */
@@ -397,14 +408,40 @@ static void tracker_ranges(struct tracker *t)
 	t->range_size[LEDGER_RANGE_LOCAL] = local;
 }
 
+static double tracker_rate(uint64_t n, int64_t ms)
+{
+	return ms > 0 ? (double)n * 1000.0 / (double)ms : 0;
+}
+
+/* Whether events pour in, so that a routine re-dump should wait: the last
+ * interval was busy (tracker_kstat()), or the part of this one so far
+ * already is, or reads have left events queued for BUSY_BACKLOG_MS. */
+static int tracker_busy(const struct tracker *t, int64_t now)
+{
+	if (t->busy)
+		return 1;
+	if (t->kstat_ms && now - t->kstat_ms >= BUSY_MIN_MS &&
+	    tracker_rate(t->changes - t->changes_at_kstat,
+			 now - t->kstat_ms) > BUSY_RATE)
+		return 1;
+	return t->backlog_ms && now - t->backlog_ms > BUSY_BACKLOG_MS;
+}
+
 void tracker_kstat(struct tracker *t, const struct kstat *ks, int64_t now)
 {
 	int32_t was = t->events;
 
 	tracker_flush(t);
-	if (t->kstat_ms && now > t->kstat_ms)
-		t->busy = (double)(t->changes - t->changes_at_kstat) * 1000.0 /
-				  (double)(now - t->kstat_ms) > BUSY_RATE;
+	if (t->kstat_ms && now > t->kstat_ms) {
+		/* the events we applied, or the kernel's count if it moved
+		 * faster (events not read yet) */
+		int64_t moved = t->have_ks ? ks->count - t->ks.count : 0;
+
+		t->busy = tracker_rate(t->changes - t->changes_at_kstat,
+				       now - t->kstat_ms) > BUSY_RATE ||
+			  tracker_rate((uint64_t)(moved < 0 ? -moved : moved),
+				       now - t->kstat_ms) > BUSY_RATE;
+	}
 	t->changes_at_kstat = t->changes;
 	t->kstat_ms = now;
 	t->ks = *ks;
@@ -663,7 +700,7 @@ unsigned tracker_due(struct tracker *t, int64_t now, int64_t *wake)
 		 * events pour in: it would compete with reading them and make
 		 * the queue overflow.  A repair does not wait. */
 		if (t->dump_due_ms && t->dump_due_ms < at &&
-		    !(t->busy && t->follow != STORE_FOLLOW_DUMPS))
+		    !(t->follow != STORE_FOLLOW_DUMPS && tracker_busy(t, now)))
 			at = t->dump_due_ms;
 		if (t->retry_ms && at < t->retry_ms)
 			at = t->retry_ms; /* a backoff holds routine dumps too */
@@ -746,12 +783,14 @@ void tracker_audit_count(struct tracker *t, int64_t kernel_count,
 		return;
 	}
 	/* Fewer entries than we track, within what silent ones explain:
-	 * some of them ended; re-dump as soon as the budget allows. */
+	 * some of them ended, and the figures are known to be too high.
+	 * Re-dump sooner, as a larger budget allows (DEAD_SILENT_BUDGET). */
 	if (diff < 0 && (uint64_t)-diff > window + 8 && st.mappings_silent &&
 	    t->dump_due_ms > now) {
+		double budget = tracker_dump_budget(t) > DEAD_SILENT_BUDGET ?
+					tracker_dump_budget(t) : DEAD_SILENT_BUDGET;
 		int64_t soonest = t->last_done_ms +
-				  (int64_t)(t->last_cpu / tracker_dump_budget(t) *
-					    1000);
+				  (int64_t)(t->last_cpu / budget * 1000);
 
 		t->dump_due_ms = soonest > now ? soonest : now;
 	}

@@ -68,6 +68,11 @@ void tracker_malformed(struct tracker *t, const char *where);
  * across a barrier as the count audit's window. */
 uint64_t tracker_changes(struct tracker *t);
 
+/* The event queue was read and events were still waiting (the reader
+ * stopped after its batch limit): routine re-dumps wait while this lasts
+ * (until tracker_quiet()). */
+void tracker_backlog(struct tracker *t, int64_t now);
+
 /* The event queue was seen empty; drops_total is the kernel's count of
  * events dropped for us, read after the read that found it empty (so a
  * count equal to the last one means nothing was dropped before that

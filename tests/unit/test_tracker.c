@@ -437,6 +437,44 @@ static void test_redump_finds_ghosts(void **state)
 	tracker_free(t);
 }
 
+/* Routine re-dumps wait while events pour in - measured over the last
+ * interval, over the part of this one so far, or as a backlog the reader
+ * left - and go ahead once the table is quiet again. */
+static void test_routine_dump_waits(void **state)
+{
+	struct tracker *t;
+
+	(void)state;
+	kreset(QMAX);
+	t = new_tracker();
+	for (unsigned i = 0; i < 2000; i++)
+		kcreate(i);
+	settle(t);
+	set_events(t, 1); /* an interval starts */
+	T += 1000;
+	for (unsigned i = 2000; i < 27000; i++)
+		kcreate(i); /* 25,000 changes within this interval so far */
+	feed_events(t, 0);
+	assert_false(tracker_due(t, T, NULL) & TRACKER_DUMP);
+	set_events(t, 1); /* that interval was busy: the next waits too */
+	T += 500;
+	assert_false(tracker_due(t, T, NULL) & TRACKER_DUMP);
+	T += 500;
+	set_events(t, 1); /* a quiet interval */
+	assert_true(tracker_due(t, T, NULL) & TRACKER_DUMP);
+	/* a reader that leaves events queued for long: it waits */
+	tracker_backlog(t, T);
+	T += 100;
+	assert_true(tracker_due(t, T, NULL) & TRACKER_DUMP);
+	T += 200;
+	assert_false(tracker_due(t, T, NULL) & TRACKER_DUMP);
+	tracker_quiet(t, K.drops, T);
+	assert_true(tracker_due(t, T, NULL) & TRACKER_DUMP);
+	settle(t);
+	assert_exact(t);
+	tracker_free(t);
+}
+
 /* A dump that ends in an error sweeps nothing, opens a gap and is tried
  * again after a backoff; the retry sweeps what is gone. */
 static void test_failed_dump(void **state)
@@ -766,6 +804,7 @@ int main(void)
 		cmocka_unit_test(test_stall_without_barrier),
 		cmocka_unit_test(test_dump_racing_events),
 		cmocka_unit_test(test_redump_finds_ghosts),
+		cmocka_unit_test(test_routine_dump_waits),
 		cmocka_unit_test(test_failed_dump),
 		cmocka_unit_test(test_stalled_dump),
 		cmocka_unit_test(test_events_off_and_on),
