@@ -30,6 +30,25 @@ IPPROTO_UDPLITE = 136
 IPPROTO_SCTP = 132
 
 
+def _echo(s, dst, port, what):
+    """One request/reply exchange on datagram socket s with the echo
+    server at dst:port (three tries); closes s, returns its source port."""
+    s.settimeout(3)
+    s.connect((dst, port))
+    msg = os.urandom(8)
+    try:
+        for _ in range(3):
+            s.send(msg)
+            try:
+                if s.recv(64) == msg:
+                    return s.getsockname()[1]
+            except socket.timeout:
+                continue
+        raise RuntimeError("no %s echo from %s:%d" % (what, dst, port))
+    finally:
+        s.close()
+
+
 def _family(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
@@ -229,20 +248,7 @@ class Agent:
             s = socket.socket(_family(dst), socket.SOCK_DGRAM)
             if sp or src:
                 s.bind((src or ("::" if ":" in dst else "0.0.0.0"), sp))
-            s.settimeout(3)
-            s.connect((dst, port))
-            msg = os.urandom(8)
-            for attempt in range(3):
-                s.send(msg)
-                try:
-                    if s.recv(64) == msg:
-                        break
-                except socket.timeout:
-                    continue
-            else:
-                raise RuntimeError("no UDP echo from %s:%d" % (dst, port))
-            ports.append(s.getsockname()[1])
-            s.close()
+            ports.append(_echo(s, dst, port, "UDP"))
         return {"ports": ports}
 
     def udplite(self, dst, port, n):
@@ -251,21 +257,7 @@ class Agent:
         for _ in range(n):
             s = socket.socket(_family(dst), socket.SOCK_DGRAM,
                               IPPROTO_UDPLITE)
-            s.settimeout(3)
-            s.connect((dst, port))
-            msg = os.urandom(8)
-            for attempt in range(3):
-                s.send(msg)
-                try:
-                    if s.recv(64) == msg:
-                        break
-                except socket.timeout:
-                    continue
-            else:
-                raise RuntimeError("no UDP-Lite echo from %s:%d"
-                                   % (dst, port))
-            ports.append(s.getsockname()[1])
-            s.close()
+            ports.append(_echo(s, dst, port, "UDP-Lite"))
         return {"ports": ports}
 
     def udp_blast(self, dst, port, n):
