@@ -93,6 +93,18 @@ const char *ns_kind_name(enum ns_kind kind);
 /* Every public IP offers this many ports (1-65535), the "port_space". */
 #define NS_PORT_SPACE 65535
 
+/* ---- times ---- */
+
+/* Parses a time as people type it: RFC 3339 ("2026-12-02T14:02:00Z",
+ * "2026-12-02T15:02:00.5+01:00", or a date alone, meaning its midnight
+ * UTC) or unix seconds ("1796220120", "1796220120.25").  Sets *ms to
+ * milliseconds since the epoch and returns 0, or -1 with EINVAL. */
+int ns_time_parse(const char *text, int64_t *ms);
+
+/* RFC 3339 in UTC with milliseconds: "2026-12-02T14:02:00.000Z". */
+#define NS_TIME_STRLEN 32
+char *ns_time_format(int64_t ms, char buf[NS_TIME_STRLEN]);
+
 /* ---- clocks ---- */
 
 /* Wall clock, milliseconds since the Unix epoch (what the store keeps). */
