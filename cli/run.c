@@ -329,6 +329,7 @@ int cli_run(int argc, char **argv)
 	ccfg = (struct collector_config){ .event_buffer = (size_t)evbuf,
 					  .interval_s = interval,
 					  .stop_fd = sfd,
+					  .hist_top = hcfg.top,
 					  .run_started_ms = run_started_ms };
 	col = collector_open(&ccfg);
 	if (!col)

@@ -1881,12 +1881,181 @@ static int ledger_peak_worse(const struct ledger *l, uint32_t a, uint32_t b,
 	return da->peak > db->peak;
 }
 
-int ledger_history(struct ledger *l, struct store_batch *b, int all,
+/* Per gateway, a list of the best `top` aggregates of one period by one
+ * key, best first: lists[g * top ...], n[g] used. */
+struct ledger_toplist {
+	uint32_t *v, *n;
+	unsigned top;
+	/* is aggregate a better than b? */
+	int (*better)(const struct ledger *l, uint32_t a, uint32_t b,
+		      const uint32_t *range_size);
+};
+
+static void ledger_top_add(const struct ledger *l, struct ledger_toplist *t,
+			   uint32_t gw, uint32_t i, const uint32_t *rs)
+{
+	uint32_t *v = t->v + (size_t)gw * t->top, n = t->n[gw], j;
+
+	if (n == t->top) {
+		if (!t->better(l, i, v[n - 1], rs))
+			return;
+		n--; /* the last goes */
+	}
+	for (j = n; j > 0 && t->better(l, i, v[j - 1], rs); j--)
+		v[j] = v[j - 1];
+	v[j] = i;
+	t->n[gw] = n + 1;
+}
+
+static int ledger_top_has(const struct ledger_toplist *t, uint32_t gw,
+			  uint32_t i)
+{
+	for (uint32_t j = 0; j < t->n[gw]; j++)
+		if (t->v[(size_t)gw * t->top + j] == i)
+			return 1;
+	return 0;
+}
+
+static int ledger_host_by_peak(const struct ledger *l, uint32_t a, uint32_t b,
+			       const uint32_t *rs)
+{
+	const struct ledger_host *x = &l->hosts[a], *y = &l->hosts[b];
+
+	(void)rs;
+	if (x->peak != y->peak)
+		return x->peak > y->peak;
+	return x->created > y->created;
+}
+
+static int ledger_host_by_rate(const struct ledger *l, uint32_t a, uint32_t b,
+			       const uint32_t *rs)
+{
+	const struct ledger_host *x = &l->hosts[a], *y = &l->hosts[b];
+
+	(void)rs;
+	if (x->created != y->created)
+		return x->created > y->created;
+	return x->peak > y->peak;
+}
+
+static int ledger_dest_by_peak(const struct ledger *l, uint32_t a, uint32_t b,
+			       const uint32_t *rs)
+{
+	return ledger_peak_worse(l, a, b, rs);
+}
+
+static int ledger_dest_by_rate(const struct ledger *l, uint32_t a, uint32_t b,
+			       const uint32_t *rs)
+{
+	const struct ledger_dest *x = &l->dests[a], *y = &l->dests[b];
+
+	if (x->created != y->created)
+		return x->created > y->created;
+	return ledger_peak_worse(l, a, b, rs);
+}
+
+/* The hosts and buckets of one period worth keeping: per gateway, the top
+ * by peak and the top by new mappings (a host that came and went within
+ * the period is among them by its peak). */
+static int ledger_history_top(struct ledger *l, struct store_batch *b,
+			      unsigned top, const uint32_t *rs)
+{
+	size_t slots = (size_t)l->n_gws * top;
+	uint32_t *mem = malloc((slots + l->n_gws) * 4 * sizeof(uint32_t));
+	struct ledger_toplist t[4] = {
+		{ mem, mem + 4 * slots, top, ledger_host_by_peak },
+		{ mem + slots, mem + 4 * slots + l->n_gws, top,
+		  ledger_host_by_rate },
+		{ mem + 2 * slots, mem + 4 * slots + 2 * l->n_gws, top,
+		  ledger_dest_by_peak },
+		{ mem + 3 * slots, mem + 4 * slots + 3 * l->n_gws, top,
+		  ledger_dest_by_rate },
+	};
+	int rc = -1;
+
+	if (!l->n_gws) {
+		free(mem);
+		return 0;
+	}
+	if (!mem || !top)
+		goto out;
+	memset(mem + 4 * slots, 0, 4 * l->n_gws * sizeof(uint32_t));
+	for (uint32_t i = 0; i < l->n_hosts; i++) {
+		const struct ledger_host *ho = &l->hosts[i];
+
+		if (!ho->live)
+			continue;
+		if (ho->peak)
+			ledger_top_add(l, &t[0], ho->gw, i, rs);
+		if (ho->created)
+			ledger_top_add(l, &t[1], ho->gw, i, rs);
+	}
+	for (uint32_t i = 0; i < l->n_dests; i++) {
+		const struct ledger_dest *d = &l->dests[i];
+
+		if (!d->live)
+			continue;
+		if (d->peak)
+			ledger_top_add(l, &t[2], d->gw, i, rs);
+		if (d->created)
+			ledger_top_add(l, &t[3], d->gw, i, rs);
+	}
+	for (uint32_t gw = 0; gw < l->n_gws; gw++) {
+		const struct ledger_gw *g = &l->gws[gw];
+
+		for (int list = 0; list < 2; list++)
+		for (uint32_t k = 0; k < t[list].n[gw]; k++) {
+			uint32_t i = t[list].v[(size_t)gw * top + k];
+			const struct ledger_host *ho = &l->hosts[i];
+			struct store_hist_host *row;
+
+			if (list == 1 && ledger_top_has(&t[0], gw, i))
+				continue;
+			if (!(row = store_batch_add_hist_host(b)))
+				goto out;
+			row->end.gateway = g->ip;
+			row->end.proto = g->proto;
+			row->end.kind = ho->local ? NS_KIND_LOCAL : NS_KIND_NAT;
+			ledger_addr(&row->end.ip, g->ip.family, ho->ip);
+			row->end.mappings = ho->mappings;
+			row->end.ports_in_use = ho->ports;
+			row->mappings_peak = ho->peak;
+			row->new_mappings = ho->created;
+		}
+		for (int list = 2; list < 4; list++)
+		for (uint32_t k = 0; k < t[list].n[gw]; k++) {
+			uint32_t i = t[list].v[(size_t)gw * top + k];
+			const struct ledger_dest *d = &l->dests[i];
+			struct store_hist_dest *row;
+
+			if (list == 3 && ledger_top_has(&t[2], gw, i))
+				continue;
+			if (!(row = store_batch_add_hist_dest(b)))
+				goto out;
+			row->end.gateway = g->ip;
+			row->end.proto = g->proto;
+			row->end.zone = d->zone;
+			ledger_addr(&row->end.ip, g->ip.family, d->ip);
+			row->end.port = d->port;
+			row->end.mappings = d->mappings;
+			row->end.capacity = ledger_capacity_seen(d, rs);
+			row->mappings_peak = d->peak;
+			row->new_mappings = d->created;
+		}
+	}
+	rc = 0;
+out:
+	free(mem);
+	if (rc < 0)
+		errno = ENOMEM;
+	return rc;
+}
+
+int ledger_history(struct ledger *l, struct store_batch *b, unsigned top,
 		   const uint32_t range_size[LEDGER_RANGES])
 {
 	struct store_history *h = &b->hist;
 
-	h->all = (uint8_t)all;
 	/* the bucket of each gateway whose peak came closest to full */
 	for (uint32_t i = 0; i < l->n_gws; i++)
 		l->gws[i].worst = NONE32;
@@ -1928,43 +2097,8 @@ int ledger_history(struct ledger *l, struct store_batch *b, int all,
 		row->time_wait_peak = g->peak_tw;
 		row->new_mappings = g->created;
 	}
-	for (uint32_t i = 0; i < l->n_hosts; i++) {
-		const struct ledger_host *ho = &l->hosts[i];
-		const struct ledger_gw *g = &l->gws[ho->gw];
-		struct store_hist_host *row;
-
-		if (!ho->live || !(ho->dirty || (all && ho->mappings)))
-			continue;
-		if (!(row = store_batch_add_hist_host(b)))
-			goto nomem;
-		row->end.gateway = g->ip;
-		row->end.proto = g->proto;
-		row->end.kind = ho->local ? NS_KIND_LOCAL : NS_KIND_NAT;
-		ledger_addr(&row->end.ip, g->ip.family, ho->ip);
-		row->end.mappings = ho->mappings;
-		row->end.ports_in_use = ho->ports;
-		row->mappings_peak = ho->peak;
-		row->new_mappings = ho->created;
-	}
-	for (uint32_t i = 0; i < l->n_dests; i++) {
-		const struct ledger_dest *d = &l->dests[i];
-		const struct ledger_gw *g = &l->gws[d->gw];
-		struct store_hist_dest *row;
-
-		if (!d->live || !(d->dirty || (all && d->mappings)))
-			continue;
-		if (!(row = store_batch_add_hist_dest(b)))
-			goto nomem;
-		row->end.gateway = g->ip;
-		row->end.proto = g->proto;
-		row->end.zone = d->zone;
-		ledger_addr(&row->end.ip, g->ip.family, d->ip);
-		row->end.port = d->port;
-		row->end.mappings = d->mappings;
-		row->end.capacity = ledger_capacity_seen(d, range_size);
-		row->mappings_peak = d->peak;
-		row->new_mappings = d->created;
-	}
+	if (ledger_history_top(l, b, top, range_size) < 0)
+		goto nomem;
 	/* a new period starts from what is held now */
 	for (uint32_t k = 0; k < l->dirty_gw.n; k++) {
 		struct ledger_gw *g = &l->gws[l->dirty_gw.v[k]];

@@ -1000,10 +1000,8 @@ static void tracker_fill_status(struct tracker *t, struct store_status *s,
 }
 
 /* The history of the period since the last snapshot: the ledger's peaks
- * and counts, whether the figures were exact all along.  A period is
- * counted whole in the minute (and hour) in which it ends; the first
- * period of a minute carries every live host and bucket, so that the
- * minute's rollup sees those that did not change. */
+ * and counts (with each gateway's top hosts and buckets), whether the
+ * figures were exact all along. */
 static void tracker_history(struct tracker *t, struct store_batch *b,
 			    int64_t as_of)
 {
@@ -1015,7 +1013,7 @@ static void tracker_history(struct tracker *t, struct store_batch *b,
 	h->end_ms = as_of;
 	h->exact = !t->hist_inexact && !t->gap_open;
 	h->state = h->exact ? STORE_STATE_RUNNING : STORE_STATE_RESYNCING;
-	if (ledger_history(t->ledger, b, as_of / 60000 != t->hist_ms / 60000,
+	if (ledger_history(t->ledger, b, t->cfg.hist_top ? t->cfg.hist_top : 20,
 			   t->range_size) < 0) {
 		log_warn("history of the last interval");
 		h->start_ms = h->end_ms = 0; /* its peaks go to the next */

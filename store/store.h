@@ -454,8 +454,6 @@ struct store_history {
 	int64_t start_ms, end_ms;
 	uint8_t exact; /* the figures were exact all along (no gap, running) */
 	uint8_t state; /* the worst enum store_state within the period */
-	uint8_t all;   /* hosts and dests hold every live one, not only the
-			  ones that changed within the period */
 	struct store_hist_gateway *gateways;
 	size_t n_gateways, cap_gateways;
 	struct store_hist_host *hosts;

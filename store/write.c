@@ -23,7 +23,7 @@ void store_batch_clear(struct store_batch *b)
 	b->n_gateways = b->n_hosts = b->n_dests = b->n_gaps = 0;
 	memset(&b->status, 0, sizeof(b->status));
 	b->hist.start_ms = b->hist.end_ms = 0;
-	b->hist.exact = b->hist.state = b->hist.all = 0;
+	b->hist.exact = b->hist.state = 0;
 	b->hist.n_gateways = b->hist.n_hosts = b->hist.n_dests = 0;
 }
 

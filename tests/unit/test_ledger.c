@@ -1079,7 +1079,7 @@ static void test_history_peaks(void **state)
 		       "198.51.100.1", 443, 3);
 		assert_int_equal(ledger_upsert(l, &m, LEDGER_DUMP), LEDGER_ADDED);
 	}
-	assert_int_equal(ledger_history(l, &b, 1, ranges), 0);
+	assert_int_equal(ledger_history(l, &b, 20, ranges), 0);
 	assert_int_equal(b.hist.n_gateways, 1);
 	assert_int_equal(b.hist.gateways[0].new_mappings, 0); /* dumped */
 	snap(l, &b, 0);
@@ -1100,7 +1100,7 @@ static void test_history_peaks(void **state)
 		       "198.51.100.2", 80, 7);
 		assert_int_equal(ledger_remove(l, &m), 1);
 	}
-	assert_int_equal(ledger_history(l, &b, 0, ranges), 0);
+	assert_int_equal(ledger_history(l, &b, 20, ranges), 0);
 	assert_int_equal(b.hist.n_gateways, 1);
 	g = &b.hist.gateways[0];
 	assert_int_equal(g->end.ports_in_use, 100);
@@ -1129,16 +1129,34 @@ static void test_history_peaks(void **state)
 	snap(l, &b, 0); /* forgets the emptied host and bucket */
 	/* the next period starts from what is held */
 	store_batch_clear(&b);
-	assert_int_equal(ledger_history(l, &b, 0, ranges), 0);
+	assert_int_equal(ledger_history(l, &b, 20, ranges), 0);
 	assert_int_equal(b.hist.n_gateways, 1);
 	assert_int_equal(b.hist.gateways[0].ports_peak, 100);
 	assert_int_equal(b.hist.gateways[0].new_mappings, 0);
-	assert_int_equal(b.hist.n_hosts, 0); /* nothing changed */
-	/* every live one when asked (a minute's first period) */
-	store_batch_clear(&b);
-	assert_int_equal(ledger_history(l, &b, 1, ranges), 0);
-	assert_int_equal(b.hist.n_hosts, 1);
+	assert_int_equal(b.hist.n_hosts, 1); /* the one left, by its peak */
+	assert_int_equal(b.hist.hosts[0].mappings_peak, 100);
 	assert_int_equal(b.hist.n_dests, 1);
+	/* the top: 30 hosts, one new mapping each but host 29 with 5; the
+	 * top 2 by peak are the old host and host 29, by rate host 29 and
+	 * host 0 (ties go to the higher peak, then the scan order) */
+	for (unsigned i = 0; i < 30; i++)
+		for (unsigned k = 0; k < (i == 29 ? 5u : 1u); k++) {
+			char host[32];
+
+			snprintf(host, sizeof(host), "198.18.1.%u", i + 1);
+			m = mk("203.0.113.1", (uint16_t)(30000 + i * 8 + k), host,
+			       "198.51.100.3", 443, 3);
+			assert_int_equal(ledger_upsert(l, &m, LEDGER_EVENT_NEW),
+					 LEDGER_ADDED);
+		}
+	store_batch_clear(&b);
+	assert_int_equal(ledger_history(l, &b, 2, ranges), 0);
+	assert_int_equal(b.hist.n_hosts, 3);
+	assert_int_equal(b.hist.hosts[0].mappings_peak, 100);
+	assert_int_equal(b.hist.hosts[1].mappings_peak, 5);
+	assert_int_equal(b.hist.hosts[1].new_mappings, 5);
+	assert_int_equal(b.hist.hosts[2].new_mappings, 1);
+	assert_int_equal(b.hist.n_dests, 2);
 	store_batch_free(&b);
 	ledger_free(l);
 }
