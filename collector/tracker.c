@@ -357,6 +357,12 @@ void tracker_lost(struct tracker *t, const char *reason, uint64_t drops_total,
 		t->sample_lossy = 1;
 }
 
+void tracker_gap(struct tracker *t, const char *reason, int64_t now)
+{
+	tracker_flush(t);
+	tracker_open_gap(t, reason, t->exact_ms, now);
+}
+
 void tracker_quiet(struct tracker *t, uint64_t drops_total, int64_t now)
 {
 	tracker_flush(t);
