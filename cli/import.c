@@ -85,6 +85,7 @@ struct import_src {
 	int have;
 	int64_t cur_ms;
 	int timed; /* an event showed its time */
+	int listing_seen; /* a listing was applied while this log ran */
 	unsigned long skipped, applied;
 	int fatal; /* errno of a read error, 0 if none */
 };
@@ -97,9 +98,12 @@ struct import {
 	unsigned interval_s;
 	int64_t next_ms;      /* the next snapshot boundary */
 	int64_t last_ms;      /* the last moment applied */
+	int64_t listing_ms;   /* the last listing's moment, 0: none yet */
 	unsigned long applied, since_snapshot, skipped, snapshots;
 	int gap_said;	      /* a no-listing gap is open */
 	char note[STORE_TEXT_MAX];
+	struct import_src *src;
+	int n_src;
 };
 
 static int import_is_listing(enum capture_format f)
@@ -236,15 +240,22 @@ static int import_listing(struct import *im, struct import_src *s)
 	}
 	tracker_dump_end(im->t, 0, 0, 0, at);
 	s->done = 1;
-	im->last_ms = at;
+	im->last_ms = im->listing_ms = at;
+	/* logs that have shown an event by now ran while it was taken */
+	for (int i = 0; i < im->n_src; i++)
+		if (!im->src[i].listing && im->src[i].applied)
+			im->src[i].listing_seen = 1;
 	return 0;
 }
 
 /* One event of s at s->cur_ms, then reads the next. */
 static int import_event(struct import *im, struct import_src *s)
 {
-	if (tracker_state(im->t) == STORE_STATE_STARTING && !im->gap_said) {
-		/* nothing says what the table held before this event */
+	if (!s->applied && !s->listing_seen &&
+	    (!im->listing_ms || im->listing_ms < s->cur_ms)) {
+		/* No listing was taken while this log ran (it may have run
+		 * since before its first event, but nothing shows it): what
+		 * happened before its first event is unknown. */
 		tracker_gap(im->t, "no-listing", s->cur_ms);
 		im->gap_said = 1;
 	}
@@ -468,6 +479,8 @@ int cli_import(int argc, char **argv)
 	}
 	for (int i = 0; i < n; i++)
 		src[i].path = argv[optind + i];
+	im.src = src;
+	im.n_src = n;
 
 	/* every capture is readable and one, before the database is touched */
 	if (import_open_sources(&im, src, n, have_at, at_ms, &start) < 0)
@@ -542,9 +555,10 @@ int cli_import(int argc, char **argv)
 		       "not exact (gap \"skipped\")\n", im.skipped,
 		       im.skipped == 1 ? "" : "s");
 	if (im.gap_said)
-		printf("an event log came before any listing: what existed "
-		       "before its first event is unknown, so the figures are "
-		       "marked not exact (gap \"no-listing\") until a listing\n");
+		printf("an event log began with no listing taken while it ran: "
+		       "what happened before its first event is unknown, so the "
+		       "figures are marked not exact (gap \"no-listing\") until "
+		       "a listing\n");
 	rc = 0;
 out:
 	if (in_tx && store_tx_end(im.st, 0) < 0)

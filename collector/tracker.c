@@ -361,6 +361,11 @@ void tracker_gap(struct tracker *t, const char *reason, int64_t now)
 {
 	tracker_flush(t);
 	tracker_open_gap(t, reason, t->exact_ms, now);
+	if (t->drops == t->gap_drops_base) {
+		/* no kernel counter speaks for this gap: unknown, not 0 */
+		t->gap.events_lost = -1;
+		tracker_queue_gap(t, &t->gap);
+	}
 }
 
 void tracker_quiet(struct tracker *t, uint64_t drops_total, int64_t now)

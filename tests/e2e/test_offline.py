@@ -102,6 +102,7 @@ def text_flow(line):
     """A flow from a text line (-L, -o extended, /proc, -E), or None for a
     line that is no flow."""
     ts = None
+    line = line.lstrip("\0")  # the hole a copytruncate rotation leaves
     m = re.match(r"\s*\[(\d+)\.(\d+)\]", line)
     if m:
         ts = int(m.group(1)) * 1000 + int(m.group(2)) // 1000
@@ -307,32 +308,58 @@ def round_trips(tmp):
 
 
 def merged(tmp):
-    """A listing, then an event log that starts after it: one import."""
+    """A listing and an event log, one import, merged by capture time."""
     lpath = os.path.join(FIX, "conntrack-L.txt")
     epath = os.path.join(FIX, "conntrack-E-timestamp-extended-id.txt")
     lflows, _ = read_capture(lpath)
     eflows, _ = read_capture(epath)
+    first = min(f.ts for f in eflows)
+
+    # 1. the listing taken while the log ran (--at after its first
+    #    event): events before it, the listing (the whole table then),
+    #    the events after it; exact
+    at = first + 2000 + 1  # on no event's millisecond
+    if any(f.ts == at for f in eflows):
+        fail("merged: an event at the listing's millisecond")
     db = os.path.join(tmp, "merged.db")
-    # --at places the listing (the log has its own times) before the log
-    natscope("import", "--db", db, "--at", AT, "--interval", "1", epath,
-             lpath, check=0)
-    want = figures(replay(eflows, replay(lflows)))
+    natscope("import", "--db", db, "--at", "%.3f" % (at / 1000),
+             "--interval", "1", lpath, epath, check=0)
+    # the events before it change nothing: a listing replaces what was
+    # known (and closes the gap they opened)
+    table = replay(lflows)
+    want = figures(replay([f for f in eflows if f.ts > at], table))
     got, st, gaps = db_figures(db)
-    compare("listing + events", got, want)
+    compare("listing within the log", got, want)
     if [g for g in gaps if g[1] is None]:
-        fail("listing + events: open gaps %s: the listing came first, so "
-             "the figures are exact" % gaps)
+        fail("listing within the log: open gaps %s: the listing was taken "
+             "while the log ran, so the figures are exact" % gaps)
+    if ("no-listing",) not in [(g[0],) for g in gaps if g[1] is not None]:
+        fail("listing within the log: no closed 'no-listing' gap before "
+             "the listing: %s" % gaps)
     c = sqlite3.connect(db)
     writes = c.execute("SELECT writes_ok FROM status").fetchone()[0]
     c.close()
-    span = (max(f.ts for f in eflows if f.ts) - AT_MS) // 1000
+    span = (max(f.ts for f in eflows) - first) // 1000
     # a snapshot per second of capture time where something happened,
     # one per quiet stretch, and the last
-    if not 2 <= writes <= span + 2:
-        fail("listing + events: %d snapshots over %d s at --interval 1"
-             % (writes, span))
-    log("listing + events merged: %d gateways equal, %d snapshots"
+    if not 2 <= writes <= span + 3:
+        fail("listing within the log: %d snapshots over %d s at "
+             "--interval 1" % (writes, span))
+    log("listing within the log: %d gateways equal, exact, %d snapshots"
         % (len(want), writes))
+
+    # 2. the listing taken before the log's first event: the time between
+    #    is unobserved, so never exact
+    db = os.path.join(tmp, "merged2.db")
+    natscope("import", "--db", db, "--at", AT, epath, lpath, check=0)
+    want = figures(replay(eflows, replay(lflows)))
+    got, st, gaps = db_figures(db)
+    compare("listing before the log", got, want)
+    if [g[0] for g in gaps if g[1] is None] != ["no-listing"]:
+        fail("listing before the log: open gaps %s, wanted no-listing"
+             % gaps)
+    log("listing before the log: %d gateways equal, not exact (gap "
+        "no-listing)" % len(want))
 
 
 def malformed(tmp):
