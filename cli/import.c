@@ -551,14 +551,16 @@ int cli_import(int argc, char **argv)
 	       (unsigned long long)ls.gateways, ns_time_format(im.last_ms, when),
 	       im.snapshots, im.snapshots == 1 ? "" : "s");
 	if (im.skipped)
-		printf("%lu malformed record%s skipped: the figures are marked "
-		       "not exact (gap \"skipped\")\n", im.skipped,
+		printf("%lu malformed record%s skipped\n", im.skipped,
 		       im.skipped == 1 ? "" : "s");
-	if (im.gap_said)
-		printf("an event log began with no listing taken while it ran: "
-		       "what happened before its first event is unknown, so the "
-		       "figures are marked not exact (gap \"no-listing\") until "
-		       "a listing\n");
+	if (tracker_state(im.t) != STORE_STATE_RUNNING)
+		printf("the figures are marked not exact (an open gap): %s\n",
+		       im.gap_said ? "an event log began with no listing taken "
+		       "while it ran, so what happened before its first event "
+		       "is unknown" : "records were skipped");
+	else if (im.gap_said)
+		printf("exact from the listing on: before it, an event log ran "
+		       "with no listing (a closed gap says so)\n");
 	rc = 0;
 out:
 	if (in_tx && store_tx_end(im.st, 0) < 0)
