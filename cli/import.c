@@ -67,6 +67,10 @@ static void import_usage(FILE *f)
 	      "                        event logs, 1-3600 (default 5)\n"
 	      "  --local ADDR          an address of the captured host, so that its\n"
 	      "                        own connections count as local (repeatable)\n"
+	      "  --port-range LO-HI    the captured host's ip_local_port_range, the\n"
+	      "                        capacity of its own connections' buckets\n"
+	      "                        (default: unknown, taken as the kernel's\n"
+	      "                        default 32768-60999)\n"
 	      "  --strict              a malformed record fails the import\n"
 	      "  -v, --verbose         debug logging\n"
 	      "  -h, --help            this text\n",
@@ -387,6 +391,7 @@ int cli_import(int argc, char **argv)
 		{ "interval", required_argument, NULL, 'i' },
 		{ "local", required_argument, NULL, 'L' },
 		{ "strict", no_argument, NULL, 's' },
+		{ "port-range", required_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -398,7 +403,8 @@ int cli_import(int argc, char **argv)
 	struct tracker_config tcfg = { 0 };
 	struct ledger_stats ls;
 	int64_t at_ms = 0, start, t = 0;
-	int opt, n = 0, have_at = 0, rc = 1, ok = 0, in_tx = 0;
+	int opt, n = 0, have_at = 0, rc = 1, ok = 0, in_tx = 0, lo = -1, hi = -1;
+	char c;
 	struct ns_addr a;
 	char when[NS_TIME_STRLEN];
 
@@ -445,6 +451,15 @@ int cli_import(int argc, char **argv)
 			break;
 		case 's':
 			im.strict = 1;
+			break;
+		case 'r':
+			if (sscanf(optarg, "%d-%d%c", &lo, &hi, &c) != 2 ||
+			    lo < 1 || hi > 65535 || lo > hi) {
+				fprintf(stderr, "natscope import: --port-range "
+					"'%s': expected LO-HI, e.g. 32768-60999\n",
+					optarg);
+				goto usage;
+			}
 			break;
 		case 'v':
 			log_init("natscope", NS_LOG_DEBUG);
@@ -509,6 +524,17 @@ int cli_import(int argc, char **argv)
 	}
 	if (localaddr_count(la))
 		tracker_set_localaddr(im.t, la);
+	if (lo > 0) {
+		/* the one kernel figure an import knows: all else unknown */
+		struct kstat ks;
+
+		memset(&ks, 0xff, sizeof(ks)); /* every field -1 */
+		ks.rss_bytes = 0;
+		ks.cpu_seconds = -1;
+		ks.port_lo = lo;
+		ks.port_hi = hi;
+		tracker_kstat(im.t, &ks, start);
+	}
 	store_batch_init(&im.b);
 	im.need_full = 1;
 	im.next_ms = (start / ((int64_t)im.interval_s * 1000) + 1) *

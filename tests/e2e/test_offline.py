@@ -16,6 +16,8 @@ namespace: captures in, a database out, the API over a real socket.
      end, exit 0, the rest imported and a "skipped" gap; --strict exits 1
      and creates nothing; a file that is no capture exits 1 before the
      database is touched; usage errors exit 2.
+     --local and --port-range make the host's own connections local,
+     with the capacity of its port range.
   4. a failure half way (the file system fills up) exits 1 and leaves an
      existing database byte for byte as it was (root: a tmpfs in a
      private mount namespace).
@@ -411,6 +413,36 @@ def malformed(tmp):
         "exit as documented, nothing written")
 
 
+def local(tmp):
+    """--local and --port-range: the captured host's own connections."""
+    path = os.path.join(FIX, "lab-L.txt")
+    flows, _ = read_capture(path)
+    mine = "10.9.0.1"
+    want = collections.Counter(
+        fl.proto for fl in flows
+        if not fl.nat() and fl.orig[0] == mine and fl.proto in PORTED)
+    db = os.path.join(tmp, "local.db")
+    natscope("import", "--db", db, "--at", AT, "--local", mine,
+             "--port-range", "40000-40999", path, check=0)
+    c = sqlite3.connect(db)
+    got = collections.Counter(dict(c.execute(
+        "SELECT proto, sum(mappings) FROM hosts WHERE kind = 'local' AND "
+        "ip = ? GROUP BY proto", (mine,))))
+    caps = {r[0] for r in c.execute(
+        "SELECT capacity FROM destinations WHERE public_ip = ?", (mine,))}
+    rng = c.execute("SELECT sysctl_port_range_lo, sysctl_port_range_hi, "
+                    "conntrack_count FROM status").fetchone()
+    c.close()
+    if got != want or not want:
+        fail("--local: local mappings %s, the capture %s" % (got, want))
+    if caps != {1000} or rng != (40000, 40999, None):
+        fail("--port-range: capacities %s, status %s" % (caps, rng))
+    natscope("import", "--db", db, "--port-range", "9-1", path, check=2)
+    natscope("import", "--db", db, "--local", "10.9.0", path, check=2)
+    log("--local %s: %s local mappings, capacity 1000 from --port-range"
+        % (mine, dict(want)))
+
+
 def full_disk(tmp):
     """The file system fills up half way: nothing of the import lands."""
     if os.geteuid() != 0:
@@ -567,6 +599,7 @@ def main():
         round_trips(tmp)
         merged(tmp)
         malformed(tmp)
+        local(tmp)
         full_disk(tmp)
         serve(tmp)
     finally:
