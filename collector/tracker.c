@@ -668,15 +668,23 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	tracker_schedule(t, now);
 	if (t->gap_open) {
 		t->gap.end_ms = now;
-		t->gap.events_lost = (int64_t)(t->drops - t->gap_drops_base);
+		/* unknown stays unknown when no drop was counted (tracker_gap) */
+		if (t->gap.events_lost >= 0 || t->drops != t->gap_drops_base)
+			t->gap.events_lost =
+				(int64_t)(t->drops - t->gap_drops_base);
 		t->drops_accounted = t->drops;
 		tracker_queue_gap(t, &t->gap);
 		t->gap_open = 0;
 		t->write_wanted = 1; /* exact again: show it without waiting */
-		log_info("gap %u (%s) closed: %lld events lost, repaired in "
-			 "%.3f s", t->gap.seq, t->gap.reason,
-			 (long long)t->gap.events_lost,
-			 (t->gap.end_ms - t->gap.start_ms) / 1e3);
+		if (t->gap.events_lost >= 0)
+			log_info("gap %u (%s) closed: %lld events lost, "
+				 "repaired in %.3f s", t->gap.seq, t->gap.reason,
+				 (long long)t->gap.events_lost,
+				 (t->gap.end_ms - t->gap.start_ms) / 1e3);
+		else
+			log_info("gap %u (%s) closed after %.3f s", t->gap.seq,
+				 t->gap.reason,
+				 (t->gap.end_ms - t->gap.start_ms) / 1e3);
 	}
 	t->exact_ms = now;
 	t->verified_ms = t->dump_started_ms;

@@ -239,6 +239,11 @@ def db_figures(db):
                             "FROM status").fetchone()))
     gaps = c.execute("SELECT reason, end_ms FROM gaps WHERE "
                      "run_started_ms = ?", (st["started_ms"],)).fetchall()
+    lost = c.execute("SELECT count(*) FROM gaps WHERE events_lost IS NOT "
+                     "NULL").fetchone()[0]
+    if lost:
+        fail("%s: %d gaps of an import claim a count of events lost"
+             % (db, lost))
     c.close()
     return got, st, gaps
 
