@@ -153,6 +153,10 @@ struct tracker {
 	int64_t backlog_ms; /* since when reads leave events queued; 0 none */
 	int busy; /* more than BUSY_RATE changes a second last interval */
 
+	/* history: the period since the last snapshot */
+	int64_t hist_ms;  /* its start; 0 before the first complete dump */
+	int hist_inexact; /* a gap was open at some moment of it */
+
 	/* snapshots */
 	struct kstat ks;
 	int have_ks;
@@ -209,6 +213,7 @@ static void tracker_open_gap(struct tracker *t, const char *reason,
 		t->gap.events_lost = -1;
 		snprintf(t->gap.reason, sizeof(t->gap.reason), "%s", reason);
 		t->gap_open = 1;
+		t->hist_inexact = 1;
 		/* The kernel counts drops before ENOBUFS is reported; all
 		 * drops since the last gap closed belong to this one. */
 		t->gap_drops_base = t->drops_accounted;
@@ -289,7 +294,8 @@ static void tracker_apply(struct tracker *t, const struct tracker_item *it)
 	/* Entries created while we listen are reported by the kernel; those
 	 * a dump finds may predate every listener, or have been created
 	 * while nf_conntrack_events was 0: those are silent. */
-	source = e->type != CTMSG_DUMP ? LEDGER_EVENT :
+	source = e->type == CTMSG_NEW ? LEDGER_EVENT_NEW :
+		 e->type != CTMSG_DUMP ? LEDGER_EVENT :
 		 t->dump_silent_possible ? LEDGER_DUMP : LEDGER_DUMP_REPORTED;
 	r = ledger_upsert(t->ledger, &it->m, source);
 	if (r < 0) {
@@ -626,6 +632,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	t->last_removed = t->rs_removed;
 	if (!t->initial_done) {
 		t->initial_done = 1;
+		t->hist_ms = now; /* history starts with the first figures */
 		t->write_wanted = 1; /* the first figures, without waiting */
 		log_info("initial dump: %llu entries in %.3f s",
 			 (unsigned long long)t->rs_entries,
@@ -1011,6 +1018,32 @@ static void tracker_fill_status(struct tracker *t, struct store_status *s,
 	}
 }
 
+/* The history of the period since the last snapshot: the ledger's peaks
+ * and counts, whether the figures were exact all along.  A period is
+ * counted whole in the minute (and hour) in which it ends; the first
+ * period of a minute carries every live host and bucket, so that the
+ * minute's rollup sees those that did not change. */
+static void tracker_history(struct tracker *t, struct store_batch *b,
+			    int64_t as_of)
+{
+	struct store_history *h = &b->hist;
+
+	if (!t->initial_done || !t->hist_ms || as_of <= t->hist_ms)
+		return;
+	h->start_ms = t->hist_ms;
+	h->end_ms = as_of;
+	h->exact = !t->hist_inexact && !t->gap_open;
+	h->state = h->exact ? STORE_STATE_RUNNING : STORE_STATE_RESYNCING;
+	if (ledger_history(t->ledger, b, as_of / 60000 != t->hist_ms / 60000,
+			   t->range_size) < 0) {
+		log_warn("history of the last interval");
+		h->start_ms = h->end_ms = 0; /* its peaks go to the next */
+		return;
+	}
+	t->hist_ms = as_of;
+	t->hist_inexact = t->gap_open;
+}
+
 int tracker_snapshot(struct tracker *t, struct store_batch *b, int need_full,
 		     int64_t now, int64_t as_of)
 {
@@ -1032,6 +1065,7 @@ int tracker_snapshot(struct tracker *t, struct store_batch *b, int need_full,
 	if (!t->range_size[LEDGER_RANGE_NAT_HIGH])
 		tracker_ranges(t);
 	b->full = 0;
+	tracker_history(t, b, as_of);
 	if (ledger_snapshot(t->ledger, b, need_full || t->force_full,
 			    t->range_size) < 0) {
 		log_warn("snapshot");

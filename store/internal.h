@@ -33,6 +33,11 @@ enum store_stmt {
 	STMT_STATUS_UPSERT,
 	STMT_STATUS_FAILED,
 	STMT_DATA_VERSION,
+	/* history.c */
+	STMT_HIST_ACC_HOST,
+	STMT_HIST_ACC_DEST,
+	STMT_HIST_RAW_GW,
+	STMT_HIST_RAW_KERNEL,
 	/* read.c */
 	STMT_JSON_GATEWAYS,
 	STMT_JSON_HOSTS,
@@ -66,6 +71,14 @@ struct store {
 	unsigned writes_since_checkpoint;
 	/* store_tx_begin() opened a transaction: writes are savepoints */
 	int outer_tx;
+	/* history (history.c) */
+	struct store_history_config hist_cfg;
+	int hist_configured;
+	int64_t hist_minute;	  /* the accumulators' minute; 0 none yet */
+	int64_t hist_minute_next; /* ... once this write commits */
+	struct store_status hist_prev; /* the last committed write's */
+	int hist_have_prev, hist_pending, hist_size_warned;
+	int writes_failed_run; /* the last write failed: its period is lost */
 };
 
 /* Writes the status row x (status.c), as it is: the caller sets the
@@ -75,6 +88,15 @@ int store_write_status(struct store *st, const struct store_status *x);
 /* The status fields as the arguments of a json_object() over the status
  * row (status.c), malloc'd; NULL with ENOMEM. */
 char *store_sql_status_json(void);
+
+/* Writes b's history (b->hist) inside store_write()'s transaction: raw
+ * rows, the open minute's accumulators, rollups of the periods that ended,
+ * retention.  Returns 0, or -1 with errno (logged). */
+int store_history_write(struct store *st, const struct store_batch *b);
+
+/* After store_write()'s transaction: ok 1 committed, 0 rolled back. */
+void store_history_committed(struct store *st, const struct store_batch *b,
+			     int ok);
 
 /* Gap log retention, applied by every store_write(). */
 #define STORE_GAPS_KEEP 1000
@@ -116,5 +138,32 @@ int store_exec(struct store *st, const char *sql, const char *what);
 #define SQL_TIME(x)                                                        \
 	"(CASE WHEN " x " > 0 THEN strftime('%Y-%m-%dT%H:%M:%S', (" x        \
 	") / 1000, 'unixepoch') || printf('.%03dZ', (" x ") % 1000) END)"
+
+/* ---- binding rows (write.c) ---- */
+
+/* An address as canonical text, formatted once per distinct address in a
+ * run of rows (batches come grouped by gateway). */
+struct store_addr_text {
+	struct ns_addr addr;
+	int valid;
+	char text[NS_ADDR_STRLEN];
+};
+
+/* c's text for a (formatted once while a stays the same), or NULL with
+ * EINVAL for an unknown family. */
+const char *store_addr_text(struct store_addr_text *c, const struct ns_addr *a);
+
+/* Binds an address's text at i, its family (4/6) at family_at and its
+ * bytes at family_at + 1 (family_at 0: the text only).  Returns 0 or -1. */
+int store_bind_addr(sqlite3_stmt *s, int i, int family_at,
+		    struct store_addr_text *c, const struct ns_addr *a);
+/* A protocol's name (its number if it has none). */
+void store_bind_proto(sqlite3_stmt *s, int i, uint8_t proto);
+/* A count, clamped to INT64_MAX. */
+void store_bind_u64(sqlite3_stmt *s, int i, uint64_t v);
+/* A counter that may be unknown (-1): NULL. */
+void store_bind_opt(sqlite3_stmt *s, int i, int64_t v);
+/* A time where 0 means never: NULL. */
+void store_bind_ms(sqlite3_stmt *s, int i, int64_t ms);
 
 #endif
