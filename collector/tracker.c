@@ -607,6 +607,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 {
 	struct ledger_sweep sw;
 	uint64_t ghosts;
+	int hist_start = 0;
 
 	tracker_flush(t);
 	tracker_drops_to(t, drops_total);
@@ -632,6 +633,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	t->last_removed = t->rs_removed;
 	if (!t->initial_done) {
 		t->initial_done = 1;
+		hist_start = 1;
 		t->hist_ms = now; /* history starts with the first figures */
 		t->write_wanted = 1; /* the first figures, without waiting */
 		log_info("initial dump: %llu entries in %.3f s",
@@ -693,6 +695,9 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 				 t->gap.reason,
 				 (t->gap.end_ms - t->gap.start_ms) / 1e3);
 	}
+	/* history starts now: a gap this dump closed was before it */
+	if (hist_start)
+		t->hist_inexact = t->gap_open;
 	t->exact_ms = now;
 	t->verified_ms = t->dump_started_ms;
 	t->ghost_runs = t->miss_runs = 0;

@@ -353,8 +353,28 @@ def merged(tmp):
     if not 2 <= writes <= span + 3:
         fail("listing within the log: %d snapshots over %d s at "
              "--interval 1" % (writes, span))
-    log("listing within the log: %d gateways equal, exact, %d snapshots"
-        % (len(want), writes))
+    # history, written through the same path as a live run's: periods in
+    # capture time from the listing to the last event, all exact, and the
+    # last period ends with the final figures
+    last = max(f.ts for f in eflows)
+    c = sqlite3.connect(db)
+    kern = c.execute("SELECT ts_ms, span_ms, exact FROM hist_kernel WHERE "
+                     "tier = 0 ORDER BY ts_ms").fetchall()
+    end = {(ip, proto): (m, p, h) for ip, proto, m, p, h in c.execute(
+        "SELECT public_ip, proto, mappings, ports_in_use, hosts FROM "
+        "hist_gateway g WHERE tier = 0 AND ts_ms = (SELECT max(ts_ms) FROM "
+        "hist_kernel WHERE tier = 0)")}
+    c.close()
+    if not kern or kern[0][0] != at or \
+            kern[-1][0] + kern[-1][1] != last or \
+            sum(k[1] for k in kern) != last - at or \
+            any(k[2] != 1 for k in kern):
+        fail("listing within the log: history periods %s, wanted exact "
+             "ones covering %d..%d" % (kern, at, last))
+    compare("listing within the log, the last history period", end, want)
+    log("listing within the log: %d gateways equal, exact, %d snapshots, "
+        "%d history periods in capture time" % (len(want), writes,
+                                                len(kern)))
 
     # 2. the listing taken before the log's first event: the time between
     #    is unobserved, so never exact
