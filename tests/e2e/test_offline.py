@@ -603,6 +603,29 @@ def serve(tmp):
         fail("serve: the log does not say it serves a frozen copy:\n" + text)
     if sorted(os.listdir(ro)) != ["copy.db"]:
         fail("serve: files made next to the copy: %s" % os.listdir(ro))
+    # a copy with a -wal it cannot read (taken while a writer had one):
+    # said, and what the main file holds is shown, consistent
+    src = os.path.join(tmp, "walsrc.db")
+    shutil.copy(os.path.join(tmp, name + ".db"), src)
+    c = sqlite3.connect(src)
+    c.execute("PRAGMA wal_autocheckpoint = 0")
+    c.execute("UPDATE status SET note = 'only in the wal'")
+    c.commit()
+    walro = os.path.join(tmp, "walro")
+    os.mkdir(walro)
+    shutil.copy(src, os.path.join(walro, "w.db"))
+    shutil.copy(src + "-wal", os.path.join(walro, "w.db-wal"))
+    c.close()
+    os.chmod(walro, 0o555)
+    t = natscope("top", "--json", "--db", os.path.join(walro, "w.db"),
+                 check=0, nobody=True)
+    if "-wal holds" not in t.stderr or \
+            not json.loads(t.stdout or "{}").get("note", "").startswith(
+                "imported from"):
+        fail("a frozen copy with a -wal: %s %s" % (t.stdout[:200],
+                                                   t.stderr))
+    log("serve: a frozen copy's unreadable -wal is said")
+
     # a file that is no natscope database
     p = natscope("serve", "--db", os.path.join(FIX, "conntrack-L.txt"),
                  "--listen", "127.0.0.1:%d" % free_port(), check=1)
