@@ -22,12 +22,16 @@ void store_history_defaults(struct store_history_config *cfg)
 	cfg->keep_ms[2] = 90LL * 24 * 3600 * 1000;  /* hours: 90 days */
 	cfg->max_bytes = 1ULL << 30;
 	cfg->top = 20;
+	cfg->warn = 0.7;
+	cfg->critical = 0.9;
 }
 
 int store_history_configure(struct store *st,
 			    const struct store_history_config *cfg)
 {
-	if (cfg->top < 1 || cfg->max_bytes < (1ULL << 20)) {
+	if (cfg->top < 1 || cfg->max_bytes < (1ULL << 20) ||
+	    !(cfg->warn > 0 && cfg->warn <= cfg->critical &&
+	      cfg->critical <= 1)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -57,7 +61,10 @@ static const char sql_acc[] =
 	" ip_bin BLOB NOT NULL, span_ms INTEGER NOT NULL,"
 	" capacity INTEGER NOT NULL, mappings INTEGER NOT NULL,"
 	" mappings_peak INTEGER NOT NULL, new_mappings INTEGER NOT NULL,"
-	" PRIMARY KEY (public_ip, proto, zone, ip, port)) WITHOUT ROWID;";
+	" PRIMARY KEY (public_ip, proto, zone, ip, port)) WITHOUT ROWID;"
+	"CREATE TEMP TABLE IF NOT EXISTS cur_sat ("
+	" public_ip TEXT, proto TEXT, zone INTEGER, ip TEXT, port INTEGER,"
+	" mappings INTEGER, peak INTEGER, capacity INTEGER, new_per_second REAL);";
 
 #define SQL_ACC_HOST                                                        \
 	"INSERT INTO acc_host VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "  \
@@ -527,6 +534,7 @@ int store_history_write(struct store *st, const struct store_batch *b)
 
 	if (!st->hist_configured)
 		store_history_defaults(&st->hist_cfg), st->hist_configured = 1;
+	store_incidents_save(st);
 	if (h->start_ms <= 0 || span <= 0)
 		return 0;
 	if (store_exec(st, sql_acc, "history: accumulators") < 0)
@@ -562,6 +570,8 @@ int store_history_write(struct store *st, const struct store_batch *b)
 	for (i = 0; i < h->n_dests; i++)
 		if (acc_dest(st, &h->dests[i], span, &gw, &other) < 0)
 			return -1;
+	if (store_incidents_judge(st, b) < 0)
+		return -1;
 	st->hist_pending = 1;
 	return 0;
 }
@@ -573,8 +583,9 @@ void store_history_committed(struct store *st, const struct store_batch *b,
 
 	st->hist_pending = 0;
 	if (!ok) {
-		/* lost (rolled back: the accumulators too): the next period
-		 * says db-error */
+		/* lost (rolled back: the accumulators and incidents too):
+		 * the next period says db-error */
+		store_incidents_rollback(st);
 		if (b->hist.start_ms > 0)
 			st->writes_failed_run = 1;
 		return;

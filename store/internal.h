@@ -11,6 +11,21 @@
 
 #include "store/store.h"
 
+/* An open incident (incident.c). */
+struct store_incident {
+	int64_t id;
+	int kind; /* gateway, bucket, kernel */
+	char public_ip[NS_ADDR_STRLEN], proto[16];
+	uint16_t zone, dest_port;
+	char dest_ip[NS_ADDR_STRLEN];
+	uint64_t capacity, peak, last; /* last: this period's peak */
+	int64_t opened_ms, peak_ms;
+	int64_t insert_failed, drop, early_drop;
+	int critical;
+};
+
+#define STORE_INCIDENTS_OPEN_MAX 256
+
 /* Every cached prepared statement, by the file that uses it. */
 enum store_stmt {
 	/* write.c */
@@ -38,6 +53,10 @@ enum store_stmt {
 	STMT_HIST_ACC_DEST,
 	STMT_HIST_RAW_GW,
 	STMT_HIST_RAW_KERNEL,
+	/* incident.c */
+	STMT_INC_INSERT,
+	STMT_INC_UPDATE,
+	STMT_INC_SAT,
 	/* read.c */
 	STMT_JSON_GATEWAYS,
 	STMT_JSON_HOSTS,
@@ -79,6 +98,11 @@ struct store {
 	struct store_status hist_prev; /* the last committed write's */
 	int hist_have_prev, hist_pending, hist_size_warned;
 	int writes_failed_run; /* the last write failed: its period is lost */
+	/* open incidents (incident.c), and a copy to restore on rollback */
+	struct store_incident inc[STORE_INCIDENTS_OPEN_MAX];
+	struct store_incident inc_saved[STORE_INCIDENTS_OPEN_MAX];
+	size_t n_inc, n_inc_saved;
+	int inc_full_warned;
 };
 
 /* Writes the status row x (status.c), as it is: the caller sets the
@@ -97,6 +121,16 @@ int store_history_write(struct store *st, const struct store_batch *b);
 /* After store_write()'s transaction: ok 1 committed, 0 rolled back. */
 void store_history_committed(struct store *st, const struct store_batch *b,
 			     int ok);
+
+/* Incidents (incident.c), inside store_write()'s transaction: save the
+ * open ones before the write; judge the batch's period (after its history
+ * rows and accumulators are written); roll back to the saved ones if the
+ * write fails.  begin_run closes what a previous run left open.  Return 0,
+ * or -1 with errno (logged). */
+void store_incidents_save(struct store *st);
+int store_incidents_judge(struct store *st, const struct store_batch *b);
+void store_incidents_rollback(struct store *st);
+int store_incidents_begin_run(struct store *st, int64_t now);
 
 /* Gap log retention, applied by every store_write(). */
 #define STORE_GAPS_KEEP 1000

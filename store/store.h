@@ -488,14 +488,16 @@ struct store_history_config {
 	uint64_t max_bytes; /* the database's size limit: oldest go first */
 	unsigned top;	    /* hosts and buckets kept per gateway and period,
 			       by peak and again by new mappings */
+	double warn, critical; /* incident thresholds, of capacity (0-1) */
 };
 
-/* The defaults: raw a day, minutes a week, hours 90 days, 1 GiB, top 20. */
+/* The defaults: raw a day, minutes a week, hours 90 days, 1 GiB, top 20,
+ * incidents at 70% (warn) and 90% (critical). */
 void store_history_defaults(struct store_history_config *cfg);
 
 /* Sets a READ_WRITE store's history retention (before its first write;
  * the defaults otherwise).  Returns 0, or -1 with EINVAL (top 0, a limit
- * under 1 MiB, a negative age). */
+ * under 1 MiB, a negative age, thresholds not 0 < warn <= critical <= 1). */
 int store_history_configure(struct store *st,
 			    const struct store_history_config *cfg);
 

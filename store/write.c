@@ -499,6 +499,7 @@ int store_begin_run(struct store *st, const struct store_status *status)
 	if (tx_begin(st) < 0)
 		return -1;
 	if (foreign_commit(st) < 0 || clear_live(st) < 0 ||
+	    store_incidents_begin_run(st, ns_now_ms()) < 0 ||
 	    write_status(st, status, STORE_STATE_STARTING, st->writes_ok,
 			 st->last_write_ms) < 0 ||
 	    tx_commit(st) < 0) {

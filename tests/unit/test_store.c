@@ -2670,6 +2670,69 @@ static void test_history_failed_write(void **state)
 	store_close(st);
 }
 
+/* Incidents: a bucket and its gateway cross 70% (warn) then 90%
+ * (critical) and fall back: one incident each, closed with its peak; the
+ * kernel's insert_failed rising while the bucket is saturated names it,
+ * rising later says no bucket was; a new run closes what was left open. */
+static void test_incidents(void **state)
+{
+	const char *path = db_path("incidents");
+	struct store *st = open_fresh("incidents");
+	char sql[256];
+	const char *d;
+
+	(void)state;
+	hist_write(st, T0, T0 + 5000, 100, 100, 1, 1, 3);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM incident"), 0);
+	hist_write(st, T0 + 5000, T0 + 10000, 100, 50000, 49900, 1, 3);
+	assert_string_equal(q_text(path, "SELECT group_concat(kind || ':' || "
+					 "severity || ':' || peak_mappings) FROM "
+					 "(SELECT * FROM incident ORDER BY id)"),
+			    "gateway:warn:50000,bucket:warn:50000");
+	hist_write(st, T0 + 10000, T0 + 15000, 100, 60000, 10000, 1, 5);
+	hist_write(st, T0 + 15000, T0 + 20000, 100, 100, 1, 1, 5);
+	assert_string_equal(
+		q_text(path, "SELECT group_concat(kind || ':' || severity || ':' "
+			     "|| peak_mappings || ':' || (closed_ms - opened_ms) "
+			     "|| ':' || (peak_ms - opened_ms)) FROM (SELECT * "
+			     "FROM incident ORDER BY id)"),
+		"gateway:critical:60000:15000:10000,"
+		"bucket:critical:60000:15000:10000,kernel:critical:2:10000:5000");
+	d = q_text(path, "SELECT opened_detail FROM incident WHERE kind = "
+			 "'kernel'");
+	assert_non_null(strstr(d, "\"saturated_buckets\":[{\"public_ip\":"
+				  "\"203.0.113.1\",\"proto\":\"tcp\",\"zone\":0,"
+				  "\"ip\":\"198.51.100.7\",\"port\":443"));
+	assert_null(strstr(d, "\"note\":\"no destination"));
+	d = q_text(path, "SELECT peak_detail FROM incident WHERE kind = "
+			 "'bucket'");
+	assert_non_null(strstr(d, "\"peak\":60000"));
+	assert_non_null(strstr(d, "\"ip\":\"198.18.0.9\""));  /* top host */
+	assert_non_null(strstr(d, "\"time_wait\":50"));
+	assert_non_null(strstr(d, "\"nf_conntrack_tcp_timeout_time_wait\":120"));
+	assert_int_equal(q_int(path, "SELECT insert_failed FROM incident WHERE "
+				     "kind = 'kernel'"), 2);
+	/* the counter rises again, nothing saturated now */
+	hist_write(st, T0 + 20000, T0 + 25000, 100, 100, 1, 1, 9);
+	snprintf(sql, sizeof(sql), "SELECT opened_detail FROM incident WHERE "
+		 "kind = 'kernel' AND opened_ms = %lld", T0 + 20000);
+	d = q_text(path, sql);
+	assert_non_null(strstr(d, "\"saturated_buckets\":[]"));
+	assert_non_null(strstr(d, "\"note\":\"no destination bucket"));
+	/* a new run closes it where the last one stopped writing */
+	assert_int_equal(q_int(path, "SELECT count(*) FROM incident WHERE "
+				     "closed_ms IS NULL"), 1);
+	{
+		struct store_status x;
+
+		fill_status(&x, STORE_STATE_STARTING);
+		assert_int_equal(store_begin_run(st, &x), 0);
+	}
+	assert_int_equal(q_int(path, "SELECT count(*) FROM incident WHERE "
+				     "closed_ms IS NULL"), 0);
+	store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2706,6 +2769,7 @@ int main(void)
 		cmocka_unit_test(test_history_rollups),
 		cmocka_unit_test(test_history_retention),
 		cmocka_unit_test(test_history_failed_write),
+		cmocka_unit_test(test_incidents),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
