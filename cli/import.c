@@ -517,6 +517,16 @@ int cli_import(int argc, char **argv)
 	if (store_tx_begin(im.st) < 0)
 		goto out;
 	in_tx = 1;
+	import_note(&im, src, n);
+	/* a run begins as a live one does (a previous run's open incidents
+	 * end where it stopped writing), inside the one transaction */
+	store_status_init(&im.b.status);
+	im.b.status.started_ms = im.b.status.as_of_ms = start;
+	im.b.status.interval_s = im.interval_s;
+	im.b.status.pid = 0;
+	snprintf(im.b.status.note, sizeof(im.b.status.note), "%s", im.note);
+	if (store_begin_run(im.st, &im.b.status) < 0)
+		goto out;
 	tcfg.interval_s = im.interval_s;
 	if (!(im.t = tracker_new(&tcfg, start))) {
 		log_warn("import");
@@ -540,7 +550,6 @@ int cli_import(int argc, char **argv)
 	im.next_ms = (start / ((int64_t)im.interval_s * 1000) + 1) *
 		     (int64_t)im.interval_s * 1000;
 	im.last_ms = start;
-	import_note(&im, src, n);
 	/* records skipped while finding where each log starts */
 	for (int i = 0; i < n; i++)
 		for (unsigned long k = 0; k < src[i].skipped; k++)
