@@ -18,6 +18,8 @@ namespace: captures in, a database out, the API over a real socket.
      database is touched; usage errors exit 2.
      --local and --port-range make the host's own connections local,
      with the capacity of its port range.
+     Two listings apart in time make a history period, and incidents
+     open at the captures' times.
   4. a failure half way (the file system fills up) exits 1 and leaves an
      existing database byte for byte as it was (root: a tmpfs in a
      private mount namespace).
@@ -468,6 +470,43 @@ def local(tmp):
         % (mine, dict(want)))
 
 
+def incidents(tmp):
+    """Two listings five seconds apart (their files' times), 46,000
+    mappings of one public IP toward one bucket (over 70% of both): one
+    history period between them, and incidents opened in capture time."""
+    t0 = 1795572300
+    paths = []
+    for k in range(2):
+        path = os.path.join(tmp, "burst%d.txt" % k)
+        with open(path, "w") as f:
+            for i in range(46000):
+                f.write("tcp      6 118 TIME_WAIT src=10.1.%d.%d "
+                        "dst=198.51.100.7 sport=40000 dport=443 "
+                        "src=198.51.100.7 dst=192.0.2.1 sport=443 dport=%d "
+                        "[ASSURED] mark=0 use=1\n"
+                        % (i // 250, i % 250, 1024 + i))
+        os.utime(path, (t0 + 5 * k, t0 + 5 * k))
+        paths.append(path)
+    db = os.path.join(tmp, "incidents.db")
+    natscope("import", "--db", db, *paths, check=0)
+    c = sqlite3.connect(db)
+    kern = c.execute("SELECT ts_ms, span_ms, exact FROM hist_kernel "
+                     "WHERE tier = 0").fetchall()
+    inc = sorted(c.execute("SELECT kind, severity, public_ip, dest_ip, "
+                           "dest_port, opened_ms, peak_mappings "
+                           "FROM incident").fetchall())
+    c.close()
+    if kern != [(t0 * 1000, 5000, 1)]:
+        fail("incidents: history periods %s, wanted one of 5 s" % kern)
+    want = [("bucket", "warn", "192.0.2.1", "198.51.100.7", 443,
+             t0 * 1000, 46000),
+            ("gateway", "warn", "192.0.2.1", None, None, t0 * 1000, 46000)]
+    if inc != want:
+        fail("incidents: %s, wanted %s" % (inc, want))
+    log("incidents: two listings 5 s apart, one exact period, a gateway and "
+        "a bucket incident opened at the capture's time")
+
+
 def full_disk(tmp):
     """The file system fills up half way: nothing of the import lands."""
     if os.geteuid() != 0:
@@ -648,6 +687,7 @@ def main():
         merged(tmp)
         malformed(tmp)
         local(tmp)
+        incidents(tmp)
         full_disk(tmp)
         serve(tmp)
     finally:
