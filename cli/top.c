@@ -271,10 +271,11 @@ static void top_print(const struct top *t, json_t *f, FILE *out)
 		fprintf(out, "not live: %s\n", *note ? note :
 			"the run that wrote these figures has stopped");
 	fprintf(out, "\n%-39s %-7s %13s %6s %9s %6s  %-30s %6s\n", "PUBLIC IP",
-		"PROTO", "PORTS/65535", "USE", "MAPPINGS", "HOSTS",
+		"PROTO", "PORTS/SPACE", "USE", "MAPPINGS", "HOSTS",
 		"WORST BUCKET (MAPPINGS/CAP)", "FILL");
 	json_array_foreach(list, i, g) {
 		json_t *w = json_object_get(g, "worst_destination");
+		char ports[32];
 
 		if (json_is_object(w))
 			snprintf(bucket, sizeof(bucket), "%s:%lld %lld/%lld",
@@ -283,9 +284,12 @@ static void top_print(const struct top *t, json_t *f, FILE *out)
 				 (long long)jint(w, "capacity"));
 		else
 			snprintf(bucket, sizeof(bucket), "-");
-		fprintf(out, "%-39s %-7s %13lld %5.1f%% %9lld %6lld  %-30s "
+		snprintf(ports, sizeof(ports), "%lld/%lld",
+			 (long long)jint(g, "ports_in_use"),
+			 (long long)jint(g, "port_space"));
+		fprintf(out, "%-39s %-7s %13s %5.1f%% %9lld %6lld  %-30s "
 			"%5.1f%%\n", jstr(g, "public_ip"), jstr(g, "proto"),
-			(long long)jint(g, "ports_in_use"),
+			ports,
 			pct(jint(g, "ports_in_use"), jint(g, "port_space")),
 			(long long)jint(g, "mappings"),
 			(long long)jint(g, "hosts"), bucket,
@@ -296,6 +300,8 @@ static void top_print(const struct top *t, json_t *f, FILE *out)
 				jstr(h, "ip"), jstr(h, "kind"),
 				(long long)jint(h, "ports_in_use"), "",
 				(long long)jint(h, "mappings"));
+		/* (host rows: the internal host, nat or local, the ports it
+		 * holds and its mappings) */
 	}
 	if (!json_array_size(list))
 		fprintf(out, "(no public IP has a live mapping)\n");
