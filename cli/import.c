@@ -498,10 +498,10 @@ int cli_import(int argc, char **argv)
 	im.n_src = n;
 
 	/* every capture is readable and one, before the database is touched */
-	if (import_open_sources(&im, src, n, have_at, at_ms, &start) < 0)
-		goto out;
-	if (im.skipped && im.strict) {
-		log_warnx("--strict: a malformed record; nothing imported");
+	if (import_open_sources(&im, src, n, have_at, at_ms, &start) < 0) {
+		if (im.skipped && im.strict)
+			log_warnx("--strict: a malformed record: nothing "
+				  "imported");
 		goto out;
 	}
 	if (start == INT64_MAX) {
