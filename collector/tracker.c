@@ -363,6 +363,17 @@ void tracker_lost(struct tracker *t, const char *reason, uint64_t drops_total,
 		t->sample_lossy = 1;
 }
 
+void tracker_gap(struct tracker *t, const char *reason, int64_t now)
+{
+	tracker_flush(t);
+	tracker_open_gap(t, reason, t->exact_ms, now);
+	if (t->drops == t->gap_drops_base) {
+		/* no kernel counter speaks for this gap: unknown, not 0 */
+		t->gap.events_lost = -1;
+		tracker_queue_gap(t, &t->gap);
+	}
+}
+
 void tracker_quiet(struct tracker *t, uint64_t drops_total, int64_t now)
 {
 	tracker_flush(t);
@@ -596,6 +607,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 {
 	struct ledger_sweep sw;
 	uint64_t ghosts;
+	int hist_start = 0;
 
 	tracker_flush(t);
 	tracker_drops_to(t, drops_total);
@@ -621,6 +633,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	t->last_removed = t->rs_removed;
 	if (!t->initial_done) {
 		t->initial_done = 1;
+		hist_start = 1;
 		t->hist_ms = now; /* history starts with the first figures */
 		t->write_wanted = 1; /* the first figures, without waiting */
 		log_info("initial dump: %llu entries in %.3f s",
@@ -664,16 +677,27 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	tracker_schedule(t, now);
 	if (t->gap_open) {
 		t->gap.end_ms = now;
-		t->gap.events_lost = (int64_t)(t->drops - t->gap_drops_base);
+		/* unknown stays unknown when no drop was counted (tracker_gap) */
+		if (t->gap.events_lost >= 0 || t->drops != t->gap_drops_base)
+			t->gap.events_lost =
+				(int64_t)(t->drops - t->gap_drops_base);
 		t->drops_accounted = t->drops;
 		tracker_queue_gap(t, &t->gap);
 		t->gap_open = 0;
 		t->write_wanted = 1; /* exact again: show it without waiting */
-		log_info("gap %u (%s) closed: %lld events lost, repaired in "
-			 "%.3f s", t->gap.seq, t->gap.reason,
-			 (long long)t->gap.events_lost,
-			 (t->gap.end_ms - t->gap.start_ms) / 1e3);
+		if (t->gap.events_lost >= 0)
+			log_info("gap %u (%s) closed: %lld events lost, "
+				 "repaired in %.3f s", t->gap.seq, t->gap.reason,
+				 (long long)t->gap.events_lost,
+				 (t->gap.end_ms - t->gap.start_ms) / 1e3);
+		else
+			log_info("gap %u (%s) closed after %.3f s", t->gap.seq,
+				 t->gap.reason,
+				 (t->gap.end_ms - t->gap.start_ms) / 1e3);
 	}
+	/* history starts now: a gap this dump closed was before it */
+	if (hist_start)
+		t->hist_inexact = t->gap_open;
 	t->exact_ms = now;
 	t->verified_ms = t->dump_started_ms;
 	t->ghost_runs = t->miss_runs = 0;

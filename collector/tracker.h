@@ -86,6 +86,13 @@ void tracker_quiet(struct tracker *t, uint64_t drops_total, int64_t now);
 void tracker_lost(struct tracker *t, const char *reason, uint64_t drops_total,
 		  int64_t now);
 
+/* The figures are not known exact from the last moment they were (or
+ * now) for a reason the feeder knows and no loss counter shows: the
+ * importer's "skipped" (a malformed record) and "no-listing" (events with
+ * no table before them).  Opens or extends a gap, like a loss, which a
+ * complete dump closes. */
+void tracker_gap(struct tracker *t, const char *reason, int64_t now);
+
 /* The kernel's figures, every interval: sysctls (nf_conntrack_events
  * changes switch how the table is followed), statistics, port range. */
 void tracker_kstat(struct tracker *t, const struct kstat *ks, int64_t now);

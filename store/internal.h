@@ -88,6 +88,8 @@ struct store {
 	char last_error[128];
 	char last_msg[256]; /* the last failure store_fail() logged */
 	unsigned writes_since_checkpoint;
+	/* store_tx_begin() opened a transaction: writes are savepoints */
+	int outer_tx;
 	/* history (history.c) */
 	struct store_history_config hist_cfg;
 	int hist_configured;

@@ -29,7 +29,11 @@
 
 struct store;
 
-enum store_mode { STORE_READ_WRITE, STORE_READ_ONLY };
+/* STORE_IMMUTABLE reads a frozen copy: SQLite's immutable=1, for a file
+ * in a directory this process cannot write (a WAL database there cannot
+ * get its -shm).  No locks are taken and changes to the file are not
+ * seen; the -wal file, if any, is not read. */
+enum store_mode { STORE_READ_WRITE, STORE_READ_ONLY, STORE_IMMUTABLE };
 
 /* Opens (READ_WRITE: creates) the database at path.
  *
@@ -65,6 +69,15 @@ void store_close(struct store *st);
  * run began, so that no half-made database is left behind.  An existing
  * file is only closed.  NULL is allowed. */
 void store_discard(struct store *st);
+
+/* Groups every store_write() until store_tx_end() into one transaction
+ * (the importer: all of it lands or none).  READ_WRITE stores only; the
+ * writes inside keep their own all-or-nothing (a savepoint each), but a
+ * failed one is not marked db-error: the caller ends with commit 0.
+ * store_tx_end() commits (commit != 0) or rolls everything back.  Both
+ * return 0, or -1 with errno (logged); a failed commit rolls back. */
+int store_tx_begin(struct store *st);
+int store_tx_end(struct store *st, int commit);
 
 /* Schema version recorded in the open database, or -1 with errno. */
 int store_schema_version(struct store *st);
@@ -375,7 +388,10 @@ const char *store_follow_name(enum store_follow follow);
 	  "Resident memory of the collector process.")                         \
 	F(process_cpu_seconds, REAL, "process.cpu_seconds",                    \
 	  "process_cpu_seconds_total",                                         \
-	  "CPU time used by the collector process.")
+	  "CPU time used by the collector process.")                          \
+	/* who wrote it */                                                     \
+	F(note, TEXT, "note", "",                                              \
+	  "what wrote the row when it was no live run (natscope import)")
 
 #define STORE_CTYPE_U64(n) uint64_t n;
 #define STORE_CTYPE_OPT(n) int64_t n;

@@ -375,33 +375,90 @@ static int write_status(struct store *st, const struct store_status *x,
 	return store_write_status(st, &row);
 }
 
+/* A write's transaction, or its savepoint inside store_tx_begin()'s. */
 static int tx_begin(struct store *st)
 {
-	sqlite3_stmt *s = store_stmt(st, STMT_BEGIN, "BEGIN IMMEDIATE");
+	sqlite3_stmt *s;
 
+	if (st->outer_tx)
+		return store_exec(st, "SAVEPOINT store_write",
+				  "starting a savepoint");
+	s = store_stmt(st, STMT_BEGIN, "BEGIN IMMEDIATE");
 	return s ? store_step_done(st, s, "starting a transaction") : -1;
 }
 
 static int tx_commit(struct store *st)
 {
-	sqlite3_stmt *s = store_stmt(st, STMT_COMMIT, "COMMIT");
+	sqlite3_stmt *s;
 
+	if (st->outer_tx)
+		return store_exec(st, "RELEASE store_write",
+				  "releasing a savepoint");
+	s = store_stmt(st, STMT_COMMIT, "COMMIT");
 	return s ? store_step_done(st, s, "committing") : -1;
 }
 
-/* Rolls back whatever the failed transaction did; keeps errno. */
+/* Rolls back whatever the failed transaction (or savepoint) did; keeps
+ * errno. */
 static void tx_rollback(struct store *st)
 {
 	int err = errno;
+	const char *sql = st->outer_tx ? "ROLLBACK TO store_write; "
+					 "RELEASE store_write" : "ROLLBACK";
 
 	for (int i = 0; i < STMT__COUNT; i++)
 		if (st->stmt[i])
 			sqlite3_reset(st->stmt[i]);
 	if (!sqlite3_get_autocommit(st->db) &&
-	    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+	    sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		log_warnx("store: %s: rollback: %s", st->path,
 			  sqlite3_errmsg(st->db));
 	errno = err;
+}
+
+int store_tx_begin(struct store *st)
+{
+	if (st->mode != STORE_READ_WRITE || st->outer_tx) {
+		log_warnx("store: %s: a transaction needs a read-write store "
+			  "and none open", st->path);
+		errno = EINVAL;
+		return -1;
+	}
+	if (store_exec(st, "BEGIN IMMEDIATE", "starting a transaction") < 0)
+		return -1;
+	st->outer_tx = 1;
+	return 0;
+}
+
+int store_tx_end(struct store *st, int commit)
+{
+	int rc = 0, err;
+
+	if (!st->outer_tx) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (int i = 0; i < STMT__COUNT; i++)
+		if (st->stmt[i])
+			sqlite3_reset(st->stmt[i]);
+	if (commit && store_exec(st, "COMMIT", "committing") == 0) {
+		st->outer_tx = 0;
+		/* our own commit: the next delta builds on it */
+		return store_data_version(st, &st->data_version);
+	}
+	err = errno;
+	if (!sqlite3_get_autocommit(st->db) &&
+	    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK) {
+		log_warnx("store: %s: rollback: %s", st->path,
+			  sqlite3_errmsg(st->db));
+		rc = -1;
+	}
+	st->outer_tx = 0;
+	if (commit || rc < 0) {
+		errno = commit ? err : EIO;
+		return -1;
+	}
+	return 0;
 }
 
 static int clear_live(struct store *st)
@@ -474,8 +531,8 @@ static void mark_failed(struct store *st)
 	int err = errno;
 	sqlite3_stmt *s;
 
-	if (st->mode != STORE_READ_WRITE)
-		return;
+	if (st->mode != STORE_READ_WRITE || st->outer_tx)
+		return; /* inside store_tx_begin(): all of it rolls back */
 	s = store_stmt(st, STMT_STATUS_FAILED,
 		       "UPDATE status SET state = ?1, writes_failed = ?2, "
 		       "writes_last_error = ?3 WHERE id = 1");
@@ -493,7 +550,8 @@ static void checkpoint(struct store *st)
 {
 	int log_pages, done_pages, rc;
 
-	if (++st->writes_since_checkpoint < STORE_CHECKPOINT_EVERY)
+	if (st->outer_tx ||
+	    ++st->writes_since_checkpoint < STORE_CHECKPOINT_EVERY)
 		return;
 	st->writes_since_checkpoint = 0;
 	rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE,

@@ -495,8 +495,8 @@ static void write_gaps(struct store *st, int n)
 /* ---- opening, versions ---- */
 
 /* schema/NNN_name.sql, in order */
-#define MIGRATIONS "1:live,2:gaps,3:status,4:history"
-#define N_MIGRATIONS 4
+#define MIGRATIONS "1:live,2:gaps,3:status,4:history,5:status_note"
+#define N_MIGRATIONS 5
 /* what the migrations after 003 create (003 rebuilds status itself) */
 #define DROP_SINCE_3 "DROP TABLE hist_gateway; DROP TABLE hist_host; " \
 	"DROP TABLE hist_dest; DROP TABLE hist_kernel; DROP TABLE incident; "
@@ -2092,6 +2092,78 @@ static void test_json_error(void **state)
 
 /* ---- the writer thread ---- */
 
+/* store_tx_begin/end: writes grouped into one transaction land together
+ * or not at all; a write that fails inside it rolls back its own
+ * savepoint, marks nothing (no db-error row), and the whole is rolled
+ * back by the caller.  Then a frozen copy (STORE_IMMUTABLE) reads it. */
+static void test_outer_transaction(void **state)
+{
+	const char *path = db_path("outer");
+	struct store *st = open_fresh("outer"), *ro;
+	struct store_batch b;
+	struct store_status got;
+
+	store_batch_init(&b);
+	b.full = 1;
+	add_gw(&b, "203.0.113.1", IPPROTO_TCP, 10, 12);
+	store_status_init(&b.status);
+	b.status.state = STORE_STATE_STOPPED;
+	b.status.as_of_ms = T0;
+	snprintf(b.status.note, sizeof(b.status.note), "imported");
+
+	/* rolled back: two writes, nothing lands */
+	assert_int_equal(store_tx_begin(st), 0);
+	assert_int_equal(store_write(st, &b), 0);
+	b.full = 0;
+	b.gateways[0].mappings = 13;
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_tx_end(st, 0), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gateways"), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM status"), 0);
+
+	/* a failed write inside: its savepoint goes, the rest stays, the
+	 * status row is not marked db-error, the caller rolls back */
+	assert_int_equal(store_tx_begin(st), 0);
+	b.full = 1;
+	assert_int_equal(store_write(st, &b), 0);
+	b.full = 0;
+	b.gateways[0].ip.family = 99; /* an invalid row */
+	errno = 0;
+	assert_int_equal(store_write(st, &b), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(store_tx_end(st, 0), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM status"), 0);
+
+	/* committed: both writes, one transaction */
+	b.gateways[0].ip = A("203.0.113.1");
+	assert_int_equal(store_tx_begin(st), 0);
+	assert_int_equal(store_tx_begin(st), -1); /* not nested */
+	b.full = 1;
+	b.gateways[0].mappings = 12;
+	assert_int_equal(store_write(st, &b), 0);
+	b.full = 0;
+	b.gateways[0].mappings = 14;
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_tx_end(st, 1), 0);
+	assert_int_equal(q_int(path, "SELECT mappings FROM gateways"), 14);
+	assert_string_equal(q_text(path, "SELECT state || ' ' || note FROM "
+				   "status"), "stopped imported");
+	/* and the writer goes on with ordinary writes (no ESTALE) */
+	b.gateways[0].mappings = 15;
+	assert_int_equal(store_write(st, &b), 0);
+	store_close(st);
+
+	/* a frozen copy reads the same */
+	ro = store_open(path, STORE_IMMUTABLE);
+	assert_non_null(ro);
+	assert_int_equal(store_read_status(ro, &got), 0);
+	assert_int_equal(got.state, STORE_STATE_STOPPED);
+	assert_string_equal(got.note, "imported");
+	assert_int_equal(q_int(path, "SELECT mappings FROM gateways"), 15);
+	store_close(ro);
+	store_batch_free(&b);
+}
+
 static void test_writer(void **state)
 {
 	const char *path = db_path("writer");
@@ -2690,6 +2762,7 @@ int main(void)
 		cmocka_unit_test(test_json_status),
 		cmocka_unit_test(test_json_error),
 		cmocka_unit_test(test_status_fields),
+		cmocka_unit_test(test_outer_transaction),
 		cmocka_unit_test(test_writer),
 		cmocka_unit_test(test_writer_begin),
 		cmocka_unit_test(test_full_write_timing),
