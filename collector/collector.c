@@ -91,7 +91,8 @@ struct collector {
 	struct ct_entry answer[TRACKER_SAMPLE_MAX];
 	uint8_t answered[TRACKER_SAMPLE_MAX]; /* 1 found, 2 not found */
 	unsigned sample_n;
-	uint32_t get_seq;
+	int sample_sending; /* its requests are with the dump reader */
+	uint32_t get_seq, sample_base;
 	double sample_cpu;
 	uint8_t *getbuf; /* GET_BUFSZ */
 
@@ -326,14 +327,14 @@ static int collector_read_dump(struct collector *c)
 /* ---- the self-audit's sample ---- */
 
 /* Asks the kernel for each sampled mapping by its reply tuple, in one
- * sendto(); the kernel answers each before sendto() returns, so the
+ * sendto(), on the dump reader's thread; the kernel answers each before
+ * sendto() returns, so once it is done (collector_sample_answers()) the
  * answers are read without waiting.  The verdict waits for a barrier. */
 static void collector_sample(struct collector *c, int64_t now)
 {
 	double cpu = collector_cpu(CLOCK_THREAD_CPUTIME_ID);
 	size_t off = 0;
 	uint32_t base = c->get_seq + 1;
-	int fd = mnl_socket_get_fd(c->q);
 
 	c->sample_n = tracker_sample_begin(c->tracker, c->sample,
 					   TRACKER_SAMPLE_MAX, now);
@@ -353,9 +354,35 @@ static void collector_sample(struct collector *c, int64_t now)
 				       &reply);
 	}
 	c->get_seq = base + c->sample_n;
-	if (c->sample_n && mnl_socket_sendto(c->q, c->getbuf, off) < 0) {
+	c->sample_base = base;
+	c->sample_cpu = collector_cpu(CLOCK_THREAD_CPUTIME_ID) - cpu;
+	/* sent from the dump reader's thread: the kernel answers inside
+	 * sendto(), and waits there while a flush holds ctnetlink's lock */
+	if (!c->sample_n || dumper_send(c->dumper, c->q, c->getbuf, off) < 0) {
+		if (c->sample_n)
+			log_warn("conntrack: audit request");
+		c->sample_n = 0; /* no verdict: judged empty */
+		collector_barrier(c, BARRIER_SAMPLE);
+		return;
+	}
+	c->sample_sending = 1;
+}
+
+/* The sample's requests were sent (err: 0 or why not); their answers are
+ * queued on the GET socket: read them without waiting, then the verdict
+ * waits for a barrier. */
+static void collector_sample_answers(struct collector *c, int err,
+				     double send_cpu)
+{
+	double cpu = collector_cpu(CLOCK_THREAD_CPUTIME_ID);
+	uint32_t base = c->sample_base;
+	int fd = mnl_socket_get_fd(c->q);
+
+	c->sample_sending = 0;
+	if (err) {
+		errno = err;
 		log_warn("conntrack: audit request");
-		c->sample_n = 0; /* no verdict: judged empty below */
+		c->sample_n = 0;
 	}
 	for (;;) {
 		ssize_t n = recv(fd, c->getbuf, GET_BUFSZ, MSG_DONTWAIT);
@@ -381,7 +408,7 @@ static void collector_sample(struct collector *c, int64_t now)
 			}
 		}
 	}
-	c->sample_cpu = collector_cpu(CLOCK_THREAD_CPUTIME_ID) - cpu;
+	c->sample_cpu += send_cpu + collector_cpu(CLOCK_THREAD_CPUTIME_ID) - cpu;
 	collector_barrier(c, BARRIER_SAMPLE);
 }
 
@@ -555,11 +582,11 @@ void collector_close(struct collector *c)
 
 	if (!c)
 		return;
+	dumper_close(c->dumper); /* first: it may be sending on c->q */
 	if (c->ev)
 		mnl_socket_close(c->ev);
 	if (c->q)
 		mnl_socket_close(c->q);
-	dumper_close(c->dumper);
 	localaddr_close(c->la);
 	tracker_free(c->tracker);
 	free(c->evbuf);
@@ -656,6 +683,13 @@ int collector_run(struct collector *c, struct store_writer *w)
 		}
 		if (pfd[1].revents || more_dump)
 			more_dump = collector_read_dump(c);
+		if (c->sample_sending) {
+			int err;
+			double cpu;
+
+			if (dumper_sent(c->dumper, &err, &cpu))
+				collector_sample_answers(c, err, cpu);
+		}
 		if (pfd[2].revents) {
 			unsigned had = localaddr_count(c->la);
 

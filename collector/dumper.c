@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -37,6 +38,19 @@ struct dumper {
 	int stop;
 	uint32_t seq;	     /* of the running dump */
 	pthread_cond_t idle; /* the reader left recv() */
+	/* requests the reader sends for the owner (dumper_start(),
+	 * dumper_send()): the kernel handles a request inside sendto(), and
+	 * waits there for its conntrack lock, which a flush of a big table
+	 * holds for seconds */
+	char start_req[64];
+	size_t start_len;    /* a dump request to send; 0 none */
+	struct mnl_socket *send_nl;
+	const void *send_buf;
+	size_t send_len;     /* requests to send on send_nl; 0 none */
+	int send_done, send_err;
+	double send_cpu;	    /* seconds the last send took the reader */
+	int in_send;		    /* the reader is sending start_req on nl */
+	struct mnl_socket *orphan;  /* replaced by a reset while in_send */
 };
 
 /* The dump socket: bound, with a bounded receive wait (so that
@@ -63,6 +77,15 @@ static struct mnl_socket *dumper_socket(void)
 	return nl;
 }
 
+static double dumper_thread_cpu(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+		return 0;
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void *dumper_main(void *arg)
 {
 	struct dumper *d = arg;
@@ -75,11 +98,62 @@ static void *dumper_main(void *arg)
 		ssize_t n;
 		int saved, fd;
 
-		while (!d->stop &&
+		while (!d->stop && !d->start_len && !d->send_len &&
 		       (!d->running || d->head - d->tail == DUMPER_SLOTS))
 			pthread_cond_wait(&d->cv, &d->mu);
 		if (d->stop)
 			break;
+		if (d->send_len) {
+			struct mnl_socket *nl = d->send_nl;
+			const void *buf = d->send_buf;
+			size_t len = d->send_len;
+
+			double cpu = dumper_thread_cpu();
+
+			pthread_mutex_unlock(&d->mu);
+			n = mnl_socket_sendto(nl, buf, len);
+			saved = errno;
+			cpu = dumper_thread_cpu() - cpu;
+			pthread_mutex_lock(&d->mu);
+			d->send_len = 0;
+			d->send_done = 1;
+			d->send_err = n < 0 ? saved : 0;
+			d->send_cpu = cpu;
+			if (write(d->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+				log_warn("dump: eventfd");
+			continue;
+		}
+		if (d->start_len) {
+			struct mnl_socket *nl = d->nl;
+			size_t len = d->start_len;
+
+			d->start_len = 0;
+			d->in_send = 1;
+			pthread_mutex_unlock(&d->mu);
+			n = nl ? mnl_socket_sendto(nl, d->start_req, len) : -1;
+			saved = nl ? errno : ENOTCONN;
+			pthread_mutex_lock(&d->mu);
+			d->in_send = 0;
+			if (nl && d->orphan == nl) {
+				/* reset while we sent: not ours any more */
+				mnl_socket_close(nl);
+				d->orphan = NULL;
+				continue;
+			}
+			if (n < 0 && d->running) {
+				/* the dump fails as a chunk would: its end */
+				slot = d->head % DUMPER_SLOTS;
+				d->len[slot] = 0;
+				d->err[slot] = saved;
+				d->end[slot] = 1;
+				d->head++;
+				d->running = 0;
+				if (write(d->efd, &one, sizeof(one)) < 0 &&
+				    errno != EAGAIN)
+					log_warn("dump: eventfd");
+			}
+			continue;
+		}
 		slot = d->head % DUMPER_SLOTS;
 		fd = mnl_socket_get_fd(d->nl);
 		d->in_recv = 1;
@@ -165,6 +239,8 @@ void dumper_close(struct dumper *d)
 	}
 	if (d->nl)
 		mnl_socket_close(d->nl);
+	if (d->orphan)
+		mnl_socket_close(d->orphan);
 	if (d->efd >= 0)
 		close(d->efd);
 	pthread_mutex_destroy(&d->mu);
@@ -182,8 +258,6 @@ int dumper_fd(const struct dumper *d)
 
 int dumper_start(struct dumper *d, uint32_t seq)
 {
-	char req[64];
-	size_t len = ctmsg_build_dump(req, seq);
 	int rc = 0;
 
 	pthread_mutex_lock(&d->mu);
@@ -193,14 +267,48 @@ int dumper_start(struct dumper *d, uint32_t seq)
 	if (!d->nl) {
 		errno = ENOTCONN;
 		rc = -1;
-	} else if (mnl_socket_sendto(d->nl, req, len) < 0) {
-		rc = -1;
 	} else {
+		d->start_len = ctmsg_build_dump(d->start_req, seq);
 		d->running = 1;
 		pthread_cond_signal(&d->cv);
 	}
 	pthread_mutex_unlock(&d->mu);
 	return rc;
+}
+
+int dumper_send(struct dumper *d, struct mnl_socket *nl, const void *buf,
+		size_t len)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&d->mu);
+	if (d->send_len) {
+		errno = EBUSY;
+		rc = -1;
+	} else {
+		d->send_nl = nl;
+		d->send_buf = buf;
+		d->send_len = len;
+		d->send_done = 0;
+		pthread_cond_signal(&d->cv);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
+}
+
+int dumper_sent(struct dumper *d, int *err, double *cpu)
+{
+	int done;
+
+	pthread_mutex_lock(&d->mu);
+	done = d->send_done;
+	if (done) {
+		*err = d->send_err;
+		*cpu = d->send_cpu;
+		d->send_done = 0;
+	}
+	pthread_mutex_unlock(&d->mu);
+	return done;
 }
 
 int dumper_reset(struct dumper *d)
@@ -211,10 +319,13 @@ int dumper_reset(struct dumper *d)
 
 	pthread_mutex_lock(&d->mu);
 	d->running = 0;
+	d->start_len = 0;
 	while (d->in_recv)
 		pthread_cond_wait(&d->idle, &d->mu);
 	d->head = d->tail = 0;
-	if (d->nl)
+	if (d->nl && d->in_send)
+		d->orphan = d->nl; /* the reader closes it when sent */
+	else if (d->nl)
 		mnl_socket_close(d->nl);
 	d->nl = nl = dumper_socket();
 	if (!nl)

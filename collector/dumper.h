@@ -8,8 +8,15 @@
  * a ring of buffers.  When the ring is full the reader waits, so memory
  * stays bounded.
  *
+ * The kernel handles a netlink request inside sendto(), where it waits
+ * for ctnetlink's lock: a flush of a big table holds it for seconds.  So
+ * requests go out from the reader thread too (dumper_start() and
+ * dumper_send() only hand them over), and the owner's thread, which must
+ * keep reading events, never blocks in the kernel on them.
+ *
  * The reader never touches the ledger; only the owner's thread calls
- * dumper_start(), dumper_next() and dumper_release().
+ * dumper_start(), dumper_send(), dumper_sent(), dumper_next() and
+ * dumper_release().
  */
 #ifndef NATSCOPE_DUMPER_H
 #define NATSCOPE_DUMPER_H
@@ -30,10 +37,26 @@ void dumper_close(struct dumper *d);
 /* A file descriptor that is readable while filled chunks are waiting. */
 int dumper_fd(const struct dumper *d);
 
-/* Sends a dump request with sequence number seq and lets the reader go.
- * Chunks of an earlier dump still in the ring are dropped.  Returns 0, or
- * -1 with errno if the request cannot be sent. */
+/* Has the reader send a dump request with sequence number seq and read
+ * the dump.  Chunks of an earlier dump still in the ring are dropped.  If
+ * the request cannot be sent, the dump ends at once with that error (its
+ * one chunk: *end set, *err the errno).  Returns 0, or -1 with ENOTCONN
+ * when there is no socket (after a failed dumper_reset()). */
 int dumper_start(struct dumper *d, uint32_t seq);
+
+struct mnl_socket;
+
+/* Has the reader send len bytes of requests at buf (which must stay
+ * untouched until dumper_sent() says so) on nl; their answers queue on
+ * nl.  dumper_fd() becomes readable when it is done.  Returns 0, or -1
+ * with EBUSY while an earlier one is still being sent. */
+int dumper_send(struct dumper *d, struct mnl_socket *nl, const void *buf,
+		size_t len);
+
+/* 1 once the last dumper_send() is done (*err: 0 or the sendto() errno;
+ * *cpu: the reader's CPU seconds for it, the kernel's answering
+ * included; says so once), else 0. */
+int dumper_sent(struct dumper *d, int *err, double *cpu);
 
 /* Abandons the running dump: waits for the reader to leave recv() (one
  * receive timeout at most), drops what the ring holds and replaces the

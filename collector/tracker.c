@@ -709,6 +709,18 @@ unsigned tracker_due(struct tracker *t, int64_t now, int64_t *wake)
 	int64_t next = INT64_MAX;
 
 	tracker_flush(t);
+	if (t->dumping && t->dump_clean && !t->gap_open && !t->dump_wanted &&
+	    t->follow != STORE_FOLLOW_DUMPS && tracker_busy(t, now)) {
+		/* A routine re-dump that a storm overtook gives way: it
+		 * would compete with reading the events (and, with the table
+		 * growing under it, hardly end).  Nothing is swept; it runs
+		 * again once the table is quiet.  A repair never yields. */
+		ledger_resync_abort(t->ledger);
+		t->dumping = 0;
+		t->dump_due_ms = now + tracker_interval_ms(t);
+		log_debug("routine re-dump given up: events pour in");
+		due |= TRACKER_ABANDON;
+	}
 	if (t->dumping) {
 		int64_t stall = t->cfg.stall_ms > 0 ? t->cfg.stall_ms : STALL_MS;
 
