@@ -389,14 +389,17 @@ static int roll(struct store *st, const char *sql, int64_t p1, int64_t p2,
 	return 0;
 }
 
-/* The newest period of a tier already made, or -1. */
-static int64_t newest(struct store *st, int tier)
+/* The newest (newest 1) or oldest (0) period of a tier, or -1 if it has
+ * none (a period has a kernel row whatever else it holds). */
+static int64_t tier_edge(struct store *st, int tier, int newest)
 {
 	sqlite3_stmt *s;
 	int64_t v = -1;
 
-	if (sqlite3_prepare_v2(st->db, "SELECT max(ts_ms) FROM hist_kernel "
-				       "WHERE tier = ?1", -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(st->db, newest ?
+				       "SELECT max(ts_ms) FROM hist_kernel WHERE tier = ?1" :
+				       "SELECT min(ts_ms) FROM hist_kernel WHERE tier = ?1",
+			       -1, &s, NULL) != SQLITE_OK)
 		return -1;
 	sqlite3_bind_int(s, 1, tier);
 	if (sqlite3_step(s) == SQLITE_ROW &&
@@ -412,7 +415,7 @@ static int64_t newest(struct store *st, int tier)
 static int catch_up(struct store *st, int tier, int64_t before)
 {
 	int64_t p = tier_ms[tier];
-	int64_t hi = before / p * p, lo = newest(st, tier);
+	int64_t hi = before / p * p, lo = tier_edge(st, tier, 1);
 
 	lo = lo < 0 ? hi - st->hist_cfg.keep_ms[tier - 1] : lo + p;
 	lo = lo / p * p;
@@ -470,23 +473,6 @@ static int64_t used_bytes(struct store *st)
 	return v;
 }
 
-/* The oldest period of a tier, or -1 if it has none. */
-static int64_t oldest(struct store *st, int tier)
-{
-	sqlite3_stmt *s;
-	int64_t v = -1;
-
-	if (sqlite3_prepare_v2(st->db, "SELECT min(ts_ms) FROM hist_kernel "
-				       "WHERE tier = ?1", -1, &s, NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_int(s, 1, tier);
-	if (sqlite3_step(s) == SQLITE_ROW &&
-	    sqlite3_column_type(s, 0) != SQLITE_NULL)
-		v = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	return v;
-}
-
 /* Age first; then, while the file holds more than max_bytes, the oldest
  * quarter of the tier that reaches furthest back relative to its
  * retention goes (hours are the last to give way). */
@@ -504,7 +490,7 @@ static int retain(struct store *st, int64_t now)
 		if (used < 0 || (uint64_t)used <= c->max_bytes)
 			return 0;
 		for (t = 0; t < STORE_TIERS; t++)
-			if ((first = oldest(st, t)) >= 0 &&
+			if ((first = tier_edge(st, t, 0)) >= 0 &&
 			    now - first > tier_ms[t + (t < 2)] * 2)
 				break;
 		if (t == STORE_TIERS)
