@@ -42,6 +42,19 @@ enum store_stmt {
 	STMT_READ_STATUS,
 	STMT_READ_GATEWAYS,
 	STMT_READ_TOP_HOSTS,
+	/* history.c */
+	STMT_HIST_GATEWAYS,
+	STMT_HIST_HOSTS,
+	STMT_HIST_DESTS,
+	STMT_HIST_RANGE,
+	STMT_HIST_TIERS,
+	STMT_HIST_SERIES,
+	STMT_HIST_HOST,
+	STMT_HIST_INCIDENTS,
+	STMT_HIST_INCIDENT,
+	/* csv.c */
+	STMT_CSV_COLUMNS,
+	STMT_CSV_CELLS,
 	STMT__COUNT
 };
 
@@ -114,5 +127,17 @@ int store_exec(struct store *st, const char *sql, const char *what);
 #define SQL_TIME(x)                                                        \
 	"(CASE WHEN " x " > 0 THEN strftime('%Y-%m-%dT%H:%M:%S', (" x        \
 	") / 1000, 'unixepoch') || printf('.%03dZ', (" x ") % 1000) END)"
+
+/* One gap row (of the gaps table) as a JSON object, for "coverage". */
+#define SQL_GAP_OBJECT                                                      \
+	"json_object('seq', seq, 'start', " SQL_TIME("start_ms") ", "       \
+	"'end', " SQL_TIME("end_ms") ", 'events_lost', events_lost, "       \
+	"'enobufs', enobufs, 'added', added, 'removed', removed, "          \
+	"'changed', changed, 'reason', reason)"
+
+/* Copies the text of column col of the row s stands on into a malloc'd
+ * string (read.c).  Returns 0, or -1 with errno (logged): EIO when the
+ * column is NULL, ENOMEM. */
+int store_column_dup(sqlite3_stmt *s, int col, char **out);
 
 #endif

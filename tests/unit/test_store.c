@@ -499,7 +499,8 @@ static void write_gaps(struct store *st, int n)
 #define N_MIGRATIONS 4
 /* what the migrations after 003 create (003 rebuilds status itself) */
 #define DROP_SINCE_3 "DROP TABLE hist_gateway; DROP TABLE hist_host; " \
-	"DROP TABLE hist_dest; DROP TABLE hist_kernel; DROP TABLE incident; "
+	"DROP TABLE hist_dest; DROP TABLE hist_kernel; DROP TABLE incident; " \
+	"DROP INDEX hosts_ip; "
 
 static void test_migrations(void **state)
 {
