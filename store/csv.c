@@ -25,7 +25,8 @@
 	"json_type(?1, '$.coverage.complete'), -1), "                       \
 	"cells AS (SELECT rws.r, doc.col, doc.t AS type, doc.a AS atom, "   \
 	"doc.ord FROM rws, doc WHERE doc.t IS NOT NULL UNION ALL "          \
-	"SELECT rws.r, substr(j.fullkey, 3), j.type, j.atom, j.id FROM "    \
+	"SELECT rws.r, replace(substr(j.fullkey, 3), '\"', ''), j.type, "  \
+	"j.atom, j.id FROM "                                                \
 	"rws, json_tree(rws.v) j WHERE rws.t IN ('object', 'array') AND "   \
 	"j.type NOT IN ('object', 'array') UNION ALL "                      \
 	"SELECT rws.r, 'value', rws.t, rws.v, 0 FROM rws WHERE "            \

@@ -235,6 +235,7 @@ static const char sql_series[] =
 	"SELECT NOT EXISTS (SELECT 1 FROM hist_gateway h WHERE h.public_ip = ?2 "
 	"AND h.proto = ?3 AND h.tier = ?6 AND " SQL_IN_RANGE("h", "?4", "?5")
 	"), json_object('generated_at', " SQL_TIME("?1") ", "
+	"'as_of', (SELECT " SQL_TIME("max(end_ms)") " FROM k), "
 	"'public_ip', ?2, 'proto', ?3, 'from', " SQL_TIME("?4") ", "
 	"'to', " SQL_TIME("?5") ", 'resolution', " SQL_TIER_NAME("?6") ", "
 	"'resolution_seconds', CASE ?6 WHEN 0 THEN NULL WHEN 1 THEN 60 "
@@ -274,8 +275,9 @@ static const char sql_series[] =
  * ?1 now, ?2 host ip, ?3 from, ?4 to, ?5 tier.
  */
 static const char sql_host[] =
-	"WITH hh AS (SELECT x.* FROM hist_host x WHERE x.ip = ?2 AND "
-	"x.tier = ?5 AND " SQL_IN_RANGE("x", "?3", "?4") "), "
+	"WITH hh AS (SELECT x.*, k.exact AS kexact FROM hist_host x JOIN "
+	"hist_kernel k ON k.tier = x.tier AND k.ts_ms = x.ts_ms WHERE "
+	"x.ip = ?2 AND x.tier = ?5 AND " SQL_IN_RANGE("x", "?3", "?4") "), "
 	"k AS (SELECT * FROM hist_kernel k WHERE k.tier = ?5 AND "
 	SQL_IN_RANGE("k", "?3", "?4") "), "
 	"cov AS (" SQL_GAPS_OVERLAP("?3", "?4") "), "
@@ -284,7 +286,10 @@ static const char sql_host[] =
 	"(g.end_ms IS NULL AND g.run_started_ms = s.started_ms) OR "
 	"(g.end_ms IS NOT NULL AND g.start_ms <= s.as_of_ms AND "
 	"g.end_ms >= s.as_of_ms - s.interval_s * 1000)) "
-	"SELECT json_object('generated_at', " SQL_TIME("?1") ", 'ip', ?2, "
+	"SELECT json_object('generated_at', " SQL_TIME("?1") ", "
+	"'as_of', (SELECT " SQL_TIME("max(ts_ms + "
+				     SQL_PERIOD("tier", "span_ms") ")")
+	" FROM k), 'ip', ?2, "
 	"'from', " SQL_TIME("?3") ", 'to', " SQL_TIME("?4") ", "
 	"'resolution', " SQL_TIER_NAME("?5") ", "
 	"'coverage', json_object('complete', " SQL_BOOL(
@@ -304,9 +309,7 @@ static const char sql_host[] =
 	"json_object('public_ip', public_ip, 'proto', proto, 'kind', "
 	"max(kind), 'first_seen', " SQL_TIME("min(ts_ms)") ", 'last_seen', "
 	SQL_TIME("max(ts_ms + " SQL_PERIOD("tier", "span_ms") ")") ", "
-	"'periods', count(*), 'exact', " SQL_BOOL(
-		"NOT EXISTS (SELECT 1 FROM k WHERE NOT exact AND k.ts_ms "
-		"BETWEEN min(hh.ts_ms) AND max(hh.ts_ms))") ", "
+	"'periods', count(*), 'exact', " SQL_BOOL("min(kexact)") ", "
 	"'mappings_peak', max(mappings_peak), 'ports_in_use_max', "
 	"max(ports_in_use), 'new_mappings', sum(new_mappings), "
 	"'recorded_seconds', sum(span_ms) / 1000.0, 'new_per_second', "

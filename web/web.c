@@ -519,8 +519,7 @@ static int web_parse_request(struct MHD_Connection *c, struct web_req *q,
 
 	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, web_arg_check, &a);
 	if (a.bad[0]) {
-		off = (size_t)snprintf(err, n, "%s (%s takes ", a.bad,
-				       rt->path);
+		off = (size_t)snprintf(err, n, "%s (this path takes ", a.bad);
 		for (size_t i = 0, k = 0; i < WEB_NPARAMS && off < n; i++)
 			if (rt->params & web_params[i].bit)
 				off += (size_t)snprintf(err + off, n - off,
@@ -528,7 +527,7 @@ static int web_parse_request(struct MHD_Connection *c, struct web_req *q,
 							web_params[i].name);
 		if (off < n)
 			snprintf(err + off, n - off, "%s)",
-				 rt->params ? "" : "no parameter");
+				 rt->params ? "" : "none");
 		return -1;
 	}
 
