@@ -9,36 +9,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * ?1 the document, ?2 the path of its table.  The cells: row r, column
- * col (the leaf's path inside the row without "$.", "value" for a row
- * that is no object), the leaf's type and value, and ord, its place in
- * document order.  The document's as_of and coverage.complete come first
- * in every row (ord -2, -1).
- */
-#define SQL_CELLS                                                           \
-	"WITH rws AS (SELECT key AS r, value AS v, type AS t FROM "         \
-	"json_each(?1, ?2)), "                                              \
-	"doc AS (SELECT 'as_of' AS col, json_extract(?1, '$.as_of') AS a, " \
-	"json_type(?1, '$.as_of') AS t, -2 AS ord UNION ALL SELECT "        \
-	"'coverage_complete', json_extract(?1, '$.coverage.complete'), "    \
-	"json_type(?1, '$.coverage.complete'), -1), "                       \
-	"cells AS (SELECT rws.r, doc.col, doc.t AS type, doc.a AS atom, "   \
-	"doc.ord FROM rws, doc WHERE doc.t IS NOT NULL UNION ALL "          \
-	"SELECT rws.r, replace(substr(j.fullkey, 3), '\"', ''), j.type, "  \
-	"j.atom, j.id FROM "                                                \
-	"rws, json_tree(rws.v) j WHERE rws.t IN ('object', 'array') AND "   \
-	"j.type NOT IN ('object', 'array') UNION ALL "                      \
-	"SELECT rws.r, 'value', rws.t, rws.v, 0 FROM rws WHERE "            \
-	"rws.t NOT IN ('object', 'array')) "
+/* ?1 the document, ?2 the path of its table: whether that is an array,
+ * and the document's as_of and coverage.complete (value and type). */
+static const char sql_head[] =
+	"SELECT json_type(?1, ?2), json_extract(?1, '$.as_of'), "
+	"json_type(?1, '$.as_of'), json_extract(?1, '$.coverage.complete'), "
+	"json_type(?1, '$.coverage.complete')";
 
-static const char sql_columns[] =
-	SQL_CELLS "SELECT json_type(?1, ?2), col FROM (SELECT 1) LEFT JOIN "
-	"(SELECT col, min(r * 1000000 + ord) AS first FROM cells GROUP BY "
-	"col) ORDER BY first";
-
+/* The cells, in document order: row r, column (the leaf's path inside
+ * the row without "$." and without the quotes json_tree() puts around
+ * keys such as "ports_in_use"; "value" for a row that is no object), the
+ * leaf's type and value.  The document is parsed once (json_each), each
+ * row once more (json_tree). */
 static const char sql_cells[] =
-	SQL_CELLS "SELECT r, col, type, atom FROM cells ORDER BY r, ord";
+	"SELECT e.key, replace(substr(j.fullkey, 3), '\"', ''), j.type, "
+	"j.atom, j.id FROM json_each(?1, ?2) e, json_tree(e.value) j WHERE "
+	"e.type IN ('object', 'array') AND j.type NOT IN ('object', 'array') "
+	"UNION ALL SELECT e.key, 'value', e.type, e.atom, 0 FROM "
+	"json_each(?1, ?2) e WHERE e.type NOT IN ('object', 'array') "
+	"ORDER BY 1, 5";
 
 struct csv_buf {
 	char *p;
@@ -86,13 +75,13 @@ static void csv_field(struct csv_buf *b, const char *s)
 	csv_add(b, "\"", 1);
 }
 
+/* Writes one row of n fields and empties vals (it owns nothing). */
 static void csv_row(struct csv_buf *b, char **vals, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			csv_add(b, ",", 1);
 		csv_field(b, vals[i]);
-		free(vals[i]);
 		vals[i] = NULL;
 	}
 	csv_add(b, "\r\n", 2);
@@ -113,38 +102,86 @@ static char *cell_text(sqlite3_stmt *s, int type_col, int atom_col)
 	return strdup(atom ? atom : "");
 }
 
+/* One cell read back: its row, column and text (NULL: empty). */
+struct csv_cell {
+	int64_t row;
+	size_t col;
+	char *text;
+};
+
+/* The index of column name in cols (appended if new), or -1 (ENOMEM). */
+static ssize_t csv_column(char ***cols, size_t *ncols, size_t *cap,
+			  const char *name)
+{
+	for (size_t i = 0; i < *ncols; i++)
+		if (strcmp((*cols)[i], name) == 0)
+			return (ssize_t)i;
+	if (store_grow(cols, *ncols, cap, sizeof(**cols)) == -1)
+		return -1;
+	if (!((*cols)[*ncols] = strdup(name)))
+		return -1;
+	return (ssize_t)(*ncols)++;
+}
+
 int store_json_csv(struct store *st, const char *json, const char *table,
 		   char **out)
 {
 	struct csv_buf b = { 0 };
-	char **cols = NULL, **vals = NULL;
-	size_t ncols = 0, cap = 0;
+	struct csv_cell *cells = NULL;
+	char **cols = NULL, **vals = NULL, *doc[2] = { NULL, NULL };
+	size_t ncols = 0, ccap = 0, ncells = 0, cellcap = 0, ndoc = 0;
 	sqlite3_stmt *s;
-	int64_t row = -1;
 	int rc, err = 0;
 
 	*out = NULL;
-	if (!(s = store_stmt(st, STMT_CSV_COLUMNS, sql_columns)))
+	if (!(s = store_stmt(st, STMT_CSV_HEAD, sql_head)))
 		return -1;
 	sqlite3_bind_text(s, 1, json, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, table, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *type = (const char *)sqlite3_column_text(s, 0);
-		const char *col = (const char *)sqlite3_column_text(s, 1);
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		err = (store_fail(st, rc, "reading a table for CSV"), errno);
+	} else if (!sqlite3_column_text(s, 0) ||
+		   strcmp((const char *)sqlite3_column_text(s, 0), "array")) {
+		err = EINVAL;
+	} else {
+		static const char *const names[2] = { "as_of",
+						      "coverage_complete" };
 
-		if (!type || strcmp(type, "array") != 0) {
-			err = EINVAL;
-			break;
+		for (int i = 0; i < 2 && !err; i++) {
+			if (sqlite3_column_type(s, 2 + 2 * i) == SQLITE_NULL)
+				continue;
+			if (csv_column(&cols, &ncols, &ccap, names[i]) == -1)
+				err = ENOMEM;
+			else
+				doc[ndoc++] = cell_text(s, 2 + 2 * i, 1 + 2 * i);
 		}
+	}
+	sqlite3_reset(s);
+	if (err)
+		goto out;
+
+	if (!(s = store_stmt(st, STMT_CSV_CELLS, sql_cells))) {
+		err = errno;
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, json, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, table, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *col = (const char *)sqlite3_column_text(s, 1);
+		struct csv_cell *c;
+		ssize_t i;
+
 		if (!col)
-			continue; /* an empty table: no column */
-		if ((ncols == cap &&
-		     store_grow(&cols, ncols, &cap, sizeof(*cols)) == -1) ||
-		    !(cols[ncols] = strdup(col))) {
+			continue;
+		if ((i = csv_column(&cols, &ncols, &ccap, col)) == -1 ||
+		    store_grow(&cells, ncells, &cellcap, sizeof(*cells)) == -1) {
 			err = ENOMEM;
 			break;
 		}
-		ncols++;
+		c = &cells[ncells++];
+		c->row = sqlite3_column_int64(s, 0);
+		c->col = (size_t)i;
+		c->text = cell_text(s, 2, 3);
 	}
 	if (!err && rc != SQLITE_DONE)
 		err = (store_fail(st, rc, "reading a table for CSV"), errno);
@@ -162,45 +199,28 @@ int store_json_csv(struct store *st, const char *json, const char *table,
 		err = ENOMEM;
 		goto out;
 	}
+	for (size_t i = 0; i < ncells;) {
+		int64_t row = cells[i].row;
 
-	if (!(s = store_stmt(st, STMT_CSV_CELLS, sql_cells))) {
-		err = errno;
-		goto out;
-	}
-	sqlite3_bind_text(s, 1, json, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, table, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		int64_t r = sqlite3_column_int64(s, 0);
-		const char *col = (const char *)sqlite3_column_text(s, 1);
-		size_t i;
-
-		if (row >= 0 && r != row)
-			csv_row(&b, vals, ncols);
-		row = r;
-		for (i = 0; col && i < ncols; i++)
-			if (strcmp(cols[i], col) == 0)
-				break;
-		if (!col || i == ncols)
-			continue;
-		free(vals[i]);
-		vals[i] = cell_text(s, 2, 3);
-	}
-	if (rc != SQLITE_DONE)
-		err = (store_fail(st, rc, "reading a table for CSV"), errno);
-	else if (row >= 0)
+		for (size_t d = 0; d < ndoc; d++)
+			vals[d] = doc[d];
+		for (; i < ncells && cells[i].row == row; i++)
+			vals[cells[i].col] = cells[i].text;
 		csv_row(&b, vals, ncols);
-	sqlite3_reset(s);
-	if (!err && b.err)
+	}
+	if (b.err)
 		err = b.err;
+out:
 	if (err == ENOMEM)
 		log_warnx("store: no memory for a CSV answer");
-out:
-	for (size_t i = 0; i < ncols; i++) {
+	for (size_t i = 0; i < ncols; i++)
 		free(cols[i]);
-		if (vals)
-			free(vals[i]);
-	}
+	for (size_t i = 0; i < ncells; i++)
+		free(cells[i].text);
+	for (size_t d = 0; d < ndoc; d++)
+		free(doc[d]);
 	free(cols);
+	free(cells);
 	free(vals);
 	if (err) {
 		free(b.p);

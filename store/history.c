@@ -211,18 +211,21 @@ static const char sql_tiers[] =
  * gateway's row or zeros.  First column: 1 when the gateway has no row.
  */
 #define SQL_POINT                                                           \
-	"json_object('ts', " SQL_TIME("k.ts_ms") ", 'end', "                \
-	SQL_TIME("k.end_ms") ", 'span_seconds', k.span_ms / 1000.0, "       \
-	"'exact', " SQL_BOOL("coalesce(h.exact, k.exact)") ", "             \
-	"'ports_in_use', coalesce(h.ports_in_use, 0), 'ports_peak', "       \
-	"coalesce(h.ports_peak, 0), 'mappings', coalesce(h.mappings, 0), "  \
-	"'mappings_peak', coalesce(h.mappings_peak, 0), 'hosts', "          \
-	"coalesce(h.hosts, 0), 'destinations', coalesce(h.destinations, 0), " \
-	"'new_mappings', coalesce(h.new_mappings, 0), 'new_per_second', "   \
-	SQL_RATE("coalesce(h.new_mappings, 0)", "k.span_ms") ", "           \
-	"'worst', json(CASE WHEN h.worst_peak > 0 THEN json_object('ip', "  \
-	"h.worst_ip, 'port', h.worst_port, 'zone', h.worst_zone, 'peak', "  \
-	"h.worst_peak, 'capacity', h.worst_capacity) END))"
+	"json_object('ts', " SQL_TIME("kts") ", 'end', " SQL_TIME("kend")   \
+	", 'span_seconds', kspan / 1000.0, "                                \
+	"'exact', " SQL_BOOL("coalesce(exact, kexact)") ", "                \
+	"'ports_in_use', coalesce(ports_in_use, 0), 'ports_peak', "         \
+	"coalesce(ports_peak, 0), 'mappings', coalesce(mappings, 0), "      \
+	"'mappings_peak', coalesce(mappings_peak, 0), 'hosts', "            \
+	"coalesce(hosts, 0), 'destinations', coalesce(destinations, 0), "   \
+	"'new_mappings', coalesce(new_mappings, 0), 'new_per_second', "     \
+	SQL_RATE("coalesce(new_mappings, 0)", "kspan") ", "                 \
+	"'worst', json(CASE WHEN worst_peak > 0 THEN json_object('ip', "    \
+	"worst_ip, 'port', worst_port, 'zone', worst_zone, 'peak', "        \
+	"worst_peak, 'capacity', worst_capacity) END), "                    \
+	"'states', json(CASE WHEN ?3 = 'tcp' THEN " SQL_STATES("")          \
+	" END), 'time_wait_peak', CASE WHEN ?3 = 'tcp' THEN "               \
+	"coalesce(time_wait_peak, 0) END)"
 static const char sql_series[] =
 	"WITH k AS (SELECT tier, ts_ms, span_ms, exact, ts_ms + "
 	SQL_PERIOD("tier", "span_ms") " AS end_ms FROM hist_kernel k WHERE "
@@ -238,8 +241,8 @@ static const char sql_series[] =
 	"'as_of', (SELECT " SQL_TIME("max(end_ms)") " FROM k), "
 	"'public_ip', ?2, 'proto', ?3, 'from', " SQL_TIME("?4") ", "
 	"'to', " SQL_TIME("?5") ", 'resolution', " SQL_TIER_NAME("?6") ", "
-	"'resolution_seconds', CASE ?6 WHEN 0 THEN NULL WHEN 1 THEN 60 "
-	"ELSE 3600 END, "
+	"'resolution_seconds', CASE ?6 WHEN 0 THEN (SELECT max(span_ms) "
+	"FROM k) / 1000.0 WHEN 1 THEN 60 ELSE 3600 END, "
 	"'coverage', json_object('complete', " SQL_BOOL(
 		"NOT EXISTS (SELECT 1 FROM cov) AND NOT EXISTS (SELECT 1 FROM "
 		"holes) AND NOT EXISTS (SELECT 1 FROM k WHERE NOT exact) AND "
@@ -251,13 +254,12 @@ static const char sql_series[] =
 	"json_object('start', " SQL_TIME("prev_end") ", 'end', "
 	SQL_TIME("ts_ms") ") AS o FROM holes ORDER BY ts_ms))), "
 	"'gaps', " SQL_GAPS_ARRAY("cov") "), "
-	"'points', json((SELECT json_group_array(json(o)) FROM (SELECT "
-	"CASE WHEN ?3 = 'tcp' THEN json_set(" SQL_POINT ", '$.states', "
-	SQL_STATES("h.") ", '$.time_wait_peak', "
-	"coalesce(h.time_wait_peak, 0)) ELSE " SQL_POINT " END AS o "
-	"FROM k LEFT JOIN hist_gateway h ON h.public_ip = ?2 AND "
+	/* built in the aggregate, so that no point is parsed again */
+	"'points', (SELECT json_group_array(" SQL_POINT ") FROM (SELECT "
+	"k.ts_ms AS kts, k.end_ms AS kend, k.span_ms AS kspan, k.exact AS "
+	"kexact, h.* FROM k LEFT JOIN hist_gateway h ON h.public_ip = ?2 AND "
 	"h.proto = ?3 AND h.tier = k.tier AND h.ts_ms = k.ts_ms "
-	"ORDER BY k.ts_ms))), "
+	"ORDER BY k.ts_ms)), "
 	"'recorded', json_object('top_only', json('true'), 'note', "
 	"'history keeps only each period''s top hosts (by peak mappings and "
 	"by new mappings): a host''s figures cover the periods it was among "

@@ -558,7 +558,7 @@ enum store_tier {
 };
 
 /* Points a series may have when its resolution is forced. */
-#define STORE_SERIES_MAX_POINTS 10000
+#define STORE_SERIES_MAX_POINTS 3000
 /* Points the automatic choice aims at (at most). */
 #define STORE_SERIES_FIT_POINTS 1000
 

@@ -1111,6 +1111,8 @@ static void test_series(void **state)
 	b = get_json("/api/v1/series?public_ip=" GW4 "&from=" T0S
 		     "&to=1796119320");
 	assert_jtext(b, "$.resolution", "raw");
+	assert_jtext(b, "$.resolution_seconds", "5.0");
+	assert_jtext(b, "$.as_of", "2026-12-01T10:02:00.000Z");
 	assert_jtext(b, "$.from", "2026-12-01T10:00:00.000Z");
 	assert_int_equal(jlen(b, "$.points"), 22);
 	assert_jtext(b, "$.points[0].ts", "2026-12-01T10:00:00.000Z");
