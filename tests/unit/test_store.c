@@ -2075,6 +2075,92 @@ static void test_status_fields(void **state)
 	}
 }
 
+/* Any answer's table as CSV: flattened columns in order of first
+ * appearance, RFC 4180 quoting, as_of and coverage.complete in each row. */
+static void test_json_csv(void **state)
+{
+	struct store *st = open_fresh("csv");
+	char *out = NULL;
+
+	assert_int_equal(store_json_csv(st,
+		"{\"as_of\": \"2026-12-01T10:00:00.000Z\", "
+		"\"coverage\": {\"complete\": true}, \"rows\": ["
+		"{\"ip\": \"a,b\", \"n\": 1, \"w\": {\"x\": null, "
+		"\"y\": false}},"
+		"{\"ip\": \"say \\\"hi\\\"\\nthere\", \"n\": 2.5, "
+		"\"extra\": [7, 8]}]}", "$.rows", &out), 0);
+	assert_string_equal(out,
+		"as_of,coverage_complete,ip,n,w.x,w.y,extra[0],extra[1]\r\n"
+		"2026-12-01T10:00:00.000Z,true,\"a,b\",1,,false,,\r\n"
+		"2026-12-01T10:00:00.000Z,true,\"say \"\"hi\"\"\nthere\","
+		"2.5,,,7,8\r\n");
+	free(out);
+
+	/* no document fields, rows that are no objects, an empty table */
+	assert_int_equal(store_json_csv(st, "{\"t\": [1, \"x\"]}", "$.t",
+					&out), 0);
+	assert_string_equal(out, "value\r\n1\r\nx\r\n");
+	free(out);
+	assert_int_equal(store_json_csv(st, "{\"t\": []}", "$.t", &out), 0);
+	assert_string_equal(out, "\r\n");
+	free(out);
+
+	errno = 0;
+	assert_int_equal(store_json_csv(st, "{\"t\": {}}", "$.t", &out), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_null(out);
+	errno = 0;
+	assert_int_equal(store_json_csv(st, "{\"t\": []}", "$.u", &out), -1);
+	assert_int_equal(errno, EINVAL);
+	store_close(st);
+}
+
+/* A database without history: nothing at any moment, and it says so. */
+static void test_history_empty(void **state)
+{
+	struct store *st = open_fresh("nohistory");
+	struct store_hist_range r;
+	struct ns_addr a;
+	char *out = (char *)"x";
+
+	assert_int_equal(ns_addr_parse("203.0.113.1", &a), 0);
+	errno = 0;
+	assert_int_equal(store_json_gateways_at(st, 1796119200000LL,
+						1796119200000LL, &out), -1);
+	assert_int_equal(errno, ERANGE);
+	assert_null(out);
+	errno = 0;
+	assert_int_equal(store_json_hosts_at(st, &a, 6, 50, 1796119200000LL,
+					     1796119200000LL, &out), -1);
+	assert_int_equal(errno, ERANGE);
+	assert_int_equal(store_history_range(st, 1796119200000LL, &r), 0);
+	assert_true(r.first_ms == -1 && r.end_ms == -1 && r.before_ms == -1 &&
+		    r.after_ms == -1);
+	errno = 0;
+	assert_int_equal(store_json_series(st, &a, 6, 1796119200000LL,
+					   1796122800000LL, STORE_TIER_AUTO,
+					   10, 1796122800000LL, &out), -1);
+	assert_int_equal(errno, ENOENT);
+	errno = 0;
+	assert_int_equal(store_json_series(st, &a, 6, 5, 5, STORE_TIER_AUTO,
+					   10, 5, &out), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(store_json_incidents(st, 0, 1796122800000LL, 10,
+					      1796122800000LL, &out), 0);
+	assert_non_null(strstr(out, "\"incidents\":[]"));
+	free(out);
+	errno = 0;
+	assert_int_equal(store_json_incident(st, 1, 0, &out), -1);
+	assert_int_equal(errno, ENOENT);
+	/* the stub until the mapping log lands */
+	errno = 0;
+	assert_int_equal(store_json_lookup(st, &a, 6, 40123, 1796119200000LL,
+					   1796119200000LL, &out), -1);
+	assert_int_equal(errno, ENOSYS);
+	assert_null(out);
+	store_close(st);
+}
+
 static void test_json_error(void **state)
 {
 	struct store *st = open_fresh("jerror");
@@ -2341,6 +2427,8 @@ int main(void)
 		cmocka_unit_test(test_writer),
 		cmocka_unit_test(test_writer_begin),
 		cmocka_unit_test(test_full_write_timing),
+		cmocka_unit_test(test_json_csv),
+		cmocka_unit_test(test_history_empty),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
