@@ -626,8 +626,10 @@ int store_json_incident(struct store *st, int64_t id, int64_t now_ms,
 /* Who held public_ip:port (proto) at at_ms: one holder per destination,
  * each with its internal ip:port, destination, start and end, and whether
  * a gap makes it uncertain; read from the mapping log.  *out as the json
- * functions above; -1 with errno ENOSYS while the mapping log is not
- * built, EBUSY/EIO/EILSEQ as above. */
+ * functions above, with "generated_at", "as_of", "coverage" and the
+ * holders in the array "holders" (what ?format=csv exports).  -1 with
+ * errno ENOSYS while the mapping log is not built, EBUSY/EIO/EILSEQ as
+ * above. */
 int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
 		      uint8_t proto, uint16_t port, int64_t at_ms,
 		      int64_t now_ms, char **out);

@@ -571,8 +571,14 @@ static enum MHD_Result web_send(struct web *w, struct MHD_Connection *c,
 	if (!q->csv)
 		return web_json(c, body);
 	if (store_json_csv(w->st, body, q->route->table, &csv) == -1) {
+		int err = errno;
+
 		free(body);
-		return web_store_failed(w, c, errno);
+		if (err == EINVAL) /* the answer lacks the route's table */
+			return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+					 0, "this answer has no table '%s' to "
+					 "give as CSV", q->route->table);
+		return web_store_failed(w, c, err);
 	}
 	free(body);
 	return web_reply(c, MHD_HTTP_OK, CT_CSV, csv, strlen(csv),
