@@ -1,7 +1,7 @@
 /*
  * csv.c - any answer's table as CSV: one conversion for every endpoint,
- * driven by SQLite's JSON functions (json_each, json_tree), so it needs
- * to know nothing of the shapes.
+ * driven by SQLite's JSON functions (json_tree), so it needs to know
+ * nothing of the shapes.
  */
 #include "store/internal.h"
 
@@ -9,25 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ?1 the document, ?2 the path of its table: whether that is an array,
- * and the document's as_of and coverage.complete (value and type). */
+/* ?1 the document: whether it has as_of and coverage.complete, and
+ * their values (types and values from one extraction). */
 static const char sql_head[] =
-	"SELECT json_type(?1, ?2), json_extract(?1, '$.as_of'), "
-	"json_type(?1, '$.as_of'), json_extract(?1, '$.coverage.complete'), "
-	"json_type(?1, '$.coverage.complete')";
+	"SELECT json_type(?1, '$.as_of'), json_type(?1, '$.coverage.complete'), "
+	"json_type(v, '$[0]'), v ->> 0, json_type(v, '$[1]'), v ->> 1 FROM "
+	"(SELECT json_extract(?1, '$.as_of', '$.coverage.complete') AS v)";
 
-/* The cells, in document order: row r, column (the leaf's path inside
- * the row without "$." and without the quotes json_tree() puts around
- * keys such as "ports_in_use"; "value" for a row that is no object), the
- * leaf's type and value.  The document is parsed once (json_each), each
- * row once more (json_tree). */
+/* ?1 the document, ?2 the path of its table: the table itself first,
+ * then every node under it in document order (one parse, no sort). */
 static const char sql_cells[] =
-	"SELECT e.key, replace(substr(j.fullkey, 3), '\"', ''), j.type, "
-	"j.atom, j.id FROM json_each(?1, ?2) e, json_tree(e.value) j WHERE "
-	"e.type IN ('object', 'array') AND j.type NOT IN ('object', 'array') "
-	"UNION ALL SELECT e.key, 'value', e.type, e.atom, 0 FROM "
-	"json_each(?1, ?2) e WHERE e.type NOT IN ('object', 'array') "
-	"ORDER BY 1, 5";
+	"SELECT fullkey, type, atom FROM json_tree(?1, ?2)";
 
 struct csv_buf {
 	char *p;
@@ -123,6 +115,34 @@ static ssize_t csv_column(char ***cols, size_t *ncols, size_t *cap,
 	return (ssize_t)(*ncols)++;
 }
 
+/* Splits the fullkey of a node under the table (whose own fullkey is
+ * top, of length n) into its row and its column: "[3].worst.ip" is row 3,
+ * column "worst.ip" (json_tree's quotes around keys removed), "[3]" alone
+ * column "value".  Returns 0, or -1 for a node that is no cell. */
+static int csv_split(const char *key, size_t n, int64_t *row, char *col,
+		     size_t cap)
+{
+	const char *p = key + n;
+	char *end;
+	size_t o = 0;
+
+	if (strlen(key) <= n || *p != '[')
+		return -1;
+	*row = strtoll(p + 1, &end, 10);
+	if (*end != ']')
+		return -1;
+	p = end + 1;
+	if (*p == '.')
+		p++;
+	if (!*p)
+		p = "value";
+	for (; *p && o + 1 < cap; p++)
+		if (*p != '"')
+			col[o++] = *p;
+	col[o] = '\0';
+	return 0;
+}
+
 int store_json_csv(struct store *st, const char *json, const char *table,
 		   char **out)
 {
@@ -130,30 +150,27 @@ int store_json_csv(struct store *st, const char *json, const char *table,
 	struct csv_cell *cells = NULL;
 	char **cols = NULL, **vals = NULL, *doc[2] = { NULL, NULL };
 	size_t ncols = 0, ccap = 0, ncells = 0, cellcap = 0, ndoc = 0;
+	size_t toplen = 0;
 	sqlite3_stmt *s;
-	int rc, err = 0;
+	int rc, err = 0, first = 1;
 
 	*out = NULL;
 	if (!(s = store_stmt(st, STMT_CSV_HEAD, sql_head)))
 		return -1;
 	sqlite3_bind_text(s, 1, json, -1, SQLITE_STATIC);
-	sqlite3_bind_text(s, 2, table, -1, SQLITE_STATIC);
 	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
 		err = (store_fail(st, rc, "reading a table for CSV"), errno);
-	} else if (!sqlite3_column_text(s, 0) ||
-		   strcmp((const char *)sqlite3_column_text(s, 0), "array")) {
-		err = EINVAL;
 	} else {
 		static const char *const names[2] = { "as_of",
 						      "coverage_complete" };
 
 		for (int i = 0; i < 2 && !err; i++) {
-			if (sqlite3_column_type(s, 2 + 2 * i) == SQLITE_NULL)
-				continue;
+			if (sqlite3_column_type(s, i) == SQLITE_NULL)
+				continue; /* the document has no such field */
 			if (csv_column(&cols, &ncols, &ccap, names[i]) == -1)
 				err = ENOMEM;
 			else
-				doc[ndoc++] = cell_text(s, 2 + 2 * i, 1 + 2 * i);
+				doc[ndoc++] = cell_text(s, 2 + 2 * i, 3 + 2 * i);
 		}
 	}
 	sqlite3_reset(s);
@@ -167,11 +184,26 @@ int store_json_csv(struct store *st, const char *json, const char *table,
 	sqlite3_bind_text(s, 1, json, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, table, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *col = (const char *)sqlite3_column_text(s, 1);
+		const char *key = (const char *)sqlite3_column_text(s, 0);
+		const char *type = (const char *)sqlite3_column_text(s, 1);
+		char col[256];
 		struct csv_cell *c;
+		int64_t row;
 		ssize_t i;
 
-		if (!col)
+		if (!key || !type)
+			continue;
+		if (first) { /* the table itself */
+			first = 0;
+			if (strcmp(type, "array") != 0) {
+				err = EINVAL;
+				break;
+			}
+			toplen = strlen(key);
+			continue;
+		}
+		if (strcmp(type, "object") == 0 || strcmp(type, "array") == 0 ||
+		    csv_split(key, toplen, &row, col, sizeof(col)) == -1)
 			continue;
 		if ((i = csv_column(&cols, &ncols, &ccap, col)) == -1 ||
 		    store_grow(&cells, ncells, &cellcap, sizeof(*cells)) == -1) {
@@ -179,11 +211,13 @@ int store_json_csv(struct store *st, const char *json, const char *table,
 			break;
 		}
 		c = &cells[ncells++];
-		c->row = sqlite3_column_int64(s, 0);
+		c->row = row;
 		c->col = (size_t)i;
-		c->text = cell_text(s, 2, 3);
+		c->text = cell_text(s, 1, 2);
 	}
-	if (!err && rc != SQLITE_DONE)
+	if (!err && first) /* no such path */
+		err = EINVAL;
+	else if (!err && rc != SQLITE_DONE)
 		err = (store_fail(st, rc, "reading a table for CSV"), errno);
 	sqlite3_reset(s);
 	if (err)
