@@ -324,7 +324,7 @@ struct web_route {
 	int before_run;		 /* answered before this run's status row */
 };
 
-/* Appends the proto names, ", "-separated, to buf. */
+/* Writes the proto names, ", "-separated, into buf. */
 static void web_proto_list(char *buf, size_t cap)
 {
 	size_t off = 0;
