@@ -42,7 +42,7 @@ enum store_stmt {
 	STMT_READ_STATUS,
 	STMT_READ_GATEWAYS,
 	STMT_READ_TOP_HOSTS,
-	/* history.c */
+	/* histread.c */
 	STMT_HIST_GATEWAYS,
 	STMT_HIST_HOSTS,
 	STMT_HIST_DESTS,

@@ -1,5 +1,5 @@
 /*
- * history.c - the read side of history (schema/004_history.sql): the
+ * histread.c - the read side of history (schema/004_history.sql): the
  * state at a past moment, series over a range, one host's gateways over
  * time and the incidents, each built by SQLite's JSON functions in one
  * statement (one consistent snapshot).
