@@ -6,11 +6,36 @@
 #ifndef NATSCOPE_CLI_H
 #define NATSCOPE_CLI_H
 
+#include <stdint.h>
+
 /* natscope run: follow conntrack, keep the database, serve the API. */
 int cli_run(int argc, char **argv);
+
+/* natscope serve: the HTTP API over an existing database, read-only. */
+int cli_serve(int argc, char **argv);
+
+/* natscope import: builds or extends a database from conntrack captures. */
+int cli_import(int argc, char **argv);
+
+/* natscope top: a terminal table of public IPs and their top consumers,
+ * from a running natscope (HTTP) or a database. */
+int cli_top(int argc, char **argv);
+
+struct store;
+
+/* Opens the database at path for reading: read-only, or as a frozen copy
+ * (*frozen = 1, said in the log) when SQLite could not make its -shm file
+ * next to it (a directory this process cannot write).  Returns 0 with *out
+ * set, or -1 with the store's errno (EILSEQ: not a natscope database),
+ * logged. */
+int cli_open_db(const char *path, struct store **out, int *frozen);
 
 /* Parses a byte size with an optional K, M or G suffix (powers of 1024).
  * Returns 0, or -1 with EINVAL (garbage) or ERANGE (too large). */
 int cli_parse_size(const char *text, unsigned long long *out);
+
+/* Parses an age: a whole number with s, m, h or d ("90m", "7d") into
+ * milliseconds.  Returns 0, or -1 with EINVAL or ERANGE. */
+int cli_parse_duration(const char *text, int64_t *ms);
 
 #endif

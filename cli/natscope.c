@@ -16,6 +16,10 @@ static void usage(FILE *f)
 	      "commands:\n"
 	      "  run       follow conntrack, keep the live state in SQLite and\n"
 	      "            serve the HTTP API (needs CAP_NET_ADMIN)\n"
+	      "  serve     serve the HTTP API from an existing database, read-only\n"
+	      "  import    build or extend a database from conntrack captures\n"
+	      "  top       a table of public IPs and their top consumers, live\n"
+	      "            over HTTP or from a database\n"
 	      "\n"
 	      "options:\n"
 	      "  -h, --help      this text; natscope <command> --help for a command\n"
@@ -42,6 +46,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cli_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "serve"))
+		return cli_serve(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "import"))
+		return cli_import(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "top"))
+		return cli_top(argc - 1, argv + 1);
 	fprintf(stderr, "natscope: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -56,9 +56,64 @@ static void run_usage(FILE *f)
 	      "                        (default 5)\n"
 	      "  --event-buffer BYTES  netlink receive buffer, K/M/G suffixes; each\n"
 	      "                        queued event takes ~1280 B (default 128M)\n"
+	      "history (see docs/database.md):\n"
+	      "  --history-raw AGE     keep every interval's figures (default 1d)\n"
+	      "  --history-minute AGE  keep per-minute rollups (default 7d)\n"
+	      "  --history-hour AGE    keep per-hour rollups (default 90d)\n"
+	      "                        AGE: a number with s, m, h or d\n"
+	      "  --history-max-size SIZE  the database's size limit: the oldest\n"
+	      "                        periods go first (default 1G)\n"
+	      "  --history-top N       hosts and buckets kept per gateway and\n"
+	      "                        period, by peak and by rate (default 20)\n"
+	      "  --warn PERCENT        incident when a gateway or bucket reaches\n"
+	      "                        this share of its ports (default 70)\n"
+	      "  --critical PERCENT    ... marked critical (default 90)\n"
 	      "  -v, --verbose         debug logging\n"
 	      "  -h, --help            this text\n",
 	      f);
+}
+
+int cli_parse_duration(const char *text, int64_t *ms)
+{
+	unsigned long long v, mul;
+	char *end;
+
+	if (!text || !*text || *text == '-' || *text == '+')
+		goto bad;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno || end == text || end[0] == 0 || end[1] != 0)
+		goto bad;
+	switch (*end) {
+	case 's': mul = 1000; break;
+	case 'm': mul = 60000; break;
+	case 'h': mul = 3600000; break;
+	case 'd': mul = 86400000; break;
+	default: goto bad;
+	}
+	if (v > (unsigned long long)INT64_MAX / mul) {
+		errno = ERANGE;
+		return -1;
+	}
+	*ms = (int64_t)(v * mul);
+	return 0;
+bad:
+	errno = EINVAL;
+	return -1;
+}
+
+/* A whole percentage 1-100 as a fraction; -1 if it is not one. */
+static double run_parse_percent(const char *text)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno || end == text || (*end && strcmp(end, "%")) || v < 1 ||
+	    v > 100)
+		return -1;
+	return v / 100.0;
 }
 
 int cli_parse_size(const char *text, unsigned long long *out)
@@ -122,13 +177,21 @@ int cli_run(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "interval", required_argument, NULL, 'i' },
 		{ "event-buffer", required_argument, NULL, 'b' },
+		{ "history-raw", required_argument, NULL, 'R' },
+		{ "history-minute", required_argument, NULL, 'M' },
+		{ "history-hour", required_argument, NULL, 'H' },
+		{ "history-max-size", required_argument, NULL, 'S' },
+		{ "history-top", required_argument, NULL, 'T' },
+		{ "warn", required_argument, NULL, 'w' },
+		{ "critical", required_argument, NULL, 'c' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *db = DEFAULT_DB, *listen = DEFAULT_LISTEN;
 	unsigned interval = DEFAULT_INTERVAL;
-	unsigned long long evbuf = DEFAULT_EVENT_BUFFER;
+	unsigned long long evbuf = DEFAULT_EVENT_BUFFER, n;
+	struct store_history_config hcfg;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	struct collector_config ccfg;
@@ -143,10 +206,50 @@ int cli_run(int argc, char **argv)
 	int opt, sfd = -1, lfd = -1, begun = 0, rc = 1, crc, err;
 	int64_t run_started_ms;
 
+	store_history_defaults(&hcfg);
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
 		switch (opt) {
+		case 'R': case 'M': case 'H': {
+			static const char *const name[] = { "raw", "minute",
+							    "hour" };
+			int tier = opt == 'R' ? 0 : opt == 'M' ? 1 : 2;
+
+			if (cli_parse_duration(optarg, &hcfg.keep_ms[tier]) < 0) {
+				fprintf(stderr, "natscope run: --history-%s '%s': "
+					"expected an age such as 90m, 36h or 7d\n",
+					name[tier], optarg);
+				return 2;
+			}
+			break;
+		}
+		case 'S':
+			if (cli_parse_size(optarg, &n) < 0 || n < (1ULL << 20)) {
+				fprintf(stderr, "natscope run: --history-max-size "
+					"'%s': expected a size of at least 1M "
+					"(e.g. 1G)\n", optarg);
+				return 2;
+			}
+			hcfg.max_bytes = n;
+			break;
+		case 'T':
+			if (cli_parse_size(optarg, &n) < 0 || n < 1 || n > 1000) {
+				fprintf(stderr, "natscope run: --history-top '%s': "
+					"expected 1 to 1000\n", optarg);
+				return 2;
+			}
+			hcfg.top = (unsigned)n;
+			break;
+		case 'w': case 'c':
+			if ((opt == 'w' ? (hcfg.warn = run_parse_percent(optarg)) :
+				(hcfg.critical = run_parse_percent(optarg))) < 0) {
+				fprintf(stderr, "natscope run: --%s '%s': expected "
+					"a percentage from 1 to 100\n",
+					opt == 'w' ? "warn" : "critical", optarg);
+				return 2;
+			}
+			break;
 		case 'd':
 			db = optarg;
 			break;
@@ -200,6 +303,11 @@ int cli_run(int argc, char **argv)
 		fputs("natscope run: --db needs a path\n", stderr);
 		return 2;
 	}
+	if (hcfg.warn > hcfg.critical) {
+		fputs("natscope run: --warn must not be above --critical\n",
+		      stderr);
+		return 2;
+	}
 
 	/* Signals go to the signalfd only, in every thread started below. */
 	sigemptyset(&mask);
@@ -221,6 +329,7 @@ int cli_run(int argc, char **argv)
 	ccfg = (struct collector_config){ .event_buffer = (size_t)evbuf,
 					  .interval_s = interval,
 					  .stop_fd = sfd,
+					  .hist_top = hcfg.top,
 					  .run_started_ms = run_started_ms };
 	col = collector_open(&ccfg);
 	if (!col)
@@ -233,6 +342,10 @@ int cli_run(int argc, char **argv)
 	st = store_open(db, STORE_READ_WRITE);
 	if (!st) {
 		log_warnx("cannot use the database %s", db);
+		goto out;
+	}
+	if (store_history_configure(st, &hcfg) < 0) {
+		log_warn("history settings");
 		goto out;
 	}
 	writer = store_writer_start(st);

@@ -525,6 +525,7 @@ struct collector *collector_open(const struct collector_config *cfg)
 	if (!c->la)
 		goto err;
 	tcfg.interval_s = c->cfg.interval_s;
+	tcfg.hist_top = c->cfg.hist_top;
 	c->tracker = tracker_new(&tcfg, c->cfg.run_started_ms > 0 ?
 					       c->cfg.run_started_ms :
 					       ns_now_ms());

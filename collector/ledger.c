@@ -126,6 +126,9 @@ struct ledger_gw {
 	uint8_t dirty; /* on the dirty list */
 	uint32_t mappings, hosts, dests, ports_in_use;
 	uint32_t states[NS_TCP_STATES];
+	/* since the last ledger_history(): highest values reached, and
+	 * mappings created by events */
+	uint32_t peak_ports, peak_mappings, peak_tw, created;
 	uint32_t *pages[N_PAGES];    /* port reference counts */
 	uint16_t page_used[N_PAGES]; /* ports in use per page */
 	uint32_t worst;		     /* snapshot scratch: dest index */
@@ -137,6 +140,7 @@ struct ledger_host {
 	uint8_t live, dirty;
 	uint32_t gw;
 	uint32_t mappings, local, ports;
+	uint32_t peak, created; /* as ledger_gw's */
 	uint32_t next_free;
 };
 
@@ -147,6 +151,8 @@ struct ledger_dest {
 	uint32_t gw;
 	uint32_t mappings;
 	uint32_t ranges[LEDGER_RANGES]; /* mappings per port range */
+	uint32_t peak, created; /* as ledger_gw's */
+	uint8_t ranges_seen; /* bit per range used since ledger_history() */
 	uint32_t next_free;
 };
 
@@ -830,6 +836,29 @@ static int ledger_reserve(struct ledger *l, uint32_t gw, uint16_t port)
 	return 0;
 }
 
+/* Raises the gateway's high-water marks to what it holds now. */
+static inline void ledger_peak_gw(struct ledger_gw *g)
+{
+	if (g->ports_in_use > g->peak_ports)
+		g->peak_ports = g->ports_in_use;
+	if (g->mappings > g->peak_mappings)
+		g->peak_mappings = g->mappings;
+	if (g->states[NS_TCP_TIME_WAIT] > g->peak_tw)
+		g->peak_tw = g->states[NS_TCP_TIME_WAIT];
+}
+
+/* A connection made while we listened (a NEW event), for the rates. */
+static void ledger_created(struct ledger *l, uint32_t gwi, uint32_t di,
+			   uint32_t hi)
+{
+	l->gws[gwi].created++;
+	l->dests[di].created++;
+	l->hosts[hi].created++;
+	ledger_touch_gw(l, gwi);
+	ledger_touch_dest(l, di);
+	ledger_touch_host(l, hi);
+}
+
 static void ledger_add_counts(struct ledger *l, uint32_t gwi, uint32_t di,
 			      uint32_t hi, uint16_t port, uint8_t state,
 			      uint8_t flags)
@@ -853,6 +882,7 @@ static void ledger_add_counts(struct ledger *l, uint32_t gwi, uint32_t di,
 		l->live_dests++;
 	}
 	d->ranges[MF_RANGE(flags)]++;
+	d->ranges_seen |= (uint8_t)(1u << MF_RANGE(flags));
 	if (h->mappings++ == 0) {
 		g->hosts++;
 		l->live_hosts++;
@@ -873,6 +903,11 @@ static void ledger_add_counts(struct ledger *l, uint32_t gwi, uint32_t di,
 		h->ports++;
 	}
 	hp->count++;
+	ledger_peak_gw(g);
+	if (d->mappings > d->peak)
+		d->peak = d->mappings;
+	if (h->mappings > h->peak)
+		h->peak = h->mappings;
 	ledger_touch_gw(l, gwi);
 	ledger_touch_dest(l, di);
 	ledger_touch_host(l, hi);
@@ -1031,7 +1066,7 @@ static int ledger_mark(struct ledger *l, struct ledger_mrec *r, int from_dump)
 static int ledger_upsert_other(struct ledger *l, const struct ledger_mapping *m,
 			       int source)
 {
-	int from_dump = source != LEDGER_EVENT;
+	int from_dump = source == LEDGER_DUMP || source == LEDGER_DUMP_REPORTED;
 	uint64_t fp = ledger_fingerprint(l, m), epoch, *s;
 	uint32_t di;
 	struct ledger_mrec *r;
@@ -1076,7 +1111,9 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 	uint32_t gwi, di, hi;
 	struct ledger_mrec *r;
 	uint8_t flags, state;
-	int had, from_dump = source != LEDGER_EVENT;
+	int had, from_dump = source == LEDGER_DUMP ||
+			     source == LEDGER_DUMP_REPORTED;
+	int rc;
 
 	if (m->kind == NS_KIND_OTHER)
 		return ledger_upsert_other(l, m, source);
@@ -1146,10 +1183,13 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 			if (changed && l->gws[gwi].proto == IPPROTO_TCP) {
 				l->gws[gwi].states[r->state]--;
 				l->gws[gwi].states[state]++;
+				ledger_peak_gw(&l->gws[gwi]);
 				ledger_touch_gw(l, gwi);
 			}
 			r->state = state;
 			r->flags = flags;
+			if (source == LEDGER_EVENT_NEW)
+				ledger_created(l, gwi, di, hi);
 			return changed ? LEDGER_CHANGED : LEDGER_UNCHANGED;
 		}
 	}
@@ -1168,7 +1208,10 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 	r->state = state;
 	r->flags = flags;
 	ledger_add_counts(l, gwi, di, hi, m->public_port, state, flags);
-	return had ? LEDGER_CHANGED : LEDGER_ADDED;
+	rc = had ? LEDGER_CHANGED : LEDGER_ADDED;
+	if (source == LEDGER_EVENT_NEW)
+		ledger_created(l, gwi, di, hi);
+	return rc;
 nomem:
 	errno = ENOMEM;
 	return -1;
@@ -1802,6 +1845,288 @@ int ledger_snapshot(struct ledger *l, struct store_batch *b, int full,
 nomem:
 	/* Nothing was forgotten: the dirty lists are intact for next time,
 	 * which must be a full snapshot since this batch is partial. */
+	errno = ENOMEM;
+	return -1;
+}
+
+/* ---- history ---- */
+
+/* A bucket's capacity over the period: the largest range any of its
+ * mappings used since ledger_history() (it may hold none now). */
+static uint32_t ledger_capacity_seen(const struct ledger_dest *d,
+				     const uint32_t range_size[LEDGER_RANGES])
+{
+	uint32_t cap = ledger_capacity(d, range_size);
+
+	for (int r = 0; r < LEDGER_RANGES; r++)
+		if ((d->ranges_seen >> r & 1) && range_size[r] > cap)
+			cap = range_size[r];
+	return cap;
+}
+
+/* Is bucket a's peak closer to full than bucket b's? */
+static int ledger_peak_worse(const struct ledger *l, uint32_t a, uint32_t b,
+			     const uint32_t range_size[LEDGER_RANGES])
+{
+	const struct ledger_dest *da = &l->dests[a], *db;
+	uint64_t lhs, rhs;
+
+	if (b == NONE32)
+		return 1;
+	db = &l->dests[b];
+	lhs = (uint64_t)da->peak * ledger_capacity_seen(db, range_size);
+	rhs = (uint64_t)db->peak * ledger_capacity_seen(da, range_size);
+	if (lhs != rhs)
+		return lhs > rhs;
+	return da->peak > db->peak;
+}
+
+/* Per gateway, a list of the best `top` aggregates of one period by one
+ * key, best first: lists[g * top ...], n[g] used. */
+struct ledger_toplist {
+	uint32_t *v, *n;
+	unsigned top;
+	/* is aggregate a better than b? */
+	int (*better)(const struct ledger *l, uint32_t a, uint32_t b,
+		      const uint32_t *range_size);
+};
+
+static void ledger_top_add(const struct ledger *l, struct ledger_toplist *t,
+			   uint32_t gw, uint32_t i, const uint32_t *rs)
+{
+	uint32_t *v = t->v + (size_t)gw * t->top, n = t->n[gw], j;
+
+	if (n == t->top) {
+		if (!t->better(l, i, v[n - 1], rs))
+			return;
+		n--; /* the last goes */
+	}
+	for (j = n; j > 0 && t->better(l, i, v[j - 1], rs); j--)
+		v[j] = v[j - 1];
+	v[j] = i;
+	t->n[gw] = n + 1;
+}
+
+static int ledger_top_has(const struct ledger_toplist *t, uint32_t gw,
+			  uint32_t i)
+{
+	for (uint32_t j = 0; j < t->n[gw]; j++)
+		if (t->v[(size_t)gw * t->top + j] == i)
+			return 1;
+	return 0;
+}
+
+static int ledger_host_by_peak(const struct ledger *l, uint32_t a, uint32_t b,
+			       const uint32_t *rs)
+{
+	const struct ledger_host *x = &l->hosts[a], *y = &l->hosts[b];
+
+	(void)rs;
+	if (x->peak != y->peak)
+		return x->peak > y->peak;
+	return x->created > y->created;
+}
+
+static int ledger_host_by_rate(const struct ledger *l, uint32_t a, uint32_t b,
+			       const uint32_t *rs)
+{
+	const struct ledger_host *x = &l->hosts[a], *y = &l->hosts[b];
+
+	(void)rs;
+	if (x->created != y->created)
+		return x->created > y->created;
+	return x->peak > y->peak;
+}
+
+static int ledger_dest_by_peak(const struct ledger *l, uint32_t a, uint32_t b,
+			       const uint32_t *rs)
+{
+	return ledger_peak_worse(l, a, b, rs);
+}
+
+static int ledger_dest_by_rate(const struct ledger *l, uint32_t a, uint32_t b,
+			       const uint32_t *rs)
+{
+	const struct ledger_dest *x = &l->dests[a], *y = &l->dests[b];
+
+	if (x->created != y->created)
+		return x->created > y->created;
+	return ledger_peak_worse(l, a, b, rs);
+}
+
+/* The hosts and buckets of one period worth keeping: per gateway, the top
+ * by peak and the top by new mappings (a host that came and went within
+ * the period is among them by its peak). */
+static int ledger_history_top(struct ledger *l, struct store_batch *b,
+			      unsigned top, const uint32_t *rs)
+{
+	size_t slots = (size_t)l->n_gws * top;
+	uint32_t *mem = malloc((slots + l->n_gws) * 4 * sizeof(uint32_t));
+	struct ledger_toplist t[4] = {
+		{ mem, mem + 4 * slots, top, ledger_host_by_peak },
+		{ mem + slots, mem + 4 * slots + l->n_gws, top,
+		  ledger_host_by_rate },
+		{ mem + 2 * slots, mem + 4 * slots + 2 * l->n_gws, top,
+		  ledger_dest_by_peak },
+		{ mem + 3 * slots, mem + 4 * slots + 3 * l->n_gws, top,
+		  ledger_dest_by_rate },
+	};
+	int rc = -1;
+
+	if (!l->n_gws) {
+		free(mem);
+		return 0;
+	}
+	if (!mem || !top)
+		goto out;
+	memset(mem + 4 * slots, 0, 4 * l->n_gws * sizeof(uint32_t));
+	for (uint32_t i = 0; i < l->n_hosts; i++) {
+		const struct ledger_host *ho = &l->hosts[i];
+
+		if (!ho->live)
+			continue;
+		if (ho->peak)
+			ledger_top_add(l, &t[0], ho->gw, i, rs);
+		if (ho->created)
+			ledger_top_add(l, &t[1], ho->gw, i, rs);
+	}
+	for (uint32_t i = 0; i < l->n_dests; i++) {
+		const struct ledger_dest *d = &l->dests[i];
+
+		if (!d->live)
+			continue;
+		if (d->peak)
+			ledger_top_add(l, &t[2], d->gw, i, rs);
+		if (d->created)
+			ledger_top_add(l, &t[3], d->gw, i, rs);
+	}
+	for (uint32_t gw = 0; gw < l->n_gws; gw++) {
+		const struct ledger_gw *g = &l->gws[gw];
+
+		for (int list = 0; list < 2; list++)
+		for (uint32_t k = 0; k < t[list].n[gw]; k++) {
+			uint32_t i = t[list].v[(size_t)gw * top + k];
+			const struct ledger_host *ho = &l->hosts[i];
+			struct store_hist_host *row;
+
+			if (list == 1 && ledger_top_has(&t[0], gw, i))
+				continue;
+			if (!(row = store_batch_add_hist_host(b)))
+				goto out;
+			row->end.gateway = g->ip;
+			row->end.proto = g->proto;
+			row->end.kind = ho->local ? NS_KIND_LOCAL : NS_KIND_NAT;
+			ledger_addr(&row->end.ip, g->ip.family, ho->ip);
+			row->end.mappings = ho->mappings;
+			row->end.ports_in_use = ho->ports;
+			row->mappings_peak = ho->peak;
+			row->new_mappings = ho->created;
+		}
+		for (int list = 2; list < 4; list++)
+		for (uint32_t k = 0; k < t[list].n[gw]; k++) {
+			uint32_t i = t[list].v[(size_t)gw * top + k];
+			const struct ledger_dest *d = &l->dests[i];
+			struct store_hist_dest *row;
+
+			if (list == 3 && ledger_top_has(&t[2], gw, i))
+				continue;
+			if (!(row = store_batch_add_hist_dest(b)))
+				goto out;
+			row->end.gateway = g->ip;
+			row->end.proto = g->proto;
+			row->end.zone = d->zone;
+			ledger_addr(&row->end.ip, g->ip.family, d->ip);
+			row->end.port = d->port;
+			row->end.mappings = d->mappings;
+			row->end.capacity = ledger_capacity_seen(d, rs);
+			row->mappings_peak = d->peak;
+			row->new_mappings = d->created;
+		}
+	}
+	rc = 0;
+out:
+	free(mem);
+	if (rc < 0)
+		errno = ENOMEM;
+	return rc;
+}
+
+int ledger_history(struct ledger *l, struct store_batch *b, unsigned top,
+		   const uint32_t range_size[LEDGER_RANGES])
+{
+	struct store_history *h = &b->hist;
+
+	/* the bucket of each gateway whose peak came closest to full */
+	for (uint32_t i = 0; i < l->n_gws; i++)
+		l->gws[i].worst = NONE32;
+	for (uint32_t i = 0; i < l->n_dests; i++) {
+		const struct ledger_dest *d = &l->dests[i];
+
+		if (d->live && d->peak &&
+		    ledger_peak_worse(l, i, l->gws[d->gw].worst, range_size))
+			l->gws[d->gw].worst = i;
+	}
+	for (uint32_t i = 0; i < l->n_gws; i++) {
+		struct ledger_gw *g = &l->gws[i];
+		struct store_hist_gateway *row;
+
+		if (!g->live || (!g->mappings && !g->dirty))
+			continue;
+		if (!(row = store_batch_add_hist_gateway(b)))
+			goto nomem;
+		row->end.ip = g->ip;
+		row->end.proto = g->proto;
+		row->end.ports_in_use = g->ports_in_use;
+		row->end.mappings = g->mappings;
+		row->end.hosts = g->hosts;
+		row->end.destinations = g->dests;
+		if (g->worst != NONE32) {
+			const struct ledger_dest *d = &l->dests[g->worst];
+
+			ledger_addr(&row->end.worst_ip, g->ip.family, d->ip);
+			row->end.worst_port = d->port;
+			row->end.worst_zone = d->zone;
+			row->end.worst_mappings = d->peak;
+			row->end.worst_capacity =
+				ledger_capacity_seen(d, range_size);
+		}
+		if (g->proto == IPPROTO_TCP)
+			memcpy(row->end.states, g->states, sizeof(g->states));
+		row->ports_peak = g->peak_ports;
+		row->mappings_peak = g->peak_mappings;
+		row->time_wait_peak = g->peak_tw;
+		row->new_mappings = g->created;
+	}
+	if (ledger_history_top(l, b, top, range_size) < 0)
+		goto nomem;
+	/* a new period starts from what is held now */
+	for (uint32_t k = 0; k < l->dirty_gw.n; k++) {
+		struct ledger_gw *g = &l->gws[l->dirty_gw.v[k]];
+
+		g->peak_ports = g->ports_in_use;
+		g->peak_mappings = g->mappings;
+		g->peak_tw = g->states[NS_TCP_TIME_WAIT];
+		g->created = 0;
+	}
+	for (uint32_t k = 0; k < l->dirty_host.n; k++) {
+		struct ledger_host *ho = &l->hosts[l->dirty_host.v[k]];
+
+		ho->peak = ho->mappings;
+		ho->created = 0;
+	}
+	for (uint32_t k = 0; k < l->dirty_dest.n; k++) {
+		struct ledger_dest *d = &l->dests[l->dirty_dest.v[k]];
+
+		d->peak = d->mappings;
+		d->created = 0;
+		d->ranges_seen = 0;
+		for (int r = 0; r < LEDGER_RANGES; r++)
+			if (d->ranges[r])
+				d->ranges_seen |= (uint8_t)(1u << r);
+	}
+	return 0;
+nomem:
+	h->n_gateways = h->n_hosts = h->n_dests = 0;
 	errno = ENOMEM;
 	return -1;
 }

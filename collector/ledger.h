@@ -106,6 +106,9 @@ enum ledger_source {
 			     entry (it may predate every listener) */
 	LEDGER_DUMP_REPORTED = 2, /* a dump record of an entry created while
 				     we listened: the kernel reports it */
+	LEDGER_EVENT_NEW = 3, /* a NEW event: as LEDGER_EVENT, and the
+				 mapping counts as created (history's rates),
+				 even if a dump read it first */
 };
 
 /* Adds or updates an entry of any kind (for OTHER only the key fields
@@ -183,6 +186,20 @@ void ledger_resync_abort(struct ledger *l);
  * (then the next snapshot must be full). */
 int ledger_snapshot(struct ledger *l, struct store_batch *b, int full,
 		    const uint32_t range_size[LEDGER_RANGES]);
+
+/* Appends to b->hist what happened since the last call, for history: one
+ * row per gateway that is live or changed, with its figures now and the
+ * highest values reached at any moment since (ports in use, mappings,
+ * TIME_WAIT, each bucket's occupancy: a burst that came and went within
+ * the period shows), and the mappings created by NEW events; and per
+ * gateway the top hosts and the top buckets by peak and, again, by
+ * mappings created (top of each, the two lists merged).  Then every peak
+ * starts again from the value now and the counts from 0.  Call it before
+ * ledger_snapshot(), which forgets the aggregates that emptied.  Returns
+ * 0, or -1 with ENOMEM (b->hist holds no rows; peaks are kept and carry
+ * into the next period). */
+int ledger_history(struct ledger *l, struct store_batch *b, unsigned top,
+		   const uint32_t range_size[LEDGER_RANGES]);
 
 void ledger_get_stats(const struct ledger *l, struct ledger_stats *st);
 

@@ -153,6 +153,10 @@ struct tracker {
 	int64_t backlog_ms; /* since when reads leave events queued; 0 none */
 	int busy; /* more than BUSY_RATE changes a second last interval */
 
+	/* history: the period since the last snapshot */
+	int64_t hist_ms;  /* its start; 0 before the first complete dump */
+	int hist_inexact; /* a gap was open at some moment of it */
+
 	/* snapshots */
 	struct kstat ks;
 	int have_ks;
@@ -209,6 +213,7 @@ static void tracker_open_gap(struct tracker *t, const char *reason,
 		t->gap.events_lost = -1;
 		snprintf(t->gap.reason, sizeof(t->gap.reason), "%s", reason);
 		t->gap_open = 1;
+		t->hist_inexact = 1;
 		/* The kernel counts drops before ENOBUFS is reported; all
 		 * drops since the last gap closed belong to this one. */
 		t->gap_drops_base = t->drops_accounted;
@@ -289,7 +294,8 @@ static void tracker_apply(struct tracker *t, const struct tracker_item *it)
 	/* Entries created while we listen are reported by the kernel; those
 	 * a dump finds may predate every listener, or have been created
 	 * while nf_conntrack_events was 0: those are silent. */
-	source = e->type != CTMSG_DUMP ? LEDGER_EVENT :
+	source = e->type == CTMSG_NEW ? LEDGER_EVENT_NEW :
+		 e->type != CTMSG_DUMP ? LEDGER_EVENT :
 		 t->dump_silent_possible ? LEDGER_DUMP : LEDGER_DUMP_REPORTED;
 	r = ledger_upsert(t->ledger, &it->m, source);
 	if (r < 0) {
@@ -355,6 +361,17 @@ void tracker_lost(struct tracker *t, const char *reason, uint64_t drops_total,
 	}
 	if (t->sample_active)
 		t->sample_lossy = 1;
+}
+
+void tracker_gap(struct tracker *t, const char *reason, int64_t now)
+{
+	tracker_flush(t);
+	tracker_open_gap(t, reason, t->exact_ms, now);
+	if (t->drops == t->gap_drops_base) {
+		/* no kernel counter speaks for this gap: unknown, not 0 */
+		t->gap.events_lost = -1;
+		tracker_queue_gap(t, &t->gap);
+	}
 }
 
 void tracker_quiet(struct tracker *t, uint64_t drops_total, int64_t now)
@@ -590,6 +607,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 {
 	struct ledger_sweep sw;
 	uint64_t ghosts;
+	int hist_start = 0;
 
 	tracker_flush(t);
 	tracker_drops_to(t, drops_total);
@@ -615,6 +633,8 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	t->last_removed = t->rs_removed;
 	if (!t->initial_done) {
 		t->initial_done = 1;
+		hist_start = 1;
+		t->hist_ms = now; /* history starts with the first figures */
 		t->write_wanted = 1; /* the first figures, without waiting */
 		log_info("initial dump: %llu entries in %.3f s",
 			 (unsigned long long)t->rs_entries,
@@ -657,16 +677,27 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	tracker_schedule(t, now);
 	if (t->gap_open) {
 		t->gap.end_ms = now;
-		t->gap.events_lost = (int64_t)(t->drops - t->gap_drops_base);
+		/* unknown stays unknown when no drop was counted (tracker_gap) */
+		if (t->gap.events_lost >= 0 || t->drops != t->gap_drops_base)
+			t->gap.events_lost =
+				(int64_t)(t->drops - t->gap_drops_base);
 		t->drops_accounted = t->drops;
 		tracker_queue_gap(t, &t->gap);
 		t->gap_open = 0;
 		t->write_wanted = 1; /* exact again: show it without waiting */
-		log_info("gap %u (%s) closed: %lld events lost, repaired in "
-			 "%.3f s", t->gap.seq, t->gap.reason,
-			 (long long)t->gap.events_lost,
-			 (t->gap.end_ms - t->gap.start_ms) / 1e3);
+		if (t->gap.events_lost >= 0)
+			log_info("gap %u (%s) closed: %lld events lost, "
+				 "repaired in %.3f s", t->gap.seq, t->gap.reason,
+				 (long long)t->gap.events_lost,
+				 (t->gap.end_ms - t->gap.start_ms) / 1e3);
+		else
+			log_info("gap %u (%s) closed after %.3f s", t->gap.seq,
+				 t->gap.reason,
+				 (t->gap.end_ms - t->gap.start_ms) / 1e3);
 	}
+	/* history starts now: a gap this dump closed was before it */
+	if (hist_start)
+		t->hist_inexact = t->gap_open;
 	t->exact_ms = now;
 	t->verified_ms = t->dump_started_ms;
 	t->ghost_runs = t->miss_runs = 0;
@@ -992,6 +1023,30 @@ static void tracker_fill_status(struct tracker *t, struct store_status *s,
 	}
 }
 
+/* The history of the period since the last snapshot: the ledger's peaks
+ * and counts (with each gateway's top hosts and buckets), whether the
+ * figures were exact all along. */
+static void tracker_history(struct tracker *t, struct store_batch *b,
+			    int64_t as_of)
+{
+	struct store_history *h = &b->hist;
+
+	if (!t->initial_done || !t->hist_ms || as_of <= t->hist_ms)
+		return;
+	h->start_ms = t->hist_ms;
+	h->end_ms = as_of;
+	h->exact = !t->hist_inexact && !t->gap_open;
+	h->state = h->exact ? STORE_STATE_RUNNING : STORE_STATE_RESYNCING;
+	if (ledger_history(t->ledger, b, t->cfg.hist_top ? t->cfg.hist_top : 20,
+			   t->range_size) < 0) {
+		log_warn("history of the last interval");
+		h->start_ms = h->end_ms = 0; /* its peaks go to the next */
+		return;
+	}
+	t->hist_ms = as_of;
+	t->hist_inexact = t->gap_open;
+}
+
 int tracker_snapshot(struct tracker *t, struct store_batch *b, int need_full,
 		     int64_t now, int64_t as_of)
 {
@@ -1013,6 +1068,7 @@ int tracker_snapshot(struct tracker *t, struct store_batch *b, int need_full,
 	if (!t->range_size[LEDGER_RANGE_NAT_HIGH])
 		tracker_ranges(t);
 	b->full = 0;
+	tracker_history(t, b, as_of);
 	if (ledger_snapshot(t->ledger, b, need_full || t->force_full,
 			    t->range_size) < 0) {
 		log_warn("snapshot");

@@ -44,6 +44,8 @@ struct tracker_config {
 	double dump_budget, sample_budget;
 	int64_t stall_ms; /* a dump without progress this long is abandoned
 			     (0: the default, 10 s) */
+	unsigned hist_top; /* history: hosts and buckets per gateway and
+			      period, by peak and by rate (0: 20) */
 };
 
 /* A new tracker with an empty ledger, wanting its first dump.  now is the
@@ -83,6 +85,13 @@ void tracker_quiet(struct tracker *t, uint64_t drops_total, int64_t now);
  * a gap and wants a resync.  drops_total as above. */
 void tracker_lost(struct tracker *t, const char *reason, uint64_t drops_total,
 		  int64_t now);
+
+/* The figures are not known exact from the last moment they were (or
+ * now) for a reason the feeder knows and no loss counter shows: the
+ * importer's "skipped" (a malformed record) and "no-listing" (events with
+ * no table before them).  Opens or extends a gap, like a loss, which a
+ * complete dump closes. */
+void tracker_gap(struct tracker *t, const char *reason, int64_t now);
 
 /* The kernel's figures, every interval: sysctls (nf_conntrack_events
  * changes switch how the table is followed), statistics, port range. */

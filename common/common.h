@@ -74,6 +74,7 @@ int ns_proto_has_ports(uint8_t proto);
 
 #define NS_TCP_STATES 10 /* NONE .. SYN_SENT2 */
 #define NS_TCP_STATE_UNKNOWN 0xff
+#define NS_TCP_TIME_WAIT 7 /* holds a port after the connection closed */
 
 /* "none", "syn_sent", "syn_recv", "established", "fin_wait", "close_wait",
  * "last_ack", "time_wait", "close", "syn_sent2"; NULL when out of range. */

@@ -11,6 +11,21 @@
 
 #include "store/store.h"
 
+/* An open incident (incident.c). */
+struct store_incident {
+	int64_t id;
+	int kind; /* gateway, bucket, kernel */
+	char public_ip[NS_ADDR_STRLEN], proto[16];
+	uint16_t zone, dest_port;
+	char dest_ip[NS_ADDR_STRLEN];
+	uint64_t capacity, peak, last; /* last: this period's peak */
+	int64_t opened_ms, peak_ms;
+	int64_t insert_failed, drop, early_drop;
+	int critical;
+};
+
+#define STORE_INCIDENTS_OPEN_MAX 256
+
 /* Every cached prepared statement, by the file that uses it. */
 enum store_stmt {
 	/* write.c */
@@ -33,6 +48,15 @@ enum store_stmt {
 	STMT_STATUS_UPSERT,
 	STMT_STATUS_FAILED,
 	STMT_DATA_VERSION,
+	/* history.c */
+	STMT_HIST_ACC_HOST,
+	STMT_HIST_ACC_DEST,
+	STMT_HIST_RAW_GW,
+	STMT_HIST_RAW_KERNEL,
+	/* incident.c */
+	STMT_INC_INSERT,
+	STMT_INC_UPDATE,
+	STMT_INC_SAT,
 	/* read.c */
 	STMT_JSON_GATEWAYS,
 	STMT_JSON_HOSTS,
@@ -77,6 +101,21 @@ struct store {
 	char last_error[128];
 	char last_msg[256]; /* the last failure store_fail() logged */
 	unsigned writes_since_checkpoint;
+	/* store_tx_begin() opened a transaction: writes are savepoints */
+	int outer_tx;
+	/* history (history.c) */
+	struct store_history_config hist_cfg;
+	int hist_configured;
+	int64_t hist_minute;	  /* the accumulators' minute; 0 none yet */
+	int64_t hist_minute_next; /* ... once this write commits */
+	struct store_status hist_prev; /* the last committed write's */
+	int hist_have_prev, hist_pending, hist_size_warned;
+	int writes_failed_run; /* the last write failed: its period is lost */
+	/* open incidents (incident.c), and a copy to restore on rollback */
+	struct store_incident inc[STORE_INCIDENTS_OPEN_MAX];
+	struct store_incident inc_saved[STORE_INCIDENTS_OPEN_MAX];
+	size_t n_inc, n_inc_saved;
+	int inc_full_warned;
 };
 
 /* Writes the status row x (status.c), as it is: the caller sets the
@@ -86,6 +125,25 @@ int store_write_status(struct store *st, const struct store_status *x);
 /* The status fields as the arguments of a json_object() over the status
  * row (status.c), malloc'd; NULL with ENOMEM. */
 char *store_sql_status_json(void);
+
+/* Writes b's history (b->hist) inside store_write()'s transaction: raw
+ * rows, the open minute's accumulators, rollups of the periods that ended,
+ * retention.  Returns 0, or -1 with errno (logged). */
+int store_history_write(struct store *st, const struct store_batch *b);
+
+/* After store_write()'s transaction: ok 1 committed, 0 rolled back. */
+void store_history_committed(struct store *st, const struct store_batch *b,
+			     int ok);
+
+/* Incidents (incident.c), inside store_write()'s transaction: save the
+ * open ones before the write; judge the batch's period (after its history
+ * rows and accumulators are written); roll back to the saved ones if the
+ * write fails.  begin_run closes what a previous run left open.  Return 0,
+ * or -1 with errno (logged). */
+void store_incidents_save(struct store *st);
+int store_incidents_judge(struct store *st, const struct store_batch *b);
+void store_incidents_rollback(struct store *st);
+int store_incidents_begin_run(struct store *st, int64_t now);
 
 /* Gap log retention, applied by every store_write(). */
 #define STORE_GAPS_KEEP 1000
@@ -127,6 +185,33 @@ int store_exec(struct store *st, const char *sql, const char *what);
 #define SQL_TIME(x)                                                        \
 	"(CASE WHEN " x " > 0 THEN strftime('%Y-%m-%dT%H:%M:%S', (" x        \
 	") / 1000, 'unixepoch') || printf('.%03dZ', (" x ") % 1000) END)"
+
+/* ---- binding rows (write.c) ---- */
+
+/* An address as canonical text, formatted once per distinct address in a
+ * run of rows (batches come grouped by gateway). */
+struct store_addr_text {
+	struct ns_addr addr;
+	int valid;
+	char text[NS_ADDR_STRLEN];
+};
+
+/* c's text for a (formatted once while a stays the same), or NULL with
+ * EINVAL for an unknown family. */
+const char *store_addr_text(struct store_addr_text *c, const struct ns_addr *a);
+
+/* Binds an address's text at i, its family (4/6) at family_at and its
+ * bytes at family_at + 1 (family_at 0: the text only).  Returns 0 or -1. */
+int store_bind_addr(sqlite3_stmt *s, int i, int family_at,
+		    struct store_addr_text *c, const struct ns_addr *a);
+/* A protocol's name (its number if it has none). */
+void store_bind_proto(sqlite3_stmt *s, int i, uint8_t proto);
+/* A count, clamped to INT64_MAX. */
+void store_bind_u64(sqlite3_stmt *s, int i, uint64_t v);
+/* A counter that may be unknown (-1): NULL. */
+void store_bind_opt(sqlite3_stmt *s, int i, int64_t v);
+/* A time where 0 means never: NULL. */
+void store_bind_ms(sqlite3_stmt *s, int i, int64_t ms);
 
 /* One gap row (of the gaps table) as a JSON object, for "coverage". */
 #define SQL_GAP_OBJECT                                                      \

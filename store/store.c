@@ -568,7 +568,7 @@ struct store *store_open(const char *path, enum store_mode mode)
 	}
 	st->mode = mode;
 	st->lock_fd = -1;
-	if (mode == STORE_READ_ONLY && access(path, F_OK) < 0) {
+	if (mode != STORE_READ_WRITE && access(path, F_OK) < 0) {
 		err = errno;
 		log_warn("store: %s", path);
 		errno = err;
@@ -587,7 +587,28 @@ struct store *store_open(const char *path, enum store_mode mode)
 		(mode == STORE_READ_WRITE
 			 ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
 			 : SQLITE_OPEN_READONLY);
-	rc = sqlite3_open_v2(path, &st->db, flags, NULL);
+	if (mode == STORE_IMMUTABLE) {
+		char *uri;
+
+		/* the path goes into a URI as it is: these would be read as
+		 * its syntax */
+		if (strpbrk(path, "?#%")) {
+			log_warnx("store: %s: cannot read a frozen copy of a "
+				  "file whose name has '?', '#' or '%%': "
+				  "rename it", path);
+			errno = EINVAL;
+			goto err;
+		}
+		if (!(uri = sqlite3_mprintf("file:%s?immutable=1", path))) {
+			errno = ENOMEM;
+			goto err;
+		}
+		rc = sqlite3_open_v2(uri, &st->db, flags | SQLITE_OPEN_URI,
+				     NULL);
+		sqlite3_free(uri);
+	} else {
+		rc = sqlite3_open_v2(path, &st->db, flags, NULL);
+	}
 	if (rc != SQLITE_OK) {
 		if (!st->db) {
 			log_warnx("store: %s: out of memory", path);
@@ -612,6 +633,12 @@ struct store *store_open(const char *path, enum store_mode mode)
 		    store_data_version(st, &st->data_version) < 0)
 			goto err;
 	} else {
+		if (version == 0) {
+			log_warnx("store: %s: not a natscope database (it has "
+				  "no natscope schema)", path);
+			errno = EILSEQ;
+			goto err;
+		}
 		if (version < store_binary_schema_version()) {
 			log_warnx("store: %s: database schema version %d is "
 				  "older than this natscope's (%d); open it "

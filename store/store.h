@@ -29,7 +29,11 @@
 
 struct store;
 
-enum store_mode { STORE_READ_WRITE, STORE_READ_ONLY };
+/* STORE_IMMUTABLE reads a frozen copy: SQLite's immutable=1, for a file
+ * in a directory this process cannot write (a WAL database there cannot
+ * get its -shm).  No locks are taken and changes to the file are not
+ * seen; the -wal file, if any, is not read. */
+enum store_mode { STORE_READ_WRITE, STORE_READ_ONLY, STORE_IMMUTABLE };
 
 /* Opens (READ_WRITE: creates) the database at path.
  *
@@ -65,6 +69,15 @@ void store_close(struct store *st);
  * run began, so that no half-made database is left behind.  An existing
  * file is only closed.  NULL is allowed. */
 void store_discard(struct store *st);
+
+/* Groups every store_write() until store_tx_end() into one transaction
+ * (the importer: all of it lands or none).  READ_WRITE stores only; the
+ * writes inside keep their own all-or-nothing (a savepoint each), but a
+ * failed one is not marked db-error: the caller ends with commit 0.
+ * store_tx_end() commits (commit != 0) or rolls everything back.  Both
+ * return 0, or -1 with errno (logged); a failed commit rolls back. */
+int store_tx_begin(struct store *st);
+int store_tx_end(struct store *st, int commit);
 
 /* Schema version recorded in the open database, or -1 with errno. */
 int store_schema_version(struct store *st);
@@ -375,7 +388,10 @@ const char *store_follow_name(enum store_follow follow);
 	  "Resident memory of the collector process.")                         \
 	F(process_cpu_seconds, REAL, "process.cpu_seconds",                    \
 	  "process_cpu_seconds_total",                                         \
-	  "CPU time used by the collector process.")
+	  "CPU time used by the collector process.")                          \
+	/* who wrote it */                                                     \
+	F(note, TEXT, "note", "",                                              \
+	  "what wrote the row when it was no live run (natscope import)")
 
 #define STORE_CTYPE_U64(n) uint64_t n;
 #define STORE_CTYPE_OPT(n) int64_t n;
@@ -425,6 +441,64 @@ extern const size_t store_status_nfields;
 int store_field_value(const struct store_field *f, const struct store_status *s,
 		      double *v);
 
+/* ---- history: what one interval saw (schema/004_history.sql) ---- */
+
+/* A gateway over one period: its figures at the end (worst_* name the
+ * bucket whose peak came closest to full, worst_mappings is that peak) and
+ * the highest values reached at any moment within it. */
+struct store_hist_gateway {
+	struct store_gateway_row end;
+	uint32_t ports_peak, mappings_peak, time_wait_peak;
+	uint32_t new_mappings; /* created (by events) within the period */
+};
+
+/* A host of one gateway over one period (end.mappings 0: it ended). */
+struct store_hist_host {
+	struct store_host_row end;
+	uint32_t mappings_peak, new_mappings;
+};
+
+/* A destination bucket over one period. */
+struct store_hist_dest {
+	struct store_dest_row end;
+	uint32_t mappings_peak, new_mappings;
+};
+
+/* One interval of history: the period from the previous snapshot to this
+ * one.  start_ms == 0: the batch carries none. */
+struct store_history {
+	int64_t start_ms, end_ms;
+	uint8_t exact; /* the figures were exact all along (no gap, running) */
+	uint8_t state; /* the worst enum store_state within the period */
+	struct store_hist_gateway *gateways;
+	size_t n_gateways, cap_gateways;
+	struct store_hist_host *hosts;
+	size_t n_hosts, cap_hosts;
+	struct store_hist_dest *dests;
+	size_t n_dests, cap_dests;
+};
+
+/* Resolutions of history: 0 raw (one interval), 1 minute, 2 hour. */
+#define STORE_TIERS 3
+
+struct store_history_config {
+	int64_t keep_ms[STORE_TIERS]; /* retention of each tier */
+	uint64_t max_bytes; /* the database's size limit: oldest go first */
+	unsigned top;	    /* hosts and buckets kept per gateway and period,
+			       by peak and again by new mappings */
+	double warn, critical; /* incident thresholds, of capacity (0-1) */
+};
+
+/* The defaults: raw a day, minutes a week, hours 90 days, 1 GiB, top 20,
+ * incidents at 70% (warn) and 90% (critical). */
+void store_history_defaults(struct store_history_config *cfg);
+
+/* Sets a READ_WRITE store's history retention (before its first write;
+ * the defaults otherwise).  Returns 0, or -1 with EINVAL (top 0, a limit
+ * under 1 MiB, a negative age, thresholds not 0 < warn <= critical <= 1). */
+int store_history_configure(struct store *st,
+			    const struct store_history_config *cfg);
+
 /* Everything one interval changed.  Rows are deltas unless full is set, in
  * which case they replace every live row.  gaps are upserted by key. */
 struct store_batch {
@@ -438,6 +512,7 @@ struct store_batch {
 	struct store_gap_row *gaps;
 	size_t n_gaps, cap_gaps;
 	struct store_status status;
+	struct store_history hist;
 };
 
 /* Batch helpers.  init zeroes; clear empties the row arrays and keeps
@@ -450,6 +525,9 @@ struct store_gateway_row *store_batch_add_gateway(struct store_batch *b);
 struct store_host_row *store_batch_add_host(struct store_batch *b);
 struct store_dest_row *store_batch_add_dest(struct store_batch *b);
 struct store_gap_row *store_batch_add_gap(struct store_batch *b);
+struct store_hist_gateway *store_batch_add_hist_gateway(struct store_batch *b);
+struct store_hist_host *store_batch_add_hist_host(struct store_batch *b);
+struct store_hist_dest *store_batch_add_hist_dest(struct store_batch *b);
 
 /* Starts a run: empties the live tables (they described a previous run)
  * and writes status with state STARTING, in one transaction. */

@@ -22,6 +22,9 @@ void store_batch_clear(struct store_batch *b)
 	b->full = 0;
 	b->n_gateways = b->n_hosts = b->n_dests = b->n_gaps = 0;
 	memset(&b->status, 0, sizeof(b->status));
+	b->hist.start_ms = b->hist.end_ms = 0;
+	b->hist.exact = b->hist.state = 0;
+	b->hist.n_gateways = b->hist.n_hosts = b->hist.n_dests = 0;
 }
 
 void store_batch_free(struct store_batch *b)
@@ -30,6 +33,9 @@ void store_batch_free(struct store_batch *b)
 	free(b->hosts);
 	free(b->dests);
 	free(b->gaps);
+	free(b->hist.gateways);
+	free(b->hist.hosts);
+	free(b->hist.dests);
 	store_batch_init(b);
 }
 
@@ -81,17 +87,26 @@ struct store_gap_row *store_batch_add_gap(struct store_batch *b)
 	BATCH_ADD(b, gaps, n_gaps, cap_gaps);
 }
 
+struct store_hist_gateway *store_batch_add_hist_gateway(struct store_batch *b)
+{
+	BATCH_ADD(b, hist.gateways, hist.n_gateways, hist.cap_gateways);
+}
+
+struct store_hist_host *store_batch_add_hist_host(struct store_batch *b)
+{
+	BATCH_ADD(b, hist.hosts, hist.n_hosts, hist.cap_hosts);
+}
+
+struct store_hist_dest *store_batch_add_hist_dest(struct store_batch *b)
+{
+	BATCH_ADD(b, hist.dests, hist.n_dests, hist.cap_dests);
+}
+
 /* ---- binding ---- */
 
-/* An address as canonical text, formatted once per distinct address in a
- * run of rows (batches come grouped by gateway). */
-struct addr_text {
-	struct ns_addr addr;
-	int valid;
-	char text[NS_ADDR_STRLEN];
-};
+/* ---- binding (store/internal.h) ---- */
 
-static const char *addr_text(struct addr_text *c, const struct ns_addr *a)
+const char *store_addr_text(struct store_addr_text *c, const struct ns_addr *a)
 {
 	if (c->valid && memcmp(&c->addr, a, sizeof(*a)) == 0)
 		return c->text;
@@ -109,10 +124,10 @@ static const char *addr_text(struct addr_text *c, const struct ns_addr *a)
 
 /* Binds an address's text at i, its family (4/6) at i + 1 and its bytes
  * at i + 2.  Pass family_at 0 to bind the text only. */
-static int bind_addr(sqlite3_stmt *s, int i, int family_at,
-		     struct addr_text *c, const struct ns_addr *a)
+int store_bind_addr(sqlite3_stmt *s, int i, int family_at,
+		     struct store_addr_text *c, const struct ns_addr *a)
 {
-	const char *text = addr_text(c, a);
+	const char *text = store_addr_text(c, a);
 
 	if (!text)
 		return -1;
@@ -126,7 +141,7 @@ static int bind_addr(sqlite3_stmt *s, int i, int family_at,
 	return 0;
 }
 
-static void bind_proto(sqlite3_stmt *s, int i, uint8_t proto)
+void store_bind_proto(sqlite3_stmt *s, int i, uint8_t proto)
 {
 	const char *name = ns_proto_name(proto);
 
@@ -136,13 +151,13 @@ static void bind_proto(sqlite3_stmt *s, int i, uint8_t proto)
 		sqlite3_bind_int(s, i, proto); /* read back as a number */
 }
 
-static void bind_u64(sqlite3_stmt *s, int i, uint64_t v)
+void store_bind_u64(sqlite3_stmt *s, int i, uint64_t v)
 {
 	sqlite3_bind_int64(s, i, v > INT64_MAX ? INT64_MAX : (int64_t)v);
 }
 
 /* Counters that may be unknown (-1): NULL in the database. */
-static void bind_opt(sqlite3_stmt *s, int i, int64_t v)
+void store_bind_opt(sqlite3_stmt *s, int i, int64_t v)
 {
 	if (v < 0)
 		sqlite3_bind_null(s, i);
@@ -151,7 +166,7 @@ static void bind_opt(sqlite3_stmt *s, int i, int64_t v)
 }
 
 /* Times, where 0 means never: NULL in the database. */
-static void bind_ms(sqlite3_stmt *s, int i, int64_t ms)
+void store_bind_ms(sqlite3_stmt *s, int i, int64_t ms)
 {
 	if (ms <= 0)
 		sqlite3_bind_null(s, i);
@@ -179,7 +194,7 @@ static void bind_ms(sqlite3_stmt *s, int i, int64_t ms)
 	"state_time_wait = ?21, state_close = ?22, state_syn_sent2 = ?23"
 
 static int write_gateway(struct store *st, const struct store_gateway_row *r,
-			 struct addr_text *gw, struct addr_text *other)
+			 struct store_addr_text *gw, struct store_addr_text *other)
 {
 	/* A deleted gateway has no live mappings, so neither have any of
 	 * its hosts or buckets: remove them too. */
@@ -199,23 +214,23 @@ static int write_gateway(struct store *st, const struct store_gateway_row *r,
 	for (size_t i = 0; r->deleted && i < sizeof(del) / sizeof(del[0]);
 	     i++) {
 		s = store_stmt(st, del[i].id, del[i].sql);
-		if (!s || bind_addr(s, 1, 0, gw, &r->ip) < 0)
+		if (!s || store_bind_addr(s, 1, 0, gw, &r->ip) < 0)
 			return -1;
-		bind_proto(s, 2, r->proto);
+		store_bind_proto(s, 2, r->proto);
 		if (store_step_done(st, s, "deleting a gateway") < 0)
 			return -1;
 	}
 	if (r->deleted)
 		return 0;
 	s = store_stmt(st, STMT_GW_UPSERT, SQL_GW_UPSERT);
-	if (!s || bind_addr(s, 1, 3, gw, &r->ip) < 0)
+	if (!s || store_bind_addr(s, 1, 3, gw, &r->ip) < 0)
 		return -1;
-	bind_proto(s, 2, r->proto);
+	store_bind_proto(s, 2, r->proto);
 	sqlite3_bind_int64(s, 5, r->ports_in_use);
 	sqlite3_bind_int64(s, 6, r->mappings);
 	sqlite3_bind_int64(s, 7, r->hosts);
 	sqlite3_bind_int64(s, 8, r->destinations);
-	if (r->worst_ip.family && bind_addr(s, 9, 0, other, &r->worst_ip) < 0)
+	if (r->worst_ip.family && store_bind_addr(s, 9, 0, other, &r->worst_ip) < 0)
 		return -1;
 	sqlite3_bind_int(s, 10, r->worst_port);
 	sqlite3_bind_int(s, 11, r->worst_zone);
@@ -227,7 +242,7 @@ static int write_gateway(struct store *st, const struct store_gateway_row *r,
 }
 
 static int write_host(struct store *st, const struct store_host_row *r,
-		      struct addr_text *gw, struct addr_text *host)
+		      struct store_addr_text *gw, struct store_addr_text *host)
 {
 	sqlite3_stmt *s;
 
@@ -243,10 +258,10 @@ static int write_host(struct store *st, const struct store_host_row *r,
 			       "ON CONFLICT (public_ip, proto, ip) "
 			       "DO UPDATE SET kind = ?4, "
 			       "mappings = ?7, ports_in_use = ?8");
-	if (!s || bind_addr(s, 1, 0, gw, &r->gateway) < 0)
+	if (!s || store_bind_addr(s, 1, 0, gw, &r->gateway) < 0)
 		return -1;
-	bind_proto(s, 2, r->proto);
-	if (bind_addr(s, 3, r->mappings ? 5 : 0, host, &r->ip) < 0)
+	store_bind_proto(s, 2, r->proto);
+	if (store_bind_addr(s, 3, r->mappings ? 5 : 0, host, &r->ip) < 0)
 		return -1;
 	if (r->mappings) {
 		sqlite3_bind_text(s, 4, ns_kind_name(r->kind), -1,
@@ -258,7 +273,7 @@ static int write_host(struct store *st, const struct store_host_row *r,
 }
 
 static int write_dest(struct store *st, const struct store_dest_row *r,
-		      struct addr_text *gw, struct addr_text *dest)
+		      struct store_addr_text *gw, struct store_addr_text *dest)
 {
 	sqlite3_stmt *s;
 
@@ -275,11 +290,11 @@ static int write_dest(struct store *st, const struct store_dest_row *r,
 			       "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
 			       "ON CONFLICT (public_ip, proto, zone, ip, port) "
 			       "DO UPDATE SET mappings = ?8, capacity = ?9");
-	if (!s || bind_addr(s, 1, 0, gw, &r->gateway) < 0)
+	if (!s || store_bind_addr(s, 1, 0, gw, &r->gateway) < 0)
 		return -1;
-	bind_proto(s, 2, r->proto);
+	store_bind_proto(s, 2, r->proto);
 	sqlite3_bind_int(s, 3, r->zone);
-	if (bind_addr(s, 4, r->mappings ? 6 : 0, dest, &r->ip) < 0)
+	if (store_bind_addr(s, 4, r->mappings ? 6 : 0, dest, &r->ip) < 0)
 		return -1;
 	sqlite3_bind_int(s, 5, r->port);
 	if (r->mappings) {
@@ -307,12 +322,12 @@ static int write_gap(struct store *st, const struct store_gap_row *g)
 	sqlite3_bind_int64(s, 1, g->run_started_ms);
 	sqlite3_bind_int64(s, 2, g->seq);
 	sqlite3_bind_int64(s, 3, g->start_ms);
-	bind_ms(s, 4, g->end_ms);
-	bind_opt(s, 5, g->events_lost);
-	bind_u64(s, 6, g->enobufs);
-	bind_u64(s, 7, g->added);
-	bind_u64(s, 8, g->removed);
-	bind_u64(s, 9, g->changed);
+	store_bind_ms(s, 4, g->end_ms);
+	store_bind_opt(s, 5, g->events_lost);
+	store_bind_u64(s, 6, g->enobufs);
+	store_bind_u64(s, 7, g->added);
+	store_bind_u64(s, 8, g->removed);
+	store_bind_u64(s, 9, g->changed);
 	sqlite3_bind_text(s, 10, g->reason, strnlen(g->reason,
 						    sizeof(g->reason)),
 			  SQLITE_STATIC);
@@ -360,33 +375,90 @@ static int write_status(struct store *st, const struct store_status *x,
 	return store_write_status(st, &row);
 }
 
+/* A write's transaction, or its savepoint inside store_tx_begin()'s. */
 static int tx_begin(struct store *st)
 {
-	sqlite3_stmt *s = store_stmt(st, STMT_BEGIN, "BEGIN IMMEDIATE");
+	sqlite3_stmt *s;
 
+	if (st->outer_tx)
+		return store_exec(st, "SAVEPOINT store_write",
+				  "starting a savepoint");
+	s = store_stmt(st, STMT_BEGIN, "BEGIN IMMEDIATE");
 	return s ? store_step_done(st, s, "starting a transaction") : -1;
 }
 
 static int tx_commit(struct store *st)
 {
-	sqlite3_stmt *s = store_stmt(st, STMT_COMMIT, "COMMIT");
+	sqlite3_stmt *s;
 
+	if (st->outer_tx)
+		return store_exec(st, "RELEASE store_write",
+				  "releasing a savepoint");
+	s = store_stmt(st, STMT_COMMIT, "COMMIT");
 	return s ? store_step_done(st, s, "committing") : -1;
 }
 
-/* Rolls back whatever the failed transaction did; keeps errno. */
+/* Rolls back whatever the failed transaction (or savepoint) did; keeps
+ * errno. */
 static void tx_rollback(struct store *st)
 {
 	int err = errno;
+	const char *sql = st->outer_tx ? "ROLLBACK TO store_write; "
+					 "RELEASE store_write" : "ROLLBACK";
 
 	for (int i = 0; i < STMT__COUNT; i++)
 		if (st->stmt[i])
 			sqlite3_reset(st->stmt[i]);
 	if (!sqlite3_get_autocommit(st->db) &&
-	    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK)
+	    sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		log_warnx("store: %s: rollback: %s", st->path,
 			  sqlite3_errmsg(st->db));
 	errno = err;
+}
+
+int store_tx_begin(struct store *st)
+{
+	if (st->mode != STORE_READ_WRITE || st->outer_tx) {
+		log_warnx("store: %s: a transaction needs a read-write store "
+			  "and none open", st->path);
+		errno = EINVAL;
+		return -1;
+	}
+	if (store_exec(st, "BEGIN IMMEDIATE", "starting a transaction") < 0)
+		return -1;
+	st->outer_tx = 1;
+	return 0;
+}
+
+int store_tx_end(struct store *st, int commit)
+{
+	int rc = 0, err;
+
+	if (!st->outer_tx) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (int i = 0; i < STMT__COUNT; i++)
+		if (st->stmt[i])
+			sqlite3_reset(st->stmt[i]);
+	if (commit && store_exec(st, "COMMIT", "committing") == 0) {
+		st->outer_tx = 0;
+		/* our own commit: the next delta builds on it */
+		return store_data_version(st, &st->data_version);
+	}
+	err = errno;
+	if (!sqlite3_get_autocommit(st->db) &&
+	    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK) {
+		log_warnx("store: %s: rollback: %s", st->path,
+			  sqlite3_errmsg(st->db));
+		rc = -1;
+	}
+	st->outer_tx = 0;
+	if (commit || rc < 0) {
+		errno = commit ? err : EIO;
+		return -1;
+	}
+	return 0;
 }
 
 static int clear_live(struct store *st)
@@ -427,6 +499,7 @@ int store_begin_run(struct store *st, const struct store_status *status)
 	if (tx_begin(st) < 0)
 		return -1;
 	if (foreign_commit(st) < 0 || clear_live(st) < 0 ||
+	    store_incidents_begin_run(st, ns_now_ms()) < 0 ||
 	    write_status(st, status, STORE_STATE_STARTING, st->writes_ok,
 			 st->last_write_ms) < 0 ||
 	    tx_commit(st) < 0) {
@@ -458,8 +531,8 @@ static void mark_failed(struct store *st)
 	int err = errno;
 	sqlite3_stmt *s;
 
-	if (st->mode != STORE_READ_WRITE)
-		return;
+	if (st->mode != STORE_READ_WRITE || st->outer_tx)
+		return; /* inside store_tx_begin(): all of it rolls back */
 	s = store_stmt(st, STMT_STATUS_FAILED,
 		       "UPDATE status SET state = ?1, writes_failed = ?2, "
 		       "writes_last_error = ?3 WHERE id = 1");
@@ -477,7 +550,8 @@ static void checkpoint(struct store *st)
 {
 	int log_pages, done_pages, rc;
 
-	if (++st->writes_since_checkpoint < STORE_CHECKPOINT_EVERY)
+	if (st->outer_tx ||
+	    ++st->writes_since_checkpoint < STORE_CHECKPOINT_EVERY)
 		return;
 	st->writes_since_checkpoint = 0;
 	rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
@@ -492,7 +566,7 @@ static void checkpoint(struct store *st)
 
 int store_write(struct store *st, const struct store_batch *b)
 {
-	struct addr_text gw = { 0 }, other = { 0 };
+	struct store_addr_text gw = { 0 }, other = { 0 };
 	int64_t now = ns_now_ms();
 	size_t i;
 	int changed;
@@ -529,11 +603,14 @@ int store_write(struct store *st, const struct store_batch *b)
 	if (trim_gaps(st, b->status.as_of_ms > 0 ? b->status.as_of_ms : now,
 		      b->status.started_ms) < 0)
 		goto rollback;
+	if (store_history_write(st, b) < 0)
+		goto rollback;
 	if (write_status(st, &b->status, b->status.state, st->writes_ok + 1,
 			 now) < 0)
 		goto rollback;
 	if (tx_commit(st) < 0)
 		goto rollback;
+	store_history_committed(st, b, 1);
 	st->writes_ok++;
 	st->last_write_ms = now;
 	checkpoint(st);
@@ -541,10 +618,12 @@ int store_write(struct store *st, const struct store_batch *b)
 rollback:
 	note_failure(st);
 	tx_rollback(st);
+	store_history_committed(st, b, 0);
 	mark_failed(st);
 	return -1;
 fail:
 	note_failure(st);
+	store_history_committed(st, b, 0);
 	mark_failed(st);
 	return -1;
 }

@@ -1092,7 +1092,8 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 	}
 	if (family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	if (!(w->st = store_open(cfg->db_path, STORE_READ_ONLY)))
+	if (!(w->st = store_open(cfg->db_path, cfg->frozen ? STORE_IMMUTABLE :
+						      STORE_READ_ONLY)))
 		goto err;
 
 	/* libmicrohttpd closes the socket it was given on some of its

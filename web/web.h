@@ -21,6 +21,9 @@ struct web_config {
 	 * but "/" is 503 "starting", since the tables are still the previous
 	 * run's.  0: serve the file as it is (a copied database). */
 	int64_t run_started_ms;
+	/* Read the file as a frozen copy (store.h STORE_IMMUTABLE): for a
+	 * database in a directory this process cannot write. */
+	int frozen;
 };
 
 /* Opens the API's listening socket on spec, "ADDR:PORT" ("127.0.0.1:9628",

@@ -94,6 +94,12 @@ def test_bad_flags(lab, fail, work, nsbin):
         (["run", "--listen", "nonsense"] + db, "listen"),
         (["run", "--listen", "127.0.0.1:99999"] + db, "listen"),
         (["run", "--event-buffer", "12Q"] + db, "event-buffer"),
+        (["run", "--history-raw", "3x"] + db, "history-raw"),
+        (["run", "--history-hour", "-1d"] + db, "history-hour"),
+        (["run", "--history-max-size", "10K"] + db, "history-max-size"),
+        (["run", "--history-top", "0"] + db, "history-top"),
+        (["run", "--warn", "101"] + db, "warn"),
+        (["run", "--warn", "95", "--critical", "90"] + db, "critical"),
         (["run", "--bogus"] + db, "bogus"),
         (["run", "--db"], "db"),
         (["frobnicate"], "frobnicate"),
@@ -113,6 +119,7 @@ def test_help_version(lab, fail, nsbin):
     rc, out, _ = run_timed(lab, "gw", nsbin + ["run", "--help"], timeout=5)
     fail.check(rc == 0, "run --help: status %r" % rc)
     for word in ("--db", "--listen", "--interval", "--event-buffer",
+                 "--history-raw", "--history-max-size", "--warn",
                  "--verbose"):
         fail.check(word in out, "run --help does not mention %s: %r"
                    % (word, out))

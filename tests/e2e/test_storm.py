@@ -221,10 +221,18 @@ def run(lab, work, fail):
                    "the repairs changed nothing although %d events were "
                    "lost" % lost)
 
-    doc = ns.get_json("/api/v1/gateways")
+    # an answer's coverage lists the gaps that overlap its interval: the
+    # repair's own gap until a snapshot taken an interval after it closed
+    deadline = time.monotonic() + 3 * INTERVAL
+    while True:
+        doc = ns.get_json("/api/v1/gateways")
+        if ((doc.get("coverage") or {}).get("complete") is True or
+                time.monotonic() > deadline):
+            break
+        time.sleep(0.1)
     fail.check((doc.get("coverage") or {}).get("complete") is True,
-               "after the repair /api/v1/gateways says coverage %r"
-               % doc.get("coverage"))
+               "%d s after the repair /api/v1/gateways says coverage %r"
+               % (3 * INTERVAL, doc.get("coverage")))
     log("watcher: %d consistent status/gateways pairs, %d with a gap open, "
         "%d marked incomplete%s" % (
             watcher.pairs, watcher.open_seen, watcher.incomplete_seen,

@@ -1059,6 +1059,108 @@ static void test_memory_per_mapping(void **state)
 	ledger_free(l);
 }
 
+/* Peaks, not samples: a burst that opens and closes 20,000 mappings
+ * within one period shows in that period's history (the gateway's ports
+ * and mappings, the bucket, the host that came and went, the mappings
+ * created), then the next period starts again from what is held. */
+static void test_history_peaks(void **state)
+{
+	struct ledger *l = ledger_new();
+	struct store_batch b;
+	struct ledger_mapping m;
+	const struct store_hist_gateway *g;
+	struct ns_addr a;
+	int saw_burst_host = 0;
+
+	(void)state;
+	store_batch_init(&b);
+	for (uint16_t p = 0; p < 100; p++) {
+		m = mk("203.0.113.1", (uint16_t)(2000 + p), "198.18.0.1",
+		       "198.51.100.1", 443, 3);
+		assert_int_equal(ledger_upsert(l, &m, LEDGER_DUMP), LEDGER_ADDED);
+	}
+	assert_int_equal(ledger_history(l, &b, 20, ranges), 0);
+	assert_int_equal(b.hist.n_gateways, 1);
+	assert_int_equal(b.hist.gateways[0].new_mappings, 0); /* dumped */
+	snap(l, &b, 0);
+	/* the burst: 20,000 mappings of another host toward another
+	 * bucket, all gone again before the next snapshot */
+	store_batch_clear(&b);
+	for (unsigned i = 0; i < 20000; i++) {
+		m = mk("203.0.113.1", (uint16_t)(10000 + i), "198.18.0.9",
+		       "198.51.100.2", 80, 7);
+		assert_int_equal(ledger_upsert(l, &m, LEDGER_EVENT_NEW),
+				 LEDGER_ADDED);
+		/* an UPDATE is no new connection */
+		assert_int_equal(ledger_upsert(l, &m, LEDGER_EVENT),
+				 LEDGER_UNCHANGED);
+	}
+	for (unsigned i = 0; i < 20000; i++) {
+		m = mk("203.0.113.1", (uint16_t)(10000 + i), "198.18.0.9",
+		       "198.51.100.2", 80, 7);
+		assert_int_equal(ledger_remove(l, &m), 1);
+	}
+	assert_int_equal(ledger_history(l, &b, 20, ranges), 0);
+	assert_int_equal(b.hist.n_gateways, 1);
+	g = &b.hist.gateways[0];
+	assert_int_equal(g->end.ports_in_use, 100);
+	assert_int_equal(g->end.mappings, 100);
+	assert_int_equal(g->ports_peak, 20100);
+	assert_int_equal(g->mappings_peak, 20100);
+	assert_int_equal(g->time_wait_peak, 20000);
+	assert_int_equal(g->end.states[NS_TCP_TIME_WAIT], 0);
+	assert_int_equal(g->new_mappings, 20000);
+	ns_addr_parse("198.51.100.2", &a);
+	assert_int_equal(ns_addr_cmp(&g->end.worst_ip, &a), 0);
+	assert_int_equal(g->end.worst_mappings, 20000);
+	assert_int_equal(g->end.worst_capacity, 64512);
+	ns_addr_parse("198.18.0.9", &a);
+	for (size_t i = 0; i < b.hist.n_hosts; i++) {
+		const struct store_hist_host *h = &b.hist.hosts[i];
+
+		if (ns_addr_cmp(&h->end.ip, &a))
+			continue;
+		saw_burst_host = 1;
+		assert_int_equal(h->end.mappings, 0);
+		assert_int_equal(h->mappings_peak, 20000);
+		assert_int_equal(h->new_mappings, 20000);
+	}
+	assert_true(saw_burst_host);
+	snap(l, &b, 0); /* forgets the emptied host and bucket */
+	/* the next period starts from what is held */
+	store_batch_clear(&b);
+	assert_int_equal(ledger_history(l, &b, 20, ranges), 0);
+	assert_int_equal(b.hist.n_gateways, 1);
+	assert_int_equal(b.hist.gateways[0].ports_peak, 100);
+	assert_int_equal(b.hist.gateways[0].new_mappings, 0);
+	assert_int_equal(b.hist.n_hosts, 1); /* the one left, by its peak */
+	assert_int_equal(b.hist.hosts[0].mappings_peak, 100);
+	assert_int_equal(b.hist.n_dests, 1);
+	/* the top: 30 hosts, one new mapping each but host 29 with 5; the
+	 * top 2 by peak are the old host and host 29, by rate host 29 and
+	 * host 0 (ties go to the higher peak, then the scan order) */
+	for (unsigned i = 0; i < 30; i++)
+		for (unsigned k = 0; k < (i == 29 ? 5u : 1u); k++) {
+			char host[32];
+
+			snprintf(host, sizeof(host), "198.18.1.%u", i + 1);
+			m = mk("203.0.113.1", (uint16_t)(30000 + i * 8 + k), host,
+			       "198.51.100.3", 443, 3);
+			assert_int_equal(ledger_upsert(l, &m, LEDGER_EVENT_NEW),
+					 LEDGER_ADDED);
+		}
+	store_batch_clear(&b);
+	assert_int_equal(ledger_history(l, &b, 2, ranges), 0);
+	assert_int_equal(b.hist.n_hosts, 3);
+	assert_int_equal(b.hist.hosts[0].mappings_peak, 100);
+	assert_int_equal(b.hist.hosts[1].mappings_peak, 5);
+	assert_int_equal(b.hist.hosts[1].new_mappings, 5);
+	assert_int_equal(b.hist.hosts[2].new_mappings, 1);
+	assert_int_equal(b.hist.n_dests, 2);
+	store_batch_free(&b);
+	ledger_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1076,6 +1178,7 @@ int main(void)
 		cmocka_unit_test(test_memory_follows_live),
 		cmocka_unit_test(test_hash_flooding),
 		cmocka_unit_test(test_sample_and_lookup),
+		cmocka_unit_test(test_history_peaks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -495,8 +495,8 @@ static void write_gaps(struct store *st, int n)
 /* ---- opening, versions ---- */
 
 /* schema/NNN_name.sql, in order */
-#define MIGRATIONS "1:live,2:gaps,3:status,4:history"
-#define N_MIGRATIONS 4
+#define MIGRATIONS "1:live,2:gaps,3:status,4:history,5:status_note"
+#define N_MIGRATIONS 5
 /* what the migrations after 003 create (003 rebuilds status itself) */
 #define DROP_SINCE_3 "DROP TABLE hist_gateway; DROP TABLE hist_host; " \
 	"DROP TABLE hist_dest; DROP TABLE hist_kernel; DROP TABLE incident; " \
@@ -2179,6 +2179,78 @@ static void test_json_error(void **state)
 
 /* ---- the writer thread ---- */
 
+/* store_tx_begin/end: writes grouped into one transaction land together
+ * or not at all; a write that fails inside it rolls back its own
+ * savepoint, marks nothing (no db-error row), and the whole is rolled
+ * back by the caller.  Then a frozen copy (STORE_IMMUTABLE) reads it. */
+static void test_outer_transaction(void **state)
+{
+	const char *path = db_path("outer");
+	struct store *st = open_fresh("outer"), *ro;
+	struct store_batch b;
+	struct store_status got;
+
+	store_batch_init(&b);
+	b.full = 1;
+	add_gw(&b, "203.0.113.1", IPPROTO_TCP, 10, 12);
+	store_status_init(&b.status);
+	b.status.state = STORE_STATE_STOPPED;
+	b.status.as_of_ms = T0;
+	snprintf(b.status.note, sizeof(b.status.note), "imported");
+
+	/* rolled back: two writes, nothing lands */
+	assert_int_equal(store_tx_begin(st), 0);
+	assert_int_equal(store_write(st, &b), 0);
+	b.full = 0;
+	b.gateways[0].mappings = 13;
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_tx_end(st, 0), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM gateways"), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM status"), 0);
+
+	/* a failed write inside: its savepoint goes, the rest stays, the
+	 * status row is not marked db-error, the caller rolls back */
+	assert_int_equal(store_tx_begin(st), 0);
+	b.full = 1;
+	assert_int_equal(store_write(st, &b), 0);
+	b.full = 0;
+	b.gateways[0].ip.family = 99; /* an invalid row */
+	errno = 0;
+	assert_int_equal(store_write(st, &b), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(store_tx_end(st, 0), 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM status"), 0);
+
+	/* committed: both writes, one transaction */
+	b.gateways[0].ip = A("203.0.113.1");
+	assert_int_equal(store_tx_begin(st), 0);
+	assert_int_equal(store_tx_begin(st), -1); /* not nested */
+	b.full = 1;
+	b.gateways[0].mappings = 12;
+	assert_int_equal(store_write(st, &b), 0);
+	b.full = 0;
+	b.gateways[0].mappings = 14;
+	assert_int_equal(store_write(st, &b), 0);
+	assert_int_equal(store_tx_end(st, 1), 0);
+	assert_int_equal(q_int(path, "SELECT mappings FROM gateways"), 14);
+	assert_string_equal(q_text(path, "SELECT state || ' ' || note FROM "
+				   "status"), "stopped imported");
+	/* and the writer goes on with ordinary writes (no ESTALE) */
+	b.gateways[0].mappings = 15;
+	assert_int_equal(store_write(st, &b), 0);
+	store_close(st);
+
+	/* a frozen copy reads the same */
+	ro = store_open(path, STORE_IMMUTABLE);
+	assert_non_null(ro);
+	assert_int_equal(store_read_status(ro, &got), 0);
+	assert_int_equal(got.state, STORE_STATE_STOPPED);
+	assert_string_equal(got.note, "imported");
+	assert_int_equal(q_int(path, "SELECT mappings FROM gateways"), 15);
+	store_close(ro);
+	store_batch_free(&b);
+}
+
 static void test_writer(void **state)
 {
 	const char *path = db_path("writer");
@@ -2395,6 +2467,361 @@ static int group_teardown(void **state)
 	return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* ---- history ---- */
+
+/* One period [start, end) of history for gateway 203.0.113.1 tcp: ports
+ * and mappings at the end, their peaks, new mappings; one host and one
+ * bucket with the same figures, and a second host only when it bursts. */
+static void hist_write(struct store *st, int64_t start, int64_t end,
+		       uint32_t ports, uint32_t peak, uint32_t created,
+		       int exact, int64_t insert_failed)
+{
+	struct store_batch b;
+	struct store_hist_gateway *g;
+	struct store_hist_host *h;
+	struct store_hist_dest *d;
+
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	b.status.as_of_ms = end;
+	b.status.conntrack_insert_failed = insert_failed;
+	b.hist.start_ms = start;
+	b.hist.end_ms = end;
+	b.hist.exact = (uint8_t)exact;
+	b.hist.state = exact ? STORE_STATE_RUNNING : STORE_STATE_RESYNCING;
+	assert_non_null(g = store_batch_add_hist_gateway(&b));
+	g->end.ip = A("203.0.113.1");
+	g->end.proto = IPPROTO_TCP;
+	g->end.ports_in_use = ports;
+	g->end.mappings = ports;
+	g->end.hosts = 1;
+	g->end.destinations = 1;
+	g->end.worst_ip = A("198.51.100.7");
+	g->end.worst_port = 443;
+	g->end.worst_mappings = peak;
+	g->end.worst_capacity = 64512;
+	g->end.states[NS_TCP_TIME_WAIT] = ports / 2;
+	g->ports_peak = peak;
+	g->mappings_peak = peak;
+	g->time_wait_peak = peak / 2;
+	g->new_mappings = created;
+	assert_non_null(h = store_batch_add_hist_host(&b));
+	h->end.gateway = A("203.0.113.1");
+	h->end.proto = IPPROTO_TCP;
+	h->end.kind = NS_KIND_NAT;
+	h->end.ip = A("198.18.0.1");
+	h->end.mappings = ports;
+	h->end.ports_in_use = ports;
+	h->mappings_peak = ports;
+	h->new_mappings = 1;
+	if (peak > ports) { /* a burst: another host came and went */
+		assert_non_null(h = store_batch_add_hist_host(&b));
+		h->end.gateway = A("203.0.113.1");
+		h->end.proto = IPPROTO_TCP;
+		h->end.kind = NS_KIND_NAT;
+		h->end.ip = A("198.18.0.9");
+		h->mappings_peak = peak - ports;
+		h->new_mappings = peak - ports;
+	}
+	assert_non_null(d = store_batch_add_hist_dest(&b));
+	d->end.gateway = A("203.0.113.1");
+	d->end.proto = IPPROTO_TCP;
+	d->end.ip = A("198.51.100.7");
+	d->end.port = 443;
+	d->end.mappings = ports;
+	d->end.capacity = 64512;
+	d->mappings_peak = peak;
+	d->new_mappings = created;
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_free(&b);
+}
+
+#define HGW(tier, ts, col) \
+	"SELECT " col " FROM hist_gateway WHERE tier = " #tier \
+	" AND ts_ms = " ts
+
+/* Peaks survive rollups: a burst of 20,000 within one 5 s period is the
+ * peak of its minute and of its hour; rates add up; a period with a gap
+ * makes its minute and hour inexact; the kernel's counters are deltas. */
+static void test_history_rollups(void **state)
+{
+	const char *path = db_path("history");
+	struct store *st = open_fresh("history");
+	char ts[64];
+
+	(void)state;
+	/* minute T0: 11 periods of 5 s ending T0+5 s .. T0+55 s */
+	for (int i = 0; i < 11; i++) {
+		int64_t start = T0 + i * 5000;
+
+		hist_write(st, start, start + 5000, 100, i == 2 ? 20100 : 100,
+			   i == 2 ? 20000 : 10, i != 5, 3 + (i >= 7 ? 4 : 0));
+	}
+	/* the period ending T0+60 s belongs to the next minute and closes
+	 * minute T0 */
+	hist_write(st, T0 + 55000, T0 + 60000, 90, 100, 10, 1, 7);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hist_gateway "
+				     "WHERE tier = 0"), 12);
+	snprintf(ts, sizeof(ts), "%lld", T0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hist_gateway "
+				     "WHERE tier = 1"), 1);
+	{
+		char sql[256];
+
+#define CHECK(tier, col, v)                                                  \
+	snprintf(sql, sizeof(sql), "SELECT %s FROM hist_gateway WHERE tier = " \
+		 "%d AND ts_ms = %s", col, tier, ts);                          \
+	assert_int_equal(q_int(path, sql), v)
+
+		CHECK(1, "span_ms", 55000);
+		CHECK(1, "ports_peak", 20100);
+		CHECK(1, "ports_in_use", 100);
+		CHECK(1, "new_mappings", 10 * 10 + 20000);
+		CHECK(1, "exact", 0);
+		CHECK(1, "worst_peak", 20100);
+		CHECK(1, "time_wait_peak", 10050);
+		CHECK(1, "state_time_wait", 50);
+		CHECK(1, "round(ports_avg)", 100);
+		/* the hosts of the minute: the burst's host, gone by its
+		 * end, with its peak */
+		snprintf(sql, sizeof(sql), "SELECT mappings_peak * 1000000 + "
+			 "mappings FROM hist_host WHERE tier = 1 AND ts_ms = %s "
+			 "AND ip = '198.18.0.9'", ts);
+		assert_int_equal(q_int(path, sql), 20000LL * 1000000);
+		snprintf(sql, sizeof(sql), "SELECT new_mappings FROM "
+			 "hist_host WHERE tier = 1 AND ts_ms = %s AND ip = "
+			 "'198.18.0.1'", ts);
+		assert_int_equal(q_int(path, sql), 11);
+		snprintf(sql, sizeof(sql), "SELECT mappings_peak FROM "
+			 "hist_dest WHERE tier = 1 AND ts_ms = %s", ts);
+		assert_int_equal(q_int(path, sql), 20100);
+		/* the kernel: insert_failed rose by 4 within the minute
+		 * (the first period has no previous value: NULL) */
+		snprintf(sql, sizeof(sql), "SELECT ct_insert_failed FROM "
+			 "hist_kernel WHERE tier = 1 AND ts_ms = %s", ts);
+		assert_int_equal(q_int(path, sql), 4);
+		snprintf(sql, sizeof(sql), "SELECT state FROM hist_kernel "
+			 "WHERE tier = 1 AND ts_ms = %s", ts);
+		assert_string_equal(q_text(path, sql), "resyncing");
+
+		/* an hour later: hour T0 is made from its minutes */
+		hist_write(st, T0 + 3600000, T0 + 3605000, 80, 80, 1, 1, 7);
+		CHECK(2, "ports_peak", 20100);
+		CHECK(2, "exact", 0);
+		CHECK(2, "span_ms", 60000);
+		CHECK(2, "new_mappings", 20110);
+		CHECK(2, "ports_in_use", 90); /* the last minute's end */
+		snprintf(sql, sizeof(sql), "SELECT mappings_peak FROM "
+			 "hist_host WHERE tier = 2 AND ts_ms = %s AND ip = "
+			 "'198.18.0.9'", ts);
+		assert_int_equal(q_int(path, sql), 20000);
+		snprintf(sql, sizeof(sql), "SELECT ct_insert_failed FROM "
+			 "hist_kernel WHERE tier = 2 AND ts_ms = %s", ts);
+		assert_int_equal(q_int(path, sql), 4);
+#undef CHECK
+	}
+	/* nothing made twice */
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hist_gateway "
+				     "WHERE tier = 1"), 2);
+	store_close(st);
+}
+
+/* Retention by age per tier, then by size. */
+static void test_history_retention(void **state)
+{
+	const char *path = db_path("hist-retain");
+	struct store *st = open_fresh("hist-retain");
+	struct store_history_config cfg;
+	int64_t t;
+
+	(void)state;
+	store_history_defaults(&cfg);
+	cfg.keep_ms[0] = 10 * MIN_MS;
+	cfg.keep_ms[1] = 3600 * 1000;
+	cfg.keep_ms[2] = DAY_MS;
+	assert_int_equal(store_history_configure(st, &cfg), 0);
+	cfg.top = 0;
+	errno = 0;
+	assert_int_equal(store_history_configure(st, &cfg), -1);
+	assert_int_equal(errno, EINVAL);
+	/* two days, a 5 s period every 5 minutes */
+	for (t = T0; t < T0 + 2 * DAY_MS; t += 5 * MIN_MS)
+		hist_write(st, t, t + 5000, 10, 10, 1, 1, 0);
+	t -= 5 * MIN_MS; /* the last period's start */
+	assert_true(q_int(path, "SELECT count(*) FROM hist_gateway WHERE "
+				"tier = 0") <= 3);
+	{
+		char sql[200];
+
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM hist_gateway "
+			 "WHERE tier = 1 AND ts_ms < %lld",
+			 (long long)(t - 3600 * 1000));
+		assert_int_equal(q_int(path, sql), 0);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM hist_gateway "
+			 "WHERE tier = 2 AND ts_ms < %lld",
+			 (long long)(t - DAY_MS));
+		assert_int_equal(q_int(path, sql), 0);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM hist_kernel "
+			 "WHERE tier = 2 AND ts_ms < %lld",
+			 (long long)(t - DAY_MS));
+		assert_int_equal(q_int(path, sql), 0);
+	}
+	assert_true(q_int(path, "SELECT count(*) FROM hist_gateway WHERE "
+				"tier = 2") >= 23);
+	store_close(st);
+
+	/* by size: 1 MiB, hundreds of gateways a period */
+	path = db_path("hist-size");
+	st = open_fresh("hist-size");
+	store_history_defaults(&cfg);
+	cfg.max_bytes = 1 << 20;
+	assert_int_equal(store_history_configure(st, &cfg), 0);
+	capture_start();
+	for (t = T0; t < T0 + 6 * 3600 * 1000LL; t += MIN_MS) {
+		struct store_batch b;
+
+		store_batch_init(&b);
+		fill_status(&b.status, STORE_STATE_RUNNING);
+		b.hist.start_ms = t;
+		b.hist.end_ms = t + 5000;
+		b.hist.exact = 1;
+		for (int i = 0; i < 100; i++) {
+			struct store_hist_gateway *g =
+				store_batch_add_hist_gateway(&b);
+			char ip[32];
+
+			snprintf(ip, sizeof(ip), "203.0.113.%d", i + 1);
+			g->end.ip = A(ip);
+			g->end.proto = IPPROTO_TCP;
+			g->ports_peak = (uint32_t)i;
+		}
+		assert_int_equal(store_write(st, &b), 0);
+		store_batch_free(&b);
+	}
+	assert_non_null(strstr(capture_end(), "over its limit"));
+	/* the bound is met to the byte on main: the read side's index
+	 * (hosts_ip) adds its pages to what retention cannot trim */
+	assert_true(q_int(path, "SELECT (SELECT page_count FROM "
+				"pragma_page_count) - (SELECT freelist_count "
+				"FROM pragma_freelist_count)") * 4096 <=
+		    (1 << 20) + 320 * 1024);
+	/* the newest survive */
+	{
+		char sql[200];
+
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM hist_gateway "
+			 "WHERE tier = 0 AND ts_ms = %lld",
+			 (long long)(t - MIN_MS));
+		assert_int_equal(q_int(path, sql), 100);
+	}
+	store_close(st);
+}
+
+/* A write that fails loses its period, and the next period says so. */
+static void test_history_failed_write(void **state)
+{
+	const char *path = db_path("hist-fail");
+	struct store *st = open_fresh("hist-fail");
+
+	(void)state;
+	hist_write(st, T0, T0 + 5000, 10, 10, 1, 1, 0);
+	assert_int_equal(store_test_exec(st, "CREATE TRIGGER no_raw BEFORE "
+					     "INSERT ON hist_gateway BEGIN "
+					     "SELECT RAISE(ABORT, 'no'); END"),
+			 0);
+	{
+		struct store_batch b;
+		struct store_hist_gateway *g;
+
+		store_batch_init(&b);
+		fill_status(&b.status, STORE_STATE_RUNNING);
+		b.full = 1;
+		b.hist.start_ms = T0 + 5000;
+		b.hist.end_ms = T0 + 10000;
+		b.hist.exact = 1;
+		assert_non_null(g = store_batch_add_hist_gateway(&b));
+		g->end.ip = A("203.0.113.1");
+		g->end.proto = IPPROTO_TCP;
+		capture_start();
+		assert_int_equal(store_write(st, &b), -1);
+		capture_end();
+		store_batch_free(&b);
+	}
+	assert_int_equal(store_test_exec(st, "DROP TRIGGER no_raw"), 0);
+	hist_write(st, T0 + 10000, T0 + 15000, 10, 10, 1, 1, 0);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM hist_kernel WHERE "
+				     "tier = 0"), 2);
+	assert_string_equal(q_text(path, "SELECT group_concat(state) FROM "
+					 "(SELECT state FROM hist_kernel WHERE "
+					 "tier = 0 ORDER BY ts_ms)"),
+			    "running,db-error");
+	assert_int_equal(q_int(path, "SELECT sum(exact) FROM hist_kernel"), 1);
+	store_close(st);
+}
+
+/* Incidents: a bucket and its gateway cross 70% (warn) then 90%
+ * (critical) and fall back: one incident each, closed with its peak; the
+ * kernel's insert_failed rising while the bucket is saturated names it,
+ * rising later says no bucket was; a new run closes what was left open. */
+static void test_incidents(void **state)
+{
+	const char *path = db_path("incidents");
+	struct store *st = open_fresh("incidents");
+	char sql[256];
+	const char *d;
+
+	(void)state;
+	hist_write(st, T0, T0 + 5000, 100, 100, 1, 1, 3);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM incident"), 0);
+	hist_write(st, T0 + 5000, T0 + 10000, 100, 50000, 49900, 1, 3);
+	assert_string_equal(q_text(path, "SELECT group_concat(kind || ':' || "
+					 "severity || ':' || peak_mappings) FROM "
+					 "(SELECT * FROM incident ORDER BY id)"),
+			    "gateway:warn:50000,bucket:warn:50000");
+	hist_write(st, T0 + 10000, T0 + 15000, 100, 60000, 10000, 1, 5);
+	hist_write(st, T0 + 15000, T0 + 20000, 100, 100, 1, 1, 5);
+	assert_string_equal(
+		q_text(path, "SELECT group_concat(kind || ':' || severity || ':' "
+			     "|| peak_mappings || ':' || (closed_ms - opened_ms) "
+			     "|| ':' || (peak_ms - opened_ms)) FROM (SELECT * "
+			     "FROM incident ORDER BY id)"),
+		"gateway:critical:60000:15000:10000,"
+		"bucket:critical:60000:15000:10000,kernel:critical:2:10000:5000");
+	d = q_text(path, "SELECT opened_detail FROM incident WHERE kind = "
+			 "'kernel'");
+	assert_non_null(strstr(d, "\"saturated_buckets\":[{\"public_ip\":"
+				  "\"203.0.113.1\",\"proto\":\"tcp\",\"zone\":0,"
+				  "\"ip\":\"198.51.100.7\",\"port\":443"));
+	assert_null(strstr(d, "\"note\":\"no destination"));
+	d = q_text(path, "SELECT peak_detail FROM incident WHERE kind = "
+			 "'bucket'");
+	assert_non_null(strstr(d, "\"peak\":60000"));
+	assert_non_null(strstr(d, "\"ip\":\"198.18.0.9\""));  /* top host */
+	assert_non_null(strstr(d, "\"time_wait\":50"));
+	assert_non_null(strstr(d, "\"nf_conntrack_tcp_timeout_time_wait\":120"));
+	assert_int_equal(q_int(path, "SELECT insert_failed FROM incident WHERE "
+				     "kind = 'kernel'"), 2);
+	/* the counter rises again, nothing saturated now */
+	hist_write(st, T0 + 20000, T0 + 25000, 100, 100, 1, 1, 9);
+	snprintf(sql, sizeof(sql), "SELECT opened_detail FROM incident WHERE "
+		 "kind = 'kernel' AND opened_ms = %lld", T0 + 20000);
+	d = q_text(path, sql);
+	assert_non_null(strstr(d, "\"saturated_buckets\":[]"));
+	assert_non_null(strstr(d, "\"note\":\"no destination bucket"));
+	/* a new run closes it where the last one stopped writing */
+	assert_int_equal(q_int(path, "SELECT count(*) FROM incident WHERE "
+				     "closed_ms IS NULL"), 1);
+	{
+		struct store_status x;
+
+		fill_status(&x, STORE_STATE_STARTING);
+		assert_int_equal(store_begin_run(st, &x), 0);
+	}
+	assert_int_equal(q_int(path, "SELECT count(*) FROM incident WHERE "
+				     "closed_ms IS NULL"), 0);
+	store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2424,9 +2851,14 @@ int main(void)
 		cmocka_unit_test(test_json_status),
 		cmocka_unit_test(test_json_error),
 		cmocka_unit_test(test_status_fields),
+		cmocka_unit_test(test_outer_transaction),
 		cmocka_unit_test(test_writer),
 		cmocka_unit_test(test_writer_begin),
 		cmocka_unit_test(test_full_write_timing),
+		cmocka_unit_test(test_history_rollups),
+		cmocka_unit_test(test_history_retention),
+		cmocka_unit_test(test_history_failed_write),
+		cmocka_unit_test(test_incidents),
 		cmocka_unit_test(test_json_csv),
 		cmocka_unit_test(test_history_empty),
 	};
