@@ -55,18 +55,29 @@
 /*
  * The period holding ?2 (at): the finest tier first.  per has tier,
  * ts_ms, span_ms, exact, state and end_ms; no row when no period holds it.
+ * has(k) says whether tier k's period has the rows the answer lists: the
+ * writer keeps hosts and buckets per minute and hour only (and the newest
+ * minute only in its accumulators), so a list at a moment comes from the
+ * finest period that has them, and from the finest period at all when
+ * none has.
  */
-#define SQL_TIER_AT(t)                                                      \
-	"SELECT * FROM (SELECT tier, ts_ms, span_ms, exact, state FROM "    \
-	"hist_kernel WHERE tier = " t " AND ts_ms <= ?2 "                   \
-	"ORDER BY ts_ms DESC LIMIT 1)"
-#define SQL_WITH_AT                                                         \
-	"WITH per AS (SELECT *, ts_ms + " SQL_PERIOD("tier", "span_ms")     \
-	" AS end_ms FROM (" SQL_TIER_AT("0") " UNION ALL " SQL_TIER_AT("1") \
-	" UNION ALL " SQL_TIER_AT("2") ") WHERE ?2 < ts_ms + "              \
-	SQL_PERIOD("tier", "span_ms") " ORDER BY tier LIMIT 1), "           \
+#define SQL_TIER_AT(t, has)                                                 \
+	"SELECT k.*, " has " AS has FROM (SELECT tier, ts_ms, span_ms, "    \
+	"exact, state FROM hist_kernel WHERE tier = " t " AND ts_ms <= ?2 " \
+	"ORDER BY ts_ms DESC LIMIT 1) k"
+#define SQL_WITH_AT_HAS(has)                                                \
+	"WITH per AS (SELECT tier, ts_ms, span_ms, exact, state, ts_ms + "  \
+	SQL_PERIOD("tier", "span_ms") " AS end_ms FROM ("                   \
+	SQL_TIER_AT("0", has) " UNION ALL " SQL_TIER_AT("1", has)           \
+	" UNION ALL " SQL_TIER_AT("2", has) ") WHERE ?2 < ts_ms + "         \
+	SQL_PERIOD("tier", "span_ms") " ORDER BY has DESC, tier LIMIT 1), " \
 	"cov AS (" SQL_GAPS_OVERLAP("(SELECT ts_ms FROM per)",              \
 				    "(SELECT end_ms FROM per)") ") "
+#define SQL_WITH_AT SQL_WITH_AT_HAS("1")
+/* whether the gateway ?3/?4 has rows of tab in period k */
+#define SQL_HAS_ROWS(tab)                                                   \
+	"EXISTS (SELECT 1 FROM " tab " x WHERE x.public_ip = ?3 AND "       \
+	"x.proto = ?4 AND x.tier = k.tier AND x.ts_ms = k.ts_ms)"
 
 /* What an answer at a moment starts with; ex is its exact flag. */
 #define SQL_HEADER_AT(ex)                                                   \
@@ -123,8 +134,9 @@ static const char sql_gateways_at[] =
 
 /* ?3 public_ip, ?4 proto, ?5 limit.  First column: 1 when no period
  * holds at, 2 when the gateway has no row in it, else 0. */
-#define SQL_WITH_AT_GW                                                      \
-	SQL_WITH_AT ", gw AS (SELECT h.* FROM hist_gateway h, per WHERE "   \
+#define SQL_WITH_AT_GW(tab)                                                 \
+	SQL_WITH_AT_HAS(SQL_HAS_ROWS(tab))                                  \
+	", gw AS (SELECT h.* FROM hist_gateway h, per WHERE "               \
 	"h.public_ip = ?3 AND h.proto = ?4 AND h.tier = per.tier AND "      \
 	"h.ts_ms = per.ts_ms) "                                             \
 	"SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM per) THEN 1 "           \
@@ -141,7 +153,7 @@ static const char sql_gateways_at[] =
 	"and total is the count at the period''s end'), "
 
 static const char sql_hosts_at[] =
-	SQL_WITH_AT_GW
+	SQL_WITH_AT_GW("hist_host")
 	"'total', gw.hosts, 'limit', ?5, " SQL_RECORDED("hosts", "hist_host")
 	"'hosts', json((SELECT json_group_array(json(o)) FROM ("
 	"SELECT json_object('ip', x.ip, 'kind', x.kind, 'mappings', "
@@ -153,7 +165,7 @@ static const char sql_hosts_at[] =
 	"x.family, x.ip_bin LIMIT ?5)))) FROM per, gw)";
 
 static const char sql_dests_at[] =
-	SQL_WITH_AT_GW
+	SQL_WITH_AT_GW("hist_dest")
 	"'total', gw.destinations, 'limit', ?5, "
 	SQL_RECORDED("destinations", "hist_dest")
 	"'destinations', json((SELECT json_group_array(json(o)) FROM ("
@@ -205,6 +217,14 @@ static const char sql_tiers[] =
 	SQL_TIER_COUNT("0") " UNION ALL " SQL_TIER_COUNT("1")
 	" UNION ALL " SQL_TIER_COUNT("2") " ORDER BY 1";
 
+/* The finest tier from t up with rows of hist_host matching cond (on y)
+ * in [lo, hi) - the writer keeps hosts per minute and hour only - or t. */
+#define SQL_HOST_TIER(t, cond, lo, hi)                                      \
+	"htier AS (SELECT coalesce((SELECT min(n.t) FROM (SELECT 0 AS t "   \
+	"UNION ALL SELECT 1 UNION ALL SELECT 2) n WHERE n.t >= " t " AND "  \
+	"EXISTS (SELECT 1 FROM hist_host y WHERE " cond " AND y.tier = n.t " \
+	"AND " SQL_IN_RANGE("y", lo, hi) ")), " t ") AS ht), "
+
 /*
  * ?1 now, ?2 public_ip, ?3 proto, ?4 from, ?5 to, ?6 tier, ?7 top hosts.
  * A point per period of hist_kernel (what natscope observed), with the
@@ -233,8 +253,10 @@ static const char sql_series[] =
 	"cov AS (" SQL_GAPS_OVERLAP("?4", "?5") "), "
 	"holes AS (SELECT prev_end, ts_ms FROM (SELECT ts_ms, lag(end_ms) "
 	"OVER (ORDER BY ts_ms) AS prev_end FROM k) WHERE prev_end < ts_ms), "
+	SQL_HOST_TIER("?6", "y.public_ip = ?2 AND y.proto = ?3", "?4", "?5")
 	"hh AS (SELECT x.* FROM hist_host x WHERE x.public_ip = ?2 AND "
-	"x.proto = ?3 AND x.tier = ?6 AND " SQL_IN_RANGE("x", "?4", "?5") ") "
+	"x.proto = ?3 AND x.tier = (SELECT ht FROM htier) AND "
+	SQL_IN_RANGE("x", "?4", "?5") ") "
 	"SELECT NOT EXISTS (SELECT 1 FROM hist_gateway h WHERE h.public_ip = ?2 "
 	"AND h.proto = ?3 AND h.tier = ?6 AND " SQL_IN_RANGE("h", "?4", "?5")
 	"), json_object('generated_at', " SQL_TIME("?1") ", "
@@ -260,7 +282,9 @@ static const char sql_series[] =
 	"kexact, h.* FROM k LEFT JOIN hist_gateway h ON h.public_ip = ?2 AND "
 	"h.proto = ?3 AND h.tier = k.tier AND h.ts_ms = k.ts_ms "
 	"ORDER BY k.ts_ms)), "
-	"'recorded', json_object('top_only', json('true'), 'note', "
+	"'recorded', json_object('resolution', "
+	SQL_TIER_NAME("(SELECT ht FROM htier)") ", 'top_only', json('true'), "
+	"'note', "
 	"'history keeps only each period''s top hosts (by peak mappings and "
 	"by new mappings): a host''s figures cover the periods it was among "
 	"them (recorded_seconds)'), "
@@ -274,14 +298,17 @@ static const char sql_series[] =
 	"sum(new_mappings) DESC, ip LIMIT ?7))))";
 
 /*
- * ?1 now, ?2 host ip, ?3 from, ?4 to, ?5 tier.
+ * ?1 now, ?2 host ip, ?3 from, ?4 to, ?5 the finest tier to read (the
+ * first from it up that holds this host is read).
  */
 static const char sql_host[] =
-	"WITH hh AS (SELECT x.*, k.exact AS kexact FROM hist_host x JOIN "
+	"WITH " SQL_HOST_TIER("?5", "y.ip = ?2", "?3", "?4")
+	"hh AS (SELECT x.*, k.exact AS kexact FROM hist_host x JOIN "
 	"hist_kernel k ON k.tier = x.tier AND k.ts_ms = x.ts_ms WHERE "
-	"x.ip = ?2 AND x.tier = ?5 AND " SQL_IN_RANGE("x", "?3", "?4") "), "
-	"k AS (SELECT * FROM hist_kernel k WHERE k.tier = ?5 AND "
-	SQL_IN_RANGE("k", "?3", "?4") "), "
+	"x.ip = ?2 AND x.tier = (SELECT ht FROM htier) AND "
+	SQL_IN_RANGE("x", "?3", "?4") "), "
+	"k AS (SELECT * FROM hist_kernel k WHERE k.tier = (SELECT ht FROM "
+	"htier) AND " SQL_IN_RANGE("k", "?3", "?4") "), "
 	"cov AS (" SQL_GAPS_OVERLAP("?3", "?4") "), "
 	"s AS (SELECT * FROM status WHERE id = 1), "
 	"lcov AS (SELECT g.* FROM gaps g, s WHERE "
@@ -293,7 +320,7 @@ static const char sql_host[] =
 				     SQL_PERIOD("tier", "span_ms") ")")
 	" FROM k), 'ip', ?2, "
 	"'from', " SQL_TIME("?3") ", 'to', " SQL_TIME("?4") ", "
-	"'resolution', " SQL_TIER_NAME("?5") ", "
+	"'resolution', " SQL_TIER_NAME("(SELECT ht FROM htier)") ", "
 	"'coverage', json_object('complete', " SQL_BOOL(
 		"NOT EXISTS (SELECT 1 FROM cov) AND NOT EXISTS (SELECT 1 FROM k "
 		"WHERE NOT exact) AND EXISTS (SELECT 1 FROM k)") ", "

@@ -855,9 +855,11 @@ static void test_destinations(void **state)
 /*
  * 2026-12-01T10:00:00Z.  Raw periods of 5 s from T0 to T0 + 120 s, but
  * none for [T0 + 60, T0 + 70) (natscope did not observe it), the one at
- * T0 + 30 not exact with a gap inside it; minutes 09:50..10:00; hours
- * 08:00 and 09:00; and two days earlier (D) 1200 raw periods and their
- * 100 minutes.  Each period's figures follow its number i.
+ * T0 + 30 not exact with a gap inside it; minutes 09:50..10:00 (10:00 not
+ * exact); hours 08:00 and 09:00; and two days earlier (D) 1200 raw
+ * periods and their 100 minutes.  Each period's figures follow its number
+ * i.  Hosts and buckets are kept per minute and hour only, as the writer
+ * keeps them.
  */
 #define T0 1796119200000LL
 #define T0S "1796119200"
@@ -873,7 +875,7 @@ static void write_history(void)
 		 "FROM n WHERE i < 1199) "
 		 "INSERT INTO fx SELECT 0, %lld + 5000 * i, 5000, i != 6, i "
 		 "FROM n WHERE i < 24 AND i NOT IN (12, 13) UNION ALL "
-		 "SELECT 1, %lld + 60000 * i, 60000, 1, 100 + i FROM n "
+		 "SELECT 1, %lld + 60000 * i, 60000, i != 10, 100 + i FROM n "
 		 "WHERE i <= 10 UNION ALL "
 		 "SELECT 2, %lld + 3600000 * i, 3600000, 1, 200 + i FROM n "
 		 "WHERE i <= 1 UNION ALL "
@@ -905,14 +907,14 @@ static void write_history(void)
 		 "span_ms, kind, family, ip_bin, mappings, mappings_peak, "
 		 "ports_in_use, new_mappings) SELECT '" GW4 "', 'tcp', tier, "
 		 "ts_ms, '198.18.0.1', span_ms, 'nat', 4, x'c6120001', "
-		 "50 + i, 60 + i, 45, 10 + i FROM fx UNION ALL SELECT '" GW4
-		 "', 'tcp', tier, ts_ms, '198.18.0.2', span_ms, 'nat', 4, "
-		 "x'c6120002', 40, 40, 35, 5 FROM fx;"
+		 "50 + i, 60 + i, 45, 10 + i FROM fx WHERE tier > 0 UNION ALL "
+		 "SELECT '" GW4 "', 'tcp', tier, ts_ms, '198.18.0.2', span_ms, "
+		 "'nat', 4, x'c6120002', 40, 40, 35, 5 FROM fx WHERE tier > 0;"
 		 "INSERT INTO hist_dest (public_ip, proto, tier, ts_ms, zone, "
 		 "ip, port, span_ms, family, ip_bin, capacity, mappings, "
 		 "mappings_peak, new_mappings) SELECT '" GW4 "', 'tcp', tier, "
 		 "ts_ms, 0, '198.51.100.7', 443, span_ms, 4, x'c6336407', "
-		 "64512, 150 + i, 250 + i, 10 + i FROM fx;"
+		 "64512, 150 + i, 250 + i, 10 + i FROM fx WHERE tier > 0;"
 		 "DROP TABLE fx;"
 		 "INSERT INTO gaps VALUES (%lld, 1, %lld, %lld, 42, 1, 3, 1, "
 		 "0, 'enobufs');"
@@ -1036,24 +1038,31 @@ static void test_at_lists(void **state)
 	struct resp r;
 	char *b;
 
+	/* hosts are kept per minute: the minute holding the moment */
 	b = get_json("/api/v1/gateways/" GW4 "/hosts?at=1796119232.5");
-	assert_jtext(b, "$.resolution", "raw");
-	assert_jtext(b, "$.as_of", "2026-12-01T10:00:35.000Z");
+	assert_jtext(b, "$.resolution", "minute");
+	assert_jtext(b, "$.as_of", "2026-12-01T10:01:00.000Z");
 	assert_int_equal(jint(b, "$.exact"), 0);
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	assert_int_equal(jlen(b, "$.coverage.gaps"), 1);
 	assert_int_equal(jint(b, "$.total"), 2);
 	assert_int_equal(jint(b, "$.recorded.hosts"), 2);
 	assert_int_equal(jint(b, "$.recorded.top_only"), 1);
 	assert_jtext(b, "$.hosts[0].ip", "198.18.0.1");
-	assert_int_equal(jint(b, "$.hosts[0].mappings"), 56);
-	assert_int_equal(jint(b, "$.hosts[0].mappings_peak"), 66);
-	assert_int_equal(jint(b, "$.hosts[0].new_mappings"), 16);
-	assert_jtext(b, "$.hosts[0].new_per_second", "3.2");
+	assert_int_equal(jint(b, "$.hosts[0].mappings"), 160);
+	assert_int_equal(jint(b, "$.hosts[0].mappings_peak"), 170);
+	assert_int_equal(jint(b, "$.hosts[0].new_mappings"), 120);
+	assert_jtext(b, "$.hosts[0].new_per_second", "2.0");
 	assert_jtext(b, "$.hosts[1].ip", "198.18.0.2");
 	free(b);
 
-	b = get_json("/api/v1/gateways/" GW4 "/hosts?at=1796119225&limit=1");
+	/* the minute before: exact, no gap */
+	b = get_json("/api/v1/gateways/" GW4 "/hosts?at=1796119199&limit=1");
+	assert_jtext(b, "$.period.start", "2026-12-01T09:59:00.000Z");
 	assert_int_equal(jint(b, "$.exact"), 1);
+	assert_int_equal(jint(b, "$.coverage.complete"), 1);
 	assert_int_equal(jlen(b, "$.hosts"), 1);
+	assert_int_equal(jint(b, "$.hosts[0].mappings_peak"), 169);
 	free(b);
 
 	b = get_json("/api/v1/gateways/" GW4
@@ -1070,6 +1079,13 @@ static void test_at_lists(void **state)
 	expect_error("/api/v1/gateways/" GW6 "/hosts?at=1796119199", 404,
 		     "no mappings for 2001:db8::1 tcp in the period of history "
 		     "holding 2026-12-01T09:59:59.000Z");
+	/* GW6 has raw rows only: its (empty) list says none was kept */
+	b = get_json("/api/v1/gateways/" GW6 "/hosts?at=1796119230");
+	assert_jtext(b, "$.resolution", "raw");
+	assert_int_equal(jint(b, "$.total"), 1);
+	assert_int_equal(jint(b, "$.recorded.hosts"), 0);
+	assert_int_equal(jlen(b, "$.hosts"), 0);
+	free(b);
 	expect_error("/api/v1/gateways/" GW4 "/destinations?at=1700000000",
 		     404, "no history at 2023-11-14T22:13:20.000Z: history "
 			  "holds 2026-11-29T10:00:00.000Z to "
@@ -1084,10 +1100,10 @@ static void test_at_lists(void **state)
 			    "as_of,coverage_complete,ip,kind,mappings,"
 			    "mappings_peak,ports_in_use,new_mappings,"
 			    "new_per_second\r\n"
-			    "2026-12-01T10:00:35.000Z,false,198.18.0.1,nat,56,"
-			    "66,45,16,3.2\r\n"
-			    "2026-12-01T10:00:35.000Z,false,198.18.0.2,nat,40,"
-			    "40,35,5,1.0\r\n");
+			    "2026-12-01T10:01:00.000Z,false,198.18.0.1,nat,160,"
+			    "170,45,120,2.0\r\n"
+			    "2026-12-01T10:01:00.000Z,false,198.18.0.2,nat,40,"
+			    "40,35,5,0.083\r\n");
 	resp_free(&r);
 }
 
@@ -1134,12 +1150,14 @@ static void test_series(void **state)
 	assert_jtext(b, "$.coverage.unobserved[0].end",
 		     "2026-12-01T10:01:10.000Z");
 	assert_int_equal(jlen(b, "$.coverage.gaps"), 1);
+	/* top hosts from the minutes, where hosts are kept */
+	assert_jtext(b, "$.recorded.resolution", "minute");
 	assert_jtext(b, "$.top_hosts[0].ip", "198.18.0.1");
-	assert_int_equal(jint(b, "$.top_hosts[0].mappings_peak"), 83);
-	assert_int_equal(jint(b, "$.top_hosts[0].new_mappings"), 471);
-	assert_int_equal(jint(b, "$.top_hosts[0].periods"), 22);
-	assert_jtext(b, "$.top_hosts[0].new_per_second", "4.282");
-	assert_int_equal(jint(b, "$.top_hosts[1].new_mappings"), 110);
+	assert_int_equal(jint(b, "$.top_hosts[0].mappings_peak"), 170);
+	assert_int_equal(jint(b, "$.top_hosts[0].new_mappings"), 120);
+	assert_int_equal(jint(b, "$.top_hosts[0].periods"), 1);
+	assert_jtext(b, "$.top_hosts[0].new_per_second", "2.0");
+	assert_int_equal(jint(b, "$.top_hosts[1].new_mappings"), 5);
 	free(b);
 
 	/* raw does not reach back to 09:50: minutes */
@@ -1228,18 +1246,27 @@ static void test_host_history(void **state)
 
 	b = get_json("/api/v1/hosts/198.18.0.1?from=" T0S "&to=1796119320");
 	assert_jtext(b, "$.ip", "198.18.0.1");
-	assert_jtext(b, "$.resolution", "raw");
+	assert_jtext(b, "$.resolution", "minute");
 	assert_int_equal(jint(b, "$.coverage.complete"), 0);
 	assert_int_equal(jint(b, "$.coverage.not_exact_periods"), 1);
 	assert_int_equal(jlen(b, "$.gateways"), 1);
 	assert_jtext(b, "$.gateways[0].public_ip", GW4);
 	assert_jtext(b, "$.gateways[0].proto", "tcp");
 	assert_int_equal(jint(b, "$.gateways[0].exact"), 0);
-	assert_int_equal(jint(b, "$.gateways[0].mappings_peak"), 83);
-	assert_int_equal(jint(b, "$.gateways[0].new_mappings"), 471);
-	assert_int_equal(jint(b, "$.gateways[0].periods"), 22);
+	assert_int_equal(jint(b, "$.gateways[0].mappings_peak"), 170);
+	assert_int_equal(jint(b, "$.gateways[0].new_mappings"), 120);
+	assert_int_equal(jint(b, "$.gateways[0].periods"), 1);
 	assert_jtext(b, "$.gateways[0].first_seen", "2026-12-01T10:00:00.000Z");
-	assert_jtext(b, "$.gateways[0].last_seen", "2026-12-01T10:02:00.000Z");
+	assert_jtext(b, "$.gateways[0].last_seen", "2026-12-01T10:01:00.000Z");
+	free(b);
+	/* an earlier range: exact minutes */
+	b = get_json("/api/v1/hosts/198.18.0.1?from=2026-12-01T09:50:00Z"
+		     "&to=2026-12-01T09:55:00Z");
+	assert_jtext(b, "$.resolution", "minute");
+	assert_int_equal(jint(b, "$.coverage.complete"), 1);
+	assert_int_equal(jint(b, "$.gateways[0].periods"), 5);
+	assert_int_equal(jint(b, "$.gateways[0].exact"), 1);
+	assert_int_equal(jint(b, "$.gateways[0].new_mappings"), 560);
 	/* and now, from the live tables */
 	assert_int_equal(jlen(b, "$.live.gateways"), 2);
 	assert_jtext(b, "$.live.gateways[0].public_ip", GW4);
