@@ -655,7 +655,9 @@ int store_history_range(struct store *st, int64_t at_ms,
 /* The state at at_ms from history, in the shapes of store_json_gateways,
  * _hosts and _destinations, answered from the finest tier with a period
  * holding at_ms (ts_ms <= at < end; a raw period ends at ts_ms + span_ms,
- * a minute or an hour at its end).  Each answer carries "at", "as_of" (the
+ * a minute or an hour at its end); for hosts and destinations the finest
+ * such period that has rows of them (the writer keeps them per minute and
+ * hour), else the finest.  Each answer carries "at", "as_of" (the
  * period's end), "period", "resolution", "resolution_seconds", "exact"
  * (the period's flag, and for hosts/destinations the gateway row's too)
  * and "coverage" with the gaps overlapping the period; hosts and
@@ -676,7 +678,8 @@ int store_json_destinations_at(struct store *st, const struct ns_addr *gateway,
  * tier (STORE_TIER_AUTO: raw if its periods there number at most
  * STORE_SERIES_FIT_POINTS and raw history reaches back to from_ms, else
  * minute, else hour), the top_hosts consumers over the range (from
- * hist_host), the gaps overlapping it and the stretches no period covers.
+ * hist_host at the finest tier from that one up which holds hosts there),
+ * the gaps overlapping it and the stretches no period covers.
  * Never interpolated: a period natscope did not observe has no point; one
  * it observed without a mapping of this gateway is a point of zeros.
  * ENOENT when the gateway has no row at that tier in the range, E2BIG when
@@ -687,8 +690,8 @@ int store_json_series(struct store *st, const struct ns_addr *gateway,
 		      char **out);
 
 /* Which gateways one internal host used over [from_ms, to_ms) (from
- * hist_host, at the finest tier reaching back to from_ms) and uses now
- * (the hosts table).  Destinations are not in it yet (the mapping log). */
+ * hist_host, at the finest tier reaching back to from_ms that holds the
+ * host there) and uses now (the hosts table).  Destinations are not in it yet (the mapping log). */
 int store_json_host_history(struct store *st, const struct ns_addr *host,
 			    int64_t from_ms, int64_t to_ms, int64_t now_ms,
 			    char **out);
