@@ -175,3 +175,12 @@ CREATE TABLE incident (
 );
 CREATE INDEX incident_time ON incident (opened_ms);
 CREATE INDEX incident_open ON incident (closed_ms) WHERE closed_ms IS NULL;
+
+-- indexes for the read side
+-- GET /api/v1/hosts/{ip}: the gateways one internal host uses now (the
+-- history side reads hist_host_ip).  Every other read of the API goes
+-- through a table's primary key or an index above: hist_kernel (tier,
+-- ts_ms) finds the period holding a moment or the periods of a range,
+-- hist_gateway / hist_host / hist_dest by (public_ip, proto, tier, ts_ms),
+-- hist_gateway_time for every gateway of one period, incident_time.
+CREATE INDEX hosts_ip ON hosts (ip);

@@ -66,6 +66,19 @@ enum store_stmt {
 	STMT_READ_STATUS,
 	STMT_READ_GATEWAYS,
 	STMT_READ_TOP_HOSTS,
+	/* histread.c */
+	STMT_HIST_GATEWAYS,
+	STMT_HIST_HOSTS,
+	STMT_HIST_DESTS,
+	STMT_HIST_RANGE,
+	STMT_HIST_TIERS,
+	STMT_HIST_SERIES,
+	STMT_HIST_HOST,
+	STMT_HIST_INCIDENTS,
+	STMT_HIST_INCIDENT,
+	/* csv.c */
+	STMT_CSV_HEAD,
+	STMT_CSV_CELLS,
 	STMT__COUNT
 };
 
@@ -199,5 +212,17 @@ void store_bind_u64(sqlite3_stmt *s, int i, uint64_t v);
 void store_bind_opt(sqlite3_stmt *s, int i, int64_t v);
 /* A time where 0 means never: NULL. */
 void store_bind_ms(sqlite3_stmt *s, int i, int64_t ms);
+
+/* One gap row (of the gaps table) as a JSON object, for "coverage". */
+#define SQL_GAP_OBJECT                                                      \
+	"json_object('seq', seq, 'start', " SQL_TIME("start_ms") ", "       \
+	"'end', " SQL_TIME("end_ms") ", 'events_lost', events_lost, "       \
+	"'enobufs', enobufs, 'added', added, 'removed', removed, "          \
+	"'changed', changed, 'reason', reason)"
+
+/* Copies the text of column col of the row s stands on into a malloc'd
+ * string (read.c).  Returns 0, or -1 with errno (logged): EIO when the
+ * column is NULL, ENOMEM. */
+int store_column_dup(sqlite3_stmt *s, int col, char **out);
 
 #endif

@@ -24,12 +24,6 @@
 	"(g.end_ms IS NOT NULL AND g.start_ms <= s.as_of_ms AND "           \
 	"g.end_ms >= s.as_of_ms - s.interval_s * 1000)) "
 
-#define SQL_GAP_OBJECT                                                      \
-	"json_object('seq', seq, 'start', " SQL_TIME("start_ms") ", "       \
-	"'end', " SQL_TIME("end_ms") ", 'events_lost', events_lost, "       \
-	"'enobufs', enobufs, 'added', added, 'removed', removed, "          \
-	"'changed', changed, 'reason', reason)"
-
 /* "generated_at", "as_of" and "coverage" (complete, how the table is
  * followed - the figures are as of the last dump when by "dumps" - and
  * the gaps); ?1 is now. */
@@ -100,8 +94,7 @@ static const char sql_json_dests[] =
 	"ORDER BY start_ms DESC, run_started_ms DESC, seq DESC LIMIT 10)))) " \
 	"FROM s"
 
-/* Copies column col of the row s stands on into a malloc'd string. */
-static int column_dup(sqlite3_stmt *s, int col, char **out)
+int store_column_dup(sqlite3_stmt *s, int col, char **out)
 {
 	const unsigned char *text = sqlite3_column_text(s, col);
 	int len = sqlite3_column_bytes(s, col);
@@ -134,7 +127,7 @@ static int json_answer(struct store *st, sqlite3_stmt *s, int col,
 		if (col == 1 && !sqlite3_column_int(s, 0))
 			errno = ENOENT;
 		else
-			ret = column_dup(s, col, out);
+			ret = store_column_dup(s, col, out);
 	} else if (rc == SQLITE_DONE) {
 		errno = ENOENT;
 	} else {
@@ -247,7 +240,7 @@ void store_json_error(struct store *st, const char *msg, char **out)
 	if (s) {
 		sqlite3_bind_text(s, 1, msg ? msg : "", -1, SQLITE_STATIC);
 		if (sqlite3_step(s) == SQLITE_ROW)
-			column_dup(s, 0, out);
+			store_column_dup(s, 0, out);
 		if (mem)
 			sqlite3_finalize(s);
 		else

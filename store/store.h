@@ -625,4 +625,106 @@ int store_read_top_hosts(struct store *st, const struct ns_addr *gateway,
 			 uint8_t proto, unsigned k,
 			 struct store_host_row **rows, size_t *n);
 
+/* ---- history (schema/004_history.sql), read by the web service ---- */
+
+/* The three resolutions history is kept at (hist_*.tier). */
+enum store_tier {
+	STORE_TIER_AUTO = -1, /* store_json_series(): the one that fits */
+	STORE_TIER_RAW = 0,   /* one period per collector interval */
+	STORE_TIER_MINUTE = 1,
+	STORE_TIER_HOUR = 2,
+};
+
+/* Points a series may have when its resolution is forced. */
+#define STORE_SERIES_MAX_POINTS 3000
+/* Points the automatic choice aims at (at most). */
+#define STORE_SERIES_FIT_POINTS 1000
+
+/* What history holds, for an answer that found nothing at a moment. */
+struct store_hist_range {
+	int64_t first_ms;  /* start of the oldest period; -1: no history */
+	int64_t end_ms;	   /* end of the newest period */
+	int64_t before_ms; /* end of the newest period ending <= at, or -1 */
+	int64_t after_ms;  /* start of the oldest period starting > at, or -1 */
+};
+
+/* Fills *r for the moment at_ms.  Returns 0, or -1 with errno. */
+int store_history_range(struct store *st, int64_t at_ms,
+			struct store_hist_range *r);
+
+/* The state at at_ms from history, in the shapes of store_json_gateways,
+ * _hosts and _destinations, answered from the finest tier with a period
+ * holding at_ms (ts_ms <= at < end; a raw period ends at ts_ms + span_ms,
+ * a minute or an hour at its end); for hosts and destinations the finest
+ * such period that has rows of them (the writer keeps them per minute and
+ * hour), else the finest.  Each answer carries "at", "as_of" (the
+ * period's end), "period", "resolution", "resolution_seconds", "exact"
+ * (the period's flag, and for hosts/destinations the gateway row's too)
+ * and "coverage" with the gaps overlapping the period; hosts and
+ * destinations carry "recorded": history keeps each period's top
+ * consumers only.  Errors as the json functions above, and ERANGE when no
+ * period holds at_ms (store_history_range() says what exists); for
+ * hosts/destinations ENOENT when the gateway had no mapping in it. */
+int store_json_gateways_at(struct store *st, int64_t at_ms, int64_t now_ms,
+			   char **out);
+int store_json_hosts_at(struct store *st, const struct ns_addr *gateway,
+			uint8_t proto, unsigned limit, int64_t at_ms,
+			int64_t now_ms, char **out);
+int store_json_destinations_at(struct store *st, const struct ns_addr *gateway,
+			       uint8_t proto, unsigned limit, int64_t at_ms,
+			       int64_t now_ms, char **out);
+
+/* One gateway's figures over [from_ms, to_ms): a point per period of the
+ * tier (STORE_TIER_AUTO: raw if its periods there number at most
+ * STORE_SERIES_FIT_POINTS and raw history reaches back to from_ms, else
+ * minute, else hour), the top_hosts consumers over the range (from
+ * hist_host at the finest tier from that one up which holds hosts there),
+ * the gaps overlapping it and the stretches no period covers.
+ * Never interpolated: a period natscope did not observe has no point; one
+ * it observed without a mapping of this gateway is a point of zeros.
+ * ENOENT when the gateway has no row at that tier in the range, E2BIG when
+ * a forced tier has more than STORE_SERIES_MAX_POINTS periods there. */
+int store_json_series(struct store *st, const struct ns_addr *gateway,
+		      uint8_t proto, int64_t from_ms, int64_t to_ms,
+		      enum store_tier tier, unsigned top_hosts, int64_t now_ms,
+		      char **out);
+
+/* Which gateways one internal host used over [from_ms, to_ms) (from
+ * hist_host, at the finest tier reaching back to from_ms that holds the
+ * host there) and uses now (the hosts table).  Destinations are not in it yet (the mapping log). */
+int store_json_host_history(struct store *st, const struct ns_addr *host,
+			    int64_t from_ms, int64_t to_ms, int64_t now_ms,
+			    char **out);
+
+/* Incidents open at any moment of [from_ms, to_ms), newest first, at most
+ * limit; and one incident by id with its opened/peak details (ENOENT if
+ * there is none). */
+int store_json_incidents(struct store *st, int64_t from_ms, int64_t to_ms,
+			 unsigned limit, int64_t now_ms, char **out);
+int store_json_incident(struct store *st, int64_t id, int64_t now_ms,
+			char **out);
+
+/* Who held public_ip:port (proto) at at_ms: one holder per destination,
+ * each with its internal ip:port, destination, start and end, and whether
+ * a gap makes it uncertain; read from the mapping log.  *out as the json
+ * functions above, with "generated_at", "as_of", "coverage" and the
+ * holders in the array "holders" (what ?format=csv exports).  -1 with
+ * errno ENOSYS while the mapping log is not built, EBUSY/EIO/EILSEQ as
+ * above. */
+int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
+		      uint8_t proto, uint16_t port, int64_t at_ms,
+		      int64_t now_ms, char **out);
+
+/* The array at JSON path table of the document json (an answer of the
+ * json functions above) as CSV (RFC 4180, CRLF): a header row, then one
+ * row per element.  Nested objects are flattened into dotted columns
+ * ("worst_destination.ip"), columns in order of first appearance; null is
+ * empty, booleans true/false.  Every row starts with the document's
+ * "as_of" and "coverage.complete" (as "as_of", "coverage_complete") when
+ * it has them, so a row never loses what says how exact it is.  Returns
+ * 0 and a malloc'd *out, or -1 with errno: EINVAL when table is no array
+ * of json, ENOMEM, EIO. */
+int store_json_csv(struct store *st, const char *json, const char *table,
+		   char **out);
+
 #endif

@@ -33,6 +33,7 @@
 
 #define CT_JSON "application/json"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
+#define CT_CSV "text/csv; charset=utf-8"
 
 struct web {
 	struct MHD_Daemon *mhd;
@@ -43,17 +44,6 @@ struct web {
 	int run_seen;		/* it was: no need to look again */
 	uint16_t port;
 	char addr[INET6_ADDRSTRLEN + 8]; /* what it listens on, for the log */
-};
-
-enum web_route {
-	ROUTE_NONE = 0,
-	ROUTE_INDEX,
-	ROUTE_GATEWAYS,
-	ROUTE_HOSTS,
-	ROUTE_DESTINATIONS,
-	ROUTE_STATUS,
-	ROUTE_METRICS,
-	ROUTE_HEALTHZ,
 };
 
 /* Extra headers a reply carries besides Content-Type and Cache-Control. */
@@ -72,7 +62,15 @@ static const char web_index[] =
 	"\"/api/v1/gateways\", "
 	"\"/api/v1/gateways/{public_ip}/hosts?proto=tcp&limit=50\", "
 	"\"/api/v1/gateways/{public_ip}/destinations?proto=tcp&limit=50\", "
-	"\"/api/v1/status\", \"/metrics\", \"/healthz\"]}\n";
+	"\"/api/v1/status\", \"/metrics\", \"/healthz\", "
+	"\"/api/v1/series?public_ip=&proto=tcp&from=&to=&resolution=\", "
+	"\"/api/v1/hosts/{ip}?from=&to=\", "
+	"\"/api/v1/incidents?from=&to=&limit=100\", "
+	"\"/api/v1/incidents/{id}\", "
+	"\"/api/v1/lookup?public_ip=&port=&proto=tcp&at=\"], "
+	"\"at\": \"the first three take at= (RFC 3339 or unix seconds) "
+	"for the state at that moment, from history\", "
+	"\"csv\": \"?format=csv on every answer that is a table\"}\n";
 
 static const char web_fallback_error[] = "{\"error\": \"internal error\"}";
 
@@ -178,42 +176,6 @@ void web_format_time(int64_t ms, char out[32])
 	snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
 }
 
-/* Matches a decoded path.  For the per-gateway routes *ip and *ip_len
- * point at the {public_ip} segment inside url. */
-static enum web_route web_route(const char *url, const char **ip,
-				size_t *ip_len)
-{
-	static const struct {
-		const char *path;
-		enum web_route route;
-	} fixed[] = {
-		{ "/", ROUTE_INDEX },
-		{ "/api/v1/gateways", ROUTE_GATEWAYS },
-		{ "/api/v1/status", ROUTE_STATUS },
-		{ "/metrics", ROUTE_METRICS },
-		{ "/healthz", ROUTE_HEALTHZ },
-	};
-	static const char prefix[] = "/api/v1/gateways/";
-	const char *seg, *slash;
-
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (strcmp(url, fixed[i].path) == 0)
-			return fixed[i].route;
-	if (strncmp(url, prefix, sizeof(prefix) - 1) != 0)
-		return ROUTE_NONE;
-	seg = url + sizeof(prefix) - 1;
-	slash = strchr(seg, '/');
-	if (!slash || slash == seg)
-		return ROUTE_NONE;
-	*ip = seg;
-	*ip_len = (size_t)(slash - seg);
-	if (strcmp(slash, "/hosts") == 0)
-		return ROUTE_HOSTS;
-	if (strcmp(slash, "/destinations") == 0)
-		return ROUTE_DESTINATIONS;
-	return ROUTE_NONE;
-}
-
 /* ---- replies ---- */
 
 /* Queues body as the reply.  MUST_FREE bodies are owned by MHD (or freed
@@ -311,7 +273,208 @@ static enum MHD_Result web_json(struct MHD_Connection *c, char *body)
 			 MHD_RESPMEM_MUST_FREE, 0);
 }
 
-/* ---- handlers ---- */
+/* ---- requests: query parameters ---- */
+
+/* The query parameters, one bit each; a route says which it takes. */
+#define P_PUBLIC_IP 0x001
+#define P_PROTO 0x002
+#define P_PORT 0x004
+#define P_LIMIT 0x008
+#define P_AT 0x010
+#define P_FROM 0x020
+#define P_TO 0x040
+#define P_RESOLUTION 0x080
+#define P_FORMAT 0x100
+
+struct web_route;
+
+/* One request, its path segment and query validated. */
+struct web_req {
+	const struct web_route *route;
+	char seg[WEB_MAX_PATH + 1]; /* the path's {ip} or {id}, decoded */
+	struct ns_addr addr;	    /* {ip} */
+	int64_t id;		    /* {id} */
+	unsigned given;		    /* the P_* the query holds */
+	struct ns_addr public_ip;
+	uint8_t proto;
+	uint16_t port;
+	unsigned limit;
+	int64_t at_ms, from_ms, to_ms;
+	enum store_tier tier;
+	int csv;
+	int64_t now_ms;
+};
+
+typedef enum MHD_Result (*web_handler)(struct web *w, struct MHD_Connection *c,
+				       struct web_req *q);
+
+enum web_seg { SEG_NONE, SEG_IP, SEG_ID };
+
+/* A route: the path (one "{}" segment at most, of kind seg), what answers
+ * it, the parameters it takes (and must have), the JSON path of the table
+ * ?format=csv turns into CSV, and its defaults. */
+struct web_route {
+	const char *path;
+	enum web_seg seg;
+	web_handler handler;
+	unsigned params, required;
+	const char *table;
+	unsigned limit;		 /* default limit */
+	int64_t span_ms;	 /* default from = to - span_ms */
+	int before_run;		 /* answered before this run's status row */
+};
+
+/* Writes the proto names, ", "-separated, into buf. */
+static void web_proto_list(char *buf, size_t cap)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(web_protos) && off < cap; i++)
+		off += (size_t)snprintf(buf + off, cap - off, "%s%s",
+					i ? ", " : "",
+					ns_proto_name(web_protos[i]));
+}
+
+/* Each parser reads value v (nul: it held a NUL byte, so it is bad)
+ * into q, or writes why not into err and returns -1. */
+typedef int (*web_parser)(struct web_req *q, const char *name, const char *v,
+			  int nul, char *err, size_t n);
+
+static int parse_public_ip(struct web_req *q, const char *name, const char *v,
+			   int nul, char *err, size_t n)
+{
+	if (!nul && ns_addr_parse(v, &q->public_ip) == 0)
+		return 0;
+	snprintf(err, n, "invalid IP address '%.64s' in %s", v, name);
+	return -1;
+}
+
+static int parse_proto(struct web_req *q, const char *name, const char *v,
+		       int nul, char *err, size_t n)
+{
+	char protos[64];
+	int proto = nul ? -1 : ns_proto_parse(v);
+
+	if (proto >= 0) {
+		q->proto = (uint8_t)proto;
+		return 0;
+	}
+	web_proto_list(protos, sizeof(protos));
+	snprintf(err, n, "unknown proto '%.64s' (expected one of %s)", v,
+		 protos);
+	return -1;
+}
+
+static int parse_port(struct web_req *q, const char *name, const char *v,
+		      int nul, char *err, size_t n)
+{
+	unsigned long port;
+
+	if (!nul && parse_digits(v, 65535, &port) == 0) {
+		q->port = (uint16_t)port;
+		return 0;
+	}
+	snprintf(err, n, "%s must be an integer from 0 to 65535", name);
+	return -1;
+}
+
+static int parse_limit(struct web_req *q, const char *name, const char *v,
+		       int nul, char *err, size_t n)
+{
+	if (!nul && web_parse_limit(v, &q->limit) == 0)
+		return 0;
+	snprintf(err, n, "%s must be an integer from 1 to %d", name,
+		 WEB_LIMIT_MAX);
+	return -1;
+}
+
+static int parse_time(struct web_req *q, const char *name, const char *v,
+		      int nul, char *err, size_t n)
+{
+	int64_t *ms = strcmp(name, "at") == 0	   ? &q->at_ms
+		      : strcmp(name, "from") == 0 ? &q->from_ms
+						   : &q->to_ms;
+
+	if (!nul && ns_time_parse(v, ms) == 0)
+		return 0;
+	snprintf(err, n,
+		 "%s must be a time, RFC 3339 (2026-12-02T14:02:00Z) or unix "
+		 "seconds, not '%.64s'", name, v);
+	return -1;
+}
+
+static int parse_resolution(struct web_req *q, const char *name,
+			    const char *v, int nul, char *err, size_t n)
+{
+	static const char *const names[] = { "raw", "minute", "hour" };
+
+	for (int i = 0; !nul && i < 3; i++)
+		if (strcmp(v, names[i]) == 0) {
+			q->tier = (enum store_tier)i;
+			return 0;
+		}
+	snprintf(err, n, "%s must be raw, minute or hour, not '%.64s'", name,
+		 v);
+	return -1;
+}
+
+static int parse_format(struct web_req *q, const char *name, const char *v,
+			int nul, char *err, size_t n)
+{
+	if (!nul && (strcmp(v, "json") == 0 || strcmp(v, "csv") == 0)) {
+		q->csv = strcmp(v, "csv") == 0;
+		return 0;
+	}
+	snprintf(err, n, "%s must be json or csv, not '%.64s'", name, v);
+	return -1;
+}
+
+/* Every parameter, in the order they are checked. */
+static const struct {
+	unsigned bit;
+	const char *name;
+	web_parser parse;
+} web_params[] = {
+	{ P_PUBLIC_IP, "public_ip", parse_public_ip },
+	{ P_PROTO, "proto", parse_proto },
+	{ P_PORT, "port", parse_port },
+	{ P_LIMIT, "limit", parse_limit },
+	{ P_AT, "at", parse_time },
+	{ P_FROM, "from", parse_time },
+	{ P_TO, "to", parse_time },
+	{ P_RESOLUTION, "resolution", parse_resolution },
+	{ P_FORMAT, "format", parse_format },
+};
+#define WEB_NPARAMS (sizeof(web_params) / sizeof(web_params[0]))
+
+/* What the walk over a request's query arguments found. */
+struct web_args {
+	unsigned accepted; /* the route's P_* */
+	unsigned seen;
+	char bad[128];	   /* the first unknown or repeated key, quoted */
+};
+
+static enum MHD_Result web_arg_check(void *cls, enum MHD_ValueKind kind,
+				     const char *key, const char *value)
+{
+	struct web_args *a = cls;
+
+	if (a->bad[0])
+		return MHD_YES;
+	for (size_t i = 0; i < WEB_NPARAMS; i++) {
+		if (strcmp(key, web_params[i].name) != 0 ||
+		    !(a->accepted & web_params[i].bit))
+			continue;
+		if (a->seen & web_params[i].bit)
+			snprintf(a->bad, sizeof(a->bad),
+				 "parameter '%.64s' given twice", key);
+		a->seen |= web_params[i].bit;
+		return MHD_YES;
+	}
+	snprintf(a->bad, sizeof(a->bad), "unknown parameter '%.64s'", key);
+	return MHD_YES;
+}
 
 /* Looks up a query argument.  Returns 0 when absent, 1 with *v set ("" if
  * given without "="), -1 when the value holds a NUL byte (%00). */
@@ -329,76 +492,287 @@ static int web_query(struct MHD_Connection *c, const char *key,
 	return strlen(*v) == n ? 1 : -1;
 }
 
-static enum MHD_Result web_gateway_list(struct web *w,
-					struct MHD_Connection *c,
-					enum web_route route, const char *ip,
-					size_t ip_len)
+/* Validates the path segment and the query into q.  Returns 0, or -1
+ * with the 400 message in err. */
+static int web_parse_request(struct MHD_Connection *c, struct web_req *q,
+			     char *err, size_t n)
 {
-	char text[WEB_MAX_PATH + 1], canon[NS_ADDR_STRLEN];
-	char protos[64];
-	const char *proto_text, *limit_text;
-	struct ns_addr gw;
-	unsigned limit;
-	char *body = NULL;
-	int proto, rc;
+	const struct web_route *rt = q->route;
+	struct web_args a = { .accepted = rt->params };
 	size_t off = 0;
+	const char *v;
+	int rc;
 
-	memcpy(text, ip, ip_len); /* ip_len < strlen(url) <= WEB_MAX_PATH */
-	text[ip_len] = '\0';
-	if (ns_addr_parse(text, &gw) == -1)
-		return web_error(w, c, MHD_HTTP_BAD_REQUEST, 0,
-				 "invalid IP address '%s'", text);
-
-	switch (web_query(c, "proto", &proto_text)) {
-	case 0:
-		proto_text = "tcp";
-		/* fall through */
-	case 1:
-		proto = ns_proto_parse(proto_text);
-		break;
-	default:
-		proto = -1;
+	if (rt->seg == SEG_IP && ns_addr_parse(q->seg, &q->addr) == -1) {
+		snprintf(err, n, "invalid IP address '%s'", q->seg);
+		return -1;
 	}
-	if (proto == -1) {
-		for (size_t i = 0; i < sizeof(web_protos); i++)
-			off += (size_t)snprintf(protos + off,
-						sizeof(protos) - off, "%s%s",
-						i ? ", " : "",
-						ns_proto_name(web_protos[i]));
-		return web_error(w, c, MHD_HTTP_BAD_REQUEST, 0,
-				 "unknown proto '%s' (expected one of %s)",
-				 proto_text, protos);
+	if (rt->seg == SEG_ID) {
+		unsigned long id;
+
+		if (parse_digits(q->seg, INT64_MAX, &id) == -1) {
+			snprintf(err, n, "invalid incident id '%s'", q->seg);
+			return -1;
+		}
+		q->id = (int64_t)id;
 	}
 
-	limit = WEB_LIMIT_DEFAULT;
-	rc = web_query(c, "limit", &limit_text);
-	if (rc == -1 ||
-	    (rc == 1 && web_parse_limit(limit_text, &limit) == -1))
-		return web_error(w, c, MHD_HTTP_BAD_REQUEST, 0,
-				 "limit must be an integer from 1 to %d",
-				 WEB_LIMIT_MAX);
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, web_arg_check, &a);
+	if (a.bad[0]) {
+		off = (size_t)snprintf(err, n, "%s (this path takes ", a.bad);
+		for (size_t i = 0, k = 0; i < WEB_NPARAMS && off < n; i++)
+			if (rt->params & web_params[i].bit)
+				off += (size_t)snprintf(err + off, n - off,
+							"%s%s", k++ ? ", " : "",
+							web_params[i].name);
+		if (off < n)
+			snprintf(err + off, n - off, "%s)",
+				 rt->params ? "" : "none");
+		return -1;
+	}
 
-	if (route == ROUTE_HOSTS)
-		rc = store_json_hosts(w->st, &gw, (uint8_t)proto, limit,
-				      ns_now_ms(), &body);
-	else
-		rc = store_json_destinations(w->st, &gw, (uint8_t)proto, limit,
-					     ns_now_ms(), &body);
-	if (rc == -1) {
-		if (errno != ENOENT)
-			return web_store_failed(w, c, errno);
+	q->given = a.seen;
+	q->proto = IPPROTO_TCP;
+	q->limit = rt->limit;
+	q->tier = STORE_TIER_AUTO;
+	for (size_t i = 0; i < WEB_NPARAMS; i++) {
+		const char *name = web_params[i].name;
+
+		if (!(rt->params & web_params[i].bit))
+			continue;
+		rc = web_query(c, name, &v);
+		if (rc == 0 && (rt->required & web_params[i].bit)) {
+			snprintf(err, n, "%s is required", name);
+			return -1;
+		}
+		if (rc != 0 && web_params[i].parse(q, name, v, rc == -1, err,
+						   n) == -1)
+			return -1;
+	}
+	if (!(q->given & P_TO))
+		q->to_ms = q->now_ms;
+	if (!(q->given & P_FROM))
+		q->from_ms = q->to_ms - rt->span_ms;
+	if ((rt->params & P_FROM) && q->from_ms >= q->to_ms) {
+		snprintf(err, n, "from must be before to");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- handlers ---- */
+
+/* Sends body (malloc'd), as JSON or as the CSV of the route's table. */
+static enum MHD_Result web_send(struct web *w, struct MHD_Connection *c,
+				struct web_req *q, char *body)
+{
+	char *csv;
+
+	if (!q->csv)
+		return web_json(c, body);
+	if (store_json_csv(w->st, body, q->route->table, &csv) == -1) {
+		int err = errno;
+
+		free(body);
+		if (err == EINVAL) /* the answer lacks the route's table */
+			return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+					 0, "this answer has no table '%s' to "
+					 "give as CSV", q->route->table);
+		return web_store_failed(w, c, err);
+	}
+	free(body);
+	return web_reply(c, MHD_HTTP_OK, CT_CSV, csv, strlen(csv),
+			 MHD_RESPMEM_MUST_FREE, 0);
+}
+
+/* 404 for a moment no period of history holds, saying what exists. */
+static enum MHD_Result web_no_history(struct web *w, struct MHD_Connection *c,
+				      int64_t at_ms)
+{
+	char at[NS_TIME_STRLEN], a[NS_TIME_STRLEN], b[NS_TIME_STRLEN];
+	char p[NS_TIME_STRLEN], n[NS_TIME_STRLEN];
+	struct store_hist_range r;
+
+	if (store_history_range(w->st, at_ms, &r) == -1)
+		return web_store_failed(w, c, errno);
+	ns_time_format(at_ms, at);
+	if (r.first_ms < 0)
 		return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
-				 "no live mappings for %s %s",
-				 ns_addr_format(&gw, canon) ? canon : text,
-				 ns_proto_name((uint8_t)proto));
-	}
+				 "no history at %s: none is recorded yet", at);
+	ns_time_format(r.first_ms, a);
+	ns_time_format(r.end_ms, b);
+	if (r.before_ms >= 0 && r.after_ms >= 0)
+		return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
+				 "no history at %s: history holds %s to %s, "
+				 "with nothing observed from %s to %s",
+				 at, a, b, ns_time_format(r.before_ms, p),
+				 ns_time_format(r.after_ms, n));
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
+			 "no history at %s: history holds %s to %s", at, a, b);
+}
+
+static enum MHD_Result web_index_reply(struct web *w, struct MHD_Connection *c,
+				       struct web_req *q)
+{
+	return web_reply(c, MHD_HTTP_OK, CT_JSON, (char *)web_index,
+			 sizeof(web_index) - 1, MHD_RESPMEM_PERSISTENT, 0);
+}
+
+static enum MHD_Result web_gateways(struct web *w, struct MHD_Connection *c,
+				    struct web_req *q)
+{
+	char *body;
+	int rc;
+
+	if (q->given & P_AT)
+		rc = store_json_gateways_at(w->st, q->at_ms, q->now_ms, &body);
+	else
+		rc = store_json_gateways(w->st, q->now_ms, &body);
+	if (rc == -1 && errno == ERANGE)
+		return web_no_history(w, c, q->at_ms);
+	if (rc == -1)
+		return web_store_failed(w, c, errno);
+	return web_send(w, c, q, body);
+}
+
+/* /gateways/{ip}/hosts and /destinations, live or at a moment. */
+static enum MHD_Result web_gateway_list(struct web *w, struct MHD_Connection *c,
+					struct web_req *q, int hosts)
+{
+	char canon[NS_ADDR_STRLEN], at[NS_TIME_STRLEN];
+	char *body;
+	int rc;
+
+	if (q->given & P_AT)
+		rc = (hosts ? store_json_hosts_at
+			    : store_json_destinations_at)(w->st, &q->addr,
+							  q->proto, q->limit,
+							  q->at_ms, q->now_ms,
+							  &body);
+	else
+		rc = (hosts ? store_json_hosts
+			    : store_json_destinations)(w->st, &q->addr,
+						       q->proto, q->limit,
+						       q->now_ms, &body);
+	if (rc == 0)
+		return web_send(w, c, q, body);
+	if (errno == ERANGE)
+		return web_no_history(w, c, q->at_ms);
+	if (errno != ENOENT)
+		return web_store_failed(w, c, errno);
+	ns_addr_format(&q->addr, canon);
+	if (q->given & P_AT)
+		return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
+				 "no mappings for %s %s in the period of "
+				 "history holding %s", canon,
+				 ns_proto_name(q->proto),
+				 ns_time_format(q->at_ms, at));
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
+			 "no live mappings for %s %s", canon,
+			 ns_proto_name(q->proto));
+}
+
+static enum MHD_Result web_hosts(struct web *w, struct MHD_Connection *c,
+				 struct web_req *q)
+{
+	return web_gateway_list(w, c, q, 1);
+}
+
+static enum MHD_Result web_destinations(struct web *w,
+					struct MHD_Connection *c,
+					struct web_req *q)
+{
+	return web_gateway_list(w, c, q, 0);
+}
+
+static enum MHD_Result web_status(struct web *w, struct MHD_Connection *c,
+				  struct web_req *q)
+{
+	char *body;
+
+	if (store_json_status(w->st, q->now_ms, &body) == -1)
+		return web_store_failed(w, c, errno);
 	return web_json(c, body);
 }
 
+static enum MHD_Result web_series(struct web *w, struct MHD_Connection *c,
+				  struct web_req *q)
+{
+	char canon[NS_ADDR_STRLEN], a[NS_TIME_STRLEN], b[NS_TIME_STRLEN];
+	char *body;
+
+	if (store_json_series(w->st, &q->public_ip, q->proto, q->from_ms,
+			      q->to_ms, q->tier, q->limit, q->now_ms,
+			      &body) == 0)
+		return web_send(w, c, q, body);
+	if (errno == E2BIG)
+		return web_error(w, c, MHD_HTTP_BAD_REQUEST, 0,
+				 "resolution: more than %d periods in this "
+				 "range; narrow from/to or take a coarser "
+				 "resolution", STORE_SERIES_MAX_POINTS);
+	if (errno != ENOENT)
+		return web_store_failed(w, c, errno);
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
+			 "no history for %s %s from %s to %s",
+			 ns_addr_format(&q->public_ip, canon),
+			 ns_proto_name(q->proto), ns_time_format(q->from_ms, a),
+			 ns_time_format(q->to_ms, b));
+}
+
+static enum MHD_Result web_host(struct web *w, struct MHD_Connection *c,
+				struct web_req *q)
+{
+	char *body;
+
+	if (store_json_host_history(w->st, &q->addr, q->from_ms, q->to_ms,
+				    q->now_ms, &body) == -1)
+		return web_store_failed(w, c, errno);
+	return web_send(w, c, q, body);
+}
+
+static enum MHD_Result web_incidents(struct web *w, struct MHD_Connection *c,
+				     struct web_req *q)
+{
+	char *body;
+
+	if (store_json_incidents(w->st, q->from_ms, q->to_ms, q->limit,
+				 q->now_ms, &body) == -1)
+		return web_store_failed(w, c, errno);
+	return web_send(w, c, q, body);
+}
+
+static enum MHD_Result web_incident(struct web *w, struct MHD_Connection *c,
+				    struct web_req *q)
+{
+	char *body;
+
+	if (store_json_incident(w->st, q->id, q->now_ms, &body) == 0)
+		return web_json(c, body);
+	if (errno != ENOENT)
+		return web_store_failed(w, c, errno);
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0, "no incident %lld",
+			 (long long)q->id);
+}
+
+static enum MHD_Result web_lookup(struct web *w, struct MHD_Connection *c,
+				  struct web_req *q)
+{
+	int64_t at = q->given & P_AT ? q->at_ms : q->now_ms;
+	char *body;
+
+	if (store_json_lookup(w->st, &q->public_ip, q->proto, q->port, at,
+			      q->now_ms, &body) == 0)
+		return web_send(w, c, q, body);
+	if (errno == ENOSYS)
+		return web_error(w, c, MHD_HTTP_NOT_IMPLEMENTED, 0, "%s",
+				 "the mapping log is not built yet");
+	return web_store_failed(w, c, errno);
+}
 
 /* 200 when the collector runs and wrote recently, else 503.  Only numbers
  * and fixed words go into the body, so it is printed here. */
-static enum MHD_Result web_healthz(struct web *w, struct MHD_Connection *c)
+static enum MHD_Result web_healthz(struct web *w, struct MHD_Connection *c,
+				   struct web_req *q)
 {
 	char now_text[32], as_of_text[32], buf[512];
 	struct store_status s;
@@ -459,7 +833,8 @@ reply:
 }
 
 static enum MHD_Result web_metrics_reply(struct web *w,
-					 struct MHD_Connection *c)
+					 struct MHD_Connection *c,
+					 struct web_req *q)
 {
 	size_t len;
 	char *body;
@@ -486,20 +861,82 @@ static int web_run_begun(struct web *w)
 	return w->run_seen;
 }
 
+/* ---- routes ---- */
+
+#define HOUR_MS 3600000LL
+
+/* Every path the API answers, with the parameters each takes. */
+static const struct web_route web_routes[] = {
+	{ .path = "/", .handler = web_index_reply, .before_run = 1 },
+	{ .path = "/api/v1/gateways", .handler = web_gateways,
+	  .params = P_AT | P_FORMAT, .table = "$.gateways" },
+	{ .path = "/api/v1/gateways/{}/hosts", .seg = SEG_IP,
+	  .handler = web_hosts, .params = P_PROTO | P_LIMIT | P_AT | P_FORMAT,
+	  .table = "$.hosts", .limit = WEB_LIMIT_DEFAULT },
+	{ .path = "/api/v1/gateways/{}/destinations", .seg = SEG_IP,
+	  .handler = web_destinations,
+	  .params = P_PROTO | P_LIMIT | P_AT | P_FORMAT,
+	  .table = "$.destinations", .limit = WEB_LIMIT_DEFAULT },
+	{ .path = "/api/v1/status", .handler = web_status },
+	{ .path = "/metrics", .handler = web_metrics_reply },
+	{ .path = "/healthz", .handler = web_healthz },
+	{ .path = "/api/v1/series", .handler = web_series,
+	  .params = P_PUBLIC_IP | P_PROTO | P_FROM | P_TO | P_RESOLUTION |
+		    P_LIMIT | P_FORMAT,
+	  .required = P_PUBLIC_IP, .table = "$.points",
+	  .limit = 10 /* top hosts */, .span_ms = HOUR_MS },
+	{ .path = "/api/v1/hosts/{}", .seg = SEG_IP, .handler = web_host,
+	  .params = P_FROM | P_TO | P_FORMAT, .table = "$.gateways",
+	  .span_ms = HOUR_MS },
+	{ .path = "/api/v1/incidents", .handler = web_incidents,
+	  .params = P_FROM | P_TO | P_LIMIT | P_FORMAT,
+	  .table = "$.incidents", .limit = 100, .span_ms = 24 * HOUR_MS },
+	{ .path = "/api/v1/incidents/{}", .seg = SEG_ID,
+	  .handler = web_incident },
+	{ .path = "/api/v1/lookup", .handler = web_lookup,
+	  .params = P_PUBLIC_IP | P_PORT | P_PROTO | P_AT | P_FORMAT,
+	  .required = P_PUBLIC_IP | P_PORT, .table = "$.holders" },
+};
+
+/* Whether url matches path; a "{}" in path matches one non-empty
+ * segment, copied into seg. */
+static int web_match(const char *path, const char *url, char *seg)
+{
+	while (*path) {
+		if (path[0] == '{' && path[1] == '}') {
+			size_t n = strcspn(url, "/");
+
+			if (n == 0)
+				return 0;
+			memcpy(seg, url, n); /* n < strlen(url) <= MAX_PATH */
+			seg[n] = '\0';
+			url += n;
+			path += 2;
+			continue;
+		}
+		if (*path++ != *url++)
+			return 0;
+	}
+	return *url == '\0';
+}
+
 /* Answers a request whose headers (and body, if any) have arrived. */
 static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 				  const char *url, const char *method)
 {
-	enum web_route route;
-	const char *ip = NULL;
-	size_t ip_len = 0;
-	char *body = NULL;
+	struct web_req q = { 0 };
+	char err[WEB_MAX_PATH + 200];
 
 	if (strlen(url) > WEB_MAX_PATH)
 		return web_error(w, c, MHD_HTTP_BAD_REQUEST, 0,
 				 "path longer than %d bytes", WEB_MAX_PATH);
-	route = web_route(url, &ip, &ip_len);
-	if (route == ROUTE_NONE)
+	for (size_t i = 0; i < sizeof(web_routes) / sizeof(web_routes[0]);
+	     i++)
+		if (web_match(web_routes[i].path, url, q.seg)) {
+			q.route = &web_routes[i];
+			break;
+		}
+	if (!q.route)
 		return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
 				 "no such path '%s'", url);
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
@@ -508,36 +945,15 @@ static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 				 "method '%s' not allowed (use GET or HEAD)",
 				 method);
 
-	if (route != ROUTE_INDEX && !web_run_begun(w))
+	if (!q.route->before_run && !web_run_begun(w))
 		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
 				 REPLY_RETRY_AFTER, "%s",
 				 "starting: the database still holds the previous "
 				 "run's figures");
-
-	switch (route) {
-	case ROUTE_INDEX:
-		return web_reply(c, MHD_HTTP_OK, CT_JSON, (char *)web_index,
-				 sizeof(web_index) - 1, MHD_RESPMEM_PERSISTENT,
-				 0);
-	case ROUTE_GATEWAYS:
-		if (store_json_gateways(w->st, ns_now_ms(), &body) == -1)
-			return web_store_failed(w, c, errno);
-		return web_json(c, body);
-	case ROUTE_HOSTS:
-	case ROUTE_DESTINATIONS:
-		return web_gateway_list(w, c, route, ip, ip_len);
-	case ROUTE_STATUS:
-		if (store_json_status(w->st, ns_now_ms(), &body) == -1)
-			return web_store_failed(w, c, errno);
-		return web_json(c, body);
-	case ROUTE_METRICS:
-		return web_metrics_reply(w, c);
-	case ROUTE_HEALTHZ:
-		return web_healthz(w, c);
-	case ROUTE_NONE:
-		break;
-	}
-	return MHD_NO;
+	q.now_ms = ns_now_ms();
+	if (web_parse_request(c, &q, err, sizeof(err)) == -1)
+		return web_error(w, c, MHD_HTTP_BAD_REQUEST, 0, "%s", err);
+	return q.route->handler(w, c, &q);
 }
 
 /* libmicrohttpd calls this once when the headers are in, then for each

@@ -487,6 +487,8 @@ static void write_database(void)
 	store_batch_free(&b);
 }
 
+static void write_history(void);
+
 static int group_setup(void **state)
 {
 	struct store_status s;
@@ -501,6 +503,7 @@ static int group_setup(void **state)
 	fill_status(&s, STORE_STATE_STARTING, ns_now_ms());
 	assert_int_equal(store_begin_run(T.rw, &s), 0);
 	write_database();
+	write_history();
 
 	cfg.db_path = T.db;
 	T.web = web_start(web_listen("127.0.0.1:0"), &cfg);
@@ -696,7 +699,7 @@ static void test_index(void **state)
 	assert_json_reply(&r, 200);
 	assert_jtext(r.body, "$.name", "natscope");
 	assert_jtext(r.body, "$.version", NS_VERSION);
-	assert_int_equal(jlen(r.body, "$.endpoints"), 6);
+	assert_int_equal(jlen(r.body, "$.endpoints"), 11);
 	assert_jtext(r.body, "$.endpoints[0]", "/api/v1/gateways");
 	assert_jtext(r.body, "$.endpoints[5]", "/healthz");
 	resp_free(&r);
@@ -844,6 +847,545 @@ static void test_destinations(void **state)
 	assert_jtext(r.body, "$.proto", "icmp");
 	assert_int_equal(jint(r.body, "$.destinations[0].port"), 0);
 	assert_int_equal(jint(r.body, "$.destinations[0].capacity"), 65536);
+	resp_free(&r);
+}
+
+/* ---- history (schema 004): a fixture written with SQL ---- */
+
+/*
+ * 2026-12-01T10:00:00Z.  Raw periods of 5 s from T0 to T0 + 120 s, but
+ * none for [T0 + 60, T0 + 70) (natscope did not observe it), the one at
+ * T0 + 30 not exact with a gap inside it; minutes 09:50..10:00 (10:00 not
+ * exact); hours 08:00 and 09:00; and two days earlier (D) 1200 raw
+ * periods and their 100 minutes.  Each period's figures follow its number
+ * i.  Hosts and buckets are kept per minute and hour only, as the writer
+ * keeps them.
+ */
+#define T0 1796119200000LL
+#define T0S "1796119200"
+#define DAY_D (T0 - 2 * 86400000LL)
+
+static void write_history(void)
+{
+	char sql[8192];
+
+	snprintf(sql, sizeof(sql),
+		 "CREATE TEMP TABLE fx (tier, ts_ms, span_ms, exact, i);"
+		 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 "
+		 "FROM n WHERE i < 1199) "
+		 "INSERT INTO fx SELECT 0, %lld + 5000 * i, 5000, i != 6, i "
+		 "FROM n WHERE i < 24 AND i NOT IN (12, 13) UNION ALL "
+		 "SELECT 1, %lld + 60000 * i, 60000, i != 10, 100 + i FROM n "
+		 "WHERE i <= 10 UNION ALL "
+		 "SELECT 2, %lld + 3600000 * i, 3600000, 1, 200 + i FROM n "
+		 "WHERE i <= 1 UNION ALL "
+		 "SELECT 0, %lld + 5000 * i, 5000, 1, 1000 + i FROM n UNION ALL "
+		 "SELECT 1, %lld + 60000 * i, 60000, 1, 3000 + i FROM n "
+		 "WHERE i < 100;"
+		 "INSERT INTO hist_kernel (tier, ts_ms, span_ms, exact, state, "
+		 "mappings_nat, mappings_local, events_lost) SELECT tier, "
+		 "ts_ms, span_ms, exact, CASE WHEN exact THEN 'running' ELSE "
+		 "'resyncing' END, 150 + i, 0, 0 FROM fx;"
+		 "INSERT INTO hist_gateway (public_ip, proto, tier, ts_ms, "
+		 "span_ms, exact, family, ip_bin, ports_in_use, ports_peak, "
+		 "ports_avg, mappings, mappings_peak, mappings_avg, hosts, "
+		 "destinations, new_mappings, worst_ip, worst_port, "
+		 "worst_zone, worst_capacity, worst_peak, state_established, "
+		 "state_time_wait, time_wait_peak) SELECT '" GW4 "', 'tcp', "
+		 "tier, ts_ms, span_ms, exact, 4, x'cb007101', 100 + i, "
+		 "200 + i, 150.5, 150 + i, 300 + i, 200.25, 2, 1, 10 * i, "
+		 "'198.51.100.7', 443, 0, 64512, 250 + i, 50, 100 + i, "
+		 "120 + i FROM fx;"
+		 "INSERT INTO hist_gateway (public_ip, proto, tier, ts_ms, "
+		 "span_ms, exact, family, ip_bin, ports_in_use, ports_peak, "
+		 "ports_avg, mappings, mappings_peak, mappings_avg, hosts, "
+		 "destinations, new_mappings, worst_peak) SELECT '" GW6 "', "
+		 "'tcp', tier, ts_ms, span_ms, exact, 6, "
+		 "x'20010db8000000000000000000000001', 7, 8, 7, 7, 8, 7, 1, "
+		 "0, 1, 0 FROM fx WHERE tier = 0 AND ts_ms >= %lld;"
+		 "INSERT INTO hist_host (public_ip, proto, tier, ts_ms, ip, "
+		 "span_ms, kind, family, ip_bin, mappings, mappings_peak, "
+		 "ports_in_use, new_mappings) SELECT '" GW4 "', 'tcp', tier, "
+		 "ts_ms, '198.18.0.1', span_ms, 'nat', 4, x'c6120001', "
+		 "50 + i, 60 + i, 45, 10 + i FROM fx WHERE tier > 0 UNION ALL "
+		 "SELECT '" GW4 "', 'tcp', tier, ts_ms, '198.18.0.2', span_ms, "
+		 "'nat', 4, x'c6120002', 40, 40, 35, 5 FROM fx WHERE tier > 0;"
+		 "INSERT INTO hist_dest (public_ip, proto, tier, ts_ms, zone, "
+		 "ip, port, span_ms, family, ip_bin, capacity, mappings, "
+		 "mappings_peak, new_mappings) SELECT '" GW4 "', 'tcp', tier, "
+		 "ts_ms, 0, '198.51.100.7', 443, span_ms, 4, x'c6336407', "
+		 "64512, 150 + i, 250 + i, 10 + i FROM fx WHERE tier > 0;"
+		 "DROP TABLE fx;"
+		 "INSERT INTO gaps VALUES (%lld, 1, %lld, %lld, 42, 1, 3, 1, "
+		 "0, 'enobufs');"
+		 "INSERT INTO incident (id, kind, severity, public_ip, proto, "
+		 "capacity, opened_ms, closed_ms, peak_ms, peak_mappings, "
+		 "insert_failed, opened_detail, peak_detail) VALUES (1, "
+		 "'gateway', 'critical', '" GW4 "', 'tcp', 65535, %lld, %lld, "
+		 "%lld, 60000, 3, '{\"top\": [{\"ip\": \"198.18.0.1\", "
+		 "\"rate\": 12.5}]}', '{\"states\": {\"time_wait\": 50000}}');"
+		 "INSERT INTO incident (id, kind, severity, public_ip, proto, "
+		 "zone, dest_ip, dest_port, capacity, opened_ms, peak_ms, "
+		 "peak_mappings, opened_detail, peak_detail) VALUES (2, "
+		 "'bucket', 'warn', '" GW4 "', 'tcp', 0, '198.51.100.7', 443, "
+		 "64512, %lld, %lld, 46000, '{}', 'not json');"
+		 "INSERT INTO incident (id, kind, severity, opened_ms, "
+		 "closed_ms, peak_ms, peak_mappings, drop_count, "
+		 "opened_detail, peak_detail) VALUES (3, 'kernel', 'warn', "
+		 "%lld, %lld, %lld, 0, 9, '{}', '{}');",
+		 T0, T0 - 600000, T0 - 7200000, DAY_D, DAY_D, T0,
+		 T0 - 3 * 3600000, T0 + 31000, T0 + 33000,
+		 T0 + 20000, T0 + 50000, T0 + 30000,
+		 T0 + 100000, T0 + 110000,
+		 T0 - 3 * 86400000LL, T0 - 3 * 86400000LL + 10000,
+		 T0 - 3 * 86400000LL);
+	assert_int_equal(store_test_exec(T.rw, sql), 0);
+}
+
+/* GET path; expect 200 JSON and return the body (caller frees). */
+static char *get_json(const char *path)
+{
+	struct resp r;
+
+	http_get(path, &r);
+	assert_json_reply(&r, 200);
+	return r.body;
+}
+
+static void test_at_gateways(void **state)
+{
+	char *b, *g;
+
+	/* a period that starts at at: raw, not exact, its gap shown */
+	b = get_json("/api/v1/gateways?at=" "1796119230");
+	assert_jtext(b, "$.resolution", "raw");
+	assert_int_equal(jint(b, "$.resolution_seconds"), 5);
+	assert_jtext(b, "$.at", "2026-12-01T10:00:30.000Z");
+	assert_jtext(b, "$.period.start", "2026-12-01T10:00:30.000Z");
+	assert_jtext(b, "$.as_of", "2026-12-01T10:00:35.000Z");
+	assert_int_equal(jint(b, "$.exact"), 0);
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	assert_jtext(b, "$.coverage.state", "resyncing");
+	assert_int_equal(jlen(b, "$.coverage.gaps"), 1);
+	assert_jtext(b, "$.coverage.gaps[0].reason", "enobufs");
+	assert_jtext(b, "$.coverage.gaps[0].start", "2026-12-01T10:00:31.000Z");
+	assert_int_equal(jint(b, "$.coverage.gaps[0].events_lost"), 42);
+	assert_int_equal(jlen(b, "$.gateways"), 2);
+	g = jfind_gateway(b, GW4, "tcp");
+	assert_int_equal(jint(g, "$.exact"), 0);
+	assert_int_equal(jint(g, "$.ports_in_use"), 106);
+	assert_int_equal(jint(g, "$.ports_peak"), 206);
+	assert_int_equal(jint(g, "$.mappings"), 156);
+	assert_int_equal(jint(g, "$.mappings_peak"), 306);
+	assert_int_equal(jint(g, "$.new_mappings"), 60);
+	assert_jtext(g, "$.new_per_second", "12.0");
+	assert_jtext(g, "$.worst_destination.ip", "198.51.100.7");
+	assert_int_equal(jint(g, "$.worst_destination.peak"), 256);
+	assert_int_equal(jint(g, "$.states.time_wait"), 106);
+	assert_int_equal(jint(g, "$.time_wait_peak"), 126);
+	free(g);
+	g = jfind_gateway(b, GW6, "tcp");
+	assert_null(jtext(g, "$.worst_destination"));
+	free(g);
+	free(b);
+
+	/* 1 ms earlier: the period before, exact, no gap */
+	b = get_json("/api/v1/gateways?at=2026-12-01T10:00:29.999Z");
+	assert_jtext(b, "$.period.start", "2026-12-01T10:00:25.000Z");
+	assert_jtext(b, "$.as_of", "2026-12-01T10:00:30.000Z");
+	assert_int_equal(jint(b, "$.exact"), 1);
+	assert_int_equal(jint(b, "$.coverage.complete"), 1);
+	assert_int_equal(jlen(b, "$.coverage.gaps"), 0);
+	free(b);
+
+	/* before the raw rows: the minute holding it */
+	b = get_json("/api/v1/gateways?at=2026-12-01T09:59:59.999Z");
+	assert_jtext(b, "$.resolution", "minute");
+	assert_int_equal(jint(b, "$.resolution_seconds"), 60);
+	assert_jtext(b, "$.period.start", "2026-12-01T09:59:00.000Z");
+	assert_jtext(b, "$.as_of", "2026-12-01T10:00:00.000Z");
+	assert_int_equal(jlen(b, "$.gateways"), 1);
+	assert_int_equal(jint(b, "$.gateways[0].ports_in_use"), 209);
+	free(b);
+
+	/* before the minutes: the hour */
+	b = get_json("/api/v1/gateways?at=2026-12-01T09:30:00%2B00:00");
+	assert_jtext(b, "$.resolution", "hour");
+	assert_int_equal(jint(b, "$.resolution_seconds"), 3600);
+	assert_jtext(b, "$.period.start", "2026-12-01T09:00:00.000Z");
+	assert_int_equal(jint(b, "$.gateways[0].ports_in_use"), 301);
+	free(b);
+
+	/* no period holds it: what history holds, and the hole */
+	expect_error("/api/v1/gateways?at=1796119260", 404,
+		     "no history at 2026-12-01T10:01:00.000Z: history holds "
+		     "2026-11-29T10:00:00.000Z to 2026-12-01T10:02:00.000Z, "
+		     "with nothing observed from 2026-12-01T10:01:00.000Z to "
+		     "2026-12-01T10:01:10.000Z");
+	expect_error("/api/v1/gateways?at=2026-11-01", 404,
+		     "no history at 2026-11-01T00:00:00.000Z: history holds "
+		     "2026-11-29T10:00:00.000Z to 2026-12-01T10:02:00.000Z");
+	expect_error("/api/v1/gateways?at=1796119320", 404,
+		     "no history at 2026-12-01T10:02:00.000Z: history holds "
+		     "2026-11-29T10:00:00.000Z to 2026-12-01T10:02:00.000Z");
+	expect_error("/api/v1/gateways?at=yesterday", 400,
+		     "at must be a time, RFC 3339 (2026-12-02T14:02:00Z) or "
+		     "unix seconds, not 'yesterday'");
+}
+
+static void test_at_lists(void **state)
+{
+	struct resp r;
+	char *b;
+
+	/* hosts are kept per minute: the minute holding the moment */
+	b = get_json("/api/v1/gateways/" GW4 "/hosts?at=1796119232.5");
+	assert_jtext(b, "$.resolution", "minute");
+	assert_jtext(b, "$.as_of", "2026-12-01T10:01:00.000Z");
+	assert_int_equal(jint(b, "$.exact"), 0);
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	assert_int_equal(jlen(b, "$.coverage.gaps"), 1);
+	assert_int_equal(jint(b, "$.total"), 2);
+	assert_int_equal(jint(b, "$.recorded.hosts"), 2);
+	assert_int_equal(jint(b, "$.recorded.top_only"), 1);
+	assert_jtext(b, "$.hosts[0].ip", "198.18.0.1");
+	assert_int_equal(jint(b, "$.hosts[0].mappings"), 160);
+	assert_int_equal(jint(b, "$.hosts[0].mappings_peak"), 170);
+	assert_int_equal(jint(b, "$.hosts[0].new_mappings"), 120);
+	assert_jtext(b, "$.hosts[0].new_per_second", "2.0");
+	assert_jtext(b, "$.hosts[1].ip", "198.18.0.2");
+	free(b);
+
+	/* the minute before: exact, no gap */
+	b = get_json("/api/v1/gateways/" GW4 "/hosts?at=1796119199&limit=1");
+	assert_jtext(b, "$.period.start", "2026-12-01T09:59:00.000Z");
+	assert_int_equal(jint(b, "$.exact"), 1);
+	assert_int_equal(jint(b, "$.coverage.complete"), 1);
+	assert_int_equal(jlen(b, "$.hosts"), 1);
+	assert_int_equal(jint(b, "$.hosts[0].mappings_peak"), 169);
+	free(b);
+
+	b = get_json("/api/v1/gateways/" GW4
+		     "/destinations?at=2026-12-01T09:05:00Z");
+	assert_jtext(b, "$.resolution", "hour");
+	assert_int_equal(jint(b, "$.total"), 1);
+	assert_jtext(b, "$.destinations[0].ip", "198.51.100.7");
+	assert_int_equal(jint(b, "$.destinations[0].port"), 443);
+	assert_int_equal(jint(b, "$.destinations[0].capacity"), 64512);
+	assert_int_equal(jint(b, "$.destinations[0].mappings_peak"), 451);
+	free(b);
+
+	/* GW6 has no row at minute resolution */
+	expect_error("/api/v1/gateways/" GW6 "/hosts?at=1796119199", 404,
+		     "no mappings for 2001:db8::1 tcp in the period of history "
+		     "holding 2026-12-01T09:59:59.000Z");
+	/* GW6 has raw rows only: its (empty) list says none was kept */
+	b = get_json("/api/v1/gateways/" GW6 "/hosts?at=1796119230");
+	assert_jtext(b, "$.resolution", "raw");
+	assert_int_equal(jint(b, "$.total"), 1);
+	assert_int_equal(jint(b, "$.recorded.hosts"), 0);
+	assert_int_equal(jlen(b, "$.hosts"), 0);
+	free(b);
+	expect_error("/api/v1/gateways/" GW4 "/destinations?at=1700000000",
+		     404, "no history at 2023-11-14T22:13:20.000Z: history "
+			  "holds 2026-11-29T10:00:00.000Z to "
+			  "2026-12-01T10:02:00.000Z");
+
+	/* the same table as CSV: the period's as_of and exactness in
+	 * every row */
+	http_get("/api/v1/gateways/" GW4 "/hosts?at=1796119230&format=csv",
+		 &r);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body,
+			    "as_of,coverage_complete,ip,kind,mappings,"
+			    "mappings_peak,ports_in_use,new_mappings,"
+			    "new_per_second\r\n"
+			    "2026-12-01T10:01:00.000Z,false,198.18.0.1,nat,160,"
+			    "170,45,120,2.0\r\n"
+			    "2026-12-01T10:01:00.000Z,false,198.18.0.2,nat,40,"
+			    "40,35,5,0.083\r\n");
+	resp_free(&r);
+}
+
+/* The number of lines in s. */
+static int csv_lines(const char *s)
+{
+	int n = 0;
+
+	for (; (s = strchr(s, '\n')); s++)
+		n++;
+	return n;
+}
+
+static void test_series(void **state)
+{
+	struct resp r;
+	char v[64];
+	char *b;
+
+	/* two minutes: raw, the unobserved 10 s absent, not filled */
+	b = get_json("/api/v1/series?public_ip=" GW4 "&from=" T0S
+		     "&to=1796119320");
+	assert_jtext(b, "$.resolution", "raw");
+	assert_jtext(b, "$.resolution_seconds", "5.0");
+	assert_jtext(b, "$.as_of", "2026-12-01T10:02:00.000Z");
+	assert_jtext(b, "$.from", "2026-12-01T10:00:00.000Z");
+	assert_int_equal(jlen(b, "$.points"), 22);
+	assert_jtext(b, "$.points[0].ts", "2026-12-01T10:00:00.000Z");
+	assert_int_equal(jint(b, "$.points[0].exact"), 1);
+	assert_int_equal(jint(b, "$.points[0].states.time_wait"), 100);
+	assert_int_equal(jint(b, "$.points[6].exact"), 0);
+	assert_int_equal(jint(b, "$.points[6].ports_peak"), 206);
+	assert_int_equal(jint(b, "$.points[6].mappings_peak"), 306);
+	assert_jtext(b, "$.points[6].new_per_second", "12.0");
+	assert_int_equal(jint(b, "$.points[6].worst.peak"), 256);
+	assert_int_equal(jint(b, "$.points[6].worst.capacity"), 64512);
+	assert_jtext(b, "$.points[11].end", "2026-12-01T10:01:00.000Z");
+	assert_jtext(b, "$.points[12].ts", "2026-12-01T10:01:10.000Z");
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	assert_int_equal(jint(b, "$.coverage.not_exact_points"), 1);
+	assert_int_equal(jlen(b, "$.coverage.unobserved"), 1);
+	assert_jtext(b, "$.coverage.unobserved[0].start",
+		     "2026-12-01T10:01:00.000Z");
+	assert_jtext(b, "$.coverage.unobserved[0].end",
+		     "2026-12-01T10:01:10.000Z");
+	assert_int_equal(jlen(b, "$.coverage.gaps"), 1);
+	/* top hosts from the minutes, where hosts are kept */
+	assert_jtext(b, "$.recorded.resolution", "minute");
+	assert_jtext(b, "$.top_hosts[0].ip", "198.18.0.1");
+	assert_int_equal(jint(b, "$.top_hosts[0].mappings_peak"), 170);
+	assert_int_equal(jint(b, "$.top_hosts[0].new_mappings"), 120);
+	assert_int_equal(jint(b, "$.top_hosts[0].periods"), 1);
+	assert_jtext(b, "$.top_hosts[0].new_per_second", "2.0");
+	assert_int_equal(jint(b, "$.top_hosts[1].new_mappings"), 5);
+	free(b);
+
+	/* raw does not reach back to 09:50: minutes */
+	b = get_json("/api/v1/series?public_ip=" GW4
+		     "&from=2026-12-01T09:50:00Z&to=2026-12-01T10:01:00Z");
+	assert_jtext(b, "$.resolution", "minute");
+	assert_int_equal(jint(b, "$.resolution_seconds"), 60);
+	assert_int_equal(jlen(b, "$.points"), 11);
+	/* the minute 10:00 holds the gap */
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	assert_int_equal(jlen(b, "$.coverage.gaps"), 1);
+	free(b);
+
+	/* minutes do not reach back to 08:00: hours */
+	b = get_json("/api/v1/series?public_ip=" GW4
+		     "&from=2026-12-01T08:00:00Z&to=2026-12-01T10:00:00Z");
+	assert_jtext(b, "$.resolution", "hour");
+	assert_int_equal(jlen(b, "$.points"), 2);
+	assert_int_equal(jint(b, "$.points[1].ports_in_use"), 301);
+	free(b);
+
+	/* 1200 raw periods are too many: their 100 minutes */
+	b = get_json("/api/v1/series?public_ip=" GW4
+		     "&from=2026-11-29T10:00:00Z&to=2026-11-29T11:40:00Z");
+	assert_jtext(b, "$.resolution", "minute");
+	assert_int_equal(jlen(b, "$.points"), 100);
+	free(b);
+	/* unless asked for */
+	b = get_json("/api/v1/series?public_ip=" GW4
+		     "&from=2026-11-29T10:00:00Z&to=2026-11-29T11:40:00Z"
+		     "&resolution=raw&limit=1");
+	assert_jtext(b, "$.resolution", "raw");
+	assert_int_equal(jlen(b, "$.points"), 1200);
+	assert_int_equal(jlen(b, "$.top_hosts"), 1);
+	free(b);
+
+	/* points as CSV, flattened */
+	http_get("/api/v1/series?public_ip=" GW4 "&from=" T0S
+		 "&to=1796119320&format=csv", &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(resp_header(&r, "Content-Type", v, sizeof(v)), 0);
+	assert_string_equal(v, "text/csv; charset=utf-8");
+	assert_int_equal(csv_lines(r.body), 23);
+	assert_true(strncmp(r.body,
+			    "as_of,coverage_complete,ts,end,span_seconds,"
+			    "exact,ports_in_use,ports_peak,mappings,"
+			    "mappings_peak,hosts,destinations,new_mappings,"
+			    "new_per_second,worst.ip,worst.port,worst.zone,"
+			    "worst.peak,worst.capacity,states.none,", 166) == 0);
+	assert_non_null(strstr(r.body, "\r\n2026-12-01T10:02:00.000Z,false,"
+				       "2026-12-01T10:00:30.000Z,"
+				       "2026-12-01T10:00:35.000Z,5.0,false,"
+				       "106,206,156,306,2,1,60,12.0,"
+				       "198.51.100.7,443,0,256,64512,0,"));
+	resp_free(&r);
+
+	/* nothing of that gateway at that tier there */
+	expect_error("/api/v1/series?public_ip=" GW4 "&from=" T0S
+		     "&to=1796119320&resolution=hour", 404,
+		     "no history for 203.0.113.1 tcp from "
+		     "2026-12-01T10:00:00.000Z to 2026-12-01T10:02:00.000Z");
+	expect_error("/api/v1/series?public_ip=" GW4 "&proto=udp&from=" T0S
+		     "&to=1796119320", 404,
+		     "no history for 203.0.113.1 udp from "
+		     "2026-12-01T10:00:00.000Z to 2026-12-01T10:02:00.000Z");
+	expect_error("/api/v1/series?from=" T0S, 400, "public_ip is required");
+	expect_error("/api/v1/series?public_ip=nope", 400,
+		     "invalid IP address 'nope' in public_ip");
+	expect_error("/api/v1/series?public_ip=" GW4 "&resolution=second",
+		     400, "resolution must be raw, minute or hour, not "
+			  "'second'");
+	expect_error("/api/v1/series?public_ip=" GW4 "&from=" T0S "&to=" T0S,
+		     400, "from must be before to");
+	expect_error("/api/v1/series?public_ip=" GW4 "&bogus=1", 400,
+		     "unknown parameter 'bogus' (this path takes public_ip, "
+		     "proto, limit, from, to, resolution, format)");
+	expect_error("/api/v1/series?public_ip=" GW4 "&proto=tcp&proto=udp",
+		     400, "parameter 'proto' given twice (this path takes "
+			  "public_ip, proto, limit, from, to, resolution, "
+			  "format)");
+}
+
+static void test_host_history(void **state)
+{
+	char *b;
+
+	b = get_json("/api/v1/hosts/198.18.0.1?from=" T0S "&to=1796119320");
+	assert_jtext(b, "$.ip", "198.18.0.1");
+	assert_jtext(b, "$.resolution", "minute");
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	assert_int_equal(jint(b, "$.coverage.not_exact_periods"), 1);
+	assert_int_equal(jlen(b, "$.gateways"), 1);
+	assert_jtext(b, "$.gateways[0].public_ip", GW4);
+	assert_jtext(b, "$.gateways[0].proto", "tcp");
+	assert_int_equal(jint(b, "$.gateways[0].exact"), 0);
+	assert_int_equal(jint(b, "$.gateways[0].mappings_peak"), 170);
+	assert_int_equal(jint(b, "$.gateways[0].new_mappings"), 120);
+	assert_int_equal(jint(b, "$.gateways[0].periods"), 1);
+	assert_jtext(b, "$.gateways[0].first_seen", "2026-12-01T10:00:00.000Z");
+	assert_jtext(b, "$.gateways[0].last_seen", "2026-12-01T10:01:00.000Z");
+	free(b);
+	/* an earlier range: exact minutes */
+	b = get_json("/api/v1/hosts/198.18.0.1?from=2026-12-01T09:50:00Z"
+		     "&to=2026-12-01T09:55:00Z");
+	assert_jtext(b, "$.resolution", "minute");
+	assert_int_equal(jint(b, "$.coverage.complete"), 1);
+	assert_int_equal(jint(b, "$.gateways[0].periods"), 5);
+	assert_int_equal(jint(b, "$.gateways[0].exact"), 1);
+	assert_int_equal(jint(b, "$.gateways[0].new_mappings"), 560);
+	/* and now, from the live tables */
+	assert_int_equal(jlen(b, "$.live.gateways"), 2);
+	assert_jtext(b, "$.live.gateways[0].public_ip", GW4);
+	assert_jtext(b, "$.live.gateways[0].proto", "tcp");
+	assert_int_equal(jint(b, "$.live.gateways[0].mappings"), 280);
+	assert_jtext(b, "$.live.gateways[1].proto", "udp");
+	assert_null(jtext(b, "$.destinations"));
+	assert_jtext(b, "$.destinations_note",
+		     "destinations per host come from the mapping log, not "
+		     "built yet");
+	free(b);
+
+	/* a host history does not hold, over the hour before now */
+	b = get_json("/api/v1/hosts/2001:db8:1::2");
+	assert_int_equal(jlen(b, "$.gateways"), 0);
+	assert_int_equal(jlen(b, "$.live.gateways"), 1);
+	free(b);
+	expect_error("/api/v1/hosts/nope", 400, "invalid IP address 'nope'");
+	expect_error("/api/v1/hosts/198.18.0.1?at=" T0S, 400,
+		     "unknown parameter 'at' (this path takes from, to, "
+		     "format)");
+}
+
+static void test_incidents(void **state)
+{
+	struct resp r;
+	char *b;
+
+	b = get_json("/api/v1/incidents?from=" T0S "&to=1796119320");
+	assert_int_equal(jint(b, "$.total"), 2);
+	assert_int_equal(jlen(b, "$.incidents"), 2);
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	/* newest first; the bucket is still open */
+	assert_int_equal(jint(b, "$.incidents[0].id"), 2);
+	assert_jtext(b, "$.incidents[0].kind", "bucket");
+	assert_int_equal(jint(b, "$.incidents[0].open"), 1);
+	assert_null(jtext(b, "$.incidents[0].closed"));
+	assert_jtext(b, "$.incidents[0].destination.ip", "198.51.100.7");
+	assert_int_equal(jint(b, "$.incidents[0].destination.port"), 443);
+	assert_jtext(b, "$.incidents[0].peak_ratio", "0.713");
+	assert_int_equal(jint(b, "$.incidents[1].id"), 1);
+	assert_jtext(b, "$.incidents[1].severity", "critical");
+	assert_jtext(b, "$.incidents[1].opened", "2026-12-01T10:00:20.000Z");
+	assert_jtext(b, "$.incidents[1].closed", "2026-12-01T10:00:50.000Z");
+	assert_jtext(b, "$.incidents[1].duration_seconds", "30.0");
+	assert_int_equal(jint(b, "$.incidents[1].insert_failed"), 3);
+	assert_null(jtext(b, "$.incidents[1].destination"));
+	free(b);
+
+	b = get_json("/api/v1/incidents?from=2026-11-28&to=2026-11-29&limit=5");
+	assert_int_equal(jint(b, "$.total"), 1);
+	assert_jtext(b, "$.incidents[0].kind", "kernel");
+	assert_int_equal(jint(b, "$.incidents[0].drop"), 9);
+	assert_int_equal(jint(b, "$.coverage.complete"), 1);
+	free(b);
+
+	/* details embedded as JSON (a text that is not JSON stays text) */
+	b = get_json("/api/v1/incidents/1");
+	assert_jtext(b, "$.opened_detail.top[0].ip", "198.18.0.1");
+	assert_jtext(b, "$.opened_detail.top[0].rate", "12.5");
+	assert_int_equal(jint(b, "$.peak_detail.states.time_wait"), 50000);
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	free(b);
+	b = get_json("/api/v1/incidents/2");
+	assert_jtext(b, "$.peak_detail", "not json");
+	free(b);
+
+	http_get("/api/v1/incidents?from=" T0S "&to=1796119320&format=csv",
+		 &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(csv_lines(r.body), 3);
+	assert_true(strncmp(r.body, "coverage_complete,id,kind,", 26) == 0);
+	resp_free(&r);
+
+	expect_error("/api/v1/incidents/99", 404, "no incident 99");
+	expect_error("/api/v1/incidents/x1", 400, "invalid incident id 'x1'");
+	expect_error("/api/v1/incidents/1?format=csv", 400,
+		     "unknown parameter 'format' (this path takes none)");
+	expect_error("/api/v1/incidents?limit=0", 400,
+		     "limit must be an integer from 1 to 10000");
+}
+
+static void test_lookup(void **state)
+{
+	expect_error("/api/v1/lookup?public_ip=" GW4 "&port=40123&at=" T0S,
+		     501, "the mapping log is not built yet");
+	expect_error("/api/v1/lookup?public_ip=" GW4, 400, "port is required");
+	expect_error("/api/v1/lookup?public_ip=" GW4 "&port=65536", 400,
+		     "port must be an integer from 0 to 65535");
+}
+
+static void test_params(void **state)
+{
+	struct resp r;
+
+	expect_error("/api/v1/gateways?bogus=1", 400,
+		     "unknown parameter 'bogus' (this path takes at, format)");
+	expect_error("/api/v1/status?format=csv", 400,
+		     "unknown parameter 'format' (this path takes none)");
+	expect_error("/api/v1/gateways?format=xml", 400,
+		     "format must be json or csv, not 'xml'");
+	expect_error("/api/v1/gateways/" GW4 "/hosts?at=", 400,
+		     "at must be a time, RFC 3339 (2026-12-02T14:02:00Z) or "
+		     "unix seconds, not ''");
+
+	/* live tables as CSV: the coverage of the snapshot in every row */
+	http_get("/api/v1/gateways?format=csv", &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(csv_lines(r.body), 5);
+	assert_true(strncmp(r.body,
+			    "as_of,coverage_complete,public_ip,proto,"
+			    "ports_in_use,port_space,mappings,hosts,"
+			    "destinations,worst_destination.ip,"
+			    "worst_destination.port,", 128) == 0);
+	assert_non_null(strstr(r.body, ",true,192.0.2.1,icmp,3,65535,3,1,1,"
+				       "198.51.100.7,0,0,3,65536,,,,,,,,,,\r\n"));
+	resp_free(&r);
+	http_full("HEAD", "/api/v1/gateways?format=csv", NULL, NULL, &r);
+	assert_int_equal(r.status, 200);
 	resp_free(&r);
 }
 
@@ -1541,6 +2083,13 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_gateways),
 	cmocka_unit_test(test_hosts),
 	cmocka_unit_test(test_destinations),
+	cmocka_unit_test(test_at_gateways),
+	cmocka_unit_test(test_at_lists),
+	cmocka_unit_test(test_series),
+	cmocka_unit_test(test_host_history),
+	cmocka_unit_test(test_incidents),
+	cmocka_unit_test(test_lookup),
+	cmocka_unit_test(test_params),
 	cmocka_unit_test(test_ipv6_canonical),
 	cmocka_unit_test(test_bad_requests),
 	cmocka_unit_test(test_long_path),
