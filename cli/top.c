@@ -40,6 +40,8 @@ static void top_usage(FILE *f)
 	      "  --url URL             a running natscope's API\n"
 	      "                        (default " DEFAULT_URL ")\n"
 	      "  --db FILE             read a database instead (read-only)\n"
+	      "  --at TIME             the state at a past moment, from history\n"
+	      "                        (RFC 3339 or unix seconds; implies --once)\n"
 	      "  --interval SECONDS    refresh every SECONDS (default 2)\n"
 	      "  --top N               consumers shown per public IP, 0-100\n"
 	      "                        (default 3)\n"
@@ -55,6 +57,7 @@ struct top {
 	CURL *curl;
 	unsigned top_n;
 	int json;
+	int64_t at_ms; /* --at: a past moment; 0 live */
 	char err[256]; /* why the last fetch failed */
 };
 
@@ -114,7 +117,9 @@ static char *top_store(struct top *t, const char *kind, const char *ip,
 	int rc, p;
 
 	if (!strcmp(kind, "gateways")) {
-		rc = store_json_gateways(t->st, ns_now_ms(), &out);
+		rc = t->at_ms ? store_json_gateways_at(t->st, t->at_ms,
+						       ns_now_ms(), &out) :
+				store_json_gateways(t->st, ns_now_ms(), &out);
 	} else if (!strcmp(kind, "status")) {
 		rc = store_json_status(t->st, ns_now_ms(), &out);
 	} else {
@@ -122,15 +127,20 @@ static char *top_store(struct top *t, const char *kind, const char *ip,
 			errno = EINVAL;
 			rc = -1;
 		} else {
-			rc = store_json_hosts(t->st, &a, (uint8_t)p,
-					      t->top_n ? t->top_n : 1,
-					      ns_now_ms(), &out);
+			rc = t->at_ms ?
+				store_json_hosts_at(t->st, &a, (uint8_t)p,
+						    t->top_n ? t->top_n : 1,
+						    t->at_ms, ns_now_ms(), &out) :
+				store_json_hosts(t->st, &a, (uint8_t)p,
+						 t->top_n ? t->top_n : 1,
+						 ns_now_ms(), &out);
 		}
 	}
 	if (rc < 0) {
-		*code = errno == ENOENT ? 404 : 500;
+		*code = errno == ENOENT || errno == ERANGE ? 404 : 500;
 		snprintf(t->err, sizeof(t->err), "reading the database: %s",
-			 strerror(errno));
+			 errno == ERANGE ? "no history holds that moment" :
+					   strerror(errno));
 		return NULL;
 	}
 	*code = 200;
@@ -149,12 +159,18 @@ static json_t *top_get(struct top *t, const char *kind, const char *ip,
 	if (t->st) {
 		body = top_store(t, kind, ip, proto, &code);
 	} else {
+		char at[48] = "";
+
+		if (t->at_ms && strcmp(kind, "status"))
+			snprintf(at, sizeof(at), "%cat=%lld.%03lld", ip ? '&' : '?',
+				 (long long)(t->at_ms / 1000),
+				 (long long)(t->at_ms % 1000));
 		if (ip)
 			snprintf(path, sizeof(path), "/api/v1/gateways/%s/hosts"
-				 "?proto=%s&limit=%u", ip, proto,
-				 t->top_n ? t->top_n : 1);
+				 "?proto=%s&limit=%u%s", ip, proto,
+				 t->top_n ? t->top_n : 1, at);
 		else
-			snprintf(path, sizeof(path), "/api/v1/%s", kind);
+			snprintf(path, sizeof(path), "/api/v1/%s%s", kind, at);
 		body = top_http(t, path, &code);
 	}
 	if (!body)
@@ -225,15 +241,25 @@ static json_t *top_frame(struct top *t)
 		json_object_set(g, "top_hosts", json_object_get(hosts, "hosts"));
 		json_decref(hosts);
 	}
+	/* at a past moment the state is that period's, from history */
 	frame = json_pack("{s:s, s:O, s:O, s:O, s:O, s:O}", "source",
 			  t->st ? "database" : t->url,
 			  "generated_at", json_object_get(gws, "generated_at"),
 			  "as_of", json_object_get(gws, "as_of"),
 			  "coverage", json_object_get(gws, "coverage"),
-			  "state", status ? json_object_get(status, "state")
-					  : json_null(),
+			  "state", t->at_ms ?
+				json_object_get(json_object_get(gws, "coverage"),
+						"state") :
+				status ? json_object_get(status, "state")
+				       : json_null(),
 			  "note", status ? json_object_get(status, "note")
 					 : json_null());
+	if (frame && t->at_ms) {
+		json_object_set(frame, "at", json_object_get(gws, "at"));
+		json_object_set(frame, "period", json_object_get(gws, "period"));
+		json_object_set(frame, "resolution",
+				json_object_get(gws, "resolution"));
+	}
 	if (frame)
 		json_object_set(frame, "gateways", list);
 	json_decref(gws);
@@ -241,6 +267,15 @@ static json_t *top_frame(struct top *t)
 	if (!frame)
 		snprintf(t->err, sizeof(t->err), "out of memory");
 	return frame;
+}
+
+/* A figure now, or at a past moment (--at) the period's peak. */
+static long long top_figure(const struct top *t, json_t *o, const char *now,
+			    const char *peak)
+{
+	if (t->at_ms && json_object_get(o, peak))
+		return (long long)jint(o, peak);
+	return (long long)jint(o, now);
 }
 
 static void top_print(const struct top *t, json_t *f, FILE *out)
@@ -252,9 +287,20 @@ static void top_print(const struct top *t, json_t *f, FILE *out)
 	size_t i, j;
 	char bucket[80];
 
-	fprintf(out, "natscope top - %s - as of %s - state %s\n",
-		jstr(f, "source"), *jstr(f, "as_of") ? jstr(f, "as_of") : "never",
-		*state ? state : "unknown");
+	if (t->at_ms) {
+		json_t *per = json_object_get(f, "period");
+
+		fprintf(out, "natscope top - %s - at %s: the %s period %s to "
+			"%s (peaks within it, figures at its end) - state %s\n",
+			jstr(f, "source"), jstr(f, "at"), jstr(f, "resolution"),
+			jstr(per, "start"), jstr(per, "end"),
+			*state ? state : "unknown");
+	} else {
+		fprintf(out, "natscope top - %s - as of %s - state %s\n",
+			jstr(f, "source"),
+			*jstr(f, "as_of") ? jstr(f, "as_of") : "never",
+			*state ? state : "unknown");
+	}
 	if (!json_is_true(json_object_get(cov, "complete"))) {
 		gaps = json_object_get(cov, "gaps");
 		fprintf(out, "NOT EXACT: the figures may be off (");
@@ -267,7 +313,7 @@ static void top_print(const struct top *t, json_t *f, FILE *out)
 		}
 		fprintf(out, ")\n");
 	}
-	if (!strcmp(state, "stopped"))
+	if (!t->at_ms && !strcmp(state, "stopped"))
 		fprintf(out, "not live: %s\n", *note ? note :
 			"the run that wrote these figures has stopped");
 	fprintf(out, "\n%-39s %-7s %13s %6s %9s %6s  %-30s %6s\n", "PUBLIC IP",
@@ -280,26 +326,28 @@ static void top_print(const struct top *t, json_t *f, FILE *out)
 		if (json_is_object(w))
 			snprintf(bucket, sizeof(bucket), "%s:%lld %lld/%lld",
 				 jstr(w, "ip"), (long long)jint(w, "port"),
-				 (long long)jint(w, "mappings"),
+				 top_figure(t, w, "mappings", "peak"),
 				 (long long)jint(w, "capacity"));
 		else
 			snprintf(bucket, sizeof(bucket), "-");
-		snprintf(ports, sizeof(ports), "%lld/%lld",
-			 (long long)jint(g, "ports_in_use"),
+		/* at a past moment: the period's peaks */
+		long long used = top_figure(t, g, "ports_in_use", "ports_peak");
+
+		snprintf(ports, sizeof(ports), "%lld/%lld", used,
 			 (long long)jint(g, "port_space"));
 		fprintf(out, "%-39s %-7s %13s %5.1f%% %9lld %6lld  %-30s "
 			"%5.1f%%\n", jstr(g, "public_ip"), jstr(g, "proto"),
-			ports,
-			pct(jint(g, "ports_in_use"), jint(g, "port_space")),
-			(long long)jint(g, "mappings"),
+			ports, pct(used, jint(g, "port_space")),
+			top_figure(t, g, "mappings", "mappings_peak"),
 			(long long)jint(g, "hosts"), bucket,
-			json_is_object(w) ? pct(jint(w, "mappings"),
-						jint(w, "capacity")) : 0.0);
+			json_is_object(w) ?
+				pct(top_figure(t, w, "mappings", "peak"),
+				    jint(w, "capacity")) : 0.0);
 		json_array_foreach(json_object_get(g, "top_hosts"), j, h)
 			fprintf(out, "  %-37s %-7s %13lld %6s %9lld\n",
 				jstr(h, "ip"), jstr(h, "kind"),
 				(long long)jint(h, "ports_in_use"), "",
-				(long long)jint(h, "mappings"));
+				top_figure(t, h, "mappings", "mappings_peak"));
 		/* (host rows: the internal host, nat or local, the ports it
 		 * holds and its mappings) */
 	}
@@ -352,9 +400,14 @@ int cli_top(int argc, char **argv)
 			db = optarg;
 			break;
 		case 'a':
-			fprintf(stderr, "natscope top: --at needs the history "
-				"reads, which this build does not have yet\n");
-			return 2;
+			if (ns_time_parse(optarg, &t.at_ms) < 0 || t.at_ms <= 0) {
+				fprintf(stderr, "natscope top: --at '%s': expected "
+					"RFC 3339 (2026-12-02T14:02:00Z) or unix "
+					"seconds\n", optarg);
+				return 2;
+			}
+			once = 1; /* the past does not change */
+			break;
 		case 'i':
 			if (top_parse_uint(optarg, 1, 3600, &interval) < 0) {
 				fprintf(stderr, "natscope top: --interval '%s': "

@@ -64,7 +64,26 @@ def rows_between(db, table, lo_ms, hi_ms, where=""):
         c.close()
 
 
+def check_api_moment(fail, ns, T, when, what):
+    """GET /api/v1/gateways?at= answers what conntrack -L showed then."""
+    doc = ns.get_json("/api/v1/gateways?at=%.3f" % when)
+    got = None
+    for g in doc.get("gateways") or []:
+        if (g.get("public_ip"), g.get("proto")) == (A, "tcp"):
+            got = {f: g.get(f) for f in FIELDS}
+    want = {f: T.gateways[(A, "tcp")][f] for f in FIELDS}
+    log("%s via the API: %s, exact %s, resolution %s" % (
+        what, got, doc.get("exact"), doc.get("resolution")))
+    fail.check(got == want, "%s: GET /api/v1/gateways?at= says %s, "
+               "conntrack -L said %s" % (what, got, want))
+    fail.check(doc.get("exact") is True and
+               (doc.get("coverage") or {}).get("complete") is True,
+               "%s: the answer at= is not exact: %s" % (
+                   what, {k: doc.get(k) for k in ("exact", "coverage")}))
+
+
 def check_moment(fail, ns, T, when, what):
+    check_api_moment(fail, ns, T, when, what)
     row = period_at(ns.db, int(when * 1000))
     if row is None:
         fail.add("%s: no history period holds %.3f" % (what, when))
@@ -135,6 +154,13 @@ def run(lab, work, fail):
         fail.check(rows[-1]["mappings"] == 0 and rows[-1]["ports_in_use"]
                    == 0, "the burst's gateway does not end empty: %s"
                    % dict(rows[-1]))
+    # the same burst through the API: a series over it
+    doc = ns.get_json("/api/v1/series?public_ip=%s&proto=udp&from=%.3f&to=%.3f"
+                      "&resolution=raw" % (A, t_burst - 1, t_burst_end + 1))
+    peaks = [p.get("ports_peak") or 0 for p in doc.get("points") or []]
+    log("series over the burst: ports_peak %s" % peaks)
+    fail.check(peaks and max(peaks) == BURST, "GET /api/v1/series: the "
+               "burst's peak %s, expected %d" % (peaks, BURST))
     kern = rows_between(ns.db, "hist_kernel", int(t1 * 1000),
                         int(t2 * 1000))
     spans = sum(x["span_ms"] for x in kern)
