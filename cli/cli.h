@@ -6,6 +6,7 @@
 #ifndef NATSCOPE_CLI_H
 #define NATSCOPE_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* natscope run: follow conntrack, keep the database, serve the API. */
@@ -21,7 +22,25 @@ int cli_import(int argc, char **argv);
  * from a running natscope (HTTP) or a database. */
 int cli_top(int argc, char **argv);
 
+/* natscope lookup: who held a public ip:port at a moment. */
+int cli_lookup(int argc, char **argv);
+
 struct store;
+
+/* ---- a running natscope's API over HTTP (http.c, libcurl) ---- */
+
+struct cli_http;
+
+/* A client of the API at base ("http://127.0.0.1:9628", no trailing
+ * '/').  NULL with EINVAL (a bad base) or ENOMEM. */
+struct cli_http *cli_http_open(const char *base, const char *agent);
+
+/* GET base + path: the body (caller frees, NUL-terminated) with the HTTP
+ * status in *code, or NULL with why in err (a connection failure). */
+char *cli_http_get(struct cli_http *h, const char *path, long *code,
+		   char *err, size_t errlen);
+
+void cli_http_close(struct cli_http *h);
 
 /* Opens the database at path for reading: read-only, or as a frozen copy
  * (*frozen = 1, said in the log) when SQLite could not make its -shm file

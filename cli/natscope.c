@@ -19,7 +19,8 @@ static void usage(FILE *f)
 	      "  serve     serve the HTTP API from an existing database, read-only\n"
 	      "  import    build or extend a database from conntrack captures\n"
 	      "  top       a table of public IPs and their top consumers, live\n"
-	      "            over HTTP or from a database\n"
+	      "            over HTTP or from a database, now or --at a moment\n"
+	      "  lookup    who held a public ip:port at a moment (the mapping log)\n"
 	      "\n"
 	      "options:\n"
 	      "  -h, --help      this text; natscope <command> --help for a command\n"
@@ -52,6 +53,8 @@ int main(int argc, char **argv)
 		return cli_import(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "top"))
 		return cli_top(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "lookup"))
+		return cli_lookup(argc - 1, argv + 1);
 	fprintf(stderr, "natscope: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -13,7 +13,6 @@
 #include "common/common.h"
 #include "store/store.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -25,8 +24,6 @@
 
 #define DEFAULT_URL "http://127.0.0.1:9628"
 #define DEFAULT_TOP 3
-#define HTTP_TIMEOUT_S 10L
-#define BODY_MAX (64 << 20)
 
 static void top_usage(FILE *f)
 {
@@ -54,7 +51,7 @@ static void top_usage(FILE *f)
 struct top {
 	const char *url;
 	struct store *st; /* --db */
-	CURL *curl;
+	struct cli_http *http; /* --url */
 	unsigned top_n;
 	int json;
 	int64_t at_ms; /* --at: a past moment; 0 live */
@@ -62,51 +59,6 @@ struct top {
 };
 
 /* ---- fetching a document ---- */
-
-struct top_body {
-	char *p;
-	size_t len;
-};
-
-static size_t top_write(char *data, size_t size, size_t n, void *arg)
-{
-	struct top_body *b = arg;
-	size_t add = size * n;
-	char *p;
-
-	if (b->len + add > BODY_MAX || !(p = realloc(b->p, b->len + add + 1)))
-		return 0;
-	memcpy(p + b->len, data, add);
-	b->len += add;
-	p[b->len] = '\0';
-	b->p = p;
-	return add;
-}
-
-/* GET base + path over HTTP.  Returns the body (caller frees) with the
- * status in *code, or NULL with t->err set. */
-static char *top_http(struct top *t, const char *path, long *code)
-{
-	struct top_body b = { NULL, 0 };
-	char url[1024];
-	CURLcode rc;
-
-	snprintf(url, sizeof(url), "%s%s", t->url, path);
-	curl_easy_setopt(t->curl, CURLOPT_URL, url);
-	curl_easy_setopt(t->curl, CURLOPT_WRITEFUNCTION, top_write);
-	curl_easy_setopt(t->curl, CURLOPT_WRITEDATA, &b);
-	rc = curl_easy_perform(t->curl);
-	if (rc != CURLE_OK) {
-		snprintf(t->err, sizeof(t->err), "%.160s: %.80s", url,
-			 curl_easy_strerror(rc));
-		free(b.p);
-		return NULL;
-	}
-	curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, code);
-	if (!b.p)
-		b.p = strdup("");
-	return b.p;
-}
 
 /* The same document from the database (what the web service answers). */
 static char *top_store(struct top *t, const char *kind, const char *ip,
@@ -171,7 +123,8 @@ static json_t *top_get(struct top *t, const char *kind, const char *ip,
 				 t->top_n ? t->top_n : 1, at);
 		else
 			snprintf(path, sizeof(path), "/api/v1/%s%s", kind, at);
-		body = top_http(t, path, &code);
+		body = cli_http_get(t->http, path, &code, t->err,
+				    sizeof(t->err));
 	}
 	if (!body)
 		return NULL;
@@ -465,15 +418,8 @@ int cli_top(int argc, char **argv)
 			      stderr);
 		if (n && t.url[n - 1] == '/')
 			return 2;
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-		    !(t.curl = curl_easy_init())) {
-			log_warnx("top: cannot start libcurl");
+		if (!(t.http = cli_http_open(t.url, "natscope-top/" NS_VERSION)))
 			return 1;
-		}
-		curl_easy_setopt(t.curl, CURLOPT_TIMEOUT, HTTP_TIMEOUT_S);
-		curl_easy_setopt(t.curl, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(t.curl, CURLOPT_USERAGENT, "natscope-top/"
-				 NS_VERSION);
 	}
 
 	for (;;) {
@@ -502,10 +448,7 @@ int cli_top(int argc, char **argv)
 		}
 		sleep(interval);
 	}
-	if (t.curl) {
-		curl_easy_cleanup(t.curl);
-		curl_global_cleanup();
-	}
+	cli_http_close(t.http);
 	store_close(t.st);
 	return rc;
 }
