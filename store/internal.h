@@ -42,6 +42,17 @@ enum store_stmt {
 	STMT_READ_STATUS,
 	STMT_READ_GATEWAYS,
 	STMT_READ_TOP_HOSTS,
+	/* maplog.c */
+	STMT_MAPLOG_INSERT,
+	STMT_MAPLOG_READ,
+	STMT_MAPLOG_DELETE,
+	STMT_MAPLOG_OLDEST,
+	STMT_MAPLOG_TRIMMED,
+	STMT_MAPLOG_RUN,
+	STMT_MAPLOG_LOSS,
+	STMT_MAPLOG_FIND,
+	STMT_MAPLOG_HIT,
+	STMT_MAPLOG_JSON,
 	STMT__COUNT
 };
 
@@ -64,6 +75,7 @@ struct store {
 	char last_error[128];
 	char last_msg[256]; /* the last failure store_fail() logged */
 	unsigned writes_since_checkpoint;
+	struct store_maplog *maplog; /* the mapping log's writer state */
 };
 
 /* Writes the status row x (status.c), as it is: the caller sets the
@@ -73,6 +85,25 @@ int store_write_status(struct store *st, const struct store_status *x);
 /* The status fields as the arguments of a json_object() over the status
  * row (status.c), malloc'd; NULL with ENOMEM. */
 char *store_sql_status_json(void);
+
+/* The mapping log's part of a write (maplog.c), inside store_write()'s
+ * transaction: pairs b's records (after those of failed writes) and
+ * writes them, trims the log.  Returns 0, or -1 with errno.  Then exactly
+ * one of: _committed() once the transaction committed (the writer's
+ * in-memory state follows it), _failed() when it was rolled back (b's
+ * records are kept for the next write). */
+int store_maplog_write(struct store *st, const struct store_batch *b,
+		       int64_t now);
+void store_maplog_committed(struct store *st);
+void store_maplog_failed(struct store *st, const struct store_batch *b);
+
+/* Inside store_begin_run()'s transaction: the previous run's open
+ * mappings end at its last write (STORE_MAPLOG_END_STOPPED), and this
+ * run is recorded.  Returns 0, or -1 with errno. */
+int store_maplog_begin_run(struct store *st, int64_t run_ms);
+
+/* Frees the writer state (store_close()). */
+void store_maplog_free(struct store *st);
 
 /* Gap log retention, applied by every store_write(). */
 #define STORE_GAPS_KEEP 1000

@@ -495,11 +495,13 @@ static void write_gaps(struct store *st, int n)
 /* ---- opening, versions ---- */
 
 /* schema/NNN_name.sql, in order */
-#define MIGRATIONS "1:live,2:gaps,3:status,4:history"
-#define N_MIGRATIONS 4
+#define MIGRATIONS "1:live,2:gaps,3:status,4:history,5:maplog"
+#define N_MIGRATIONS 5
 /* what the migrations after 003 create (003 rebuilds status itself) */
 #define DROP_SINCE_3 "DROP TABLE hist_gateway; DROP TABLE hist_host; " \
-	"DROP TABLE hist_dest; DROP TABLE hist_kernel; DROP TABLE incident; "
+	"DROP TABLE hist_dest; DROP TABLE hist_kernel; DROP TABLE incident; " \
+	"DROP TABLE maplog_blocks; DROP TABLE maplog_runs; " \
+	"DROP TABLE maplog_losses; DROP TABLE maplog_meta; "
 
 static void test_migrations(void **state)
 {
