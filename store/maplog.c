@@ -44,7 +44,7 @@
 
 #define ML_VERSION 1
 #define ML_BLOCK_MAX 4096	     /* mappings per block */
-#define ML_ZSTD_LEVEL 3
+#define ML_ZSTD_LEVEL 1
 #define ML_FRAME_MAX (64u << 20)     /* a decoded block, at most */
 #define ML_OPEN_T_LAST INT64_MAX     /* t_last of an open block */
 #define ML_KEEP_MS_DEFAULT (7LL * 24 * 3600 * 1000)

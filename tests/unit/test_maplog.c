@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -746,6 +747,96 @@ static void test_tracker_hooks(void **state)
 	tracker_free(t);
 }
 
+/* What the log costs per mapping: the collector's append (a start and an
+ * end) and the writer's store_write() of a realistic interval (500,000
+ * mappings of 4 public IPs, 4096 hosts, 256 destinations, 60% ending in
+ * the same interval, the rest in the next). */
+static double cpu_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void test_costs(void **state)
+{
+	enum { N = 500000 };
+	struct mapbuf mb;
+	struct ledger_mapping m;
+	struct store *st = open_fresh("costs");
+	struct store_batch b;
+	struct store_maplog_stats ms;
+	uint64_t x = 7;
+	double t0, t_app, t_w1, t_w2;
+
+	(void)state;
+	mapbuf_init(&mb);
+	store_batch_init(&b);
+	begin_run(st, T0);
+	memset(&m, 0, sizeof(m));
+	m.family = AF_INET;
+	m.proto = IPPROTO_TCP;
+	m.kind = NS_KIND_NAT;
+	m.public_ip[0] = 203; m.public_ip[2] = 113;
+	m.host_ip[0] = 198; m.host_ip[1] = 18;
+	m.dest_ip[0] = 198; m.dest_ip[1] = 51; m.dest_ip[2] = 100;
+	m.dest_port = 443;
+	t0 = cpu_now();
+	for (unsigned i = 0; i < N; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		m.public_ip[3] = (uint8_t)(1 + i % 4);
+		m.public_port = (uint16_t)(1024 + (i / 4) % 64000);
+		m.host_ip[2] = (uint8_t)((x >> 40) % 16);
+		m.host_ip[3] = (uint8_t)(x >> 48);
+		m.dest_ip[3] = (uint8_t)(x >> 56);
+		m.dest_ip[2] = (uint8_t)(100 + (i / 4) / 64000); /* unique keys */
+		mapbuf_start(&mb, &m, (uint16_t)(32768 + (x >> 20) % 28000),
+			     T0 + i / 100, 0);
+		if (i % 5 < 3)
+			mapbuf_end(&mb, &m, 0, T0 + i / 100 + 2000, 0);
+	}
+	t_app = cpu_now() - t0;
+	mapbuf_hand(&mb, &b);
+	b.status.started_ms = T0;
+	b.status.as_of_ms = T0 + 5000;
+	t0 = cpu_now();
+	assert_int_equal(store_write(st, &b), 0);
+	t_w1 = cpu_now() - t0;
+	store_batch_clear(&b);
+	/* the next interval: the rest end */
+	x = 7;
+	for (unsigned i = 0; i < N; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		m.public_ip[3] = (uint8_t)(1 + i % 4);
+		m.public_port = (uint16_t)(1024 + (i / 4) % 64000);
+		m.host_ip[2] = (uint8_t)((x >> 40) % 16);
+		m.host_ip[3] = (uint8_t)(x >> 48);
+		m.dest_ip[3] = (uint8_t)(x >> 56);
+		m.dest_ip[2] = (uint8_t)(100 + (i / 4) / 64000);
+		if (i % 5 >= 3)
+			mapbuf_end(&mb, &m, 0, T0 + 5000 + i / 100, 0);
+	}
+	mapbuf_hand(&mb, &b);
+	b.status.started_ms = T0;
+	b.status.as_of_ms = T0 + 10000;
+	t0 = cpu_now();
+	assert_int_equal(store_write(st, &b), 0);
+	t_w2 = cpu_now() - t0;
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_int_equal(ms.ended, N);
+	assert_int_equal(ms.open, 0);
+	printf("maplog: collector append %.0f ns per mapping (start + end); "
+	       "writer %.2f us per mapping (%.2f s + %.2f s for %d); "
+	       "%.1f B per mapping\n", 1e9 * t_app / N,
+	       1e6 * (t_w1 + t_w2) / N, t_w1, t_w2, N,
+	       (double)ms.bytes / N);
+	assert_true(1e9 * t_app / N < 500);
+	mapbuf_free(&mb);
+	store_batch_free(&b);
+	store_close(st);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -774,6 +865,7 @@ int main(void)
 		cmocka_unit_test(test_retention_by_age),
 		cmocka_unit_test(test_retention_by_size),
 		cmocka_unit_test(test_tracker_hooks),
+		cmocka_unit_test(test_costs),
 	};
 
 	log_init("test_maplog", NS_LOG_WARN);
