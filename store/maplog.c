@@ -1040,8 +1040,16 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 	ml->ended.n = ml->opened.n = 0;
 	tab_reset(&ml->pend);
 	tab_reset(&ml->ends);
-	if (tab_grow(&ml->pend, n) < 0 || tab_grow(&ml->ends, n) < 0)
-		return -1;
+	{
+		size_t n_end = 0;
+
+		for (i = 0; i < n; i++)
+			n_end += !!(recs[i].flags & STORE_MAPLOG_END);
+		/* ends also hold the starts that close an open mapping */
+		if (tab_grow(&ml->pend, n - n_end) < 0 ||
+		    tab_grow(&ml->ends, n) < 0)
+			return -1;
+	}
 
 	/* Pair: a start waits in pend (fp -> its index); an end closes it,
 	 * or an open mapping of an earlier batch (ends: fp -> its index). */
