@@ -13,20 +13,21 @@ void mapbuf_init(struct mapbuf *mb)
 
 void mapbuf_free(struct mapbuf *mb)
 {
-	free(mb->recs);
+	free(mb->buf);
 	mapbuf_init(mb);
 }
 
-static struct store_maplog_rec *mapbuf_add(struct mapbuf *mb, int64_t ms)
+/* Room for one more record, or NULL (counted as lost). */
+static uint8_t *mapbuf_room(struct mapbuf *mb, int64_t ms)
 {
-	if (mb->n == mb->cap) {
-		size_t ncap = mb->cap ? mb->cap * 2 : 4096;
-		struct store_maplog_rec *p;
+	if (mb->cap - mb->len < STORE_MAPLOG_PACKED_MAX) {
+		size_t ncap = mb->cap ? mb->cap * 2 : 128 << 10;
+		uint8_t *p;
 
 		if (ncap > MAPBUF_MAX)
 			ncap = MAPBUF_MAX;
-		if (mb->n >= ncap ||
-		    !(p = realloc(mb->recs, ncap * sizeof(*p)))) {
+		if (ncap - mb->len < STORE_MAPLOG_PACKED_MAX ||
+		    !(p = realloc(mb->buf, ncap))) {
 			if (!mb->lost++) {
 				log_warnx("mapping log: buffer full (%zu "
 					  "records): records are lost until the "
@@ -37,33 +38,39 @@ static struct store_maplog_rec *mapbuf_add(struct mapbuf *mb, int64_t ms)
 			mb->lost_to_ms = ms;
 			return NULL;
 		}
-		mb->recs = p;
+		mb->buf = p;
 		mb->cap = ncap;
 	}
-	return &mb->recs[mb->n++];
+	return mb->buf + mb->len;
 }
 
 static void mapbuf_put(struct mapbuf *mb, const struct ledger_mapping *m,
 		       uint16_t host_port, int64_t ms, unsigned flags)
 {
-	struct store_maplog_rec *r;
+	struct store_maplog_rec r;
+	uint8_t *p;
+	size_t len;
 
 	if (m->kind != NS_KIND_NAT && m->kind != NS_KIND_LOCAL &&
 	    !(flags & STORE_MAPLOG_END))
 		return;
-	if (!(r = mapbuf_add(mb, ms)))
+	if (!(p = mapbuf_room(mb, ms)))
 		return;
-	r->ms = ms;
-	r->family = m->family;
-	r->proto = m->proto;
-	r->flags = (uint8_t)flags;
-	r->zone = m->zone;
-	r->public_port = m->public_port;
-	r->host_port = host_port;
-	r->dest_port = m->dest_port;
-	memcpy(r->public_ip, m->public_ip, 16);
-	memcpy(r->host_ip, m->host_ip, 16);
-	memcpy(r->dest_ip, m->dest_ip, 16);
+	r.ms = ms;
+	r.family = m->family;
+	r.proto = m->proto;
+	r.flags = (uint8_t)flags;
+	r.zone = m->zone;
+	r.public_port = m->public_port;
+	r.host_port = host_port;
+	r.dest_port = m->dest_port;
+	memcpy(r.public_ip, m->public_ip, 16);
+	memcpy(r.host_ip, m->host_ip, 16);
+	memcpy(r.dest_ip, m->dest_ip, 16);
+	if ((len = store_maplog_pack(&r, p))) {
+		mb->len += len;
+		mb->n++;
+	}
 }
 
 void mapbuf_start(struct mapbuf *mb, const struct ledger_mapping *m,
@@ -91,18 +98,19 @@ void mapbuf_sweep_hook(void *arg, const struct ledger_mapping *m)
 
 void mapbuf_hand(struct mapbuf *mb, struct store_batch *b)
 {
-	struct store_maplog_rec *spare = b->maplog;
+	uint8_t *spare = b->maplog;
 	size_t spare_cap = b->cap_maplog;
 
-	b->maplog = mb->recs;
+	b->maplog = mb->buf;
+	b->maplog_len = mb->len;
 	b->n_maplog = mb->n;
 	b->cap_maplog = mb->cap;
 	b->maplog_lost = mb->lost;
 	b->maplog_lost_from_ms = mb->lost_from_ms;
 	b->maplog_lost_to_ms = mb->lost_to_ms;
-	mb->recs = spare;
+	mb->buf = spare;
 	mb->cap = spare_cap;
-	mb->n = 0;
+	mb->n = mb->len = 0;
 	mb->lost = 0;
 	mb->lost_from_ms = mb->lost_to_ms = 0;
 }

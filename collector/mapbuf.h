@@ -20,12 +20,13 @@
 #include "collector/ledger.h"
 #include "store/store.h"
 
-/* Records held at most while the writer lags (~72 B each). */
-#define MAPBUF_MAX (8u << 20)
+/* Bytes of records held at most while the writer lags (31 B a record
+ * for IPv4, 67 for IPv6). */
+#define MAPBUF_MAX (512u << 20)
 
 struct mapbuf {
-	struct store_maplog_rec *recs;
-	size_t n, cap;
+	uint8_t *buf; /* packed records (store_maplog_pack()) */
+	size_t len, cap, n; /* bytes, bytes, records */
 	uint64_t lost;
 	int64_t lost_from_ms, lost_to_ms;
 	int64_t sweep_ms; /* the time mapbuf_sweep_hook() stamps */
@@ -52,7 +53,7 @@ void mapbuf_end(struct mapbuf *mb, const struct ledger_mapping *m,
 void mapbuf_sweep_hook(void *arg, const struct ledger_mapping *m);
 
 /* Moves the records (and the losses) into b, which must have none, and
- * takes b's array for reuse: O(1). */
+ * takes b's buffer for reuse: O(1). */
 void mapbuf_hand(struct mapbuf *mb, struct store_batch *b);
 
 #endif

@@ -49,7 +49,7 @@
 #define ML_OPEN_T_LAST INT64_MAX     /* t_last of an open block */
 #define ML_KEEP_MS_DEFAULT (7LL * 24 * 3600 * 1000)
 #define ML_MAX_BYTES_DEFAULT (256ULL << 20)
-#define ML_CARRY_MAX (4u << 20)	     /* records kept across failed writes */
+#define ML_CARRY_MAX (256u << 20)    /* bytes kept across failed writes */
 
 /* ---- varints and the codec ---- */
 
@@ -397,6 +397,66 @@ int store_maplog_decode(const void *data, size_t len,
 	return rc;
 }
 
+/* ---- packed records (store.h) ---- */
+
+size_t store_maplog_pack(const struct store_maplog_rec *r, uint8_t *out)
+{
+	unsigned alen = r->family == AF_INET ? 4 : 16;
+	uint16_t ports[4] = { r->zone, r->public_port, r->host_port,
+			      r->dest_port };
+
+	if (r->family != AF_INET && r->family != AF_INET6)
+		return 0;
+	out[0] = r->flags;
+	out[1] = r->proto;
+	out[2] = alen == 4 ? 4 : 6;
+	memcpy(out + 3, &r->ms, 8);
+	memcpy(out + 11, ports, 8);
+	memcpy(out + 19, r->public_ip, alen);
+	memcpy(out + 19 + alen, r->host_ip, alen);
+	memcpy(out + 19 + 2 * alen, r->dest_ip, alen);
+	return 19 + 3 * alen;
+}
+
+size_t store_maplog_unpack(const uint8_t *p, size_t len,
+			   struct store_maplog_rec *r)
+{
+	unsigned alen;
+	uint16_t ports[4];
+
+	if (len < 19 || (p[2] != 4 && p[2] != 6))
+		return 0;
+	alen = p[2] == 4 ? 4 : 16;
+	if (len < 19 + 3 * alen)
+		return 0;
+	memset(r, 0, sizeof(*r));
+	r->flags = p[0];
+	r->proto = p[1];
+	r->family = alen == 4 ? AF_INET : AF_INET6;
+	memcpy(&r->ms, p + 3, 8);
+	memcpy(ports, p + 11, 8);
+	r->zone = ports[0];
+	r->public_port = ports[1];
+	r->host_port = ports[2];
+	r->dest_port = ports[3];
+	memcpy(r->public_ip, p + 19, alen);
+	memcpy(r->host_ip, p + 19 + alen, alen);
+	memcpy(r->dest_ip, p + 19 + 2 * alen, alen);
+	return 19 + 3 * alen;
+}
+
+/* The record at byte offset off of buf (written by the store's own
+ * pack, so whole). */
+static struct store_maplog_rec rec_at(const uint8_t *buf, size_t len,
+				      int64_t off)
+{
+	struct store_maplog_rec r;
+
+	if (!store_maplog_unpack(buf + off, len - (size_t)off, &r))
+		memset(&r, 0, sizeof(r));
+	return r;
+}
+
 /* ---- the writer's state ---- */
 
 /* A key fingerprint -> value table (open addressing, linear probing,
@@ -432,9 +492,9 @@ struct store_maplog {
 	uint64_t bytes; /* payload of every block */
 	struct ml_table open; /* fp -> rowid of its open block */
 	ZSTD_CCtx *cctx;
-	/* records of failed writes, applied with the next batch */
-	struct store_maplog_rec *carry;
-	size_t n_carry, cap_carry;
+	/* records of failed writes (packed), applied with the next batch */
+	uint8_t *carry;
+	size_t n_carry, cap_carry; /* bytes */
 	uint64_t lost;
 	int64_t lost_from, lost_to;
 	/* the plan of the write in progress, applied once it commits */
@@ -784,10 +844,10 @@ static void item_end(struct ml_item *it, const struct store_maplog_rec *end)
  * ended unseen. */
 #define ML_END_AT_START (1LL << 62)
 
-static struct store_maplog_rec end_rec(const struct store_maplog_rec *recs,
+static struct store_maplog_rec end_rec(const uint8_t *recs, size_t len,
 				       int64_t v)
 {
-	struct store_maplog_rec r = recs[v & ~ML_END_AT_START];
+	struct store_maplog_rec r = rec_at(recs, len, v & ~ML_END_AT_START);
 
 	if (v & ML_END_AT_START) {
 		r.flags = STORE_MAPLOG_END | STORE_MAPLOG_END_UNCERTAIN;
@@ -799,7 +859,7 @@ static struct store_maplog_rec end_rec(const struct store_maplog_rec *recs,
 /* Rewrites the open block id: its members whose end is in ml->ends leave
  * it as ended items; the rest stay.  recs are the batch's records. */
 static int close_in_block(struct store *st, struct store_maplog *ml,
-			  int64_t id, const struct store_maplog_rec *recs)
+			  int64_t id, const uint8_t *recs, size_t len)
 {
 	sqlite3_stmt *s;
 	struct store_maplog_entry *e = NULL;
@@ -856,7 +916,8 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 		it->fp = fp;
 		it->e = e[i];
 		if (end && end->val >= 0) {
-			struct store_maplog_rec er = end_rec(recs, end->val);
+			struct store_maplog_rec er = end_rec(recs, len,
+							     end->val);
 
 			item_end(it, &er);
 			end->val = -1; /* done */
@@ -987,20 +1048,39 @@ static int note_run(struct store *st, int64_t run_ms, int64_t last_ms)
  * and said so), with b's own losses. */
 static void carry_batch(struct store_maplog *ml, const struct store_batch *b)
 {
-	size_t i = 0;
+	size_t need = ml->n_carry + b->maplog_len, off, k;
+	struct store_maplog_rec r;
 
-	for (; i < b->n_maplog && ml->n_carry < ML_CARRY_MAX; i++) {
-		if (store_grow(&ml->carry, ml->n_carry, &ml->cap_carry,
-			       sizeof(*ml->carry)) < 0)
-			break;
-		ml->carry[ml->n_carry++] = b->maplog[i];
+	if (!b->maplog_len)
+		return;
+	if (need <= ML_CARRY_MAX && need > ml->cap_carry) {
+		size_t ncap = ml->cap_carry ? ml->cap_carry : 1 << 20;
+		uint8_t *p;
+
+		while (ncap < need)
+			ncap *= 2;
+		if ((p = realloc(ml->carry, ncap))) {
+			ml->carry = p;
+			ml->cap_carry = ncap;
+		}
 	}
-	if (i < b->n_maplog) {
-		ml->lost += b->n_maplog - i;
-		if (!ml->lost_from || b->maplog[i].ms < ml->lost_from)
-			ml->lost_from = b->maplog[i].ms;
-		if (b->maplog[b->n_maplog - 1].ms > ml->lost_to)
-			ml->lost_to = b->maplog[b->n_maplog - 1].ms;
+	if (need <= ml->cap_carry) {
+		memcpy(ml->carry + ml->n_carry, b->maplog, b->maplog_len);
+		ml->n_carry = need;
+		return;
+	}
+	/* no room: the batch's records are lost, and said so */
+	log_warnx("store: maplog: %zu records lost (writes keep failing)",
+		  b->n_maplog);
+	ml->lost += b->n_maplog;
+	for (off = 0; off < b->maplog_len; off += k) {
+		if (!(k = store_maplog_unpack(b->maplog + off,
+					      b->maplog_len - off, &r)))
+			break;
+		if (!ml->lost_from || r.ms < ml->lost_from)
+			ml->lost_from = r.ms;
+		if (r.ms > ml->lost_to)
+			ml->lost_to = r.ms;
 	}
 }
 
@@ -1008,8 +1088,8 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		       int64_t now)
 {
 	struct store_maplog *ml = ml_get(st);
-	const struct store_maplog_rec *recs;
-	size_t n, i;
+	const uint8_t *recs;
+	size_t len, off, rl;
 	int64_t last_ms = b->status.as_of_ms > 0 ? b->status.as_of_ms : now;
 
 	if (!ml)
@@ -1028,10 +1108,10 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		carry_batch(ml, b);
 		ml->batch_in_carry = 1;
 		recs = ml->carry;
-		n = ml->n_carry;
+		len = ml->n_carry;
 	} else {
 		recs = b->maplog;
-		n = b->n_maplog;
+		len = b->maplog_len;
 	}
 	if (load(st, ml) < 0)
 		return -1;
@@ -1041,23 +1121,41 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 	tab_reset(&ml->pend);
 	tab_reset(&ml->ends);
 	{
-		size_t n_end = 0;
+		size_t n_start = 0, n_end = 0;
+		struct store_maplog_rec r;
 
-		for (i = 0; i < n; i++)
-			n_end += !!(recs[i].flags & STORE_MAPLOG_END);
-		/* ends also hold the starts that close an open mapping */
-		if (tab_grow(&ml->pend, n - n_end) < 0 ||
-		    tab_grow(&ml->ends, n) < 0)
+		for (off = 0; off < len; off += rl) {
+			if (!(rl = store_maplog_unpack(recs + off, len - off,
+						       &r))) {
+				errno = EINVAL;
+				log_warnx("store: maplog: a batch with a "
+					  "truncated record");
+				return -1;
+			}
+			if (r.flags & STORE_MAPLOG_END)
+				n_end++;
+			else
+				n_start++;
+		}
+		/* ends: the ends of open mappings, and the starts that
+		 * close one (at most one per open mapping) */
+		if (tab_grow(&ml->pend, n_start) < 0 ||
+		    tab_grow(&ml->ends, n_end + (n_start < ml->open.n ?
+						 n_start : ml->open.n)) < 0)
 			return -1;
 	}
 
 	/* Pair: a start waits in pend (fp -> its index); an end closes it,
 	 * or an open mapping of an earlier batch (ends: fp -> its index). */
-	for (i = 0; i < n; i++) {
-		const struct store_maplog_rec *r = &recs[i];
-		uint64_t fp = ml_fp(ml, r->family, r->proto, r->public_ip,
-				    r->zone, r->public_port, r->dest_ip,
-				    r->dest_port);
+	for (off = 0; off < len; off += rl) {
+		struct store_maplog_rec rr;
+		const struct store_maplog_rec *r = &rr;
+		int64_t i = (int64_t)off;
+		uint64_t fp;
+
+		rl = store_maplog_unpack(recs + off, len - off, &rr);
+		fp = ml_fp(ml, r->family, r->proto, r->public_ip, r->zone,
+			   r->public_port, r->dest_ip, r->dest_port);
 		struct ml_slot *p = tab_find(&ml->pend, fp);
 		struct ml_item *it;
 
@@ -1066,31 +1164,35 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 			 * ended unseen, by this start at the latest. */
 			if (p && p->val >= 0) {
 				struct store_maplog_rec end =
-					end_rec(recs, (int64_t)i | ML_END_AT_START);
+					end_rec(recs, len, i | ML_END_AT_START);
+				struct store_maplog_rec start =
+					rec_at(recs, len, p->val);
 
 				if (!(it = items_add(&ml->ended)))
 					return -1;
-				item_from_rec(it, &recs[p->val], fp);
+				item_from_rec(it, &start, fp);
 				item_end(it, &end);
 			} else if (!p && tab_find(&ml->open, fp) &&
 				   !tab_find(&ml->ends, fp)) {
 				if (tab_set(&ml->ends, fp,
-					    (int64_t)i | ML_END_AT_START) < 0)
+					    i | ML_END_AT_START) < 0)
 					return -1;
 			}
-			if (tab_set(&ml->pend, fp, (int64_t)i) < 0)
+			if (tab_set(&ml->pend, fp, i) < 0)
 				return -1;
 			continue;
 		}
 		if (p && p->val >= 0) {
+			struct store_maplog_rec start = rec_at(recs, len, p->val);
+
 			if (!(it = items_add(&ml->ended)))
 				return -1;
-			item_from_rec(it, &recs[p->val], fp);
+			item_from_rec(it, &start, fp);
 			item_end(it, r);
 			p->val = -1;
 		} else if (!p && tab_find(&ml->open, fp) &&
 			   !tab_find(&ml->ends, fp)) {
-			if (tab_set(&ml->ends, fp, (int64_t)i) < 0)
+			if (tab_set(&ml->ends, fp, i) < 0)
 				return -1;
 		} else {
 			/* an end whose start the log does not have (a
@@ -1111,7 +1213,7 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		if (!e->fp || e->val < 0)
 			continue;
 		if ((o = tab_find(&ml->open, e->fp)) &&
-		    close_in_block(st, ml, o->val, recs) < 0)
+		    close_in_block(st, ml, o->val, recs, len) < 0)
 			return -1;
 	}
 	for (size_t k = 0; ml->ends.n && k <= ml->ends.mask; k++) {
@@ -1122,7 +1224,7 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		if (!e->fp || e->val < 0)
 			continue;
 		/* its open block did not have it (cannot happen) */
-		end = end_rec(recs, e->val);
+		end = end_rec(recs, len, e->val);
 		if (!(it = items_add(&ml->ended)))
 			return -1;
 		item_from_rec(it, &end, e->fp);
@@ -1134,13 +1236,15 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 	/* Starts still open. */
 	for (size_t k = 0; ml->pend.n && k <= ml->pend.mask; k++) {
 		struct ml_slot *p = &ml->pend.s[k];
+		struct store_maplog_rec start;
 		struct ml_item *it;
 
 		if (!p->fp || p->val < 0)
 			continue;
+		start = rec_at(recs, len, p->val);
 		if (!(it = items_add(&ml->opened)))
 			return -1;
-		item_from_rec(it, &recs[p->val], p->fp);
+		item_from_rec(it, &start, p->fp);
 	}
 	if (write_items(st, ml, &ml->ended, 0) < 0 ||
 	    write_items(st, ml, &ml->opened, 1) < 0)

@@ -466,6 +466,16 @@ struct store_maplog_rec {
 	uint8_t public_ip[16], host_ip[16], dest_ip[16];
 };
 
+/* Batches carry records packed: 31 bytes for IPv4, 67 for IPv6, at most
+ * STORE_MAPLOG_PACKED_MAX.  store_maplog_pack() writes r into out and
+ * returns its length (0 for a family other than AF_INET/AF_INET6);
+ * store_maplog_unpack() reads one from p (len bytes available) into *r
+ * and returns its length, or 0 when p does not hold a whole record. */
+#define STORE_MAPLOG_PACKED_MAX 67
+size_t store_maplog_pack(const struct store_maplog_rec *r, uint8_t *out);
+size_t store_maplog_unpack(const uint8_t *p, size_t len,
+			   struct store_maplog_rec *r);
+
 /* Everything one interval changed.  Rows are deltas unless full is set, in
  * which case they replace every live row.  gaps are upserted by key.
  * maplog records are never deltas of anything: each is written once (a
@@ -480,8 +490,9 @@ struct store_batch {
 	size_t n_dests, cap_dests;
 	struct store_gap_row *gaps;
 	size_t n_gaps, cap_gaps;
-	struct store_maplog_rec *maplog; /* in the order they happened */
-	size_t n_maplog, cap_maplog;
+	uint8_t *maplog; /* packed records, in the order they happened */
+	size_t maplog_len, cap_maplog; /* bytes */
+	size_t n_maplog;	       /* records */
 	/* records the collector could not keep (its buffer was full): how
 	 * many, and the period they fall in (0 when none) */
 	uint64_t maplog_lost;

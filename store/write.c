@@ -21,7 +21,7 @@ void store_batch_clear(struct store_batch *b)
 {
 	b->full = 0;
 	b->n_gateways = b->n_hosts = b->n_dests = b->n_gaps = 0;
-	b->n_maplog = 0; /* maplog */
+	b->n_maplog = b->maplog_len = 0; /* maplog */
 	b->maplog_lost = 0;
 	b->maplog_lost_from_ms = b->maplog_lost_to_ms = 0;
 	memset(&b->status, 0, sizeof(b->status));

@@ -149,13 +149,28 @@ static struct store_maplog_rec rec(int64_t ms, unsigned flags, uint16_t pport,
 
 static void add(struct store_batch *b, struct store_maplog_rec r)
 {
-	if (b->n_maplog == b->cap_maplog) {
-		b->cap_maplog = b->cap_maplog ? b->cap_maplog * 2 : 64;
-		b->maplog = realloc(b->maplog,
-				    b->cap_maplog * sizeof(*b->maplog));
+	if (b->cap_maplog - b->maplog_len < STORE_MAPLOG_PACKED_MAX) {
+		b->cap_maplog = b->cap_maplog ? b->cap_maplog * 2 : 4096;
+		b->maplog = realloc(b->maplog, b->cap_maplog);
 		assert_non_null(b->maplog);
 	}
-	b->maplog[b->n_maplog++] = r;
+	b->maplog_len += store_maplog_pack(&r, b->maplog + b->maplog_len);
+	b->n_maplog++;
+}
+
+/* The i-th packed record of b. */
+static struct store_maplog_rec nth(const struct store_batch *b, size_t i)
+{
+	struct store_maplog_rec r;
+	size_t off = 0, k = 0;
+
+	for (;;) {
+		k = store_maplog_unpack(b->maplog + off, b->maplog_len - off, &r);
+		assert_true(k > 0);
+		if (i-- == 0)
+			return r;
+		off += k;
+	}
 }
 
 /* Writes b as the run's snapshot at as_of, then empties it. */
@@ -252,6 +267,35 @@ static void test_codec_round_trip(void **state)
 			assert_int_equal(errno, EILSEQ);
 			free(data);
 		}
+	}
+	/* packed records, IPv4 and IPv6 */
+	{
+		struct store_maplog_rec r4 = { 0 }, r6 = { 0 }, back;
+		uint8_t buf[STORE_MAPLOG_PACKED_MAX];
+
+		r4.ms = T0 + 7;
+		r4.family = AF_INET;
+		r4.proto = IPPROTO_UDP;
+		r4.flags = STORE_MAPLOG_END | STORE_MAPLOG_END_UNCERTAIN;
+		r4.zone = 3;
+		r4.public_port = 40000;
+		r4.host_port = 5353;
+		r4.dest_port = 53;
+		memcpy(r4.public_ip, (uint8_t[]){ 203, 0, 113, 1 }, 4);
+		memcpy(r4.host_ip, (uint8_t[]){ 198, 18, 0, 2 }, 4);
+		memcpy(r4.dest_ip, (uint8_t[]){ 198, 51, 100, 7 }, 4);
+		assert_int_equal(store_maplog_pack(&r4, buf), 31);
+		assert_int_equal(store_maplog_unpack(buf, 31, &back), 31);
+		assert_memory_equal(&back, &r4, sizeof(r4));
+		assert_int_equal(store_maplog_unpack(buf, 30, &back), 0);
+		r6 = r4;
+		r6.family = AF_INET6;
+		memset(r6.dest_ip, 0x20, 16);
+		assert_int_equal(store_maplog_pack(&r6, buf), 67);
+		assert_int_equal(store_maplog_unpack(buf, 67, &back), 67);
+		assert_memory_equal(&back, &r6, sizeof(r6));
+		r6.family = 0;
+		assert_int_equal(store_maplog_pack(&r6, buf), 0);
 	}
 	/* a realistic block: 4096 TCP mappings from 200 hosts to 20
 	 * destinations within 5 s */
@@ -712,16 +756,16 @@ static void test_tracker_hooks(void **state)
 	/* starts of 40000 and 40001 (unknown), 40002 start and end, and
 	 * the sweep's end of 40001 */
 	assert_int_equal(b.n_maplog, 5);
-	assert_int_equal(b.maplog[0].flags, STORE_MAPLOG_START_UNKNOWN);
-	assert_int_equal(b.maplog[2].flags, 0);
-	assert_int_equal(b.maplog[2].ms, T0 + 100);
-	assert_int_equal(b.maplog[2].host_port, 50002);
-	assert_int_equal(b.maplog[3].flags, STORE_MAPLOG_END);
-	assert_int_equal(b.maplog[3].ms, T0 + 300);
-	assert_int_equal(b.maplog[4].flags,
+	assert_int_equal(nth(&b, 0).flags, STORE_MAPLOG_START_UNKNOWN);
+	assert_int_equal(nth(&b, 2).flags, 0);
+	assert_int_equal(nth(&b, 2).ms, T0 + 100);
+	assert_int_equal(nth(&b, 2).host_port, 50002);
+	assert_int_equal(nth(&b, 3).flags, STORE_MAPLOG_END);
+	assert_int_equal(nth(&b, 3).ms, T0 + 300);
+	assert_int_equal(nth(&b, 4).flags,
 			 STORE_MAPLOG_END | STORE_MAPLOG_END_UNCERTAIN);
-	assert_int_equal(b.maplog[4].ms, T0 + 600);
-	assert_int_equal(b.maplog[4].public_port, 40001);
+	assert_int_equal(nth(&b, 4).ms, T0 + 600);
+	assert_int_equal(nth(&b, 4).public_port, 40001);
 	b.status.started_ms = T0;
 	b.full = 1;
 	assert_int_equal(store_write(st, &b), 0);
