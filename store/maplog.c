@@ -50,6 +50,7 @@
 #define ML_KEEP_MS_DEFAULT (7LL * 24 * 3600 * 1000)
 #define ML_MAX_BYTES_DEFAULT (256ULL << 20)
 #define ML_CARRY_MAX (256u << 20)    /* bytes kept across failed writes */
+#define ML_PREFETCH 16		     /* records ahead whose slots are fetched */
 
 /* ---- varints and the codec ---- */
 
@@ -504,6 +505,8 @@ struct store_maplog {
 	size_t n_ins, cap_ins;
 	int64_t bytes_delta;
 	/* scratch */
+	uint64_t *fps; /* the batch's fingerprints, in order */
+	size_t cap_fps;
 	struct ml_table pend, ends;
 	struct ml_items ended, opened;
 	int batch_taken;    /* store_maplog_write() counted b's losses */
@@ -539,6 +542,7 @@ void store_maplog_free(struct store *st)
 		return;
 	free(ml->open.s);
 	free(ml->pend.s);
+	free(ml->fps);
 	free(ml->ends.s);
 	free(ml->carry);
 	free(ml->del_fp);
@@ -864,6 +868,7 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 	sqlite3_stmt *s;
 	struct store_maplog_entry *e = NULL;
 	struct ml_item *kept = NULL;
+	uint64_t *fps = NULL;
 	size_t n = 0, nk = 0, old_len;
 	uint8_t family, proto, ip[16] = { 0 };
 	int rc, ret = -1;
@@ -892,17 +897,27 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 	sqlite3_reset(s);
 	if (rc < 0)
 		return -1;
-	if (!(kept = malloc(n * sizeof(*kept)))) {
+	if (!(kept = malloc(n * sizeof(*kept))) ||
+	    !(fps = malloc(n * sizeof(*fps)))) {
 		log_warn("store: maplog");
 		goto out;
 	}
+	for (size_t i = 0; i < n; i++)
+		fps[i] = ml_fp(ml, family, proto, ip, e[i].zone,
+			       e[i].public_port, e[i].dest_ip, e[i].dest_port);
 	for (size_t i = 0; i < n; i++) {
-		uint64_t fp = ml_fp(ml, family, proto, ip, e[i].zone,
-				    e[i].public_port, e[i].dest_ip,
-				    e[i].dest_port);
-		struct ml_slot *o = tab_find(&ml->open, fp);
-		struct ml_slot *end = tab_find(&ml->ends, fp);
+		uint64_t fp = fps[i];
+		struct ml_slot *o, *end;
 		struct ml_item *it;
+
+		if (i + ML_PREFETCH < n) {
+			uint64_t ahead = fps[i + ML_PREFETCH];
+
+			__builtin_prefetch(&ml->open.s[ahead & ml->open.mask]);
+			__builtin_prefetch(&ml->ends.s[ahead & ml->ends.mask]);
+		}
+		o = tab_find(&ml->open, fp);
+		end = tab_find(&ml->ends, fp);
 
 		if (!o || o->val != id)
 			continue; /* not open here (cannot happen) */
@@ -941,6 +956,7 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 out:
 	free(e);
 	free(kept);
+	free(fps);
 	return ret;
 }
 
@@ -1089,7 +1105,7 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 {
 	struct store_maplog *ml = ml_get(st);
 	const uint8_t *recs;
-	size_t len, off, rl;
+	size_t len, off, rl, nrec = 0, j = 0;
 	int64_t last_ms = b->status.as_of_ms > 0 ? b->status.as_of_ms : now;
 
 	if (!ml)
@@ -1124,6 +1140,8 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		size_t n_start = 0, n_end = 0;
 		struct store_maplog_rec r;
 
+		/* first pass: counts, and every fingerprint, so that the
+		 * pairing pass can prefetch the table slots it will probe */
 		for (off = 0; off < len; off += rl) {
 			if (!(rl = store_maplog_unpack(recs + off, len - off,
 						       &r))) {
@@ -1132,11 +1150,18 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 					  "truncated record");
 				return -1;
 			}
+			if (store_grow(&ml->fps, n_start + n_end, &ml->cap_fps,
+				       sizeof(*ml->fps)) < 0)
+				return -1;
+			ml->fps[n_start + n_end] = ml_fp(ml, r.family, r.proto,
+				r.public_ip, r.zone, r.public_port, r.dest_ip,
+				r.dest_port);
 			if (r.flags & STORE_MAPLOG_END)
 				n_end++;
 			else
 				n_start++;
 		}
+		nrec = n_start + n_end;
 		/* ends: the ends of open mappings, and the starts that
 		 * close one (at most one per open mapping) */
 		if (tab_grow(&ml->pend, n_start) < 0 ||
@@ -1154,8 +1179,16 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		uint64_t fp;
 
 		rl = store_maplog_unpack(recs + off, len - off, &rr);
-		fp = ml_fp(ml, r->family, r->proto, r->public_ip, r->zone,
-			   r->public_port, r->dest_ip, r->dest_port);
+		fp = ml->fps[j];
+		if (j + ML_PREFETCH < nrec) {
+			uint64_t ahead = ml->fps[j + ML_PREFETCH];
+
+			__builtin_prefetch(&ml->pend.s[ahead & ml->pend.mask]);
+			if (ml->open.s)
+				__builtin_prefetch(&ml->open.s[ahead &
+							       ml->open.mask]);
+		}
+		j++;
 		struct ml_slot *p = tab_find(&ml->pend, fp);
 		struct ml_item *it;
 
