@@ -304,7 +304,11 @@ static void tracker_apply(struct tracker *t, const struct tracker_item *it)
 		tracker_ledger_error(t, t->items_now);
 		return;
 	}
-	if (r == LEDGER_ADDED) /* maplog: a dump or an UPDATE missed its NEW */
+	/* maplog: a start; from a dump or an UPDATE its NEW was missed.  A
+	 * NEW for a key already held starts a mapping too: the earlier one
+	 * ended unseen (a lost DESTROY, the tuple reused) or was a dump's
+	 * sight of this one; the log ends it there, as uncertain. */
+	if (r == LEDGER_ADDED || e->type == CTMSG_NEW)
 		mapbuf_start(&t->maplog, &it->m, e->orig.sport, it->now,
 			     e->type == CTMSG_NEW ? 0 : STORE_MAPLOG_START_UNKNOWN);
 	if (e->type == CTMSG_DUMP && t->initial_done) {

@@ -580,6 +580,65 @@ static void test_gap_and_dump_seen(void **state)
 	store_close(st);
 }
 
+static void test_ipv6_and_protocols(void **state)
+{
+	struct store *st = open_fresh("v6");
+	struct store_batch b;
+	struct store_maplog_rec r;
+	struct ns_addr pub = A("2001:db8::1"), a;
+	char *doc = NULL;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	r = rec(T0 + 100, STORE_MAPLOG_LOCAL, 40000, 2, 40000, 7);
+	r.family = AF_INET6;
+	memcpy(r.public_ip, pub.bytes, 16);
+	a = A("2001:db8::1");
+	memcpy(r.host_ip, a.bytes, 16);
+	a = A("2001:db8:ffff::53");
+	memcpy(r.dest_ip, a.bytes, 16);
+	r.dest_port = 53;
+	r.proto = IPPROTO_UDP;
+	add(&b, r);
+	/* the same port on the IPv4 address and over TCP: not the same */
+	add(&b, rec(T0 + 100, 0, 40000, 3, 50000, 7));
+	write_at(st, &b, T0, T0 + 5000);
+	assert_int_equal(store_json_lookup(st, &pub, IPPROTO_UDP, 40000,
+					   T0 + 1000, T0 + 6000, &doc), 0);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.public_ip"), "2001:db8::1");
+	assert_string_equal(jtext(doc, "$.proto"), "udp");
+	assert_string_equal(jtext(doc, "$.holders[0].kind"), "local");
+	assert_string_equal(jtext(doc, "$.holders[0].internal.ip"),
+			    "2001:db8::1");
+	assert_string_equal(jtext(doc, "$.holders[0].destination.ip"),
+			    "2001:db8:ffff::53");
+	assert_int_equal(jint(doc, "$.holders[0].destination.port"), 53);
+	free(doc);
+	assert_int_equal(store_json_lookup(st, &pub, IPPROTO_TCP, 40000,
+					   T0 + 1000, T0 + 6000, &doc), 0);
+	assert_int_equal(jlen(doc, "$.holders"), 0);
+	free(doc);
+	/* bad input */
+	a.family = 99;
+	assert_int_equal(store_json_lookup(st, &a, IPPROTO_TCP, 1, T0, T0,
+					   &doc), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(store_json_lookup(st, &pub, 200, 1, T0, T0, &doc), -1);
+	assert_int_equal(errno, EINVAL);
+	/* the web's read-only connection answers too */
+	store_close(st);
+	st = store_open(db_path("v6"), STORE_READ_ONLY);
+	assert_non_null(st);
+	assert_int_equal(store_json_lookup(st, &pub, IPPROTO_UDP, 40000,
+					   T0 + 1000, T0 + 6000, &doc), 0);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
 static void test_failed_write_keeps_records(void **state)
 {
 	struct store *st = open_fresh("failed");
@@ -740,12 +799,15 @@ static void test_tracker_hooks(void **state)
 	e = snat(CTMSG_DUMP, 3, 50001, 40001);
 	tracker_entry(t, &e, T0 + 20);
 	tracker_dump_end(t, 0, 0, 0, T0 + 30);
-	/* events: a NEW, a duplicate NEW, a DESTROY */
+	/* events: a NEW, a DESTROY */
 	e = snat(CTMSG_NEW, 4, 50002, 40002);
 	tracker_entry(t, &e, T0 + 100);
-	tracker_entry(t, &e, T0 + 101);
 	e = snat(CTMSG_DESTROY, 4, 50002, 40002);
 	tracker_entry(t, &e, T0 + 300);
+	/* 40000's DESTROY is lost and its tuple reused by another host: the
+	 * NEW starts a new mapping, the old one ends there, uncertain */
+	e = snat(CTMSG_NEW, 9, 50009, 40000);
+	tracker_entry(t, &e, T0 + 350);
 	tracker_quiet(t, 0, T0 + 400);
 	/* a resync whose dump no longer has 40001: swept */
 	tracker_dump_begin(t, 0, T0 + 500);
@@ -755,17 +817,22 @@ static void test_tracker_hooks(void **state)
 	assert_int_equal(tracker_snapshot(t, &b, 1, T0 + 1000, T0 + 1000), 0);
 	/* starts of 40000 and 40001 (unknown), 40002 start and end, and
 	 * the sweep's end of 40001 */
-	assert_int_equal(b.n_maplog, 5);
+	assert_int_equal(b.n_maplog, 6);
 	assert_int_equal(nth(&b, 0).flags, STORE_MAPLOG_START_UNKNOWN);
 	assert_int_equal(nth(&b, 2).flags, 0);
 	assert_int_equal(nth(&b, 2).ms, T0 + 100);
 	assert_int_equal(nth(&b, 2).host_port, 50002);
 	assert_int_equal(nth(&b, 3).flags, STORE_MAPLOG_END);
 	assert_int_equal(nth(&b, 3).ms, T0 + 300);
-	assert_int_equal(nth(&b, 4).flags,
+	assert_int_equal(nth(&b, 4).flags, 0); /* the reuse's start */
+	assert_int_equal(nth(&b, 4).public_port, 40000);
+	assert_int_equal(nth(&b, 4).ms, T0 + 350);
+	/* the resync's dump record of 40000 changes the host back: no
+	 * record (the ledger keeps one mapping per key) */
+	assert_int_equal(nth(&b, 5).flags,
 			 STORE_MAPLOG_END | STORE_MAPLOG_END_UNCERTAIN);
-	assert_int_equal(nth(&b, 4).ms, T0 + 600);
-	assert_int_equal(nth(&b, 4).public_port, 40001);
+	assert_int_equal(nth(&b, 5).ms, T0 + 600);
+	assert_int_equal(nth(&b, 5).public_port, 40001);
 	b.status.started_ms = T0;
 	b.full = 1;
 	assert_int_equal(store_write(st, &b), 0);
@@ -785,6 +852,16 @@ static void test_tracker_hooks(void **state)
 	doc = lookup(st, 40000, T0 + 900);
 	assert_int_equal(jlen(doc, "$.holders"), 1);
 	assert_string_equal(jtype(doc, "$.holders[0].end"), "null");
+	assert_string_equal(jtext(doc, "$.holders[0].internal.ip"), "198.18.0.9");
+	assert_string_equal(jtype(doc, "$.holders[0].uncertain"), "false");
+	free(doc);
+	/* before the reuse: the first holder, its end not reported */
+	doc = lookup(st, 40000, T0 + 200);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.holders[0].internal.ip"), "198.18.0.2");
+	assert_string_equal(jtext(doc, "$.holders[0].end"),
+			    "2026-11-25T10:00:00.350Z");
+	assert_string_equal(jtype(doc, "$.holders[0].uncertain"), "true");
 	free(doc);
 	store_batch_free(&b);
 	store_close(st);
@@ -905,6 +982,7 @@ int main(void)
 		cmocka_unit_test(test_open_then_closed_across_batches),
 		cmocka_unit_test(test_several_holders_and_blocks),
 		cmocka_unit_test(test_gap_and_dump_seen),
+		cmocka_unit_test(test_ipv6_and_protocols),
 		cmocka_unit_test(test_failed_write_keeps_records),
 		cmocka_unit_test(test_retention_by_age),
 		cmocka_unit_test(test_retention_by_size),
