@@ -966,39 +966,47 @@ static int trim(struct store *st, struct store_maplog *ml, int64_t now)
 {
 	sqlite3_stmt *s;
 	int64_t cutoff = now - ml->keep_ms, trimmed = 0;
+	struct { int64_t id, len, t_last; } v[256];
 	int rc;
 
-	s = store_stmt(st, STMT_MAPLOG_OLDEST,
-		       "SELECT id, length(data), t_last FROM maplog_blocks "
-		       "WHERE open = 0 ORDER BY t_last LIMIT 256");
-	if (!s)
-		return -1;
 	for (;;) {
-		int any = 0;
+		size_t n = 0, gone = 0;
 
-		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-			int64_t t_last = sqlite3_column_int64(s, 2);
+		/* the oldest ended blocks, read first: rows are not deleted
+		 * under a running SELECT */
+		s = store_stmt(st, STMT_MAPLOG_OLDEST,
+			       "SELECT id, length(data), t_last FROM "
+			       "maplog_blocks WHERE open = 0 ORDER BY t_last "
+			       "LIMIT 256");
+		if (!s)
+			return -1;
+		while (n < 256 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+			v[n].id = sqlite3_column_int64(s, 0);
+			v[n].len = sqlite3_column_int64(s, 1);
+			v[n++].t_last = sqlite3_column_int64(s, 2);
+		}
+		sqlite3_reset(s);
+		if (n < 256 && rc != SQLITE_DONE)
+			return store_fail(st, rc, "trimming the mapping log");
+		for (size_t i = 0; i < n; i++) {
 			sqlite3_stmt *d;
 
-			if (t_last >= cutoff && (int64_t)ml->bytes +
+			if (v[i].t_last >= cutoff && (int64_t)ml->bytes +
 			    ml->bytes_delta <= (int64_t)ml->max_bytes)
 				break;
 			d = store_stmt(st, STMT_MAPLOG_DELETE,
 				       "DELETE FROM maplog_blocks WHERE id = ?1");
 			if (!d)
 				return -1;
-			sqlite3_bind_int64(d, 1, sqlite3_column_int64(s, 0));
-			ml->bytes_delta -= sqlite3_column_int64(s, 1);
+			sqlite3_bind_int64(d, 1, v[i].id);
 			if (store_step_done(st, d, "trimming the mapping log") < 0)
 				return -1;
-			if (t_last > trimmed)
-				trimmed = t_last;
-			any = 1;
+			ml->bytes_delta -= v[i].len;
+			if (v[i].t_last > trimmed)
+				trimmed = v[i].t_last;
+			gone++;
 		}
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			return store_fail(st, rc, "trimming the mapping log");
-		sqlite3_reset(s);
-		if (!any || rc == SQLITE_ROW)
+		if (gone < 256)
 			break;
 	}
 	if ((int64_t)ml->bytes + ml->bytes_delta > (int64_t)ml->max_bytes &&
