@@ -1368,8 +1368,8 @@ int store_maplog_begin_run(struct store *st, int64_t run_ms)
 	s = NULL;
 	if (rc != SQLITE_ROW)
 		return store_fail(st, rc, "reading the mapping log's runs");
-	rc = sqlite3_prepare_v2(st->db, "SELECT id, data FROM maplog_blocks "
-				"WHERE open = 1", -1, &s, NULL);
+	rc = sqlite3_prepare_v2(st->db, "SELECT id, data, family FROM "
+				"maplog_blocks WHERE open = 1", -1, &s, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(st->db, "UPDATE maplog_blocks SET "
 					"open = 0, t_last = ?2, data = ?3 "
@@ -1389,15 +1389,12 @@ int store_maplog_begin_run(struct store *st, int64_t run_ms)
 					(size_t)sqlite3_column_bytes(s, 1),
 					&e, &n) < 0)
 			goto out;
-		alen = 4;
+		alen = sqlite3_column_int(s, 2) == 4 ? 4 : 16;
 		for (size_t i = 0; i < n; i++) {
 			e[i].end_ms = last > e[i].start_ms ? last : e[i].start_ms;
 			e[i].flags |= STORE_MAPLOG_END_STOPPED;
 			if (e[i].end_ms > t_last)
 				t_last = e[i].end_ms;
-			for (int k = 4; k < 16; k++)
-				if (e[i].host_ip[k] || e[i].dest_ip[k])
-					alen = 16;
 		}
 		rc = encode_sorted(ml->cctx, e, n, alen, 1, &data, &len);
 		free(e);
