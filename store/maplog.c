@@ -472,12 +472,21 @@ struct ml_table {
 	size_t mask, n;
 };
 
-/* One record on its way into a block. */
+/* One mapping on its way into a block: a struct store_maplog_entry,
+ * packed, with the index of its (public IP, proto) in the write's group
+ * table: 61 bytes (a batch holds hundreds of thousands of these). */
 struct ml_item {
+	int64_t start_ms, end_ms;
+	uint32_t group;
+	uint16_t zone, public_port, host_port, dest_port;
+	uint8_t flags;
+	uint8_t host_ip[16], dest_ip[16];
+} __attribute__((packed));
+
+/* A (public IP, proto) of the write in progress. */
+struct ml_group {
 	uint8_t family, proto;
-	uint8_t ip[16]; /* the public IP */
-	uint64_t fp;
-	struct store_maplog_entry e;
+	uint8_t ip[16];
 };
 
 struct ml_items {
@@ -509,6 +518,9 @@ struct store_maplog {
 	size_t cap_fps;
 	struct ml_table pend, ends;
 	struct ml_items ended, opened;
+	struct ml_group *groups;
+	size_t n_groups, cap_groups;
+	struct ml_table gidx; /* group key fingerprint -> index */
 	int batch_taken;    /* store_maplog_write() counted b's losses */
 	int batch_in_carry; /* ... and appended its records to the carry */
 	int warned_size;
@@ -543,6 +555,8 @@ void store_maplog_free(struct store *st)
 	free(ml->open.s);
 	free(ml->pend.s);
 	free(ml->fps);
+	free(ml->groups);
+	free(ml->gidx.s);
 	free(ml->ends.s);
 	free(ml->carry);
 	free(ml->del_fp);
@@ -699,20 +713,67 @@ static struct ml_item *items_add(struct ml_items *v)
 static int item_cmp(const void *a, const void *b)
 {
 	const struct ml_item *x = a, *y = b;
-	int c;
 
-	if (x->family != y->family)
-		return x->family < y->family ? -1 : 1;
-	if ((c = memcmp(x->ip, y->ip, 16)))
-		return c;
-	if (x->proto != y->proto)
-		return x->proto < y->proto ? -1 : 1;
-	return entry_cmp(&x->e, &y->e);
+	if (x->group != y->group)
+		return x->group < y->group ? -1 : 1;
+	if (x->public_port != y->public_port)
+		return x->public_port < y->public_port ? -1 : 1;
+	if (x->start_ms != y->start_ms)
+		return x->start_ms < y->start_ms ? -1 : 1;
+	return memcmp(x->dest_ip, y->dest_ip, 16);
 }
 
 static unsigned alen_of(uint8_t family)
 {
 	return family == AF_INET ? 4 : 16;
+}
+
+/* The index of (family, proto, ip) in this write's groups, added if new.
+ * Returns it, or -1 with ENOMEM. */
+static int64_t group_of(struct store_maplog *ml, uint8_t family, uint8_t proto,
+			const uint8_t ip[16])
+{
+	static const uint8_t none[16];
+	uint64_t fp = ml_fp(ml, family, proto, ip, 0, 0, none, 0);
+	struct ml_slot *g = tab_find(&ml->gidx, fp);
+	struct ml_group *ng;
+
+	if (g) {
+		const struct ml_group *x = &ml->groups[g->val];
+
+		if (x->family == family && x->proto == proto &&
+		    !memcmp(x->ip, ip, 16))
+			return g->val;
+		/* two public IPs with one 64-bit fingerprint: never seen */
+		errno = EEXIST;
+		log_warnx("store: maplog: fingerprint collision between two "
+			  "public IPs");
+		return -1;
+	}
+	if (store_grow(&ml->groups, ml->n_groups, &ml->cap_groups,
+		       sizeof(*ml->groups)) < 0 ||
+	    tab_set(&ml->gidx, fp, (int64_t)ml->n_groups) < 0)
+		return -1;
+	ng = &ml->groups[ml->n_groups];
+	ng->family = family;
+	ng->proto = proto;
+	memcpy(ng->ip, ip, 16);
+	return (int64_t)ml->n_groups++;
+}
+
+static void item_from_entry(struct ml_item *it,
+			    const struct store_maplog_entry *e, uint32_t group)
+{
+	it->start_ms = e->start_ms;
+	it->end_ms = e->end_ms;
+	it->group = group;
+	it->zone = e->zone;
+	it->public_port = e->public_port;
+	it->host_port = e->host_port;
+	it->dest_port = e->dest_port;
+	it->flags = e->flags;
+	memcpy(it->host_ip, e->host_ip, 16);
+	memcpy(it->dest_ip, e->dest_ip, 16);
 }
 
 /* ---- writing ---- */
@@ -740,6 +801,7 @@ static int plan_ins(struct store_maplog *ml, uint64_t fp, int64_t id)
 static int64_t insert_block(struct store *st, struct store_maplog *ml,
 			    const struct ml_item *v, size_t n, int open)
 {
+	const struct ml_group *g = &ml->groups[v[0].group];
 	struct store_maplog_entry *e;
 	int64_t t_first = INT64_MAX, t_last = INT64_MIN, id;
 	void *data;
@@ -747,18 +809,26 @@ static int64_t insert_block(struct store *st, struct store_maplog *ml,
 	sqlite3_stmt *s;
 	int rc;
 
-	if (!(e = malloc(n * sizeof(*e)))) {
+	if (!(e = calloc(n, sizeof(*e)))) {
 		log_warn("store: maplog: a block");
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
-		e[i] = v[i].e;
+		e[i].start_ms = v[i].start_ms;
+		e[i].end_ms = v[i].end_ms;
+		e[i].flags = v[i].flags;
+		e[i].zone = v[i].zone;
+		e[i].public_port = v[i].public_port;
+		e[i].host_port = v[i].host_port;
+		e[i].dest_port = v[i].dest_port;
+		memcpy(e[i].host_ip, v[i].host_ip, 16);
+		memcpy(e[i].dest_ip, v[i].dest_ip, 16);
 		if (e[i].start_ms < t_first)
 			t_first = e[i].start_ms;
 		if (!open && e[i].end_ms > t_last)
 			t_last = e[i].end_ms;
 	}
-	rc = encode_sorted(ml->cctx, e, n, alen_of(v[0].family), !open, &data,
+	rc = encode_sorted(ml->cctx, e, n, alen_of(g->family), !open, &data,
 			   &len);
 	free(e);
 	if (rc < 0)
@@ -771,15 +841,14 @@ static int64_t insert_block(struct store *st, struct store_maplog *ml,
 		free(data);
 		return -1;
 	}
-	sqlite3_bind_int(s, 1, v[0].family == AF_INET ? 4 : 6);
-	sqlite3_bind_blob(s, 2, v[0].ip, (int)alen_of(v[0].family),
-			  SQLITE_STATIC);
-	sqlite3_bind_int(s, 3, v[0].proto);
+	sqlite3_bind_int(s, 1, g->family == AF_INET ? 4 : 6);
+	sqlite3_bind_blob(s, 2, g->ip, (int)alen_of(g->family), SQLITE_STATIC);
+	sqlite3_bind_int(s, 3, g->proto);
 	sqlite3_bind_int(s, 4, open);
 	sqlite3_bind_int64(s, 5, t_first);
 	sqlite3_bind_int64(s, 6, open ? ML_OPEN_T_LAST : t_last);
-	sqlite3_bind_int(s, 7, v[0].e.public_port);
-	sqlite3_bind_int(s, 8, v[n - 1].e.public_port);
+	sqlite3_bind_int(s, 7, v[0].public_port);
+	sqlite3_bind_int(s, 8, v[n - 1].public_port);
 	sqlite3_bind_int64(s, 9, (int64_t)n);
 	sqlite3_bind_blob(s, 10, data, (int)len, free);
 	if (store_step_done(st, s, "writing the mapping log") < 0)
@@ -788,7 +857,10 @@ static int64_t insert_block(struct store *st, struct store_maplog *ml,
 	ml->bytes_delta += (int64_t)len;
 	if (open)
 		for (size_t i = 0; i < n; i++)
-			if (plan_ins(ml, v[i].fp, id) < 0)
+			if (plan_ins(ml, ml_fp(ml, g->family, g->proto, g->ip,
+					       v[i].zone, v[i].public_port,
+					       v[i].dest_ip, v[i].dest_port),
+				     id) < 0)
 				return -1;
 	return id;
 }
@@ -805,9 +877,7 @@ static int write_items(struct store *st, struct store_maplog *ml,
 		size_t j = i + 1;
 
 		while (j < v->n && j - i < ML_BLOCK_MAX &&
-		       v->v[j].family == v->v[i].family &&
-		       v->v[j].proto == v->v[i].proto &&
-		       !memcmp(v->v[j].ip, v->v[i].ip, 16))
+		       v->v[j].group == v->v[i].group)
 			j++;
 		if (insert_block(st, ml, v->v + i, j - i, open) < 0)
 			return -1;
@@ -816,31 +886,35 @@ static int write_items(struct store *st, struct store_maplog *ml,
 	return 0;
 }
 
-static void item_from_rec(struct ml_item *it, const struct store_maplog_rec *r,
-			  uint64_t fp)
+/* A start record as an item.  Returns 0, or -1 with errno. */
+static int item_from_rec(struct store_maplog *ml, struct ml_item *it,
+			 const struct store_maplog_rec *r)
 {
-	it->family = r->family;
-	it->proto = r->proto;
-	memcpy(it->ip, r->public_ip, 16);
-	it->fp = fp;
-	it->e.start_ms = r->ms;
-	it->e.flags = r->flags & (STORE_MAPLOG_START_UNKNOWN | STORE_MAPLOG_LOCAL);
-	it->e.zone = r->zone;
-	it->e.public_port = r->public_port;
-	it->e.host_port = r->host_port;
-	it->e.dest_port = r->dest_port;
-	memcpy(it->e.host_ip, r->host_ip, 16);
-	memcpy(it->e.dest_ip, r->dest_ip, 16);
+	int64_t g = group_of(ml, r->family, r->proto, r->public_ip);
+
+	if (g < 0)
+		return -1;
+	memset(it, 0, sizeof(*it));
+	it->group = (uint32_t)g;
+	it->start_ms = r->ms;
+	it->flags = r->flags & (STORE_MAPLOG_START_UNKNOWN | STORE_MAPLOG_LOCAL);
+	it->zone = r->zone;
+	it->public_port = r->public_port;
+	it->host_port = r->host_port;
+	it->dest_port = r->dest_port;
+	memcpy(it->host_ip, r->host_ip, 16);
+	memcpy(it->dest_ip, r->dest_ip, 16);
+	return 0;
 }
 
 /* An end closes it: end time and end flags. */
 static void item_end(struct ml_item *it, const struct store_maplog_rec *end)
 {
-	it->e.end_ms = end->ms >= it->e.start_ms ? end->ms : it->e.start_ms;
-	it->e.flags |= end->flags & (STORE_MAPLOG_END_UNCERTAIN |
-				     STORE_MAPLOG_END_STOPPED);
-	if (!it->e.host_port)
-		it->e.host_port = end->host_port;
+	it->end_ms = end->ms >= it->start_ms ? end->ms : it->start_ms;
+	it->flags |= end->flags & (STORE_MAPLOG_END_UNCERTAIN |
+				   STORE_MAPLOG_END_STOPPED);
+	if (!it->host_port)
+		it->host_port = end->host_port;
 }
 
 /* The end record for ends slot value v: an index into recs, or (with
@@ -869,6 +943,7 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 	struct store_maplog_entry *e = NULL;
 	struct ml_item *kept = NULL;
 	uint64_t *fps = NULL;
+	int64_t group;
 	size_t n = 0, nk = 0, old_len;
 	uint8_t family, proto, ip[16] = { 0 };
 	int rc, ret = -1;
@@ -902,6 +977,8 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 		log_warn("store: maplog");
 		goto out;
 	}
+	if ((group = group_of(ml, family, proto, ip)) < 0)
+		goto out;
 	for (size_t i = 0; i < n; i++)
 		fps[i] = ml_fp(ml, family, proto, ip, e[i].zone,
 			       e[i].public_port, e[i].dest_ip, e[i].dest_port);
@@ -924,12 +1001,7 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 		it = end && end->val >= 0 ? items_add(&ml->ended) : &kept[nk++];
 		if (!it)
 			goto out;
-		memset(it, 0, sizeof(*it));
-		it->family = family;
-		it->proto = proto;
-		memcpy(it->ip, ip, 16);
-		it->fp = fp;
-		it->e = e[i];
+		item_from_entry(it, &e[i], (uint32_t)group);
 		if (end && end->val >= 0) {
 			struct store_maplog_rec er = end_rec(recs, len,
 							     end->val);
@@ -1144,6 +1216,8 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 	ml->ended.n = ml->opened.n = 0;
 	tab_reset(&ml->pend);
 	tab_reset(&ml->ends);
+	tab_reset(&ml->gidx);
+	ml->n_groups = 0;
 	{
 		size_t n_start = 0, n_end = 0;
 		struct store_maplog_rec r;
@@ -1211,7 +1285,8 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 
 				if (!(it = items_add(&ml->ended)))
 					return -1;
-				item_from_rec(it, &start, fp);
+				if (item_from_rec(ml, it, &start) < 0)
+					return -1;
 				item_end(it, &end);
 			} else if (!p && tab_find(&ml->open, fp) &&
 				   !tab_find(&ml->ends, fp)) {
@@ -1228,7 +1303,8 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 
 			if (!(it = items_add(&ml->ended)))
 				return -1;
-			item_from_rec(it, &start, fp);
+			if (item_from_rec(ml, it, &start) < 0)
+				return -1;
 			item_end(it, r);
 			p->val = -1;
 		} else if (!p && tab_find(&ml->open, fp) &&
@@ -1240,8 +1316,9 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 			 * second end; cannot happen) */
 			if (!(it = items_add(&ml->ended)))
 				return -1;
-			item_from_rec(it, r, fp);
-			it->e.flags |= STORE_MAPLOG_START_UNKNOWN;
+			if (item_from_rec(ml, it, r) < 0)
+				return -1;
+			it->flags |= STORE_MAPLOG_START_UNKNOWN;
 			item_end(it, r);
 		}
 	}
@@ -1268,8 +1345,9 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		end = end_rec(recs, len, e->val);
 		if (!(it = items_add(&ml->ended)))
 			return -1;
-		item_from_rec(it, &end, e->fp);
-		it->e.flags = STORE_MAPLOG_START_UNKNOWN;
+		if (item_from_rec(ml, it, &end) < 0)
+			return -1;
+		it->flags = STORE_MAPLOG_START_UNKNOWN;
 		item_end(it, &end);
 		if (plan_del(ml, e->fp) < 0)
 			return -1;
@@ -1285,7 +1363,8 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		start = rec_at(recs, len, p->val);
 		if (!(it = items_add(&ml->opened)))
 			return -1;
-		item_from_rec(it, &start, p->fp);
+		if (item_from_rec(ml, it, &start) < 0)
+			return -1;
 	}
 	if (write_items(st, ml, &ml->ended, 0) < 0 ||
 	    write_items(st, ml, &ml->opened, 1) < 0)
