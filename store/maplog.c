@@ -92,6 +92,8 @@ static void buf_need(struct ml_buf *b, size_t more)
 
 static void buf_put(struct ml_buf *b, const void *src, size_t len)
 {
+	if (!len)
+		return;
 	buf_need(b, len);
 	if (b->failed)
 		return;
@@ -884,6 +886,8 @@ static int write_items(struct store *st, struct store_maplog *ml,
 {
 	size_t i = 0;
 
+	if (!v->n)
+		return 0;
 	qsort(v->v, v->n, sizeof(*v->v), item_cmp);
 	while (i < v->n) {
 		size_t j = i + 1;
