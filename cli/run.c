@@ -39,6 +39,8 @@
 #define DEFAULT_EVENT_BUFFER (128ULL << 20)
 #define MIN_EVENT_BUFFER 4096ULL
 #define MAX_EVENT_BUFFER (1ULL << 30)
+#define DEFAULT_MAPLOG_DAYS 7
+#define DEFAULT_MAPLOG_MAX_SIZE (256ULL << 20)
 
 static void run_usage(FILE *f)
 {
@@ -68,6 +70,10 @@ static void run_usage(FILE *f)
 	      "  --warn PERCENT        incident when a gateway or bucket reaches\n"
 	      "                        this share of its ports (default 70)\n"
 	      "  --critical PERCENT    ... marked critical (default 90)\n"
+	      "  --maplog-days N       keep ended mappings in the mapping log N days,\n"
+	      "                        1-3650 (default 7)\n"
+	      "  --maplog-max-size SIZE  mapping log size cap, K/M/G suffixes, at\n"
+	      "                        least 1M (default 256M)\n"
 	      "  -v, --verbose         debug logging\n"
 	      "  -h, --help            this text\n",
 	      f);
@@ -184,6 +190,8 @@ int cli_run(int argc, char **argv)
 		{ "history-top", required_argument, NULL, 'T' },
 		{ "warn", required_argument, NULL, 'w' },
 		{ "critical", required_argument, NULL, 'c' },
+		{ "maplog-days", required_argument, NULL, 'D' },
+		{ "maplog-max-size", required_argument, NULL, 'Z' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -192,6 +200,9 @@ int cli_run(int argc, char **argv)
 	unsigned interval = DEFAULT_INTERVAL;
 	unsigned long long evbuf = DEFAULT_EVENT_BUFFER, n;
 	struct store_history_config hcfg;
+	unsigned long long maplog_max = DEFAULT_MAPLOG_MAX_SIZE;
+	long maplog_days = DEFAULT_MAPLOG_DAYS;
+	char *endp;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	struct collector_config ccfg;
@@ -272,6 +283,26 @@ int cli_run(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'D':
+			errno = 0;
+			maplog_days = strtol(optarg, &endp, 10);
+			if (errno || endp == optarg || *endp || maplog_days < 1 ||
+			    maplog_days > 3650) {
+				fprintf(stderr, "natscope run: --maplog-days '%s': "
+					"expected whole days from 1 to 3650\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'Z':
+			if (cli_parse_size(optarg, &maplog_max) < 0 ||
+			    maplog_max < (1ULL << 20)) {
+				fprintf(stderr, "natscope run: --maplog-max-size "
+					"'%s': expected a size of at least 1M "
+					"(e.g. 256M)\n", optarg);
+				return 2;
+			}
+			break;
 		case 'v':
 			log_init("natscope", NS_LOG_DEBUG);
 			break;
@@ -348,6 +379,9 @@ int cli_run(int argc, char **argv)
 		log_warn("history settings");
 		goto out;
 	}
+	if (store_maplog_configure(st, maplog_days * 24LL * 3600 * 1000,
+				   maplog_max) < 0)
+		goto out;
 	writer = store_writer_start(st);
 	if (!writer)
 		goto out;

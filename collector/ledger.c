@@ -239,6 +239,8 @@ struct ledger {
 	uint64_t nat, local, other;
 	uint64_t silent; /* live entries without MF_EVENTS / FP_EVENTS */
 	uint32_t live_gws, live_hosts, live_dests;
+	ledger_sweep_fn sweep_fn; /* maplog: told of each swept mapping */
+	void *sweep_arg;
 };
 
 /* ---- hash indexes ---- */
@@ -1327,6 +1329,33 @@ static void ledger_fp_settle(struct ledger *l, int sweep,
 	}
 }
 
+/* ---- maplog (issue 7): swept mappings are reported ---- */
+
+void ledger_set_sweep_hook(struct ledger *l, ledger_sweep_fn fn, void *arg)
+{
+	l->sweep_fn = fn;
+	l->sweep_arg = arg;
+}
+
+static void ledger_report_sweep(struct ledger *l, const struct ledger_mrec *r)
+{
+	const struct ledger_dest *d = &l->dests[r->dest1 - 1];
+	struct ledger_mapping key, m;
+
+	memset(&key, 0, sizeof(key));
+	key.family = l->gws[d->gw].ip.family;
+	key.proto = l->gws[d->gw].proto;
+	key.zone = d->zone;
+	key.public_port = r->port;
+	key.dest_port = d->port;
+	memcpy(key.public_ip, l->gws[d->gw].ip.bytes, 16);
+	memcpy(key.dest_ip, d->ip, 16);
+	if (ledger_lookup(l, &key, &m))
+		l->sweep_fn(l->sweep_arg, &m);
+}
+
+/* ---- end maplog ---- */
+
 uint64_t ledger_resync_end(struct ledger *l, struct ledger_sweep *out)
 {
 	struct ledger_sweep sw = { 0 };
@@ -1339,6 +1368,8 @@ uint64_t ledger_resync_end(struct ledger *l, struct ledger_sweep *out)
 		struct ledger_mrec *r = &l->mt.r[i];
 
 		if (r->dest1 && (r->flags & MF_EPOCH) != l->epoch) {
+			if (l->sweep_fn) /* maplog */
+				ledger_report_sweep(l, r);
 			sw.mappings_silent += !(r->flags & MF_EVENTS);
 			ledger_sub_counts(l, r->dest1 - 1, r);
 			ledger_mt_delete(&l->mt, r);

@@ -174,6 +174,11 @@ struct ledger_sweep {
  * details. */
 uint64_t ledger_resync_end(struct ledger *l, struct ledger_sweep *sw);
 
+/* maplog (issue 7): fn(arg, m) is called for each mapping (NAT or LOCAL)
+ * ledger_resync_end() sweeps, before it is removed.  NULL fn: none. */
+typedef void (*ledger_sweep_fn)(void *arg, const struct ledger_mapping *m);
+void ledger_set_sweep_hook(struct ledger *l, ledger_sweep_fn fn, void *arg);
+
 /* Ends the mark phase without sweeping: what the dump did not reach is
  * kept (a failed dump says nothing about it).  Tombstones are dropped. */
 void ledger_resync_abort(struct ledger *l);

@@ -48,6 +48,7 @@
 #include "collector/tracker.h"
 #include "collector/classify.h"
 #include "collector/localaddr.h"
+#include "collector/mapbuf.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -76,6 +77,7 @@ struct tracker_item {
 	struct ct_entry e;
 	struct ledger_mapping m;
 	enum ns_kind kind;
+	int64_t now; /* maplog: when it was read */
 };
 
 struct tracker {
@@ -162,6 +164,8 @@ struct tracker {
 	int have_ks;
 	uint32_t range_size[LEDGER_RANGES];
 	int force_full, write_wanted;
+
+	struct mapbuf maplog; /* maplog: starts and ends for the next batch */
 };
 
 /* ---- small helpers ---- */
@@ -287,8 +291,12 @@ static void tracker_apply(struct tracker *t, const struct tracker_item *it)
 	if (e->type == CTMSG_DESTROY) {
 		/* looked up by key whatever the entry is now classified as:
 		 * the address set may have changed since it was created */
-		if (ledger_remove(t->ledger, &it->m) == 0)
+		r = ledger_remove(t->ledger, &it->m);
+		if (r == 0)
 			t->ev_unknown_destroy++;
+		else if (r == 1) /* maplog */
+			mapbuf_end(&t->maplog, &it->m, e->orig.sport,
+				   it->now, 0);
 		return;
 	}
 	/* Entries created while we listen are reported by the kernel; those
@@ -302,6 +310,13 @@ static void tracker_apply(struct tracker *t, const struct tracker_item *it)
 		tracker_ledger_error(t, t->items_now);
 		return;
 	}
+	/* maplog: a start; from a dump or an UPDATE its NEW was missed.  A
+	 * NEW for a key already held starts a mapping too: the earlier one
+	 * ended unseen (a lost DESTROY, the tuple reused) or was a dump's
+	 * sight of this one; the log ends it there, as uncertain. */
+	if (r == LEDGER_ADDED || e->type == CTMSG_NEW)
+		mapbuf_start(&t->maplog, &it->m, e->orig.sport, it->now,
+			     e->type == CTMSG_NEW ? 0 : STORE_MAPLOG_START_UNKNOWN);
 	if (e->type == CTMSG_DUMP && t->initial_done) {
 		if (r == LEDGER_ADDED)
 			t->rs_added++;
@@ -325,7 +340,7 @@ void tracker_entry(struct tracker *t, const struct ct_entry *e, int64_t now)
 	it->kind = classify_entry(e, t->la, &it->m);
 	it->m.kind = (uint8_t)it->kind;
 	ledger_prefetch(t->ledger, &it->m);
-	t->items_now = now;
+	t->items_now = it->now = now;
 	if (t->n_items == APPLY_BATCH)
 		tracker_flush(t);
 }
@@ -619,6 +634,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 		return;
 	}
 	t->fail_streak = 0;
+	t->maplog.sweep_ms = now; /* maplog: swept mappings end, uncertain */
 	t->rs_removed = ledger_resync_end(t->ledger, &sw);
 	t->dumping = 0;
 	t->resyncs++;
@@ -890,10 +906,14 @@ void tracker_sample_result(struct tracker *t, unsigned i,
 	if (!e) {
 		if (have.silent) {
 			ledger_remove(t->ledger, &have);
+			mapbuf_end(&t->maplog, &have, 0, now, /* maplog */
+				   STORE_MAPLOG_END_UNCERTAIN);
 			t->sample_silent_gone++; /* how silent ones end */
 		} else if (t->suspect[i]) {
 			/* not there twice, rounds apart, and still no event */
 			ledger_remove(t->ledger, &have);
+			mapbuf_end(&t->maplog, &have, 0, now, /* maplog */
+				   STORE_MAPLOG_END_UNCERTAIN);
 			t->sample_ghosts++;
 			t->sample_ghosts_now++;
 		} else if (t->n_next_suspects < SUSPECTS_MAX) {
@@ -1102,6 +1122,7 @@ int tracker_snapshot(struct tracker *t, struct store_batch *b, int need_full,
 	t->n_pending = 0;
 	tracker_update_follow(t);
 	(void)now;
+	mapbuf_hand(&t->maplog, b); /* maplog */
 	tracker_fill_status(t, &b->status, as_of);
 	return rc;
 }
@@ -1133,6 +1154,8 @@ struct tracker *tracker_new(const struct tracker_config *cfg, int64_t now)
 	t->dump_wanted = 1; /* the start-up dump */
 	t->force_full = 1;
 	tracker_ranges(t);
+	mapbuf_init(&t->maplog); /* maplog */
+	ledger_set_sweep_hook(t->ledger, mapbuf_sweep_hook, &t->maplog);
 	return t;
 }
 
@@ -1146,5 +1169,6 @@ void tracker_free(struct tracker *t)
 	if (!t)
 		return;
 	ledger_free(t->ledger);
+	mapbuf_free(&t->maplog); /* maplog */
 	free(t);
 }

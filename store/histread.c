@@ -688,15 +688,3 @@ int store_json_incident(struct store *st, int64_t id, int64_t now_ms,
 	sqlite3_bind_int64(s, 2, id);
 	return hist_answer(st, s, NULL, 0, "reading an incident", out);
 }
-
-/* STUB: replaced by store/maplog.c (the mapping log), which implements
- * store_json_lookup() for real; remove this at that merge. */
-int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
-		      uint8_t proto, uint16_t port, int64_t at_ms,
-		      int64_t now_ms, char **out)
-{
-	*out = NULL;
-	log_debug("store: lookup asked, but the mapping log is not built");
-	errno = ENOSYS;
-	return -1;
-}

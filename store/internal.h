@@ -79,6 +79,17 @@ enum store_stmt {
 	/* csv.c */
 	STMT_CSV_HEAD,
 	STMT_CSV_CELLS,
+	/* maplog.c */
+	STMT_MAPLOG_INSERT,
+	STMT_MAPLOG_READ,
+	STMT_MAPLOG_DELETE,
+	STMT_MAPLOG_OLDEST,
+	STMT_MAPLOG_TRIMMED,
+	STMT_MAPLOG_RUN,
+	STMT_MAPLOG_LOSS,
+	STMT_MAPLOG_FIND,
+	STMT_MAPLOG_HIT,
+	STMT_MAPLOG_JSON,
 	STMT__COUNT
 };
 
@@ -116,6 +127,7 @@ struct store {
 	struct store_incident inc_saved[STORE_INCIDENTS_OPEN_MAX];
 	size_t n_inc, n_inc_saved;
 	int inc_full_warned;
+	struct store_maplog *maplog; /* the mapping log's writer state */
 };
 
 /* Writes the status row x (status.c), as it is: the caller sets the
@@ -144,6 +156,24 @@ void store_incidents_save(struct store *st);
 int store_incidents_judge(struct store *st, const struct store_batch *b);
 void store_incidents_rollback(struct store *st);
 int store_incidents_begin_run(struct store *st, int64_t now);
+/* The mapping log's part of a write (maplog.c), inside store_write()'s
+ * transaction: pairs b's records (after those of failed writes) and
+ * writes them, trims the log.  Returns 0, or -1 with errno.  Then exactly
+ * one of: _committed() once the transaction committed (the writer's
+ * in-memory state follows it), _failed() when it was rolled back (b's
+ * records are kept for the next write). */
+int store_maplog_write(struct store *st, const struct store_batch *b,
+		       int64_t now);
+void store_maplog_committed(struct store *st);
+void store_maplog_failed(struct store *st, const struct store_batch *b);
+
+/* Inside store_begin_run()'s transaction: the previous run's open
+ * mappings end at its last write (STORE_MAPLOG_END_STOPPED), and this
+ * run is recorded.  Returns 0, or -1 with errno. */
+int store_maplog_begin_run(struct store *st, int64_t run_ms);
+
+/* Frees the writer state (store_close()). */
+void store_maplog_free(struct store *st);
 
 /* Gap log retention, applied by every store_write(). */
 #define STORE_GAPS_KEEP 1000

@@ -667,6 +667,7 @@ static void store_close_files(struct store *st, enum store_remove remove)
 {
 	if (!st)
 		return;
+	store_maplog_free(st);
 	for (int i = 0; i < STMT__COUNT; i++)
 		sqlite3_finalize(st->stmt[i]);
 	if (st->db && sqlite3_close(st->db) != SQLITE_OK)

@@ -498,9 +498,61 @@ void store_history_defaults(struct store_history_config *cfg);
  * under 1 MiB, a negative age, thresholds not 0 < warn <= critical <= 1). */
 int store_history_configure(struct store *st,
 			    const struct store_history_config *cfg);
+/* ---- the mapping log (issue 7; store/maplog.c) ----
+ *
+ * Every NAT and local mapping's start and end, for the reverse lookup
+ * "who held public ip:port at that time".  The collector appends one
+ * record per start and per end (struct store_maplog_rec) and hands them
+ * over in the interval's batch; the writer pairs each end with its start
+ * and keeps, in compressed blocks (zstd over delta/varint columns, one
+ * block per public IP, protocol and public-port range):
+ *  - "open" blocks: the start records of mappings still open at the last
+ *    write, rewritten when a member ends (so they hold exactly the open
+ *    mappings);
+ *  - "ended" blocks: complete records (start, end), never rewritten,
+ *    trimmed by age and by size (store_maplog_configure()).
+ * See schema/006_maplog.sql. */
+
+/* Flags of a record (store_maplog_rec.flags and what the log keeps). */
+enum store_maplog_flag {
+	STORE_MAPLOG_END = 1,	/* an end (else a start) */
+	/* start: first seen by a table dump or an UPDATE (its NEW was
+	 * before the run, or lost): ms is when it was seen, not its start */
+	STORE_MAPLOG_START_UNKNOWN = 2,
+	/* end: removed by a resync's sweep or found gone by the sampler (its
+	 * DESTROY was lost or never sent): ms is when that was noticed; a gap
+	 * in the gaps table covers the time it really ended */
+	STORE_MAPLOG_END_UNCERTAIN = 4,
+	/* end (set by the store): natscope stopped while it was open; ms is
+	 * the last write of that run */
+	STORE_MAPLOG_END_STOPPED = 8,
+	STORE_MAPLOG_LOCAL = 16, /* start: kind LOCAL (else NAT) */
+};
+
+/* One start or end as the collector saw it.  The key (family, proto,
+ * zone, public ip:port, destination ip:port) pairs an end with its start;
+ * host_port may be 0 in an end (the start's is kept). */
+struct store_maplog_rec {
+	int64_t ms;
+	uint8_t family, proto, flags;
+	uint16_t zone, public_port, host_port, dest_port;
+	uint8_t public_ip[16], host_ip[16], dest_ip[16];
+};
+
+/* Batches carry records packed: 31 bytes for IPv4, 67 for IPv6, at most
+ * STORE_MAPLOG_PACKED_MAX.  store_maplog_pack() writes r into out and
+ * returns its length (0 for a family other than AF_INET/AF_INET6);
+ * store_maplog_unpack() reads one from p (len bytes available) into *r
+ * and returns its length, or 0 when p does not hold a whole record. */
+#define STORE_MAPLOG_PACKED_MAX 67
+size_t store_maplog_pack(const struct store_maplog_rec *r, uint8_t *out);
+size_t store_maplog_unpack(const uint8_t *p, size_t len,
+			   struct store_maplog_rec *r);
 
 /* Everything one interval changed.  Rows are deltas unless full is set, in
- * which case they replace every live row.  gaps are upserted by key. */
+ * which case they replace every live row.  gaps are upserted by key.
+ * maplog records are never deltas of anything: each is written once (a
+ * batch that failed keeps its records in the store for the next write). */
 struct store_batch {
 	int full;
 	struct store_gateway_row *gateways;
@@ -511,6 +563,13 @@ struct store_batch {
 	size_t n_dests, cap_dests;
 	struct store_gap_row *gaps;
 	size_t n_gaps, cap_gaps;
+	uint8_t *maplog; /* packed records, in the order they happened */
+	size_t maplog_len, cap_maplog; /* bytes */
+	size_t n_maplog;	       /* records */
+	/* records the collector could not keep (its buffer was full): how
+	 * many, and the period they fall in (0 when none) */
+	uint64_t maplog_lost;
+	int64_t maplog_lost_from_ms, maplog_lost_to_ms;
 	struct store_status status;
 	struct store_history hist;
 };
@@ -550,6 +609,46 @@ int store_begin_run(struct store *st, const struct store_status *status);
  * tables are not current, and every answer's coverage is not complete,
  * until a write succeeds again.  The caller must send a full batch next. */
 int store_write(struct store *st, const struct store_batch *b);
+
+/* Sets the mapping log's retention: ended mappings are kept keep_ms
+ * (default 7 days) and the log's blocks at most max_bytes (default 256
+ * MiB; the oldest ended blocks go first; open mappings are never
+ * trimmed).  Call before the writer thread starts.  Returns 0, or -1 with
+ * EINVAL for a value <= 0. */
+int store_maplog_configure(struct store *st, int64_t keep_ms,
+			   uint64_t max_bytes);
+
+/* The log's figures, for tests and the benchmark: blocks, their payload
+ * bytes, records in ended and in open blocks.  Returns 0, or -1 with
+ * errno. */
+struct store_maplog_stats {
+	uint64_t blocks, bytes, ended, open;
+	int64_t trimmed_ms; /* mappings that ended before this may be gone */
+};
+int store_maplog_stats(struct store *st, struct store_maplog_stats *out);
+
+/* One mapping as the log keeps it (family, proto and public ip are its
+ * block's).  end_ms 0: still open. */
+struct store_maplog_entry {
+	int64_t start_ms, end_ms;
+	uint8_t flags; /* STORE_MAPLOG_START_UNKNOWN, _END_UNCERTAIN,
+			  _END_STOPPED, _LOCAL */
+	uint16_t zone, public_port, host_port, dest_port;
+	uint8_t host_ip[16], dest_ip[16];
+};
+
+/* The block codec (exposed for tests).  Encodes n entries (n >= 1, sorted
+ * or not; alen 4 or 16 bytes per address; ended: every end_ms is set) into
+ * a malloc'd zstd frame *out of *len bytes.  Returns 0, or -1 with ENOMEM
+ * or EINVAL (logged). */
+int store_maplog_encode(const struct store_maplog_entry *e, size_t n,
+			unsigned alen, int ended, void **out, size_t *len);
+
+/* Decodes a block into a malloc'd array *e of *n entries (caller frees).
+ * Returns 0, or -1 with EILSEQ for bytes that are not a valid block, or
+ * ENOMEM (logged). */
+int store_maplog_decode(const void *data, size_t len,
+			struct store_maplog_entry **e, size_t *n);
 
 /* ---- the writer thread ---- */
 
@@ -599,6 +698,30 @@ int store_json_destinations(struct store *st, const struct ns_addr *gateway,
 			    uint8_t proto, unsigned limit, int64_t now_ms,
 			    char **out);
 int store_json_status(struct store *st, int64_t now_ms, char **out);
+
+/* The reverse lookup: who held public_ip:port (proto) at at_ms - one
+ * mapping per destination at most, possibly several.  *out (malloc'd,
+ * caller frees) is built by SQLite's JSON functions:
+ *   {"generated_at", "public_ip", "proto", "port", "at",
+ *    "uncertain": bool, "reasons": [text...],
+ *    "holders": [{"kind": "nat"|"local",
+ *                 "internal": {"ip", "port"},
+ *                 "destination": {"ip", "port"}, "zone",
+ *                 "start", "start_known": bool, "end" (null while open),
+ *                 "uncertain": bool, "reasons": [text...]}]}
+ * A holder is uncertain when its start is unknown (first seen by a dump),
+ * its end was not reported (removed by a resync, or natscope stopped), or
+ * a gap covers its start, its end or at_ms.  The answer is uncertain when
+ * a holder is, or when a gap covers at_ms, the log was not being written
+ * then (natscope not running, or at_ms is after its last write), records
+ * of that time were lost, or retention has removed mappings that ended
+ * at or after at_ms ("reasons" says which).  A holder is held at its start and at its end
+ * millisecond (both inclusive).  now_ms becomes "generated_at".  Returns
+ * 0, or -1 with errno: EINVAL (bad address or proto), EBUSY, EIO, EILSEQ
+ * (a corrupt block). */
+int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
+		      uint8_t proto, uint16_t port, int64_t at_ms,
+		      int64_t now_ms, char **out);
 
 /* {"error": msg} with msg escaped by SQLite.  Never fails: falls back to a
  * constant body if SQLite cannot run.  Caller frees *out. */

@@ -21,6 +21,9 @@ void store_batch_clear(struct store_batch *b)
 {
 	b->full = 0;
 	b->n_gateways = b->n_hosts = b->n_dests = b->n_gaps = 0;
+	b->n_maplog = b->maplog_len = 0; /* maplog */
+	b->maplog_lost = 0;
+	b->maplog_lost_from_ms = b->maplog_lost_to_ms = 0;
 	memset(&b->status, 0, sizeof(b->status));
 	b->hist.start_ms = b->hist.end_ms = 0;
 	b->hist.exact = b->hist.state = 0;
@@ -36,6 +39,7 @@ void store_batch_free(struct store_batch *b)
 	free(b->hist.gateways);
 	free(b->hist.hosts);
 	free(b->hist.dests);
+	free(b->maplog);
 	store_batch_init(b);
 }
 
@@ -500,6 +504,7 @@ int store_begin_run(struct store *st, const struct store_status *status)
 		return -1;
 	if (foreign_commit(st) < 0 || clear_live(st) < 0 ||
 	    store_incidents_begin_run(st, ns_now_ms()) < 0 ||
+	    store_maplog_begin_run(st, status->started_ms) < 0 || /* maplog */
 	    write_status(st, status, STORE_STATE_STARTING, st->writes_ok,
 			 st->last_write_ms) < 0 ||
 	    tx_commit(st) < 0) {
@@ -605,12 +610,15 @@ int store_write(struct store *st, const struct store_batch *b)
 		goto rollback;
 	if (store_history_write(st, b) < 0)
 		goto rollback;
+	if (store_maplog_write(st, b, now) < 0) /* maplog */
+		goto rollback;
 	if (write_status(st, &b->status, b->status.state, st->writes_ok + 1,
 			 now) < 0)
 		goto rollback;
 	if (tx_commit(st) < 0)
 		goto rollback;
 	store_history_committed(st, b, 1);
+	store_maplog_committed(st); /* maplog */
 	st->writes_ok++;
 	st->last_write_ms = now;
 	checkpoint(st);
@@ -619,11 +627,13 @@ rollback:
 	note_failure(st);
 	tx_rollback(st);
 	store_history_committed(st, b, 0);
+	store_maplog_failed(st, b); /* maplog: kept for the next write */
 	mark_failed(st);
 	return -1;
 fail:
 	note_failure(st);
 	store_history_committed(st, b, 0);
+	store_maplog_failed(st, b); /* maplog */
 	mark_failed(st);
 	return -1;
 }

@@ -10,12 +10,13 @@ set -euo pipefail
 
 want=(build-essential cmake pkg-config libmnl-dev libnetfilter-conntrack-dev
       libnfnetlink-dev libsqlite3-dev libmicrohttpd-dev libexpat1-dev
-      libcurl4-openssl-dev libjansson-dev)
+      libcurl4-openssl-dev libjansson-dev libzstd-dev)
 case "${1:-build}" in
   build) ;;
   test)  want+=(libcmocka-dev python3 nftables conntrack iproute2 iputils-ping
                 procps curl sqlite3) ;;
-  bench) want+=(python3 nftables conntrack iproute2 procps) ;;
+  bench) want+=(python3 nftables conntrack iproute2 procps sqlite3
+                ulogd2 ulogd2-sqlite3) ;; # ulogd2: the mapping log's peer
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
@@ -38,5 +39,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "natscope: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Packages with a service (ulogd2) must not start it: the benchmark runs
+# its own copy in a throw-away namespace.  policy-rc.d exit 101 forbids
+# every service start during this install; ours is removed afterwards.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq || apt-get update
 apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,1761 @@
+/*
+ * maplog.c - the mapping log (store.h, schema/006_maplog.sql): the block
+ * codec, the writer's part of store_write() and store_begin_run(), its
+ * retention, and the reverse lookup store_json_lookup().
+ *
+ * The writer pairs every end with its start.  A start and its end in the
+ * same batch become one complete record at once.  A start still open at
+ * the end of a batch goes into an "open" block (one per public IP,
+ * protocol and port range); an in-memory table maps the mapping's key
+ * fingerprint to that block's rowid (16 bytes a slot: the only memory the
+ * log holds per open mapping).  When its end comes, that block is decoded,
+ * the mapping leaves it as a complete record (in an "ended" block) and the
+ * block is rewritten with the members still open, all in the batch's
+ * transaction: open blocks always hold exactly the mappings open at the
+ * last write, and a lookup never shows an ended mapping as open.
+ *
+ * The in-memory table changes only once the transaction committed; a
+ * failed write keeps its records ("carry") and applies them with the next
+ * batch, so a failure delays records and loses none.
+ *
+ * Why in store_write()'s transaction rather than one of its own: a gap
+ * row and the ends it makes uncertain land together (a lookup never sees
+ * one without the other), and the writer's state commits with the rest.
+ * The cost is latency of the live tables' write: at 100,000 mappings/s
+ * and --interval 5 the log's part takes ~0.5-1 s of CPU per batch, on the
+ * writer thread, which the collector does not wait for.
+ *
+ * Memory, per mapping of the batch in flight: its packed records in the
+ * collector's two swapped buffers (2 x 31 bytes for IPv4), and in the
+ * writer a 61-byte item, a fingerprint and pairing-table slots (~120
+ * bytes), freed for reuse by the next batch.
+ *
+ * Block encoding (before zstd), for n mappings sorted by (public port,
+ * start); varints are LEB128, zigzag where signed:
+ *   u8 version (1), u8 alen (4 or 16), u8 ended, varint n,
+ *   zigzag base (the first start, ms),
+ *   then columns, each as varint byte length + bytes:
+ *   flags (u8 each), start (zigzag delta from the previous start),
+ *   duration (varint end - start; ended blocks only), zone (varint),
+ *   public port (varint delta from the previous: sorted, so small),
+ *   host ip (alen each), host port (u16 BE), destination ip (alen
+ *   each), destination port (u16 BE).
+ * Columns put alike bytes together, so zstd finds the repeated internal
+ * hosts and destinations: an IPv4 mapping takes ~10-20 bytes.
+ */
+#include "store/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include <zstd.h>
+
+#define ML_VERSION 1
+#define ML_BLOCK_MAX 4096	     /* mappings per block */
+#define ML_ZSTD_LEVEL 1
+#define ML_FRAME_MAX (64u << 20)     /* a decoded block, at most */
+#define ML_OPEN_T_LAST INT64_MAX     /* t_last of an open block */
+#define ML_KEEP_MS_DEFAULT (7LL * 24 * 3600 * 1000)
+#define ML_MAX_BYTES_DEFAULT (256ULL << 20)
+#define ML_CARRY_MAX (256u << 20)    /* bytes kept across failed writes */
+#define ML_PREFETCH 16		     /* records ahead whose slots are fetched */
+
+/* ---- varints and the codec ---- */
+
+struct ml_buf {
+	uint8_t *p;
+	size_t n, cap;
+	int failed;
+};
+
+static void buf_need(struct ml_buf *b, size_t more)
+{
+	size_t ncap;
+	uint8_t *np;
+
+	if (b->failed || b->n + more <= b->cap)
+		return;
+	ncap = b->cap ? b->cap : 1024;
+	while (ncap < b->n + more)
+		ncap *= 2;
+	if (!(np = realloc(b->p, ncap))) {
+		b->failed = 1;
+		return;
+	}
+	b->p = np;
+	b->cap = ncap;
+}
+
+static void buf_put(struct ml_buf *b, const void *src, size_t len)
+{
+	if (!len)
+		return;
+	buf_need(b, len);
+	if (b->failed)
+		return;
+	memcpy(b->p + b->n, src, len);
+	b->n += len;
+}
+
+static void buf_varint(struct ml_buf *b, uint64_t v)
+{
+	uint8_t tmp[10];
+	size_t k = 0;
+
+	do {
+		tmp[k++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+		v >>= 7;
+	} while (v);
+	buf_put(b, tmp, k);
+}
+
+static uint64_t zigzag(int64_t v)
+{
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static void buf_u16(struct ml_buf *b, uint16_t v)
+{
+	uint8_t t[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+
+	buf_put(b, t, 2);
+}
+
+/* A reader over len bytes; any overrun sets bad. */
+struct ml_rd {
+	const uint8_t *p, *end;
+	int bad;
+};
+
+static uint64_t rd_varint(struct ml_rd *r)
+{
+	uint64_t v = 0;
+
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		uint8_t c;
+
+		if (r->p >= r->end) {
+			r->bad = 1;
+			return 0;
+		}
+		c = *r->p++;
+		v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80))
+			return v;
+	}
+	r->bad = 1;
+	return 0;
+}
+
+static const uint8_t *rd_take(struct ml_rd *r, size_t len)
+{
+	const uint8_t *p = r->p;
+
+	if ((size_t)(r->end - r->p) < len) {
+		r->bad = 1;
+		return NULL;
+	}
+	r->p += len;
+	return p;
+}
+
+/* A column: its bytes as a reader of their own. */
+static struct ml_rd rd_column(struct ml_rd *r)
+{
+	struct ml_rd c = { NULL, NULL, 0 };
+	uint64_t len = rd_varint(r);
+	const uint8_t *p = r->bad ? NULL : rd_take(r, (size_t)len);
+
+	if (!p || len > SIZE_MAX) {
+		r->bad = c.bad = 1;
+		return c;
+	}
+	c.p = p;
+	c.end = p + len;
+	return c;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+	const struct store_maplog_entry *x = a, *y = b;
+
+	if (x->public_port != y->public_port)
+		return x->public_port < y->public_port ? -1 : 1;
+	if (x->start_ms != y->start_ms)
+		return x->start_ms < y->start_ms ? -1 : 1;
+	return memcmp(x->dest_ip, y->dest_ip, 16);
+}
+
+/* Appends column col (0..8) of e[0..n) to b, with its length first. */
+static void put_column(struct ml_buf *b, struct ml_buf *tmp, int col,
+		       const struct store_maplog_entry *e, size_t n,
+		       unsigned alen)
+{
+	tmp->n = 0;
+	for (size_t i = 0; i < n; i++) {
+		switch (col) {
+		case 0: buf_put(tmp, &e[i].flags, 1); break;
+		case 1: buf_varint(tmp, zigzag(e[i].start_ms -
+					       (i ? e[i - 1].start_ms
+						  : e[0].start_ms)));
+			break;
+		case 2: buf_varint(tmp, (uint64_t)(e[i].end_ms - e[i].start_ms));
+			break;
+		case 3: buf_varint(tmp, e[i].zone); break;
+		case 4: buf_varint(tmp, (uint64_t)(e[i].public_port -
+					(i ? e[i - 1].public_port : 0)));
+			break;
+		case 5: buf_put(tmp, e[i].host_ip, alen); break;
+		case 6: buf_u16(tmp, e[i].host_port); break;
+		case 7: buf_put(tmp, e[i].dest_ip, alen); break;
+		case 8: buf_u16(tmp, e[i].dest_port); break;
+		}
+	}
+	buf_varint(b, tmp->n);
+	if (!tmp->failed)
+		buf_put(b, tmp->p, tmp->n);
+	else
+		b->failed = 1;
+}
+
+/* Encodes e[0..n), which must be sorted by entry_cmp() (ports then
+ * starts: the port column is delta coded). */
+static int encode_sorted(ZSTD_CCtx *cctx, const struct store_maplog_entry *e,
+			 size_t n, unsigned alen, int ended, void **out,
+			 size_t *len)
+{
+	struct ml_buf raw = { 0 }, tmp = { 0 };
+	uint8_t head[3] = { ML_VERSION, (uint8_t)alen, (uint8_t)!!ended };
+	size_t bound, z;
+	void *dst = NULL;
+
+	*out = NULL;
+	buf_put(&raw, head, 3);
+	buf_varint(&raw, n);
+	buf_varint(&raw, zigzag(e[0].start_ms));
+	for (int col = 0; col < 9; col++)
+		if (col != 2 || ended)
+			put_column(&raw, &tmp, col, e, n, alen);
+	free(tmp.p);
+	if (raw.failed)
+		goto nomem;
+	bound = ZSTD_compressBound(raw.n);
+	if (!(dst = malloc(bound)))
+		goto nomem;
+	z = cctx ? ZSTD_compressCCtx(cctx, dst, bound, raw.p, raw.n,
+				     ML_ZSTD_LEVEL)
+		 : ZSTD_compress(dst, bound, raw.p, raw.n, ML_ZSTD_LEVEL);
+	free(raw.p);
+	if (ZSTD_isError(z)) {
+		log_warnx("store: maplog: zstd: %s", ZSTD_getErrorName(z));
+		free(dst);
+		errno = EINVAL;
+		return -1;
+	}
+	*out = dst;
+	*len = z;
+	return 0;
+nomem:
+	free(raw.p);
+	free(dst);
+	errno = ENOMEM;
+	log_warn("store: maplog: encoding a block of %zu mappings", n);
+	return -1;
+}
+
+int store_maplog_encode(const struct store_maplog_entry *e, size_t n,
+			unsigned alen, int ended, void **out, size_t *len)
+{
+	struct store_maplog_entry *s;
+	int rc;
+
+	if (!n || (alen != 4 && alen != 16)) {
+		errno = EINVAL;
+		log_warnx("store: maplog: a block of %zu mappings, %u-byte "
+			  "addresses", n, alen);
+		return -1;
+	}
+	for (size_t i = 0; ended && i < n; i++) {
+		if (e[i].end_ms < e[i].start_ms) {
+			errno = EINVAL;
+			log_warnx("store: maplog: a mapping that ends before it "
+				  "starts");
+			return -1;
+		}
+	}
+	if (!(s = malloc(n * sizeof(*s)))) {
+		log_warn("store: maplog: encoding");
+		return -1;
+	}
+	memcpy(s, e, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), entry_cmp);
+	rc = encode_sorted(NULL, s, n, alen, ended, out, len);
+	free(s);
+	return rc;
+}
+
+static int decode_raw(const uint8_t *p, size_t len,
+		      struct store_maplog_entry **out, size_t *n_out)
+{
+	struct ml_rd r = { p, p + len, 0 }, c[9];
+	struct store_maplog_entry *e = NULL;
+	const uint8_t *h = rd_take(&r, 3);
+	uint64_t n;
+	int64_t start, base;
+	unsigned alen;
+	int ended;
+
+	if (!h || h[0] != ML_VERSION || (h[1] != 4 && h[1] != 16) || h[2] > 1)
+		goto bad;
+	alen = h[1];
+	ended = h[2];
+	n = rd_varint(&r);
+	base = unzigzag(rd_varint(&r));
+	if (r.bad || n == 0 || n > len) /* every mapping takes > 1 byte */
+		goto bad;
+	for (int col = 0; col < 9; col++) {
+		if (col == 2 && !ended) {
+			c[col].p = c[col].end = NULL;
+			c[col].bad = 0;
+			continue;
+		}
+		c[col] = rd_column(&r);
+	}
+	if (r.bad || r.p != r.end)
+		goto bad;
+	if (!(e = calloc((size_t)n, sizeof(*e)))) {
+		log_warn("store: maplog: decoding %llu mappings",
+			 (unsigned long long)n);
+		return -1;
+	}
+	start = base;
+	for (uint64_t i = 0, port = 0; i < n; i++) {
+		const uint8_t *f = rd_take(&c[0], 1), *x;
+
+		if (!f)
+			goto bad;
+		e[i].flags = *f;
+		start += unzigzag(rd_varint(&c[1]));
+		e[i].start_ms = start;
+		e[i].end_ms = ended ? start + (int64_t)rd_varint(&c[2]) : 0;
+		e[i].zone = (uint16_t)rd_varint(&c[3]);
+		port += rd_varint(&c[4]);
+		if (port > 65535)
+			goto bad;
+		e[i].public_port = (uint16_t)port;
+		if ((x = rd_take(&c[5], alen)))
+			memcpy(e[i].host_ip, x, alen);
+		if ((x = rd_take(&c[6], 2)))
+			e[i].host_port = (uint16_t)(x[0] << 8 | x[1]);
+		if ((x = rd_take(&c[7], alen)))
+			memcpy(e[i].dest_ip, x, alen);
+		if ((x = rd_take(&c[8], 2)))
+			e[i].dest_port = (uint16_t)(x[0] << 8 | x[1]);
+		for (int col = 0; col < 9; col++)
+			if (c[col].bad)
+				goto bad;
+	}
+	for (int col = 0; col < 9; col++)
+		if (c[col].p != c[col].end)
+			goto bad;
+	*out = e;
+	*n_out = (size_t)n;
+	return 0;
+bad:
+	free(e);
+	errno = EILSEQ;
+	log_warnx("store: maplog: a block that is not a valid mapping-log "
+		  "block");
+	return -1;
+}
+
+int store_maplog_decode(const void *data, size_t len,
+			struct store_maplog_entry **e, size_t *n)
+{
+	unsigned long long size = ZSTD_getFrameContentSize(data, len);
+	void *raw;
+	size_t got;
+	int rc;
+
+	*e = NULL;
+	*n = 0;
+	if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
+	    size == 0 || size > ML_FRAME_MAX) {
+		errno = EILSEQ;
+		log_warnx("store: maplog: a block that is not a zstd frame of "
+			  "known size");
+		return -1;
+	}
+	if (!(raw = malloc((size_t)size))) {
+		log_warn("store: maplog: decoding");
+		return -1;
+	}
+	got = ZSTD_decompress(raw, (size_t)size, data, len);
+	if (ZSTD_isError(got) || got != size) {
+		free(raw);
+		errno = EILSEQ;
+		log_warnx("store: maplog: a corrupt block (zstd: %s)",
+			  ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
+		return -1;
+	}
+	rc = decode_raw(raw, got, e, n);
+	free(raw);
+	return rc;
+}
+
+/* ---- packed records (store.h) ---- */
+
+size_t store_maplog_pack(const struct store_maplog_rec *r, uint8_t *out)
+{
+	unsigned alen = r->family == AF_INET ? 4 : 16;
+	uint16_t ports[4] = { r->zone, r->public_port, r->host_port,
+			      r->dest_port };
+
+	if (r->family != AF_INET && r->family != AF_INET6)
+		return 0;
+	out[0] = r->flags;
+	out[1] = r->proto;
+	out[2] = alen == 4 ? 4 : 6;
+	memcpy(out + 3, &r->ms, 8);
+	memcpy(out + 11, ports, 8);
+	memcpy(out + 19, r->public_ip, alen);
+	memcpy(out + 19 + alen, r->host_ip, alen);
+	memcpy(out + 19 + 2 * alen, r->dest_ip, alen);
+	return 19 + 3 * alen;
+}
+
+size_t store_maplog_unpack(const uint8_t *p, size_t len,
+			   struct store_maplog_rec *r)
+{
+	unsigned alen;
+	uint16_t ports[4];
+
+	if (len < 19 || (p[2] != 4 && p[2] != 6))
+		return 0;
+	alen = p[2] == 4 ? 4 : 16;
+	if (len < 19 + 3 * alen)
+		return 0;
+	memset(r, 0, sizeof(*r));
+	r->flags = p[0];
+	r->proto = p[1];
+	r->family = alen == 4 ? AF_INET : AF_INET6;
+	memcpy(&r->ms, p + 3, 8);
+	memcpy(ports, p + 11, 8);
+	r->zone = ports[0];
+	r->public_port = ports[1];
+	r->host_port = ports[2];
+	r->dest_port = ports[3];
+	memcpy(r->public_ip, p + 19, alen);
+	memcpy(r->host_ip, p + 19 + alen, alen);
+	memcpy(r->dest_ip, p + 19 + 2 * alen, alen);
+	return 19 + 3 * alen;
+}
+
+/* The record at byte offset off of buf (written by the store's own
+ * pack, so whole). */
+static struct store_maplog_rec rec_at(const uint8_t *buf, size_t len,
+				      int64_t off)
+{
+	struct store_maplog_rec r;
+
+	if (!store_maplog_unpack(buf + off, len - (size_t)off, &r))
+		memset(&r, 0, sizeof(r));
+	return r;
+}
+
+/* ---- the writer's state ---- */
+
+/* A key fingerprint -> value table (open addressing, linear probing,
+ * deletion by backward shift).  fp 0 marks an empty slot. */
+struct ml_slot {
+	uint64_t fp;
+	int64_t val;
+};
+
+struct ml_table {
+	struct ml_slot *s;
+	size_t mask, n;
+};
+
+/* One mapping on its way into a block: a struct store_maplog_entry,
+ * packed, with the index of its (public IP, proto) in the write's group
+ * table: 61 bytes (a batch holds hundreds of thousands of these). */
+struct ml_item {
+	int64_t start_ms, end_ms;
+	uint32_t group;
+	uint16_t zone, public_port, host_port, dest_port;
+	uint8_t flags;
+	uint8_t host_ip[16], dest_ip[16];
+} __attribute__((packed));
+
+/* A (public IP, proto) of the write in progress. */
+struct ml_group {
+	uint8_t family, proto;
+	uint8_t ip[16];
+};
+
+struct ml_items {
+	struct ml_item *v;
+	size_t n, cap;
+};
+
+struct store_maplog {
+	int64_t keep_ms;
+	uint64_t max_bytes;
+	uint64_t seed[2];
+	int loaded;	/* bytes read from the database */
+	uint64_t bytes; /* payload of every block */
+	struct ml_table open; /* fp -> rowid of its open block */
+	ZSTD_CCtx *cctx;
+	/* records of failed writes (packed), applied with the next batch */
+	uint8_t *carry;
+	size_t n_carry, cap_carry; /* bytes */
+	uint64_t lost;
+	int64_t lost_from, lost_to;
+	/* the plan of the write in progress, applied once it commits */
+	uint64_t *del_fp;
+	size_t n_del, cap_del;
+	struct ml_slot *ins;
+	size_t n_ins, cap_ins;
+	int64_t bytes_delta;
+	/* scratch */
+	uint64_t *fps; /* the batch's fingerprints, in order */
+	size_t cap_fps;
+	struct ml_table pend, ends;
+	struct ml_items ended, opened;
+	struct ml_group *groups;
+	size_t n_groups, cap_groups;
+	struct ml_table gidx; /* group key fingerprint -> index */
+	int batch_taken;    /* store_maplog_write() counted b's losses */
+	int batch_in_carry; /* ... and appended its records to the carry */
+	int warned_size;
+};
+
+static struct store_maplog *ml_get(struct store *st)
+{
+	struct store_maplog *ml = st->maplog;
+
+	if (ml)
+		return ml;
+	if (!(ml = calloc(1, sizeof(*ml)))) {
+		log_warn("store: maplog");
+		return NULL;
+	}
+	ml->keep_ms = ML_KEEP_MS_DEFAULT;
+	ml->max_bytes = ML_MAX_BYTES_DEFAULT;
+	if (getrandom(ml->seed, sizeof(ml->seed), 0) != sizeof(ml->seed)) {
+		ml->seed[0] = (uint64_t)ns_mono_ns() * 0x9e3779b97f4a7c15ULL;
+		ml->seed[1] = (uint64_t)(uintptr_t)ml ^ 0xc2b2ae3d27d4eb4fULL;
+	}
+	st->maplog = ml;
+	return ml;
+}
+
+void store_maplog_free(struct store *st)
+{
+	struct store_maplog *ml = st->maplog;
+
+	if (!ml)
+		return;
+	free(ml->open.s);
+	free(ml->pend.s);
+	free(ml->fps);
+	free(ml->groups);
+	free(ml->gidx.s);
+	free(ml->ends.s);
+	free(ml->carry);
+	free(ml->del_fp);
+	free(ml->ins);
+	free(ml->ended.v);
+	free(ml->opened.v);
+	ZSTD_freeCCtx(ml->cctx);
+	free(ml);
+	st->maplog = NULL;
+}
+
+int store_maplog_configure(struct store *st, int64_t keep_ms,
+			   uint64_t max_bytes)
+{
+	struct store_maplog *ml;
+
+	if (keep_ms <= 0 || max_bytes == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (!(ml = ml_get(st)))
+		return -1;
+	ml->keep_ms = keep_ms;
+	ml->max_bytes = max_bytes;
+	return 0;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	h ^= v;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 32;
+	return h;
+}
+
+/* The seeded fingerprint of a mapping's key, never 0. */
+static uint64_t ml_fp(const struct store_maplog *ml, uint8_t family,
+		      uint8_t proto, const uint8_t ip[16], uint16_t zone,
+		      uint16_t port, const uint8_t dest[16], uint16_t dport)
+{
+	uint64_t h = ml->seed[0], w[4];
+
+	memcpy(w, ip, 16);
+	memcpy(w + 2, dest, 16);
+	h = mix(h, (uint64_t)family | (uint64_t)proto << 8 |
+		       (uint64_t)zone << 16 | (uint64_t)port << 32 |
+		       (uint64_t)dport << 48);
+	for (int i = 0; i < 4; i++)
+		h = mix(h + ml->seed[1], w[i]);
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 32;
+	return h ? h : 1;
+}
+
+static int tab_grow(struct ml_table *t, size_t want)
+{
+	size_t ncap = 64, omask = t->mask;
+	struct ml_slot *ns, *os = t->s;
+
+	while (ncap < want * 2)
+		ncap *= 2;
+	if (os && ncap <= omask + 1)
+		return 0;
+	if (!(ns = calloc(ncap, sizeof(*ns)))) {
+		log_warn("store: maplog: a table of %zu slots", ncap);
+		return -1;
+	}
+	for (size_t i = 0; os && i <= omask; i++) {
+		size_t j;
+
+		if (!os[i].fp)
+			continue;
+		for (j = os[i].fp & (ncap - 1); ns[j].fp; j = (j + 1) & (ncap - 1))
+			;
+		ns[j] = os[i];
+	}
+	free(os);
+	t->s = ns;
+	t->mask = ncap - 1;
+	return 0;
+}
+
+static struct ml_slot *tab_find(const struct ml_table *t, uint64_t fp)
+{
+	if (!t->s)
+		return NULL;
+	for (size_t i = fp & t->mask;; i = (i + 1) & t->mask) {
+		if (t->s[i].fp == fp)
+			return &t->s[i];
+		if (!t->s[i].fp)
+			return NULL;
+	}
+}
+
+/* Sets fp's value (adding it).  Returns 0, or -1 with ENOMEM. */
+static int tab_set(struct ml_table *t, uint64_t fp, int64_t val)
+{
+	struct ml_slot *s = tab_find(t, fp);
+	size_t i;
+
+	if (s) {
+		s->val = val;
+		return 0;
+	}
+	if (tab_grow(t, t->n + 1) < 0)
+		return -1;
+	for (i = fp & t->mask; t->s[i].fp; i = (i + 1) & t->mask)
+		;
+	t->s[i].fp = fp;
+	t->s[i].val = val;
+	t->n++;
+	return 0;
+}
+
+static void tab_del(struct ml_table *t, uint64_t fp)
+{
+	struct ml_slot *s = tab_find(t, fp);
+	size_t i, j;
+
+	if (!s)
+		return;
+	i = (size_t)(s - t->s);
+	t->s[i].fp = 0;
+	t->n--;
+	/* backward shift: move later records of the run into the hole
+	 * when their home slot is not between the hole and them */
+	for (j = (i + 1) & t->mask; t->s[j].fp; j = (j + 1) & t->mask) {
+		size_t home = t->s[j].fp & t->mask;
+
+		if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
+			t->s[i] = t->s[j];
+			t->s[j].fp = 0;
+			i = j;
+		}
+	}
+}
+
+static void tab_reset(struct ml_table *t)
+{
+	if (t->s)
+		memset(t->s, 0, (t->mask + 1) * sizeof(*t->s));
+	t->n = 0;
+}
+
+static struct ml_item *items_add(struct ml_items *v)
+{
+	if (store_grow(&v->v, v->n, &v->cap, sizeof(*v->v)) < 0)
+		return NULL;
+	memset(&v->v[v->n], 0, sizeof(v->v[0]));
+	return &v->v[v->n++];
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+	const struct ml_item *x = a, *y = b;
+
+	if (x->group != y->group)
+		return x->group < y->group ? -1 : 1;
+	if (x->public_port != y->public_port)
+		return x->public_port < y->public_port ? -1 : 1;
+	if (x->start_ms != y->start_ms)
+		return x->start_ms < y->start_ms ? -1 : 1;
+	return memcmp(x->dest_ip, y->dest_ip, 16);
+}
+
+static unsigned alen_of(uint8_t family)
+{
+	return family == AF_INET ? 4 : 16;
+}
+
+/* The index of (family, proto, ip) in this write's groups, added if new.
+ * Returns it, or -1 with ENOMEM. */
+static int64_t group_of(struct store_maplog *ml, uint8_t family, uint8_t proto,
+			const uint8_t ip[16])
+{
+	static const uint8_t none[16];
+	uint64_t fp = ml_fp(ml, family, proto, ip, 0, 0, none, 0);
+	struct ml_slot *g = tab_find(&ml->gidx, fp);
+	struct ml_group *ng;
+
+	if (g) {
+		const struct ml_group *x = &ml->groups[g->val];
+
+		if (x->family == family && x->proto == proto &&
+		    !memcmp(x->ip, ip, 16))
+			return g->val;
+		/* two public IPs with one 64-bit fingerprint: never seen */
+		errno = EEXIST;
+		log_warnx("store: maplog: fingerprint collision between two "
+			  "public IPs");
+		return -1;
+	}
+	if (store_grow(&ml->groups, ml->n_groups, &ml->cap_groups,
+		       sizeof(*ml->groups)) < 0 ||
+	    tab_set(&ml->gidx, fp, (int64_t)ml->n_groups) < 0)
+		return -1;
+	ng = &ml->groups[ml->n_groups];
+	ng->family = family;
+	ng->proto = proto;
+	memcpy(ng->ip, ip, 16);
+	return (int64_t)ml->n_groups++;
+}
+
+static void item_from_entry(struct ml_item *it,
+			    const struct store_maplog_entry *e, uint32_t group)
+{
+	it->start_ms = e->start_ms;
+	it->end_ms = e->end_ms;
+	it->group = group;
+	it->zone = e->zone;
+	it->public_port = e->public_port;
+	it->host_port = e->host_port;
+	it->dest_port = e->dest_port;
+	it->flags = e->flags;
+	memcpy(it->host_ip, e->host_ip, 16);
+	memcpy(it->dest_ip, e->dest_ip, 16);
+}
+
+/* ---- writing ---- */
+
+static int plan_del(struct store_maplog *ml, uint64_t fp)
+{
+	if (store_grow(&ml->del_fp, ml->n_del, &ml->cap_del,
+		       sizeof(*ml->del_fp)) < 0)
+		return -1;
+	ml->del_fp[ml->n_del++] = fp;
+	return 0;
+}
+
+static int plan_ins(struct store_maplog *ml, uint64_t fp, int64_t id)
+{
+	if (store_grow(&ml->ins, ml->n_ins, &ml->cap_ins, sizeof(*ml->ins)) < 0)
+		return -1;
+	ml->ins[ml->n_ins].fp = fp;
+	ml->ins[ml->n_ins++].val = id;
+	return 0;
+}
+
+/* Inserts one block of items v[0..n) (one IP and proto, sorted).
+ * Returns its rowid, or -1 with errno. */
+static int64_t insert_block(struct store *st, struct store_maplog *ml,
+			    const struct ml_item *v, size_t n, int open)
+{
+	const struct ml_group *g = &ml->groups[v[0].group];
+	struct store_maplog_entry *e;
+	int64_t t_first = INT64_MAX, t_last = INT64_MIN, id;
+	void *data;
+	size_t len;
+	sqlite3_stmt *s;
+	int rc;
+
+	if (!(e = calloc(n, sizeof(*e)))) {
+		log_warn("store: maplog: a block");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		e[i].start_ms = v[i].start_ms;
+		e[i].end_ms = v[i].end_ms;
+		e[i].flags = v[i].flags;
+		e[i].zone = v[i].zone;
+		e[i].public_port = v[i].public_port;
+		e[i].host_port = v[i].host_port;
+		e[i].dest_port = v[i].dest_port;
+		memcpy(e[i].host_ip, v[i].host_ip, 16);
+		memcpy(e[i].dest_ip, v[i].dest_ip, 16);
+		if (e[i].start_ms < t_first)
+			t_first = e[i].start_ms;
+		if (!open && e[i].end_ms > t_last)
+			t_last = e[i].end_ms;
+	}
+	rc = encode_sorted(ml->cctx, e, n, alen_of(g->family), !open, &data,
+			   &len);
+	free(e);
+	if (rc < 0)
+		return -1;
+	s = store_stmt(st, STMT_MAPLOG_INSERT,
+		       "INSERT INTO maplog_blocks (family, ip_bin, proto, open, "
+		       "t_first, t_last, port_lo, port_hi, n, data) VALUES "
+		       "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+	if (!s) {
+		free(data);
+		return -1;
+	}
+	sqlite3_bind_int(s, 1, g->family == AF_INET ? 4 : 6);
+	sqlite3_bind_blob(s, 2, g->ip, (int)alen_of(g->family), SQLITE_STATIC);
+	sqlite3_bind_int(s, 3, g->proto);
+	sqlite3_bind_int(s, 4, open);
+	sqlite3_bind_int64(s, 5, t_first);
+	sqlite3_bind_int64(s, 6, open ? ML_OPEN_T_LAST : t_last);
+	sqlite3_bind_int(s, 7, v[0].public_port);
+	sqlite3_bind_int(s, 8, v[n - 1].public_port);
+	sqlite3_bind_int64(s, 9, (int64_t)n);
+	sqlite3_bind_blob(s, 10, data, (int)len, free);
+	if (store_step_done(st, s, "writing the mapping log") < 0)
+		return -1;
+	id = sqlite3_last_insert_rowid(st->db);
+	ml->bytes_delta += (int64_t)len;
+	if (open)
+		for (size_t i = 0; i < n; i++)
+			if (plan_ins(ml, ml_fp(ml, g->family, g->proto, g->ip,
+					       v[i].zone, v[i].public_port,
+					       v[i].dest_ip, v[i].dest_port),
+				     id) < 0)
+				return -1;
+	return id;
+}
+
+/* Writes items (sorted here) as blocks of at most ML_BLOCK_MAX, one IP
+ * and proto each. */
+static int write_items(struct store *st, struct store_maplog *ml,
+		       struct ml_items *v, int open)
+{
+	size_t i = 0;
+
+	if (!v->n)
+		return 0;
+	qsort(v->v, v->n, sizeof(*v->v), item_cmp);
+	while (i < v->n) {
+		size_t j = i + 1;
+
+		while (j < v->n && j - i < ML_BLOCK_MAX &&
+		       v->v[j].group == v->v[i].group)
+			j++;
+		if (insert_block(st, ml, v->v + i, j - i, open) < 0)
+			return -1;
+		i = j;
+	}
+	return 0;
+}
+
+/* A start record as an item.  Returns 0, or -1 with errno. */
+static int item_from_rec(struct store_maplog *ml, struct ml_item *it,
+			 const struct store_maplog_rec *r)
+{
+	int64_t g = group_of(ml, r->family, r->proto, r->public_ip);
+
+	if (g < 0)
+		return -1;
+	memset(it, 0, sizeof(*it));
+	it->group = (uint32_t)g;
+	it->start_ms = r->ms;
+	it->flags = r->flags & (STORE_MAPLOG_START_UNKNOWN | STORE_MAPLOG_LOCAL);
+	it->zone = r->zone;
+	it->public_port = r->public_port;
+	it->host_port = r->host_port;
+	it->dest_port = r->dest_port;
+	memcpy(it->host_ip, r->host_ip, 16);
+	memcpy(it->dest_ip, r->dest_ip, 16);
+	return 0;
+}
+
+/* An end closes it: end time and end flags. */
+static void item_end(struct ml_item *it, const struct store_maplog_rec *end)
+{
+	it->end_ms = end->ms >= it->start_ms ? end->ms : it->start_ms;
+	it->flags |= end->flags & (STORE_MAPLOG_END_UNCERTAIN |
+				   STORE_MAPLOG_END_STOPPED);
+	if (!it->host_port)
+		it->host_port = end->host_port;
+}
+
+/* The end record for ends slot value v: an index into recs, or (with
+ * ML_END_AT_START) a start that implies the earlier mapping with its key
+ * ended unseen. */
+#define ML_END_AT_START (1LL << 62)
+
+static struct store_maplog_rec end_rec(const uint8_t *recs, size_t len,
+				       int64_t v)
+{
+	struct store_maplog_rec r = rec_at(recs, len, v & ~ML_END_AT_START);
+
+	if (v & ML_END_AT_START) {
+		r.flags = STORE_MAPLOG_END | STORE_MAPLOG_END_UNCERTAIN;
+		r.host_port = 0;
+	}
+	return r;
+}
+
+/* Rewrites the open block id: its members whose end is in ml->ends leave
+ * it as ended items; the rest stay.  recs are the batch's records. */
+static int close_in_block(struct store *st, struct store_maplog *ml,
+			  int64_t id, const uint8_t *recs, size_t len)
+{
+	sqlite3_stmt *s;
+	struct store_maplog_entry *e = NULL;
+	struct ml_item *kept = NULL;
+	uint64_t *fps = NULL;
+	int64_t group;
+	size_t n = 0, nk = 0, old_len;
+	uint8_t family, proto, ip[16] = { 0 };
+	int rc, ret = -1;
+
+	s = store_stmt(st, STMT_MAPLOG_READ,
+		       "SELECT family, ip_bin, proto, data FROM maplog_blocks "
+		       "WHERE id = ?1 AND open = 1");
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(s);
+		log_warnx("store: maplog: open block %lld is missing",
+			  (long long)id);
+		return 0; /* its ends are written as orphans by the caller */
+	}
+	if (rc != SQLITE_ROW)
+		return store_fail(st, rc, "reading the mapping log");
+	family = sqlite3_column_int(s, 0) == 4 ? AF_INET : AF_INET6;
+	if ((size_t)sqlite3_column_bytes(s, 1) == alen_of(family))
+		memcpy(ip, sqlite3_column_blob(s, 1), alen_of(family));
+	proto = (uint8_t)sqlite3_column_int(s, 2);
+	old_len = (size_t)sqlite3_column_bytes(s, 3);
+	rc = store_maplog_decode(sqlite3_column_blob(s, 3), old_len, &e, &n);
+	sqlite3_reset(s);
+	if (rc < 0)
+		return -1;
+	if (!(kept = malloc(n * sizeof(*kept))) ||
+	    !(fps = malloc(n * sizeof(*fps)))) {
+		log_warn("store: maplog");
+		goto out;
+	}
+	if ((group = group_of(ml, family, proto, ip)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		fps[i] = ml_fp(ml, family, proto, ip, e[i].zone,
+			       e[i].public_port, e[i].dest_ip, e[i].dest_port);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t fp = fps[i];
+		struct ml_slot *o, *end;
+		struct ml_item *it;
+
+		if (i + ML_PREFETCH < n) {
+			uint64_t ahead = fps[i + ML_PREFETCH];
+
+			__builtin_prefetch(&ml->open.s[ahead & ml->open.mask]);
+			__builtin_prefetch(&ml->ends.s[ahead & ml->ends.mask]);
+		}
+		o = tab_find(&ml->open, fp);
+		end = tab_find(&ml->ends, fp);
+
+		if (!o || o->val != id)
+			continue; /* not open here (cannot happen) */
+		it = end && end->val >= 0 ? items_add(&ml->ended) : &kept[nk++];
+		if (!it)
+			goto out;
+		item_from_entry(it, &e[i], (uint32_t)group);
+		if (end && end->val >= 0) {
+			struct store_maplog_rec er = end_rec(recs, len,
+							     end->val);
+
+			item_end(it, &er);
+			end->val = -1; /* done */
+			if (plan_del(ml, fp) < 0)
+				goto out;
+		}
+	}
+	ml->bytes_delta -= (int64_t)old_len;
+	s = store_stmt(st, STMT_MAPLOG_DELETE,
+		       "DELETE FROM maplog_blocks WHERE id = ?1");
+	if (!s)
+		goto out;
+	sqlite3_bind_int64(s, 1, id);
+	if (store_step_done(st, s, "writing the mapping log") < 0)
+		goto out;
+	/* the members still open go into a new block: their open-table
+	 * slots are re-pointed by plan_ins() */
+	if (nk && insert_block(st, ml, kept, nk, 1) < 0)
+		goto out;
+	ret = 0;
+out:
+	free(e);
+	free(kept);
+	free(fps);
+	return ret;
+}
+
+/* Retention: ended blocks older than keep_ms, then the oldest until the
+ * log's payload fits max_bytes. */
+static int trim(struct store *st, struct store_maplog *ml, int64_t now)
+{
+	sqlite3_stmt *s;
+	int64_t cutoff = now - ml->keep_ms, trimmed = 0;
+	struct { int64_t id, len, t_last; } v[256];
+	int rc;
+
+	for (;;) {
+		size_t n = 0, gone = 0;
+
+		/* the oldest ended blocks, read first: rows are not deleted
+		 * under a running SELECT */
+		s = store_stmt(st, STMT_MAPLOG_OLDEST,
+			       "SELECT id, length(data), t_last FROM "
+			       "maplog_blocks WHERE open = 0 ORDER BY t_last "
+			       "LIMIT 256");
+		if (!s)
+			return -1;
+		while (n < 256 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+			v[n].id = sqlite3_column_int64(s, 0);
+			v[n].len = sqlite3_column_int64(s, 1);
+			v[n++].t_last = sqlite3_column_int64(s, 2);
+		}
+		sqlite3_reset(s);
+		if (n < 256 && rc != SQLITE_DONE)
+			return store_fail(st, rc, "trimming the mapping log");
+		for (size_t i = 0; i < n; i++) {
+			sqlite3_stmt *d;
+
+			if (v[i].t_last >= cutoff && (int64_t)ml->bytes +
+			    ml->bytes_delta <= (int64_t)ml->max_bytes)
+				break;
+			d = store_stmt(st, STMT_MAPLOG_DELETE,
+				       "DELETE FROM maplog_blocks WHERE id = ?1");
+			if (!d)
+				return -1;
+			sqlite3_bind_int64(d, 1, v[i].id);
+			if (store_step_done(st, d, "trimming the mapping log") < 0)
+				return -1;
+			ml->bytes_delta -= v[i].len;
+			if (v[i].t_last > trimmed)
+				trimmed = v[i].t_last;
+			gone++;
+		}
+		if (gone < 256)
+			break;
+	}
+	if ((int64_t)ml->bytes + ml->bytes_delta > (int64_t)ml->max_bytes &&
+	    !ml->warned_size) {
+		ml->warned_size = 1;
+		log_warnx("store: maplog: the open mappings alone take more "
+			  "than --maplog-max-size (%llu bytes)",
+			  (unsigned long long)ml->max_bytes);
+	}
+	if (!trimmed)
+		return 0;
+	s = store_stmt(st, STMT_MAPLOG_TRIMMED,
+		       "UPDATE maplog_meta SET trimmed_ms = "
+		       "max(trimmed_ms, ?1) WHERE id = 1");
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, trimmed);
+	return store_step_done(st, s, "trimming the mapping log");
+}
+
+static int load(struct store *st, struct store_maplog *ml)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (ml->loaded)
+		return 0;
+	if (!ml->cctx && !(ml->cctx = ZSTD_createCCtx())) {
+		errno = ENOMEM;
+		log_warn("store: maplog: zstd");
+		return -1;
+	}
+	rc = sqlite3_prepare_v2(st->db, "SELECT total(length(data)) FROM "
+				"maplog_blocks", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(st, rc, "reading the mapping log's size");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		ml->bytes = (uint64_t)sqlite3_column_double(s, 0);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW)
+		return store_fail(st, rc, "reading the mapping log's size");
+	ml->loaded = 1;
+	return 0;
+}
+
+static int note_run(struct store *st, int64_t run_ms, int64_t last_ms)
+{
+	sqlite3_stmt *s;
+
+	s = store_stmt(st, STMT_MAPLOG_RUN,
+		       "INSERT INTO maplog_runs (started_ms, last_ms) VALUES "
+		       "(?1, ?2) ON CONFLICT (started_ms) DO UPDATE SET "
+		       "last_ms = max(last_ms, ?2)");
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, run_ms);
+	sqlite3_bind_int64(s, 2, last_ms);
+	return store_step_done(st, s, "writing the mapping log's runs");
+}
+
+/* Records of b into the carry (up to ML_CARRY_MAX; the rest are lost,
+ * and said so), with b's own losses. */
+static void carry_batch(struct store_maplog *ml, const struct store_batch *b)
+{
+	size_t need = ml->n_carry + b->maplog_len, off, k;
+	struct store_maplog_rec r;
+
+	if (!b->maplog_len)
+		return;
+	if (need <= ML_CARRY_MAX && need > ml->cap_carry) {
+		size_t ncap = ml->cap_carry ? ml->cap_carry : 1 << 20;
+		uint8_t *p;
+
+		while (ncap < need)
+			ncap *= 2;
+		if ((p = realloc(ml->carry, ncap))) {
+			ml->carry = p;
+			ml->cap_carry = ncap;
+		}
+	}
+	if (need <= ml->cap_carry) {
+		memcpy(ml->carry + ml->n_carry, b->maplog, b->maplog_len);
+		ml->n_carry = need;
+		return;
+	}
+	/* no room: the batch's records are lost, and said so */
+	log_warnx("store: maplog: %zu records lost (writes keep failing)",
+		  b->n_maplog);
+	ml->lost += b->n_maplog;
+	for (off = 0; off < b->maplog_len; off += k) {
+		if (!(k = store_maplog_unpack(b->maplog + off,
+					      b->maplog_len - off, &r)))
+			break;
+		if (!ml->lost_from || r.ms < ml->lost_from)
+			ml->lost_from = r.ms;
+		if (r.ms > ml->lost_to)
+			ml->lost_to = r.ms;
+	}
+}
+
+int store_maplog_write(struct store *st, const struct store_batch *b,
+		       int64_t now)
+{
+	struct store_maplog *ml = ml_get(st);
+	const uint8_t *recs;
+	size_t len, off, rl, nrec = 0, j = 0;
+	int64_t last_ms = b->status.as_of_ms > 0 ? b->status.as_of_ms : now;
+
+	if (!ml)
+		return -1;
+	ml->batch_taken = 1;
+	ml->batch_in_carry = 0;
+	if (b->maplog_lost) {
+		ml->lost += b->maplog_lost;
+		if (!ml->lost_from || b->maplog_lost_from_ms < ml->lost_from)
+			ml->lost_from = b->maplog_lost_from_ms;
+		if (b->maplog_lost_to_ms > ml->lost_to)
+			ml->lost_to = b->maplog_lost_to_ms;
+	}
+	/* the records of failed writes come first */
+	if (ml->n_carry) {
+		carry_batch(ml, b);
+		ml->batch_in_carry = 1;
+		recs = ml->carry;
+		len = ml->n_carry;
+	} else {
+		recs = b->maplog;
+		len = b->maplog_len;
+	}
+	if (load(st, ml) < 0)
+		return -1;
+	ml->n_del = ml->n_ins = 0;
+	ml->bytes_delta = 0;
+	ml->ended.n = ml->opened.n = 0;
+	tab_reset(&ml->pend);
+	tab_reset(&ml->ends);
+	tab_reset(&ml->gidx);
+	ml->n_groups = 0;
+	{
+		size_t n_start = 0, n_end = 0;
+		struct store_maplog_rec r;
+
+		/* first pass: counts, and every fingerprint, so that the
+		 * pairing pass can prefetch the table slots it will probe */
+		for (off = 0; off < len; off += rl) {
+			if (!(rl = store_maplog_unpack(recs + off, len - off,
+						       &r))) {
+				errno = EINVAL;
+				log_warnx("store: maplog: a batch with a "
+					  "truncated record");
+				return -1;
+			}
+			if (store_grow(&ml->fps, n_start + n_end, &ml->cap_fps,
+				       sizeof(*ml->fps)) < 0)
+				return -1;
+			ml->fps[n_start + n_end] = ml_fp(ml, r.family, r.proto,
+				r.public_ip, r.zone, r.public_port, r.dest_ip,
+				r.dest_port);
+			if (r.flags & STORE_MAPLOG_END)
+				n_end++;
+			else
+				n_start++;
+		}
+		nrec = n_start + n_end;
+		/* ends: the ends of open mappings, and the starts that
+		 * close one (at most one per open mapping) */
+		if (tab_grow(&ml->pend, n_start) < 0 ||
+		    tab_grow(&ml->ends, n_end + (n_start < ml->open.n ?
+						 n_start : ml->open.n)) < 0)
+			return -1;
+	}
+
+	/* Pair: a start waits in pend (fp -> its index); an end closes it,
+	 * or an open mapping of an earlier batch (ends: fp -> its index). */
+	for (off = 0; off < len; off += rl) {
+		struct store_maplog_rec rr;
+		const struct store_maplog_rec *r = &rr;
+		int64_t i = (int64_t)off;
+		uint64_t fp;
+
+		rl = store_maplog_unpack(recs + off, len - off, &rr);
+		fp = ml->fps[j];
+		if (j + ML_PREFETCH < nrec) {
+			uint64_t ahead = ml->fps[j + ML_PREFETCH];
+
+			__builtin_prefetch(&ml->pend.s[ahead & ml->pend.mask]);
+			if (ml->open.s)
+				__builtin_prefetch(&ml->open.s[ahead &
+							       ml->open.mask]);
+		}
+		j++;
+		struct ml_slot *p = tab_find(&ml->pend, fp);
+		struct ml_item *it;
+
+		if (!(r->flags & STORE_MAPLOG_END)) {
+			/* A second start with no end between: the first
+			 * ended unseen, by this start at the latest. */
+			if (p && p->val >= 0) {
+				struct store_maplog_rec end =
+					end_rec(recs, len, i | ML_END_AT_START);
+				struct store_maplog_rec start =
+					rec_at(recs, len, p->val);
+
+				if (!(it = items_add(&ml->ended)))
+					return -1;
+				if (item_from_rec(ml, it, &start) < 0)
+					return -1;
+				item_end(it, &end);
+			} else if (!p && tab_find(&ml->open, fp) &&
+				   !tab_find(&ml->ends, fp)) {
+				if (tab_set(&ml->ends, fp,
+					    i | ML_END_AT_START) < 0)
+					return -1;
+			}
+			if (tab_set(&ml->pend, fp, i) < 0)
+				return -1;
+			continue;
+		}
+		if (p && p->val >= 0) {
+			struct store_maplog_rec start = rec_at(recs, len, p->val);
+
+			if (!(it = items_add(&ml->ended)))
+				return -1;
+			if (item_from_rec(ml, it, &start) < 0)
+				return -1;
+			item_end(it, r);
+			p->val = -1;
+		} else if (!p && tab_find(&ml->open, fp) &&
+			   !tab_find(&ml->ends, fp)) {
+			if (tab_set(&ml->ends, fp, i) < 0)
+				return -1;
+		} else {
+			/* an end whose start the log does not have (a
+			 * second end; cannot happen) */
+			if (!(it = items_add(&ml->ended)))
+				return -1;
+			if (item_from_rec(ml, it, r) < 0)
+				return -1;
+			it->flags |= STORE_MAPLOG_START_UNKNOWN;
+			item_end(it, r);
+		}
+	}
+
+	/* Ends of mappings open on disk: rewrite their blocks. */
+	for (size_t k = 0; ml->ends.n && k <= ml->ends.mask; k++) {
+		struct ml_slot *e = &ml->ends.s[k];
+		struct ml_slot *o;
+
+		if (!e->fp || e->val < 0)
+			continue;
+		if ((o = tab_find(&ml->open, e->fp)) &&
+		    close_in_block(st, ml, o->val, recs, len) < 0)
+			return -1;
+	}
+	for (size_t k = 0; ml->ends.n && k <= ml->ends.mask; k++) {
+		struct ml_slot *e = &ml->ends.s[k];
+		struct store_maplog_rec end;
+		struct ml_item *it;
+
+		if (!e->fp || e->val < 0)
+			continue;
+		/* its open block did not have it (cannot happen) */
+		end = end_rec(recs, len, e->val);
+		if (!(it = items_add(&ml->ended)))
+			return -1;
+		if (item_from_rec(ml, it, &end) < 0)
+			return -1;
+		it->flags = STORE_MAPLOG_START_UNKNOWN;
+		item_end(it, &end);
+		if (plan_del(ml, e->fp) < 0)
+			return -1;
+	}
+	/* Starts still open. */
+	for (size_t k = 0; ml->pend.n && k <= ml->pend.mask; k++) {
+		struct ml_slot *p = &ml->pend.s[k];
+		struct store_maplog_rec start;
+		struct ml_item *it;
+
+		if (!p->fp || p->val < 0)
+			continue;
+		start = rec_at(recs, len, p->val);
+		if (!(it = items_add(&ml->opened)))
+			return -1;
+		if (item_from_rec(ml, it, &start) < 0)
+			return -1;
+	}
+	if (write_items(st, ml, &ml->ended, 0) < 0 ||
+	    write_items(st, ml, &ml->opened, 1) < 0)
+		return -1;
+	if (ml->lost) {
+		sqlite3_stmt *s = store_stmt(st, STMT_MAPLOG_LOSS,
+			"INSERT INTO maplog_losses (start_ms, end_ms, records) "
+			"VALUES (?1, ?2, ?3)");
+
+		if (!s)
+			return -1;
+		sqlite3_bind_int64(s, 1, ml->lost_from);
+		sqlite3_bind_int64(s, 2, ml->lost_to);
+		sqlite3_bind_int64(s, 3, (int64_t)ml->lost);
+		if (store_step_done(st, s, "writing the mapping log") < 0)
+			return -1;
+	}
+	if (trim(st, ml, last_ms) < 0)
+		return -1;
+	return note_run(st, b->status.started_ms, last_ms);
+}
+
+void store_maplog_committed(struct store *st)
+{
+	struct store_maplog *ml = st->maplog;
+
+	if (!ml)
+		return;
+	for (size_t i = 0; i < ml->n_del; i++)
+		tab_del(&ml->open, ml->del_fp[i]);
+	/* (if this runs out of memory, the mapping stays open on disk and
+	 * its end is logged with its start unknown) */
+	for (size_t i = 0; i < ml->n_ins; i++)
+		tab_set(&ml->open, ml->ins[i].fp, ml->ins[i].val);
+	ml->bytes = (uint64_t)((int64_t)ml->bytes + ml->bytes_delta);
+	ml->n_carry = 0;
+	ml->lost = 0;
+	ml->lost_from = ml->lost_to = 0;
+	ml->batch_taken = ml->batch_in_carry = 0;
+}
+
+void store_maplog_failed(struct store *st, const struct store_batch *b)
+{
+	struct store_maplog *ml = st->maplog;
+
+	if (!ml && !(ml = ml_get(st)))
+		return;
+	if (!ml->batch_taken && b->maplog_lost) {
+		ml->lost += b->maplog_lost;
+		if (!ml->lost_from || b->maplog_lost_from_ms < ml->lost_from)
+			ml->lost_from = b->maplog_lost_from_ms;
+		if (b->maplog_lost_to_ms > ml->lost_to)
+			ml->lost_to = b->maplog_lost_to_ms;
+	}
+	if (!ml->batch_in_carry)
+		carry_batch(ml, b);
+	ml->batch_taken = ml->batch_in_carry = 0;
+}
+
+/* A new run: the previous run's open mappings ended after its last
+ * write, unseen (natscope was not running): they become ended records
+ * with end = that write and STORE_MAPLOG_END_STOPPED. */
+int store_maplog_begin_run(struct store *st, int64_t run_ms)
+{
+	struct store_maplog *ml = ml_get(st);
+	sqlite3_stmt *s = NULL, *u = NULL;
+	int64_t last = 0;
+	int rc, ret = -1;
+
+	if (!ml || load(st, ml) < 0)
+		return -1;
+	tab_reset(&ml->open);
+	rc = sqlite3_prepare_v2(st->db, "SELECT max(last_ms) FROM maplog_runs",
+				-1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(st, rc, "reading the mapping log's runs");
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		last = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	s = NULL;
+	if (rc != SQLITE_ROW)
+		return store_fail(st, rc, "reading the mapping log's runs");
+	rc = sqlite3_prepare_v2(st->db, "SELECT id, data, family FROM "
+				"maplog_blocks WHERE open = 1", -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(st->db, "UPDATE maplog_blocks SET "
+					"open = 0, t_last = ?2, data = ?3 "
+					"WHERE id = ?1", -1, &u, NULL);
+	if (rc != SQLITE_OK) {
+		store_fail(st, rc, "closing the previous run's mappings");
+		goto out;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_maplog_entry *e;
+		size_t n, len;
+		void *data;
+		int64_t t_last = 0;
+		unsigned alen;
+
+		if (store_maplog_decode(sqlite3_column_blob(s, 1),
+					(size_t)sqlite3_column_bytes(s, 1),
+					&e, &n) < 0)
+			goto out;
+		alen = sqlite3_column_int(s, 2) == 4 ? 4 : 16;
+		for (size_t i = 0; i < n; i++) {
+			e[i].end_ms = last > e[i].start_ms ? last : e[i].start_ms;
+			e[i].flags |= STORE_MAPLOG_END_STOPPED;
+			if (e[i].end_ms > t_last)
+				t_last = e[i].end_ms;
+		}
+		rc = encode_sorted(ml->cctx, e, n, alen, 1, &data, &len);
+		free(e);
+		if (rc < 0)
+			goto out;
+		sqlite3_bind_int64(u, 1, sqlite3_column_int64(s, 0));
+		sqlite3_bind_int64(u, 2, t_last);
+		sqlite3_bind_blob(u, 3, data, (int)len, free);
+		ml->bytes += len - (size_t)sqlite3_column_bytes(s, 1);
+		rc = sqlite3_step(u);
+		sqlite3_reset(u);
+		if (rc != SQLITE_DONE) {
+			store_fail(st, rc, "closing the previous run's mappings");
+			goto out;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		store_fail(st, rc, "closing the previous run's mappings");
+		goto out;
+	}
+	ret = note_run(st, run_ms, run_ms);
+	ml->loaded = 0; /* the size is read again at the first write */
+out:
+	sqlite3_finalize(s);
+	sqlite3_finalize(u);
+	return ret;
+}
+
+int store_maplog_stats(struct store *st, struct store_maplog_stats *out)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = sqlite3_prepare_v2(st->db,
+		"SELECT count(*), total(length(data)), "
+		"total(CASE WHEN open = 0 THEN n END), "
+		"total(CASE WHEN open = 1 THEN n END), "
+		"(SELECT trimmed_ms FROM maplog_meta) FROM maplog_blocks",
+		-1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return store_fail(st, rc, "reading the mapping log");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		out->blocks = (uint64_t)sqlite3_column_int64(s, 0);
+		out->bytes = (uint64_t)sqlite3_column_double(s, 1);
+		out->ended = (uint64_t)sqlite3_column_double(s, 2);
+		out->open = (uint64_t)sqlite3_column_double(s, 3);
+		out->trimmed_ms = sqlite3_column_int64(s, 4);
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW)
+		return store_fail(st, rc, "reading the mapping log");
+	return 0;
+}
+
+/* ---- the reverse lookup ---- */
+
+/* A gap's end for coverage: its end, else (open) its run's last write,
+ * else now (?1): an open gap of an earlier run never closes. */
+#define SQL_GAP_END                                                         \
+	"coalesce(g.end_ms, (SELECT last_ms FROM maplog_runs "              \
+	"WHERE started_ms = g.run_started_ms), ?1)"
+#define SQL_GAP_TEXT                                                        \
+	"'gap ' || g.seq || ' (' || g.reason || ', ' || "                   \
+	SQL_TIME("g.start_ms") " || ' to ' || coalesce(" SQL_TIME("g.end_ms") \
+	", 'open') || ')'"
+#define SQL_COVERS(t) "g.start_ms <= " t " AND " SQL_GAP_END " >= " t
+
+/* ?1 now, ?2 public ip text, ?3 proto name, ?4 port, ?5 at, ?6 the hits:
+ * [{"s", "e" (null: open), "f" flags, "z", "hi", "hp", "di", "dp"}]. */
+static const char sql_json_lookup[] =
+	"WITH h AS (SELECT json_extract(value, '$.s') AS s, "
+	"json_extract(value, '$.e') AS e, json_extract(value, '$.f') AS f, "
+	"json_extract(value, '$.z') AS z, json_extract(value, '$.hi') AS hi, "
+	"json_extract(value, '$.hp') AS hp, json_extract(value, '$.di') AS di, "
+	"json_extract(value, '$.dp') AS dp FROM json_each(?6)), "
+	"hr AS (SELECT h.*, (SELECT json_group_array(r) FROM ("
+	"SELECT 'start unknown: first seen by a table dump at ' || "
+	SQL_TIME("h.s") " AS r WHERE h.f & 2 "
+	"UNION ALL SELECT 'end not reported: found gone at ' || "
+	SQL_TIME("h.e") " || ' (a resync or a check; its DESTROY was lost or "
+	"never sent), so it ended between when it was last seen and then' "
+	"WHERE h.f & 4 "
+	"UNION ALL SELECT 'end unknown: natscope stopped at ' || "
+	SQL_TIME("h.e") " || ' while it was open' WHERE h.f & 8 "
+	"UNION ALL SELECT " SQL_GAP_TEXT " || ' covers its start' FROM gaps g "
+	"WHERE " SQL_COVERS("h.s") " "
+	"UNION ALL SELECT " SQL_GAP_TEXT " || ' covers its end' FROM gaps g "
+	"WHERE h.e IS NOT NULL AND " SQL_COVERS("h.e") " "
+	"UNION ALL SELECT " SQL_GAP_TEXT " || ' covers the lookup time' "
+	"FROM gaps g WHERE " SQL_COVERS("?5") ")) AS reasons FROM h), "
+	"top AS (SELECT json_group_array(r) AS r FROM ("
+	"SELECT " SQL_GAP_TEXT " || ' covers this moment: holders may be "
+	"missing' AS r FROM gaps g WHERE " SQL_COVERS("?5") " "
+	"UNION ALL SELECT 'after the log''s last write (' || "
+	SQL_TIME("(SELECT max(last_ms) FROM maplog_runs)") " || '): later "
+	"mappings are not in it yet' "
+	"WHERE ?5 > (SELECT max(last_ms) FROM maplog_runs) "
+	"UNION ALL SELECT 'natscope was not logging mappings at this moment' "
+	"WHERE NOT EXISTS (SELECT 1 FROM maplog_runs WHERE started_ms <= ?5 "
+	"AND last_ms >= ?5) AND NOT ?5 > coalesce((SELECT max(last_ms) FROM "
+	"maplog_runs), ?5) "
+	"UNION ALL SELECT 'retention removed mappings that ended by ' || "
+	SQL_TIME("trimmed_ms") " || ': holders at this moment may be missing' "
+	"FROM maplog_meta WHERE trimmed_ms > 0 AND trimmed_ms >= ?5 "
+	"UNION ALL SELECT records || ' mapping-log records of ' || "
+	SQL_TIME("start_ms") " || ' to ' || " SQL_TIME("end_ms") " || "
+	"' were lost: holders may be missing or wrong' FROM maplog_losses "
+	"WHERE start_ms <= ?5 AND end_ms >= ?5)) "
+	"SELECT json_object('generated_at', " SQL_TIME("?1") ", "
+	"'public_ip', ?2, 'proto', ?3, 'port', ?4, 'at', " SQL_TIME("?5") ", "
+	"'uncertain', json(CASE WHEN json_array_length(top.r) > 0 OR EXISTS "
+	"(SELECT 1 FROM hr WHERE json_array_length(reasons) > 0) "
+	"THEN 'true' ELSE 'false' END), "
+	"'reasons', json(top.r), "
+	"'holders', json((SELECT json_group_array(json(o)) FROM (SELECT "
+	"json_object('kind', CASE WHEN f & 16 THEN 'local' ELSE 'nat' END, "
+	"'internal', json_object('ip', hi, 'port', hp), "
+	"'destination', json_object('ip', di, 'port', dp), 'zone', z, "
+	"'start', " SQL_TIME("s") ", 'start_known', json(CASE WHEN f & 2 "
+	"THEN 'false' ELSE 'true' END), 'end', " SQL_TIME("e") ", "
+	"'uncertain', json(CASE WHEN json_array_length(reasons) > 0 "
+	"THEN 'true' ELSE 'false' END), 'reasons', json(reasons)) AS o "
+	"FROM hr ORDER BY di, dp, z, s)))) FROM top";
+
+/* Appends one holder to the JSON array *hits (malloc'd), with SQLite's
+ * JSON functions. */
+static int add_hit(struct store *st, char **hits, uint8_t family,
+		   const struct store_maplog_entry *e)
+{
+	char hi[NS_ADDR_STRLEN], di[NS_ADDR_STRLEN];
+	struct ns_addr a = { .family = family };
+	const unsigned char *text;
+	sqlite3_stmt *s;
+	char *copy;
+	int rc;
+
+	memcpy(a.bytes, e->host_ip, alen_of(family));
+	ns_addr_format(&a, hi);
+	memcpy(a.bytes, e->dest_ip, alen_of(family));
+	ns_addr_format(&a, di);
+	s = store_stmt(st, STMT_MAPLOG_HIT,
+		       "SELECT json_insert(?1, '$[#]', json_object('s', ?2, "
+		       "'e', ?3, 'f', ?4, 'z', ?5, 'hi', ?6, 'hp', ?7, "
+		       "'di', ?8, 'dp', ?9))");
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, *hits, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, e->start_ms);
+	if (e->end_ms)
+		sqlite3_bind_int64(s, 3, e->end_ms);
+	else
+		sqlite3_bind_null(s, 3);
+	sqlite3_bind_int(s, 4, e->flags);
+	sqlite3_bind_int(s, 5, e->zone);
+	sqlite3_bind_text(s, 6, hi, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 7, e->host_port);
+	sqlite3_bind_text(s, 8, di, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 9, e->dest_port);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW || !(text = sqlite3_column_text(s, 0))) {
+		sqlite3_reset(s);
+		return store_fail(st, rc == SQLITE_ROW ? SQLITE_NOMEM : rc,
+				  "building a lookup");
+	}
+	if (!(copy = strdup((const char *)text))) {
+		sqlite3_reset(s);
+		log_warn("store: lookup");
+		return -1;
+	}
+	sqlite3_reset(s);
+	free(*hits);
+	*hits = copy;
+	return 0;
+}
+
+int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
+		      uint8_t proto, uint16_t port, int64_t at_ms,
+		      int64_t now_ms, char **out)
+{
+	char ip[NS_ADDR_STRLEN];
+	const char *name = ns_proto_name(proto);
+	unsigned alen = public_ip->family == AF_INET ? 4 : 16;
+	char *hits = NULL;
+	sqlite3_stmt *s;
+	int own = 0, rc, ret = -1;
+
+	*out = NULL;
+	if (!ns_addr_format(public_ip, ip) || !name) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (sqlite3_get_autocommit(st->db)) {
+		if (store_exec(st, "BEGIN DEFERRED", "starting a lookup") < 0)
+			return -1;
+		own = 1;
+	}
+	if (!(hits = strdup("[]"))) {
+		log_warn("store: lookup");
+		goto out;
+	}
+	s = store_stmt(st, STMT_MAPLOG_FIND,
+		       "SELECT data FROM maplog_blocks WHERE ip_bin = ?1 AND "
+		       "proto = ?2 AND t_last >= ?3 AND t_first <= ?3 AND "
+		       "port_lo <= ?4 AND port_hi >= ?4 AND family = ?5");
+	if (!s)
+		goto out;
+	sqlite3_bind_blob(s, 1, public_ip->bytes, (int)alen, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, proto);
+	sqlite3_bind_int64(s, 3, at_ms);
+	sqlite3_bind_int(s, 4, port);
+	sqlite3_bind_int(s, 5, public_ip->family == AF_INET ? 4 : 6);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_maplog_entry *e;
+		size_t n;
+
+		if (store_maplog_decode(sqlite3_column_blob(s, 0),
+					(size_t)sqlite3_column_bytes(s, 0),
+					&e, &n) < 0) {
+			sqlite3_reset(s);
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (e[i].public_port != port || e[i].start_ms > at_ms ||
+			    (e[i].end_ms && e[i].end_ms < at_ms))
+				continue;
+			if (add_hit(st, &hits, public_ip->family, &e[i]) < 0) {
+				free(e);
+				sqlite3_reset(s);
+				goto out;
+			}
+		}
+		free(e);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		store_fail(st, rc, "reading the mapping log");
+		goto out;
+	}
+	if (!(s = store_stmt(st, STMT_MAPLOG_JSON, sql_json_lookup)))
+		goto out;
+	sqlite3_bind_int64(s, 1, now_ms);
+	sqlite3_bind_text(s, 2, ip, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 4, port);
+	sqlite3_bind_int64(s, 5, at_ms);
+	sqlite3_bind_text(s, 6, hits, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW && sqlite3_column_text(s, 0)) {
+		if (!(*out = strdup((const char *)sqlite3_column_text(s, 0))))
+			log_warn("store: lookup");
+		else
+			ret = 0;
+	} else {
+		store_fail(st, rc == SQLITE_ROW ? SQLITE_NOMEM : rc,
+			   "building a lookup");
+	}
+	sqlite3_reset(s);
+out:
+	free(hits);
+	if (own) {
+		int err = errno;
+
+		store_exec(st, "COMMIT", "ending a lookup");
+		errno = err;
+	}
+	return ret;
+}

@@ -1,0 +1,995 @@
+/*
+ * test_maplog.c - the mapping log (store/maplog.c, collector/mapbuf.c,
+ * the tracker's hooks) against real SQLite files in a temporary
+ * directory: the block codec, store_write() pairing starts and ends
+ * across batches, store_json_lookup() at the edges (exact start and end
+ * milliseconds, open mappings, several holders, block boundaries, gaps,
+ * dump-seen starts, a restart), retention by age and by size, and the
+ * tracker feeding the log from events, dumps and a resync's sweep.
+ * Prints the encoded size per mapping of a realistic block.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "collector/ctmsg.h"
+#include "collector/mapbuf.h"
+#include "collector/tracker.h"
+#include "common/common.h"
+#include "store/store.h"
+
+#define T0 1795600800000LL /* 2026-11-25T10:00:00.000Z */
+#define DAY_MS (24 * 3600 * 1000LL)
+
+static char tmpdir[] = "/tmp/natscope-maplog-XXXXXX";
+static sqlite3 *jdb;
+
+/* ---- helpers ---- */
+
+static const char *db_path(const char *name)
+{
+	static char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s.db", tmpdir, name);
+	return path;
+}
+
+static struct store *open_fresh(const char *name)
+{
+	struct store *st;
+
+	unlink(db_path(name));
+	st = store_open(db_path(name), STORE_READ_WRITE);
+	assert_non_null(st);
+	return st;
+}
+
+static const char *jcall(const char *fn, const char *doc, const char *path)
+{
+	static char buf[8][4096];
+	static int next;
+	char *out = buf[next++ % 8], sql[128];
+	sqlite3_stmt *s;
+
+	snprintf(sql, sizeof(sql), "SELECT %s(?1, ?2)", fn);
+	assert_int_equal(sqlite3_prepare_v2(jdb, sql, -1, &s, NULL), SQLITE_OK);
+	sqlite3_bind_text(s, 1, doc, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, path, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	snprintf(out, 4096, "%s",
+		 sqlite3_column_type(s, 0) == SQLITE_NULL
+			 ? "(missing)"
+			 : (const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	return out;
+}
+
+static const char *jtext(const char *doc, const char *path)
+{
+	return jcall("json_extract", doc, path);
+}
+
+static const char *jtype(const char *doc, const char *path)
+{
+	return jcall("json_type", doc, path);
+}
+
+static long long jint(const char *doc, const char *path)
+{
+	return atoll(jtext(doc, path));
+}
+
+static long long jlen(const char *doc, const char *path)
+{
+	return atoll(jcall("json_array_length", doc, path));
+}
+
+static struct ns_addr A(const char *text)
+{
+	struct ns_addr a;
+
+	assert_int_equal(ns_addr_parse(text, &a), 0);
+	return a;
+}
+
+static void begin_run(struct store *st, int64_t run_ms)
+{
+	struct store_status x;
+
+	store_status_init(&x);
+	x.started_ms = x.as_of_ms = run_ms;
+	x.interval_s = 5;
+	x.state = STORE_STATE_STARTING;
+	assert_int_equal(store_begin_run(st, &x), 0);
+}
+
+/* A record: public 203.0.113.1:pport (tcp) <- 198.18.0.host:hport, to
+ * 198.51.100.dest:443. */
+static struct store_maplog_rec rec(int64_t ms, unsigned flags, uint16_t pport,
+				   unsigned host, uint16_t hport, unsigned dest)
+{
+	struct store_maplog_rec r;
+	struct ns_addr a;
+
+	memset(&r, 0, sizeof(r));
+	r.ms = ms;
+	r.family = AF_INET;
+	r.proto = IPPROTO_TCP;
+	r.flags = (uint8_t)flags;
+	r.public_port = pport;
+	r.host_port = hport;
+	r.dest_port = 443;
+	a = A("203.0.113.1");
+	memcpy(r.public_ip, a.bytes, 16);
+	a = A("198.18.0.0");
+	a.bytes[3] = (uint8_t)host;
+	a.bytes[2] = (uint8_t)(host >> 8);
+	memcpy(r.host_ip, a.bytes, 16);
+	a = A("198.51.100.0");
+	a.bytes[3] = (uint8_t)dest;
+	memcpy(r.dest_ip, a.bytes, 16);
+	return r;
+}
+
+static void add(struct store_batch *b, struct store_maplog_rec r)
+{
+	if (b->cap_maplog - b->maplog_len < STORE_MAPLOG_PACKED_MAX) {
+		b->cap_maplog = b->cap_maplog ? b->cap_maplog * 2 : 4096;
+		b->maplog = realloc(b->maplog, b->cap_maplog);
+		assert_non_null(b->maplog);
+	}
+	b->maplog_len += store_maplog_pack(&r, b->maplog + b->maplog_len);
+	b->n_maplog++;
+}
+
+/* The i-th packed record of b. */
+static struct store_maplog_rec nth(const struct store_batch *b, size_t i)
+{
+	struct store_maplog_rec r;
+	size_t off = 0, k = 0;
+
+	for (;;) {
+		k = store_maplog_unpack(b->maplog + off, b->maplog_len - off, &r);
+		assert_true(k > 0);
+		if (i-- == 0)
+			return r;
+		off += k;
+	}
+}
+
+/* Writes b as the run's snapshot at as_of, then empties it. */
+static void write_at(struct store *st, struct store_batch *b, int64_t run_ms,
+		     int64_t as_of)
+{
+	store_status_init(&b->status);
+	b->status.started_ms = run_ms;
+	b->status.as_of_ms = as_of;
+	b->status.interval_s = 5;
+	b->status.state = STORE_STATE_RUNNING;
+	b->full = 1;
+	assert_int_equal(store_write(st, b), 0);
+	store_batch_clear(b);
+}
+
+static char *lookup(struct store *st, uint16_t port, int64_t at)
+{
+	struct ns_addr ip = A("203.0.113.1");
+	char *doc = NULL;
+
+	assert_int_equal(store_json_lookup(st, &ip, IPPROTO_TCP, port, at,
+					   at + 1000, &doc), 0);
+	assert_non_null(doc);
+	return doc;
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+	(void)sb; (void)flag; (void)f;
+	return remove(p);
+}
+
+/* ---- the codec ---- */
+
+static void test_codec_round_trip(void **state)
+{
+	enum { N = 10000 };
+	struct store_maplog_entry *e = calloc(N, sizeof(*e)), *d = NULL;
+	size_t n = 0, len = 0;
+	void *data = NULL;
+	uint64_t x = 12345;
+
+	(void)state;
+	assert_non_null(e);
+	for (unsigned alen = 4; alen <= 16; alen += 12) {
+		for (int ended = 0; ended <= 1; ended++) {
+			for (size_t i = 0; i < N; i++) {
+				x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+				e[i].start_ms = T0 + (int64_t)(x >> 40) % 600000 -
+						(i == 7 ? 400 * DAY_MS : 0);
+				e[i].end_ms = ended ? e[i].start_ms +
+						      (int64_t)(x >> 50) : 0;
+				e[i].flags = (uint8_t)((x >> 20) & 0x1e);
+				e[i].zone = (uint16_t)(i % 97 == 0 ? 65535 : 0);
+				e[i].public_port = (uint16_t)(x >> 17);
+				e[i].host_port = (uint16_t)(x >> 33);
+				e[i].dest_port = (uint16_t)(i % 3 ? 443 : 53);
+				memset(e[i].host_ip, 0, 16);
+				memset(e[i].dest_ip, 0, 16);
+				for (unsigned k = 0; k < alen; k++) {
+					e[i].host_ip[k] = (uint8_t)(k == alen - 1 ?
+								    x >> 56 : 198);
+					e[i].dest_ip[k] = (uint8_t)(k == alen - 1 ?
+								    i % 5 : 51);
+				}
+			}
+			assert_int_equal(store_maplog_encode(e, N, alen, ended,
+							     &data, &len), 0);
+			assert_int_equal(store_maplog_decode(data, len, &d, &n), 0);
+			assert_int_equal(n, N);
+			/* decoded in (port, start) order: every entry is there */
+			for (size_t i = 0; i < N; i++) {
+				size_t j;
+
+				for (j = 0; j < n; j++)
+					if (!memcmp(&d[j], &e[i], sizeof(e[i])))
+						break;
+				if (i % 97 == 0 || i < 20)
+					assert_true(j < n);
+			}
+			for (size_t j = 1; j < n; j++)
+				assert_true(d[j - 1].public_port <= d[j].public_port);
+			/* any damage is EILSEQ, never garbage */
+			((uint8_t *)data)[len / 2] ^= 0x55;
+			free(d);
+			d = NULL;
+			errno = 0;
+			if (store_maplog_decode(data, len, &d, &n) < 0)
+				assert_int_equal(errno, EILSEQ);
+			free(d);
+			d = NULL;
+			assert_int_equal(store_maplog_decode(data, 5, &d, &n), -1);
+			assert_int_equal(errno, EILSEQ);
+			free(data);
+		}
+	}
+	/* packed records, IPv4 and IPv6 */
+	{
+		struct store_maplog_rec r4 = { 0 }, r6 = { 0 }, back;
+		uint8_t buf[STORE_MAPLOG_PACKED_MAX];
+
+		r4.ms = T0 + 7;
+		r4.family = AF_INET;
+		r4.proto = IPPROTO_UDP;
+		r4.flags = STORE_MAPLOG_END | STORE_MAPLOG_END_UNCERTAIN;
+		r4.zone = 3;
+		r4.public_port = 40000;
+		r4.host_port = 5353;
+		r4.dest_port = 53;
+		memcpy(r4.public_ip, (uint8_t[]){ 203, 0, 113, 1 }, 4);
+		memcpy(r4.host_ip, (uint8_t[]){ 198, 18, 0, 2 }, 4);
+		memcpy(r4.dest_ip, (uint8_t[]){ 198, 51, 100, 7 }, 4);
+		assert_int_equal(store_maplog_pack(&r4, buf), 31);
+		assert_int_equal(store_maplog_unpack(buf, 31, &back), 31);
+		assert_memory_equal(&back, &r4, sizeof(r4));
+		assert_int_equal(store_maplog_unpack(buf, 30, &back), 0);
+		r6 = r4;
+		r6.family = AF_INET6;
+		memset(r6.dest_ip, 0x20, 16);
+		assert_int_equal(store_maplog_pack(&r6, buf), 67);
+		assert_int_equal(store_maplog_unpack(buf, 67, &back), 67);
+		assert_memory_equal(&back, &r6, sizeof(r6));
+		r6.family = 0;
+		assert_int_equal(store_maplog_pack(&r6, buf), 0);
+	}
+	/* a realistic block: 4096 TCP mappings from 200 hosts to 20
+	 * destinations within 5 s */
+	for (size_t i = 0; i < 4096; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		memset(&e[i], 0, sizeof(e[i]));
+		e[i].start_ms = T0 + (int64_t)(x >> 40) % 5000;
+		e[i].end_ms = e[i].start_ms + 120000 + (int64_t)(x >> 52);
+		e[i].public_port = (uint16_t)(1024 + (x >> 20) % 64000);
+		e[i].host_port = (uint16_t)(32768 + (x >> 36) % 28000);
+		e[i].dest_port = 443;
+		e[i].host_ip[0] = 198; e[i].host_ip[1] = 18;
+		e[i].host_ip[3] = (uint8_t)((x >> 8) % 200);
+		e[i].dest_ip[0] = 198; e[i].dest_ip[1] = 51; e[i].dest_ip[2] = 100;
+		e[i].dest_ip[3] = (uint8_t)((x >> 30) % 20);
+	}
+	assert_int_equal(store_maplog_encode(e, 4096, 4, 1, &data, &len), 0);
+	printf("maplog: a block of 4096 ended IPv4 mappings: %zu bytes, "
+	       "%.1f B per mapping\n", len, len / 4096.0);
+	assert_true(len / 4096.0 <= 20);
+	free(data);
+	free(e);
+}
+
+/* ---- writing and looking up ---- */
+
+static void test_exact_edges(void **state)
+{
+	struct store *st = open_fresh("edges");
+	struct store_batch b;
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	add(&b, rec(T0 + 100, 0, 40000, 2, 51000, 7));
+	add(&b, rec(T0 + 200, STORE_MAPLOG_END, 40000, 2, 51000, 7));
+	write_at(st, &b, T0, T0 + 5000);
+
+	doc = lookup(st, 40000, T0 + 100); /* the exact start */
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.holders[0].internal.ip"), "198.18.0.2");
+	assert_int_equal(jint(doc, "$.holders[0].internal.port"), 51000);
+	assert_string_equal(jtext(doc, "$.holders[0].destination.ip"),
+			    "198.51.100.7");
+	assert_int_equal(jint(doc, "$.holders[0].destination.port"), 443);
+	assert_string_equal(jtext(doc, "$.holders[0].start"),
+			    "2026-11-25T10:00:00.100Z");
+	assert_string_equal(jtext(doc, "$.holders[0].end"),
+			    "2026-11-25T10:00:00.200Z");
+	assert_string_equal(jtext(doc, "$.holders[0].kind"), "nat");
+	assert_string_equal(jtype(doc, "$.uncertain"), "false");
+	assert_string_equal(jtype(doc, "$.holders[0].start_known"), "true");
+	assert_int_equal(jlen(doc, "$.reasons"), 0);
+	assert_string_equal(jtext(doc, "$.public_ip"), "203.0.113.1");
+	assert_string_equal(jtext(doc, "$.proto"), "tcp");
+	free(doc);
+	doc = lookup(st, 40000, T0 + 200); /* the exact end */
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	free(doc);
+	doc = lookup(st, 40000, T0 + 99);
+	assert_int_equal(jlen(doc, "$.holders"), 0);
+	assert_string_equal(jtype(doc, "$.uncertain"), "false");
+	free(doc);
+	doc = lookup(st, 40000, T0 + 201);
+	assert_int_equal(jlen(doc, "$.holders"), 0);
+	free(doc);
+	doc = lookup(st, 40001, T0 + 150); /* another port */
+	assert_int_equal(jlen(doc, "$.holders"), 0);
+	free(doc);
+	/* before the run: natscope was not logging */
+	doc = lookup(st, 40000, T0 - 1);
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_string_equal(jtext(doc, "$.reasons[0]"),
+			    "natscope was not logging mappings at this moment");
+	free(doc);
+	/* after the last write: not in the log yet */
+	doc = lookup(st, 40000, T0 + 5001);
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "last write"));
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_open_then_closed_across_batches(void **state)
+{
+	struct store *st = open_fresh("open");
+	struct store_maplog_stats ms;
+	struct store_batch b;
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	add(&b, rec(T0 + 1000, 0, 40000, 2, 51000, 7));
+	add(&b, rec(T0 + 1500, 0, 40002, 3, 51001, 7));
+	write_at(st, &b, T0, T0 + 5000);
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_int_equal(ms.open, 2);
+	assert_int_equal(ms.ended, 0);
+
+	doc = lookup(st, 40000, T0 + 4000); /* open at the lookup time */
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtype(doc, "$.holders[0].end"), "null");
+	assert_string_equal(jtype(doc, "$.uncertain"), "false");
+	free(doc);
+
+	/* its end comes in the next batch: the record is complete */
+	add(&b, rec(T0 + 6000, STORE_MAPLOG_END, 40000, 2, 0, 7));
+	write_at(st, &b, T0, T0 + 10000);
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_int_equal(ms.open, 1);
+	assert_int_equal(ms.ended, 1);
+	doc = lookup(st, 40000, T0 + 4000);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.holders[0].end"),
+			    "2026-11-25T10:00:06.000Z");
+	/* the start's internal port is kept though the end had none */
+	assert_int_equal(jint(doc, "$.holders[0].internal.port"), 51000);
+	free(doc);
+	doc = lookup(st, 40000, T0 + 6000); /* exact end, across batches */
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	free(doc);
+	doc = lookup(st, 40000, T0 + 6001);
+	assert_int_equal(jlen(doc, "$.holders"), 0);
+	free(doc);
+	/* the other one is still open, never shown as ended */
+	doc = lookup(st, 40002, T0 + 9000);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtype(doc, "$.holders[0].end"), "null");
+	free(doc);
+
+	/* a restart: the open one ended at the last write, unseen */
+	store_close(st);
+	st = store_open(db_path("open"), STORE_READ_WRITE);
+	assert_non_null(st);
+	begin_run(st, T0 + 60000);
+	doc = lookup(st, 40002, T0 + 9000);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.holders[0].end"),
+			    "2026-11-25T10:00:10.000Z");
+	assert_string_equal(jtype(doc, "$.holders[0].uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.holders[0].reasons[0]"),
+			       "natscope stopped"));
+	free(doc);
+	/* between the runs nothing was logged */
+	doc = lookup(st, 40002, T0 + 30000);
+	assert_int_equal(jlen(doc, "$.holders"), 0);
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	free(doc);
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_int_equal(ms.open, 0);
+	assert_int_equal(ms.ended, 2);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_several_holders_and_blocks(void **state)
+{
+	struct store *st = open_fresh("holders");
+	struct store_maplog_stats ms;
+	struct store_batch b;
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	/* one public port toward three destinations at once */
+	for (unsigned d = 1; d <= 3; d++)
+		add(&b, rec(T0 + 100 * d, 0, 50000, d, (uint16_t)(40000 + d), d));
+	/* 10,000 more mappings on other ports: several blocks */
+	for (unsigned i = 0; i < 10000; i++) {
+		uint16_t port = (uint16_t)(1024 + i * 6);
+
+		add(&b, rec(T0 + 1000 + i % 3000, 0, port, i % 250, 1024, 9));
+		if (i % 2)
+			add(&b, rec(T0 + 4000 + i % 500, STORE_MAPLOG_END,
+				    port, i % 250, 1024, 9));
+	}
+	write_at(st, &b, T0, T0 + 5000);
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_true(ms.blocks >= 3);
+	assert_int_equal(ms.open, 5003);
+	assert_int_equal(ms.ended, 5000);
+	printf("maplog: 10003 mappings in %llu blocks, %llu bytes\n",
+	       (unsigned long long)ms.blocks, (unsigned long long)ms.bytes);
+
+	doc = lookup(st, 50000, T0 + 300);
+	assert_int_equal(jlen(doc, "$.holders"), 3);
+	for (int d = 0; d < 3; d++) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "$.holders[%d].destination.ip", d);
+		assert_int_equal(atoi(strrchr(jtext(doc, path), '.') + 1), d + 1);
+	}
+	free(doc);
+	doc = lookup(st, 50000, T0 + 250);
+	assert_int_equal(jlen(doc, "$.holders"), 2);
+	free(doc);
+	/* the first, a middle and the last port of the range, ended or
+	 * open, whichever block they are in */
+	for (unsigned i = 0; i < 10000; i += 4999) {
+		uint16_t port = (uint16_t)(1024 + i * 6);
+
+		doc = lookup(st, port, T0 + 4000);
+		assert_int_equal(jlen(doc, "$.holders"), 1);
+		assert_string_equal(jtype(doc, "$.holders[0].end"),
+				    i % 2 ? "text" : "null");
+		free(doc);
+	}
+	/* ends of mappings open in several blocks, in a later batch */
+	for (unsigned i = 0; i < 10000; i += 2)
+		add(&b, rec(T0 + 7000, STORE_MAPLOG_END,
+			    (uint16_t)(1024 + i * 6), i % 250, 0, 9));
+	write_at(st, &b, T0, T0 + 10000);
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_int_equal(ms.open, 3);
+	assert_int_equal(ms.ended, 10000);
+	doc = lookup(st, 1024 + 9998 * 6, T0 + 7000);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_int_equal(jint(doc, "$.holders[0].internal.port"), 1024);
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_gap_and_dump_seen(void **state)
+{
+	struct store *st = open_fresh("gap");
+	struct store_batch b;
+	struct store_gap_row *g;
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	/* seen by the start-up dump: start unknown */
+	add(&b, rec(T0 + 50, STORE_MAPLOG_START_UNKNOWN, 40000, 2, 51000, 7));
+	add(&b, rec(T0 + 60, 0, 40001, 3, 51000, 7));
+	write_at(st, &b, T0, T0 + 5000);
+	doc = lookup(st, 40000, T0 + 1000);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtype(doc, "$.holders[0].start_known"), "false");
+	assert_string_equal(jtype(doc, "$.holders[0].uncertain"), "true");
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.holders[0].reasons[0]"),
+			       "start unknown"));
+	free(doc);
+
+	/* events lost from T0+6000; the resync at T0+8000 sweeps 40001 */
+	g = store_batch_add_gap(&b);
+	g->run_started_ms = T0;
+	g->seq = 1;
+	g->start_ms = T0 + 6000;
+	g->end_ms = T0 + 8000;
+	g->events_lost = 10;
+	snprintf(g->reason, sizeof(g->reason), "enobufs");
+	add(&b, rec(T0 + 8000, STORE_MAPLOG_END | STORE_MAPLOG_END_UNCERTAIN,
+		    40001, 3, 0, 7));
+	write_at(st, &b, T0, T0 + 10000);
+	doc = lookup(st, 40001, T0 + 3000); /* before the gap */
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.holders[0].end"),
+			    "2026-11-25T10:00:08.000Z");
+	assert_string_equal(jtype(doc, "$.holders[0].uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.holders[0].reasons[0]"),
+			       "end not reported"));
+	assert_non_null(strstr(jtext(doc, "$.holders[0].reasons[1]"),
+			       "gap 1 (enobufs"));
+	assert_non_null(strstr(jtext(doc, "$.holders[0].reasons[1]"),
+			       "covers its end"));
+	/* the moment itself is not in the gap */
+	assert_int_equal(jlen(doc, "$.reasons"), 0);
+	free(doc);
+	doc = lookup(st, 40005, T0 + 7000); /* nobody, but inside the gap */
+	assert_int_equal(jlen(doc, "$.holders"), 0);
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "covers this moment"));
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_ipv6_and_protocols(void **state)
+{
+	struct store *st = open_fresh("v6");
+	struct store_batch b;
+	struct store_maplog_rec r;
+	struct ns_addr pub = A("2001:db8::1"), a;
+	char *doc = NULL;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	r = rec(T0 + 100, STORE_MAPLOG_LOCAL, 40000, 2, 40000, 7);
+	r.family = AF_INET6;
+	memcpy(r.public_ip, pub.bytes, 16);
+	a = A("2001:db8::1");
+	memcpy(r.host_ip, a.bytes, 16);
+	a = A("2001:db8:ffff::53");
+	memcpy(r.dest_ip, a.bytes, 16);
+	r.dest_port = 53;
+	r.proto = IPPROTO_UDP;
+	add(&b, r);
+	/* the same port on the IPv4 address and over TCP: not the same */
+	add(&b, rec(T0 + 100, 0, 40000, 3, 50000, 7));
+	write_at(st, &b, T0, T0 + 5000);
+	assert_int_equal(store_json_lookup(st, &pub, IPPROTO_UDP, 40000,
+					   T0 + 1000, T0 + 6000, &doc), 0);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.public_ip"), "2001:db8::1");
+	assert_string_equal(jtext(doc, "$.proto"), "udp");
+	assert_string_equal(jtext(doc, "$.holders[0].kind"), "local");
+	assert_string_equal(jtext(doc, "$.holders[0].internal.ip"),
+			    "2001:db8::1");
+	assert_string_equal(jtext(doc, "$.holders[0].destination.ip"),
+			    "2001:db8:ffff::53");
+	assert_int_equal(jint(doc, "$.holders[0].destination.port"), 53);
+	free(doc);
+	assert_int_equal(store_json_lookup(st, &pub, IPPROTO_TCP, 40000,
+					   T0 + 1000, T0 + 6000, &doc), 0);
+	assert_int_equal(jlen(doc, "$.holders"), 0);
+	free(doc);
+	/* bad input */
+	a.family = 99;
+	assert_int_equal(store_json_lookup(st, &a, IPPROTO_TCP, 1, T0, T0,
+					   &doc), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(store_json_lookup(st, &pub, 200, 1, T0, T0, &doc), -1);
+	assert_int_equal(errno, EINVAL);
+	/* the web's read-only connection answers too */
+	store_close(st);
+	st = store_open(db_path("v6"), STORE_READ_ONLY);
+	assert_non_null(st);
+	assert_int_equal(store_json_lookup(st, &pub, IPPROTO_UDP, 40000,
+					   T0 + 1000, T0 + 6000, &doc), 0);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_failed_write_keeps_records(void **state)
+{
+	struct store *st = open_fresh("failed");
+	struct store_batch b;
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	add(&b, rec(T0 + 100, 0, 40000, 2, 51000, 7));
+	store_status_init(&b.status);
+	b.status.started_ms = T0;
+	b.status.as_of_ms = T0 + 5000;
+	b.full = 1;
+	/* a read-only moment makes the write fail */
+	assert_int_equal(store_test_exec(st, "PRAGMA query_only = 1"), 0);
+	assert_int_equal(store_write(st, &b), -1);
+	assert_int_equal(store_test_exec(st, "PRAGMA query_only = 0"), 0);
+	store_batch_clear(&b);
+	add(&b, rec(T0 + 6000, STORE_MAPLOG_END, 40000, 2, 0, 7));
+	write_at(st, &b, T0, T0 + 10000);
+	doc = lookup(st, 40000, T0 + 3000);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.holders[0].end"),
+			    "2026-11-25T10:00:06.000Z");
+	assert_string_equal(jtype(doc, "$.holders[0].start_known"), "true");
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_retention_by_age(void **state)
+{
+	struct store *st = open_fresh("age");
+	struct store_maplog_stats ms;
+	struct store_batch b;
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	assert_int_equal(store_maplog_configure(st, DAY_MS, 1 << 30), 0);
+	assert_int_equal(store_maplog_configure(st, 0, 1), -1);
+	begin_run(st, T0);
+	add(&b, rec(T0 + 100, 0, 40000, 2, 51000, 7));
+	add(&b, rec(T0 + 200, STORE_MAPLOG_END, 40000, 2, 51000, 7));
+	add(&b, rec(T0 + 300, 0, 40001, 2, 51001, 7)); /* stays open */
+	write_at(st, &b, T0, T0 + 5000);
+	add(&b, rec(T0 + DAY_MS, 0, 40002, 2, 51002, 7));
+	add(&b, rec(T0 + DAY_MS + 10, STORE_MAPLOG_END, 40002, 2, 51002, 7));
+	write_at(st, &b, T0, T0 + DAY_MS + 100); /* < 1 day after: kept */
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_int_equal(ms.ended, 2);
+	assert_int_equal(ms.trimmed_ms, 0);
+	write_at(st, &b, T0, T0 + DAY_MS + 201); /* past a day after its end */
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_int_equal(ms.ended, 1);
+	assert_int_equal(ms.open, 1); /* open mappings are never trimmed */
+	assert_int_equal(ms.trimmed_ms, T0 + 200);
+	doc = lookup(st, 40000, T0 + 150);
+	assert_int_equal(jlen(doc, "$.holders"), 0);
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "retention removed"));
+	free(doc);
+	doc = lookup(st, 40001, T0 + DAY_MS);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static void test_retention_by_size(void **state)
+{
+	struct store *st = open_fresh("size");
+	struct store_maplog_stats ms;
+	struct store_batch b;
+	uint64_t x = 99;
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	assert_int_equal(store_maplog_configure(st, 30 * DAY_MS, 256 << 10), 0);
+	begin_run(st, T0);
+	for (int w = 0; w < 60; w++) {
+		int64_t t = T0 + w * 5000LL;
+
+		for (unsigned i = 0; i < 3000; i++) {
+			uint16_t port;
+
+			x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+			port = (uint16_t)(1024 + (x >> 20) % 64000);
+			add(&b, rec(t + i, 0, port, (unsigned)(x >> 40) % 5000,
+				    (uint16_t)(x >> 48), (unsigned)(x >> 33) % 50));
+			add(&b, rec(t + i + 1000, STORE_MAPLOG_END, port,
+				    (unsigned)(x >> 40) % 5000,
+				    (uint16_t)(x >> 48), (unsigned)(x >> 33) % 50));
+		}
+		write_at(st, &b, T0, t + 5000);
+	}
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	printf("maplog: size cap 256 KiB: %llu bytes in %llu blocks, %llu "
+	       "mappings kept of 180000, %.1f B each, trimmed to %lld\n",
+	       (unsigned long long)ms.bytes, (unsigned long long)ms.blocks,
+	       (unsigned long long)ms.ended, (double)ms.bytes / ms.ended,
+	       (long long)(ms.trimmed_ms - T0));
+	assert_true(ms.bytes <= 256 << 10);
+	assert_true(ms.ended > 10000 && ms.ended < 180000);
+	assert_true(ms.trimmed_ms > T0);
+	assert_true((double)ms.bytes / ms.ended <= 40);
+	doc = lookup(st, 2000, T0 + 1000);
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "retention removed"));
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+/* ---- the tracker feeds it ---- */
+
+static struct ct_entry snat(uint8_t type, unsigned host, uint16_t hport,
+			    uint16_t pport)
+{
+	struct ct_entry e;
+
+	memset(&e, 0, sizeof(e));
+	e.type = type;
+	e.family = AF_INET;
+	e.proto = IPPROTO_TCP;
+	e.tcp_state = 3;
+	e.id = host * 65536u + hport;
+	memcpy(e.orig.src, (uint8_t[]){ 198, 18, 0, (uint8_t)host }, 4);
+	memcpy(e.orig.dst, (uint8_t[]){ 198, 51, 100, 7 }, 4);
+	e.orig.sport = hport;
+	e.orig.dport = 443;
+	memcpy(e.reply.src, e.orig.dst, 4);
+	memcpy(e.reply.dst, (uint8_t[]){ 203, 0, 113, 1 }, 4);
+	e.reply.sport = 443;
+	e.reply.dport = pport;
+	return e;
+}
+
+static void test_tracker_hooks(void **state)
+{
+	struct tracker_config cfg = { .interval_s = 5 };
+	struct tracker *t = tracker_new(&cfg, T0);
+	struct store *st = open_fresh("tracker");
+	struct store_batch b;
+	struct ct_entry e;
+	char *doc;
+
+	(void)state;
+	assert_non_null(t);
+	store_batch_init(&b);
+	begin_run(st, T0);
+	/* the start-up dump finds one mapping */
+	tracker_dump_begin(t, 0, T0 + 10);
+	e = snat(CTMSG_DUMP, 2, 50000, 40000);
+	tracker_entry(t, &e, T0 + 20);
+	e = snat(CTMSG_DUMP, 3, 50001, 40001);
+	tracker_entry(t, &e, T0 + 20);
+	tracker_dump_end(t, 0, 0, 0, T0 + 30);
+	/* events: a NEW, a DESTROY */
+	e = snat(CTMSG_NEW, 4, 50002, 40002);
+	tracker_entry(t, &e, T0 + 100);
+	e = snat(CTMSG_DESTROY, 4, 50002, 40002);
+	tracker_entry(t, &e, T0 + 300);
+	/* 40000's DESTROY is lost and its tuple reused by another host: the
+	 * NEW starts a new mapping, the old one ends there, uncertain */
+	e = snat(CTMSG_NEW, 9, 50009, 40000);
+	tracker_entry(t, &e, T0 + 350);
+	tracker_quiet(t, 0, T0 + 400);
+	/* a resync whose dump no longer has 40001: swept */
+	tracker_dump_begin(t, 0, T0 + 500);
+	e = snat(CTMSG_DUMP, 2, 50000, 40000);
+	tracker_entry(t, &e, T0 + 510);
+	tracker_dump_end(t, 0, 0, 0, T0 + 600);
+	assert_int_equal(tracker_snapshot(t, &b, 1, T0 + 1000, T0 + 1000), 0);
+	/* starts of 40000 and 40001 (unknown), 40002 start and end, and
+	 * the sweep's end of 40001 */
+	assert_int_equal(b.n_maplog, 6);
+	assert_int_equal(nth(&b, 0).flags, STORE_MAPLOG_START_UNKNOWN);
+	assert_int_equal(nth(&b, 2).flags, 0);
+	assert_int_equal(nth(&b, 2).ms, T0 + 100);
+	assert_int_equal(nth(&b, 2).host_port, 50002);
+	assert_int_equal(nth(&b, 3).flags, STORE_MAPLOG_END);
+	assert_int_equal(nth(&b, 3).ms, T0 + 300);
+	assert_int_equal(nth(&b, 4).flags, 0); /* the reuse's start */
+	assert_int_equal(nth(&b, 4).public_port, 40000);
+	assert_int_equal(nth(&b, 4).ms, T0 + 350);
+	/* the resync's dump record of 40000 changes the host back: no
+	 * record (the ledger keeps one mapping per key) */
+	assert_int_equal(nth(&b, 5).flags,
+			 STORE_MAPLOG_END | STORE_MAPLOG_END_UNCERTAIN);
+	assert_int_equal(nth(&b, 5).ms, T0 + 600);
+	assert_int_equal(nth(&b, 5).public_port, 40001);
+	b.status.started_ms = T0;
+	b.full = 1;
+	assert_int_equal(store_write(st, &b), 0);
+
+	doc = lookup(st, 40002, T0 + 300);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.holders[0].internal.ip"), "198.18.0.4");
+	assert_int_equal(jint(doc, "$.holders[0].internal.port"), 50002);
+	assert_string_equal(jtype(doc, "$.holders[0].uncertain"), "false");
+	free(doc);
+	doc = lookup(st, 40001, T0 + 550);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtype(doc, "$.holders[0].start_known"), "false");
+	assert_string_equal(jtext(doc, "$.holders[0].end"),
+			    "2026-11-25T10:00:00.600Z");
+	free(doc);
+	doc = lookup(st, 40000, T0 + 900);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtype(doc, "$.holders[0].end"), "null");
+	assert_string_equal(jtext(doc, "$.holders[0].internal.ip"), "198.18.0.9");
+	assert_string_equal(jtype(doc, "$.holders[0].uncertain"), "false");
+	free(doc);
+	/* before the reuse: the first holder, its end not reported */
+	doc = lookup(st, 40000, T0 + 200);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.holders[0].internal.ip"), "198.18.0.2");
+	assert_string_equal(jtext(doc, "$.holders[0].end"),
+			    "2026-11-25T10:00:00.350Z");
+	assert_string_equal(jtype(doc, "$.holders[0].uncertain"), "true");
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+	tracker_free(t);
+}
+
+/* What the log costs per mapping: the collector's append (a start and an
+ * end) and the writer's store_write() of a realistic interval (500,000
+ * mappings of 4 public IPs, 4096 hosts, 256 destinations, 60% ending in
+ * the same interval, the rest in the next). */
+static double cpu_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void test_costs(void **state)
+{
+	enum { N = 500000 };
+	struct mapbuf mb;
+	struct ledger_mapping m;
+	struct store *st = open_fresh("costs");
+	struct store_batch b;
+	struct store_maplog_stats ms;
+	uint64_t x = 7;
+	double t0, t_app, t_w1, t_w2;
+
+	(void)state;
+	mapbuf_init(&mb);
+	store_batch_init(&b);
+	begin_run(st, T0);
+	memset(&m, 0, sizeof(m));
+	m.family = AF_INET;
+	m.proto = IPPROTO_TCP;
+	m.kind = NS_KIND_NAT;
+	m.public_ip[0] = 203; m.public_ip[2] = 113;
+	m.host_ip[0] = 198; m.host_ip[1] = 18;
+	m.dest_ip[0] = 198; m.dest_ip[1] = 51; m.dest_ip[2] = 100;
+	m.dest_port = 443;
+	t0 = cpu_now();
+	for (unsigned i = 0; i < N; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		m.public_ip[3] = (uint8_t)(1 + i % 4);
+		m.public_port = (uint16_t)(1024 + (i / 4) % 64000);
+		m.host_ip[2] = (uint8_t)((x >> 40) % 16);
+		m.host_ip[3] = (uint8_t)(x >> 48);
+		m.dest_ip[3] = (uint8_t)(x >> 56);
+		m.dest_ip[2] = (uint8_t)(100 + (i / 4) / 64000); /* unique keys */
+		mapbuf_start(&mb, &m, (uint16_t)(32768 + (x >> 20) % 28000),
+			     T0 + i / 100, 0);
+		if (i % 5 < 3)
+			mapbuf_end(&mb, &m, 0, T0 + i / 100 + 2000, 0);
+	}
+	t_app = cpu_now() - t0;
+	mapbuf_hand(&mb, &b);
+	b.status.started_ms = T0;
+	b.status.as_of_ms = T0 + 5000;
+	t0 = cpu_now();
+	assert_int_equal(store_write(st, &b), 0);
+	t_w1 = cpu_now() - t0;
+	store_batch_clear(&b);
+	/* the next interval: the rest end */
+	x = 7;
+	for (unsigned i = 0; i < N; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		m.public_ip[3] = (uint8_t)(1 + i % 4);
+		m.public_port = (uint16_t)(1024 + (i / 4) % 64000);
+		m.host_ip[2] = (uint8_t)((x >> 40) % 16);
+		m.host_ip[3] = (uint8_t)(x >> 48);
+		m.dest_ip[3] = (uint8_t)(x >> 56);
+		m.dest_ip[2] = (uint8_t)(100 + (i / 4) / 64000);
+		if (i % 5 >= 3)
+			mapbuf_end(&mb, &m, 0, T0 + 5000 + i / 100, 0);
+	}
+	mapbuf_hand(&mb, &b);
+	b.status.started_ms = T0;
+	b.status.as_of_ms = T0 + 10000;
+	t0 = cpu_now();
+	assert_int_equal(store_write(st, &b), 0);
+	t_w2 = cpu_now() - t0;
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_int_equal(ms.ended, N);
+	assert_int_equal(ms.open, 0);
+	printf("maplog: collector append %.0f ns per mapping (start + end); "
+	       "writer %.2f us per mapping (%.2f s + %.2f s for %d); "
+	       "%.1f B per mapping\n", 1e9 * t_app / N,
+	       1e6 * (t_w1 + t_w2) / N, t_w1, t_w2, N,
+	       (double)ms.bytes / N);
+	assert_true(1e9 * t_app / N < 500);
+	mapbuf_free(&mb);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	if (!mkdtemp(tmpdir))
+		return -1;
+	return sqlite3_open(":memory:", &jdb) == SQLITE_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	sqlite3_close(jdb);
+	nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_codec_round_trip),
+		cmocka_unit_test(test_exact_edges),
+		cmocka_unit_test(test_open_then_closed_across_batches),
+		cmocka_unit_test(test_several_holders_and_blocks),
+		cmocka_unit_test(test_gap_and_dump_seen),
+		cmocka_unit_test(test_ipv6_and_protocols),
+		cmocka_unit_test(test_failed_write_keeps_records),
+		cmocka_unit_test(test_retention_by_age),
+		cmocka_unit_test(test_retention_by_size),
+		cmocka_unit_test(test_tracker_hooks),
+		cmocka_unit_test(test_costs),
+	};
+
+	log_init("test_maplog", NS_LOG_WARN);
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
