@@ -76,10 +76,20 @@ static const char *lstr(json_t *o, const char *k)
 	return s ? s : "";
 }
 
+/* "ip:port", "[v6]:port" */
+static void lookup_endpoint(char *out, size_t n, json_t *e)
+{
+	const char *ip = lstr(e, "ip");
+
+	snprintf(out, n, strchr(ip, ':') ? "[%s]:%lld" : "%s:%lld", ip,
+		 (long long)json_integer_value(json_object_get(e, "port")));
+}
+
 static void lookup_print(json_t *doc, FILE *out)
 {
 	json_t *holders = json_object_get(doc, "holders"), *h, *r;
 	size_t i, j;
+	int wa = 8, wb = 11;
 
 	fprintf(out, "%s:%lld/%s at %s: %zu holder%s%s\n", lstr(doc, "public_ip"),
 		(long long)json_integer_value(json_object_get(doc, "port")),
@@ -91,27 +101,36 @@ static void lookup_print(json_t *doc, FILE *out)
 		fprintf(out, "  ! %s\n", json_string_value(r));
 	if (!json_array_size(holders))
 		return;
-	fprintf(out, "%-5s %-46s %-46s %4s  %-24s  %-24s\n", "KIND", "INTERNAL",
-		"DESTINATION", "ZONE", "START", "END");
-	json_array_foreach(holders, i, h) {
-		json_t *in = json_object_get(h, "internal");
-		json_t *d = json_object_get(h, "destination");
-		char a[NS_ADDR_STRLEN + 10], b[NS_ADDR_STRLEN + 10];
-		const char *ai = lstr(in, "ip"), *di = lstr(d, "ip");
+	/* columns as wide as their longest address */
+	for (int pass = 0; pass < 2; pass++) {
+		json_array_foreach(holders, i, h) {
+			char a[NS_ADDR_STRLEN + 10], b[NS_ADDR_STRLEN + 10];
 
-		snprintf(a, sizeof(a), strchr(ai, ':') ? "[%s]:%lld" : "%s:%lld",
-			 ai, (long long)json_integer_value(json_object_get(in, "port")));
-		snprintf(b, sizeof(b), strchr(di, ':') ? "[%s]:%lld" : "%s:%lld",
-			 di, (long long)json_integer_value(json_object_get(d, "port")));
-		fprintf(out, "%-5s %-46s %-46s %4lld  %-24s%s %-24s\n",
-			lstr(h, "kind"), a, b,
-			(long long)json_integer_value(json_object_get(h, "zone")),
-			lstr(h, "start"),
-			json_is_false(json_object_get(h, "start_known")) ? "?" : " ",
-			json_is_null(json_object_get(h, "end")) ? "(open)" :
-								  lstr(h, "end"));
-		json_array_foreach(json_object_get(h, "reasons"), j, r)
-			fprintf(out, "      ! %s\n", json_string_value(r));
+			lookup_endpoint(a, sizeof(a), json_object_get(h, "internal"));
+			lookup_endpoint(b, sizeof(b),
+					json_object_get(h, "destination"));
+			if (!pass) {
+				if ((int)strlen(a) > wa)
+					wa = (int)strlen(a);
+				if ((int)strlen(b) > wb)
+					wb = (int)strlen(b);
+				continue;
+			}
+			if (!i)
+				fprintf(out, "%-5s %-*s %-*s %4s  %-24s  %-24s\n",
+					"KIND", wa, "INTERNAL", wb, "DESTINATION",
+					"ZONE", "START", "END");
+			fprintf(out, "%-5s %-*s %-*s %4lld  %-24s%s %-24s\n",
+				lstr(h, "kind"), wa, a, wb, b,
+				(long long)json_integer_value(json_object_get(h, "zone")),
+				lstr(h, "start"),
+				json_is_false(json_object_get(h, "start_known")) ?
+					"?" : " ",
+				json_is_null(json_object_get(h, "end")) ?
+					"(open)" : lstr(h, "end"));
+			json_array_foreach(json_object_get(h, "reasons"), j, r)
+				fprintf(out, "      ! %s\n", json_string_value(r));
+		}
 	}
 }
 

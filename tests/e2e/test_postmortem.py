@@ -98,6 +98,9 @@ def run(lab, work, fail):
     lab.run("gw", "conntrack", "-D", "-p", "udp", check=False)
     t1 = time.time()
     time.sleep(3.0)  # the incident closes with the next period
+    # hosts are kept per minute: wait until M's minute is over (a
+    # postmortem comes later anyway)
+    time.sleep(max(0.0, (int(t_m / 60) + 1) * 60 + 2.5 - time.time()))
 
     # 1. what happened?
     inc = api(ns, "/api/v1/incidents?from=%s" % iso(t0 - 1),
