@@ -2765,6 +2765,23 @@ static void test_history_retention(void **state)
 			 "WHERE tier = 2 AND ts_ms < %lld",
 			 (long long)(t - DAY_MS));
 		assert_int_equal(q_int(path, sql), 0);
+		/* hosts and buckets go with their gateways' periods */
+		for (int tier = 1; tier <= 2; tier++) {
+			long long keep = tier == 1 ? 3600 * 1000 : DAY_MS;
+
+			snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) "
+				 "FROM hist_host WHERE tier = %d AND ts_ms < "
+				 "%lld) + (SELECT count(*) FROM hist_dest WHERE "
+				 "tier = %d AND ts_ms < %lld)", tier,
+				 (long long)(t - keep), tier,
+				 (long long)(t - keep));
+			assert_int_equal(q_int(path, sql), 0);
+			snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) "
+				 "FROM hist_host WHERE tier = %d) * (SELECT "
+				 "count(*) FROM hist_dest WHERE tier = %d)",
+				 tier, tier);
+			assert_true(q_int(path, sql) > 0);
+		}
 	}
 	assert_true(q_int(path, "SELECT count(*) FROM hist_gateway WHERE "
 				"tier = 2") >= 23);
