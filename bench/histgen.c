@@ -833,6 +833,8 @@ int main(int argc, char **argv)
 	sqlite3 *db;
 	long long rows[4][STORE_TIERS], bytes[6], incidents, incidents_by[3];
 	long long fsize, wsize;
+	double held_days[STORE_TIERS], periods[STORE_TIERS];
+	double projected = 0, proj_table[4];
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -957,6 +959,55 @@ int main(int argc, char **argv)
 				"('hist_gateway_time', 'hist_host_ip')");
 	bytes[5] = hg_q_int(db, "SELECT sum(pgsize) FROM dbstat WHERE name IN "
 				"('incident', 'incident_time', 'incident_open')");
+	if (no_write) {
+		/* an existing database: its newest period ends "now" */
+		long long end = hg_q_int(db, "SELECT max(ts_ms + span_ms) FROM "
+					 "hist_kernel WHERE tier = 0");
+
+		if (end > 0)
+			now = end;
+	}
+	/* what each tier holds (periods, days back), and the size the same
+	 * rows would take with every tier at its full age (no size cap):
+	 * rows per period x periods kept x bytes per row, indexes counted
+	 * with their table */
+	for (int tier = 0; tier < STORE_TIERS; tier++) {
+		char sql[200];
+		long long lo, hi;
+		double len = tier == 0 ? interval : tier == 1 ? 60 : 3600;
+		double keep_s = (double)cfg.keep_ms[tier] / 1000;
+
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM hist_kernel "
+			 "WHERE tier = %d", tier);
+		periods[tier] = (double)hg_q_int(db, sql);
+		snprintf(sql, sizeof(sql), "SELECT min(ts_ms) FROM hist_kernel "
+			 "WHERE tier = %d", tier);
+		lo = hg_q_int(db, sql);
+		snprintf(sql, sizeof(sql), "SELECT max(ts_ms) FROM hist_kernel "
+			 "WHERE tier = %d", tier);
+		hi = hg_q_int(db, sql);
+		held_days[tier] = periods[tier] > 0 ?
+			(double)(now - lo) / HG_DAY_MS : 0;
+		(void)hi;
+		if (keep_s > days * 86400)
+			keep_s = days * 86400;
+		periods[tier] = periods[tier] > 0 ? keep_s / len /
+			periods[tier] : 0; /* now: scale to the full age */
+	}
+	for (size_t i = 0; i < 4; i++) {
+		long long n = rows[i][0] + rows[i][1] + rows[i][2];
+		double per = n ? (double)(bytes[i] + (i == 0 ? hg_q_int(db,
+			"SELECT sum(pgsize) FROM dbstat WHERE name = "
+			"'hist_gateway_time'") : i == 1 ? hg_q_int(db,
+			"SELECT sum(pgsize) FROM dbstat WHERE name = "
+			"'hist_host_ip'") : 0)) / (double)n : 0;
+
+		proj_table[i] = 0;
+		for (int tier = 0; tier < STORE_TIERS; tier++)
+			proj_table[i] += (double)rows[i][tier] * periods[tier] *
+					 per;
+		projected += proj_table[i];
+	}
 	incidents = hg_q_int(db, "SELECT count(*) FROM incident");
 	incidents_by[0] = hg_q_int(db, "SELECT count(*) FROM incident WHERE kind = 'gateway'");
 	incidents_by[1] = hg_q_int(db, "SELECT count(*) FROM incident WHERE kind = 'bucket'");
@@ -987,6 +1038,11 @@ int main(int argc, char **argv)
 			       hg_tables[i], rows[i][0], rows[i][1], rows[i][2],
 			       hg_tables[i], bytes[i]);
 		}
+		printf(", \"held_days\": [%.2f, %.2f, %.2f], "
+		       "\"projected_bytes\": %.0f, \"projected_table_bytes\": "
+		       "[%.0f, %.0f, %.0f, %.0f]", held_days[0], held_days[1],
+		       held_days[2], projected, proj_table[0], proj_table[1],
+		       proj_table[2], proj_table[3]);
 		printf(", \"index_bytes\": %lld, \"incident_bytes\": %lld, "
 		       "\"incidents\": %lld, \"incidents_gateway\": %lld, "
 		       "\"incidents_bucket\": %lld, \"incidents_kernel\": %lld",
@@ -1054,6 +1110,13 @@ int main(int argc, char **argv)
 	       "incidents %lld (%lld gateway, %lld bucket, %lld kernel), "
 	       "%lld bytes\n", bytes[4], incidents, incidents_by[0],
 	       incidents_by[1], incidents_by[2], bytes[5]);
+	printf("held: raw %.2f days, minutes %.2f days, hours %.2f days\n",
+	       held_days[0], held_days[1], held_days[2]);
+	printf("projected with every tier at its full age and no size cap: "
+	       "%.1f MiB (gateway %.1f, host %.1f, dest %.1f, kernel %.1f, "
+	       "indexes included)\n", projected / 1048576,
+	       proj_table[0] / 1048576, proj_table[1] / 1048576,
+	       proj_table[2] / 1048576, proj_table[3] / 1048576);
 	for (size_t i = 0; i < n_ph; i++)
 		printf("writes %-4s %7zu periods of %4u s over %5.2f days: "
 		       "CPU %.1f s, %.3f ms/write (p99 %.3f, max %.3f), wall "
