@@ -9,7 +9,7 @@
  *
  *   build/histgen --db FILE [--days 30] [--gateways 64] [--hosts 5000]
  *                 [--dests 300] [--interval 5] [--fine-days 1]
- *                 [--mid-interval 60] [--old-interval 600] [--seed 1]
+ *                 [--mid-interval 60] [--old-interval 3600] [--seed 1]
  *                 [--queries N] [--no-write] [--no-live] [--json]
  *
  * Time is simulated: no sleeping, every period is stamped with its
@@ -21,7 +21,7 @@
  * minute tier's retention (7 days by default), are written one period per
  * --mid-interval (60 s: one period per minute, so every minute row and its
  * hosts and buckets exist as they would); older days, of which only hour
- * rows survive, one period per --old-interval (600 s).  Coarser periods
+ * rows survive, one period per --old-interval (3600 s).  Coarser periods
  * give the same rows in the minute and hour tiers (one per gateway, host
  * or bucket and period; their spans add up to the same minutes and hours)
  * at a fraction of the writes; the raw rows they leave are gone by the end.
@@ -821,7 +821,7 @@ int main(int argc, char **argv)
 	const char *db_path = NULL;
 	double days = 30, fine_days = 1;
 	unsigned gateways = 64, hosts = 5000, dests = 300, interval = 5;
-	unsigned mid_interval = 60, old_interval = 600, queries = 0;
+	unsigned mid_interval = 60, old_interval = 3600, queries = 0;
 	int json = 0, no_write = 0, no_live = 0, c;
 	unsigned long long seed = 1;
 	struct store_history_config cfg;
