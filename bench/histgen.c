@@ -10,6 +10,7 @@
  *   build/histgen --db FILE [--days 30] [--gateways 64] [--hosts 5000]
  *                 [--dests 300] [--interval 5] [--fine-days 1]
  *                 [--mid-interval 60] [--old-interval 3600] [--seed 1]
+ *                 [--max-size MIB (the history limit; default 1 GiB)]
  *                 [--queries N] [--no-write] [--no-live] [--json]
  *
  * Time is simulated: no sleeping, every period is stamped with its
@@ -791,7 +792,8 @@ static void hg_usage(FILE *f)
 		   "[--hosts N] [--dests N]\n"
 		   "               [--interval S] [--fine-days N] "
 		   "[--mid-interval S] [--old-interval S]\n"
-		   "               [--seed N] [--queries N] [--no-write] "
+		   "               [--seed N] [--max-size MIB] [--queries N] "
+		   "[--no-write]\n               "
 		   "[--no-live] [--json]\n");
 }
 
@@ -811,6 +813,7 @@ int main(int argc, char **argv)
 		{ "mid-interval", required_argument, NULL, 'm' },
 		{ "old-interval", required_argument, NULL, 'o' },
 		{ "seed", required_argument, NULL, 's' },
+		{ "max-size", required_argument, NULL, 'M' },
 		{ "queries", required_argument, NULL, 'q' },
 		{ "no-write", no_argument, NULL, 'W' },
 		{ "no-live", no_argument, NULL, 'L' },
@@ -824,6 +827,7 @@ int main(int argc, char **argv)
 	unsigned mid_interval = 60, old_interval = 3600, queries = 0;
 	int json = 0, no_write = 0, no_live = 0, c;
 	unsigned long long seed = 1;
+	double max_mib = 0; /* 0: the default (1 GiB) */
 	struct store_history_config cfg;
 	struct hg_model m;
 	struct hg_phase ph[3];
@@ -848,6 +852,7 @@ int main(int argc, char **argv)
 		case 'm': mid_interval = (unsigned)atoi(optarg); break;
 		case 'o': old_interval = (unsigned)atoi(optarg); break;
 		case 's': seed = strtoull(optarg, NULL, 10); break;
+		case 'M': max_mib = atof(optarg); break;
 		case 'q': queries = (unsigned)atoi(optarg); break;
 		case 'W': no_write = 1; break;
 		case 'L': no_live = 1; break;
@@ -868,6 +873,8 @@ int main(int argc, char **argv)
 		hg_rng = 1;
 	hg_model_init(&m, gateways, hosts, dests);
 	store_history_defaults(&cfg);
+	if (max_mib > 0)
+		cfg.max_bytes = (uint64_t)(max_mib * 1048576);
 	/* the periods end now: the history is as old as it would be */
 	now = ns_now_ms() / 1000 * 1000;
 	now -= now % ((int64_t)interval * 1000);
