@@ -109,7 +109,7 @@ struct hg_pair {		/* one host's use of one gateway */
 	struct ns_addr ip;
 	double level, rate;	/* mean mappings, new mappings per second */
 	uint32_t mappings, peak, new_mappings;
-	uint8_t dirty;
+	uint8_t dirty, pick; /* pick: among its gateway's top this period */
 };
 
 struct hg_bkt {			/* one destination bucket of a gateway */
@@ -118,7 +118,7 @@ struct hg_bkt {			/* one destination bucket of a gateway */
 	uint16_t port;
 	double weight;		/* share of its gateway's mappings */
 	uint32_t mappings, peak, new_mappings;
-	uint8_t dirty;
+	uint8_t dirty, pick;
 };
 
 struct hg_model {
@@ -369,6 +369,74 @@ static void hg_fail(const char *what)
 	exit(1);
 }
 
+/* The values ranked by hg_top(): a host's or bucket's peak or new
+ * mappings (every bucket of the model has the same capacity, so peak
+ * ranks buckets as peak / capacity does). */
+static uint32_t *hg_key;
+
+static int hg_cmp_key(const void *a, const void *b)
+{
+	uint32_t x = hg_key[*(const uint32_t *)a];
+	uint32_t y = hg_key[*(const uint32_t *)b];
+
+	return x > y ? -1 : x < y;
+}
+
+/* Marks pick on the hosts and buckets the collector hands the writer for
+ * a period (ledger_history_top() on main): per gateway, the top `top` live
+ * ones by peak and the top `top` by new mappings. */
+static void hg_top(struct hg_model *m, unsigned top)
+{
+	size_t nmax = m->n_pair > m->n_bkt ? m->n_pair : m->n_bkt;
+	uint32_t *idx = malloc(nmax * sizeof(uint32_t));
+	uint32_t *peak = malloc(nmax * sizeof(uint32_t));
+	uint32_t *created = malloc(nmax * sizeof(uint32_t));
+
+	if (!idx || !peak || !created)
+		hg_fail("memory");
+	for (size_t i = 0; i < m->n_pair; i++) {
+		m->pair[i].pick = 0;
+		peak[i] = m->pair[i].peak;
+		created[i] = m->pair[i].new_mappings;
+	}
+	for (size_t g = 0; g < m->n_gw; g++) {
+		size_t n = 0;
+
+		for (size_t i = 0; i < m->n_pair; i++)
+			if (m->pair[i].gw == g)
+				idx[n++] = (uint32_t)i;
+		for (int by = 0; by < 2; by++) {
+			hg_key = by ? created : peak;
+			qsort(idx, n, sizeof(*idx), hg_cmp_key);
+			for (size_t k = 0; k < n && k < top; k++)
+				if (hg_key[idx[k]])
+					m->pair[idx[k]].pick = 1;
+		}
+	}
+	for (size_t i = 0; i < m->n_bkt; i++) {
+		m->bkt[i].pick = 0;
+		peak[i] = m->bkt[i].peak;
+		created[i] = m->bkt[i].new_mappings;
+	}
+	for (size_t g = 0; g < m->n_gw; g++) {
+		const struct hg_gw *w = &m->gw[g];
+		size_t n = w->n_dests;
+
+		for (size_t k = 0; k < n; k++)
+			idx[k] = w->first_dest + (uint32_t)k;
+		for (int by = 0; by < 2; by++) {
+			hg_key = by ? created : peak;
+			qsort(idx, n, sizeof(*idx), hg_cmp_key);
+			for (size_t k = 0; k < n && k < top; k++)
+				if (hg_key[idx[k]])
+					m->bkt[idx[k]].pick = 1;
+		}
+	}
+	free(idx);
+	free(peak);
+	free(created);
+}
+
 static void hg_status(struct store_status *x, const struct hg_model *m,
 		      int64_t started, int64_t as_of, unsigned interval)
 {
@@ -402,12 +470,11 @@ static void hg_status(struct store_status *x, const struct hg_model *m,
 
 /* Fills b with the period [start, end): the live deltas (unless no_live)
  * and the history, as ledger_snapshot() and ledger_history() do. */
-static void hg_batch(struct store_batch *b, const struct hg_model *m,
+static void hg_batch(struct store_batch *b, struct hg_model *m,
 		     int64_t started, int64_t start, int64_t end,
 		     unsigned interval, int full, int no_live)
 {
 	struct store_history *h = &b->hist;
-	int all = start / 60000 != end / 60000;
 
 	store_batch_clear(b);
 	b->full = full;
@@ -417,7 +484,7 @@ static void hg_batch(struct store_batch *b, const struct hg_model *m,
 	h->end_ms = end;
 	h->exact = 1;
 	h->state = STORE_STATE_RUNNING;
-	h->all = (uint8_t)all;
+	hg_top(m, 20);
 	for (size_t g = 0; g < m->n_gw; g++) {
 		const struct hg_gw *w = &m->gw[g];
 		const struct hg_bkt *worst = NULL;
@@ -458,10 +525,7 @@ static void hg_batch(struct store_batch *b, const struct hg_model *m,
 		struct store_hist_host *r;
 		struct store_host_row *lr;
 
-		if (!(p->dirty || (all && p->mappings)) &&
-		    !(full && p->mappings))
-			continue;
-		if (p->dirty || all) {
+		if (p->pick) {
 			if (!(r = store_batch_add_hist_host(b)))
 				hg_fail("batch");
 			r->end.gateway = m->gw[p->gw].ip;
@@ -489,7 +553,7 @@ static void hg_batch(struct store_batch *b, const struct hg_model *m,
 		struct store_hist_dest *r;
 		struct store_dest_row *lr;
 
-		if (k->dirty || all) {
+		if (k->pick) {
 			if (!(r = store_batch_add_hist_dest(b)))
 				hg_fail("batch");
 			r->end.gateway = m->gw[k->gw].ip;
