@@ -65,8 +65,10 @@ static void run_usage(FILE *f)
 	      "                        AGE: a number with s, m, h or d\n"
 	      "  --history-max-size SIZE  the database's size limit: the oldest\n"
 	      "                        periods go first (default 1G)\n"
+	      "  --history-hosts-minute AGE  keep per-minute hosts and buckets\n"
+	      "                        (default 1d; hours keep them longer)\n"
 	      "  --history-top N       hosts and buckets kept per gateway and\n"
-	      "                        period, by peak and by rate (default 20)\n"
+	      "                        period, by peak and by rate (default 10)\n"
 	      "  --warn PERCENT        incident when a gateway or bucket reaches\n"
 	      "                        this share of its ports (default 70)\n"
 	      "  --critical PERCENT    ... marked critical (default 90)\n"
@@ -188,6 +190,7 @@ int cli_run(int argc, char **argv)
 		{ "history-hour", required_argument, NULL, 'H' },
 		{ "history-max-size", required_argument, NULL, 'S' },
 		{ "history-top", required_argument, NULL, 'T' },
+		{ "history-hosts-minute", required_argument, NULL, 'U' },
 		{ "warn", required_argument, NULL, 'w' },
 		{ "critical", required_argument, NULL, 'c' },
 		{ "maplog-days", required_argument, NULL, 'D' },
@@ -243,6 +246,14 @@ int cli_run(int argc, char **argv)
 				return 2;
 			}
 			hcfg.max_bytes = n;
+			break;
+		case 'U':
+			if (cli_parse_duration(optarg, &hcfg.keep_top_minute_ms) < 0) {
+				fprintf(stderr, "natscope run: --history-hosts-minute "
+					"'%s': expected an age such as 90m, 36h "
+					"or 7d\n", optarg);
+				return 2;
+			}
 			break;
 		case 'T':
 			if (cli_parse_size(optarg, &n) < 0 || n < 1 || n > 1000) {

@@ -26,7 +26,7 @@ struct collector_config {
 	int64_t run_started_ms; /* the run's identity in the database (status,
 				   gap log); 0: when collector_open() runs */
 	unsigned hist_top; /* history: top hosts and buckets per gateway and
-			      period (0: 20) */
+			      period (0: 10) */
 };
 
 /* Opens the conntrack event and dump sockets and the address watcher, and

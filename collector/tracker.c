@@ -1069,7 +1069,7 @@ static void tracker_history(struct tracker *t, struct store_batch *b,
 	h->end_ms = as_of;
 	h->exact = !t->hist_inexact && !t->gap_open;
 	h->state = h->exact ? STORE_STATE_RUNNING : STORE_STATE_RESYNCING;
-	if (ledger_history(t->ledger, b, t->cfg.hist_top ? t->cfg.hist_top : 20,
+	if (ledger_history(t->ledger, b, t->cfg.hist_top ? t->cfg.hist_top : 10,
 			   t->range_size) < 0) {
 		log_warn("history of the last interval");
 		h->start_ms = h->end_ms = 0; /* its peaks go to the next */

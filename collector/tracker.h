@@ -45,7 +45,7 @@ struct tracker_config {
 	int64_t stall_ms; /* a dump without progress this long is abandoned
 			     (0: the default, 10 s) */
 	unsigned hist_top; /* history: hosts and buckets per gateway and
-			      period, by peak and by rate (0: 20) */
+			      period, by peak and by rate (0: 10) */
 };
 
 /* A new tracker with an empty ledger, wanting its first dump.  now is the

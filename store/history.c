@@ -21,7 +21,8 @@ void store_history_defaults(struct store_history_config *cfg)
 	cfg->keep_ms[1] = 7LL * 24 * 3600 * 1000;   /* minutes: a week */
 	cfg->keep_ms[2] = 90LL * 24 * 3600 * 1000;  /* hours: 90 days */
 	cfg->max_bytes = 1ULL << 30;
-	cfg->top = 20;
+	cfg->keep_top_minute_ms = 24LL * 3600 * 1000; /* a day, as raw */
+	cfg->top = 10;
 	cfg->warn = 0.7;
 	cfg->critical = 0.9;
 }
@@ -32,6 +33,10 @@ int store_history_configure(struct store *st,
 	if (cfg->top < 1 || cfg->max_bytes < (1ULL << 20) ||
 	    !(cfg->warn > 0 && cfg->warn <= cfg->critical &&
 	      cfg->critical <= 1)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (cfg->keep_top_minute_ms < 0) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -226,7 +231,10 @@ static int raw_kernel(struct store *st, const struct store_history *h,
 /* The period a row of a tier belongs to in the next: raw rows by the end
  * of their interval (as the collector counts them), minute rows by their
  * start.  ?1 is the coarser period's length, ?2..?3 the range of
- * periods [lo, hi) to make, ?4 the finer tier. */
+ * periods [lo, hi) to make, ?4 the finer tier, ?5 the start of the
+ * finer row that holds lo (raw: its period may begin before lo): with
+ * ts_ms in [?5, ?3) the index on (tier, ts_ms) bounds the scan to the
+ * rows rolled up instead of the whole tier. */
 #define PERIOD_OF "((CASE WHEN tier = 0 THEN ts_ms + span_ms ELSE ts_ms END) / ?1 * ?1)"
 
 static const char sql_roll_gw[] =
@@ -238,7 +246,8 @@ static const char sql_roll_gw[] =
 	" state_established, state_fin_wait, state_close_wait, state_last_ack,"
 	" state_time_wait, state_close, state_syn_sent2, time_wait_peak) "
 	"WITH r AS (SELECT *, " PERIOD_OF " AS p FROM hist_gateway"
-	"  WHERE tier = ?4 AND " PERIOD_OF " >= ?2 AND " PERIOD_OF " < ?3),"
+	"  WHERE tier = ?4 AND ts_ms >= ?5 AND ts_ms < ?3 AND " PERIOD_OF
+	" >= ?2 AND " PERIOD_OF " < ?3),"
 	" o AS (SELECT *, row_number() OVER (PARTITION BY public_ip, proto, p"
 	"  ORDER BY ts_ms DESC) AS nl, row_number() OVER (PARTITION BY"
 	"  public_ip, proto, p ORDER BY CAST(worst_peak AS REAL) /"
@@ -273,8 +282,8 @@ static const char sql_roll_kernel[] =
 	" events_lost, port_range_lo, port_range_hi, tcp_tw_reuse,"
 	" tcp_fin_timeout, tcp_timeout_time_wait, ct_events) "
 	"WITH r AS (SELECT *, " PERIOD_OF " AS p, " STATE_RANK " AS sr"
-	"  FROM hist_kernel WHERE tier = ?4 AND " PERIOD_OF " >= ?2 AND "
-	PERIOD_OF " < ?3),"
+	"  FROM hist_kernel WHERE tier = ?4 AND ts_ms >= ?5 AND ts_ms < ?3"
+	"  AND " PERIOD_OF " >= ?2 AND " PERIOD_OF " < ?3),"
 	" o AS (SELECT *, row_number() OVER (PARTITION BY p ORDER BY ts_ms"
 	"  DESC) AS nl, row_number() OVER (PARTITION BY p ORDER BY sr DESC)"
 	"  AS ns FROM r),"
@@ -321,13 +330,21 @@ static const char sql_close_dests[] =
 	"DELETE FROM acc_dest";
 
 /* Hours of hosts and buckets from their minutes: ?1 = 3600000, [?2, ?3)
- * the hours, ?4 the top. */
+ * the hours, ?4 the top.  hist_host and hist_dest are keyed by (public_ip,
+ * proto, tier, ts_ms, ...): their minutes are found gateway by gateway
+ * (every minute row of a host or bucket has its gateway's minute row), so
+ * the search is a range of the key for each, not a scan of the table. */
+#define HOURS_GW "(SELECT DISTINCT public_ip, proto FROM hist_gateway" \
+	" WHERE tier = 1 AND ts_ms >= ?2 AND ts_ms < ?3) AS g"
+
 static const char sql_roll_hosts[] =
 	"INSERT OR REPLACE INTO hist_host (public_ip, proto, tier, ts_ms, ip,"
 	" span_ms, kind, family, ip_bin, mappings, mappings_peak, ports_in_use,"
 	" new_mappings) "
-	"WITH r AS (SELECT *, ts_ms / ?1 * ?1 AS p FROM hist_host WHERE"
-	"  tier = 1 AND ts_ms >= ?2 AND ts_ms < ?3),"
+	"WITH r AS (SELECT h.*, h.ts_ms / ?1 * ?1 AS p FROM " HOURS_GW
+	"  CROSS JOIN hist_host AS h ON h.public_ip = g.public_ip AND"
+	"  h.proto = g.proto AND h.tier = 1 AND h.ts_ms >= ?2 AND"
+	"  h.ts_ms < ?3),"
 	" a AS (SELECT public_ip, proto, ip, p, sum(span_ms) AS span,"
 	"  max(mappings_peak) AS mp, sum(new_mappings) AS nm, max(ts_ms) AS"
 	"  last FROM r GROUP BY public_ip, proto, ip, p),"
@@ -346,8 +363,10 @@ static const char sql_roll_dests[] =
 	"INSERT OR REPLACE INTO hist_dest (public_ip, proto, tier, ts_ms, zone,"
 	" ip, port, span_ms, family, ip_bin, capacity, mappings, mappings_peak,"
 	" new_mappings) "
-	"WITH r AS (SELECT *, ts_ms / ?1 * ?1 AS p FROM hist_dest WHERE"
-	"  tier = 1 AND ts_ms >= ?2 AND ts_ms < ?3),"
+	"WITH r AS (SELECT h.*, h.ts_ms / ?1 * ?1 AS p FROM " HOURS_GW
+	"  CROSS JOIN hist_dest AS h ON h.public_ip = g.public_ip AND"
+	"  h.proto = g.proto AND h.tier = 1 AND h.ts_ms >= ?2 AND"
+	"  h.ts_ms < ?3),"
 	" a AS (SELECT public_ip, proto, zone, ip, port, p, sum(span_ms) AS"
 	"  span, max(mappings_peak) AS mp, max(capacity) AS cap,"
 	"  sum(new_mappings) AS nm, max(ts_ms) AS last FROM r"
@@ -366,8 +385,9 @@ static const char sql_roll_dests[] =
 /* Runs a rollup statement (one, prepared fresh: they run once a minute)
  * with its parameters. */
 static int roll(struct store *st, const char *sql, int64_t p1, int64_t p2,
-		int64_t p3, int64_t p4, const char *what)
+		int64_t p3, int64_t p4, int64_t p5, const char *what)
 {
+	const int64_t p[] = { p1, p2, p3, p4, p5 };
 	sqlite3_stmt *s;
 	const char *tail = sql;
 	int rc;
@@ -378,9 +398,9 @@ static int roll(struct store *st, const char *sql, int64_t p1, int64_t p2,
 			return store_fail(st, rc, what);
 		if (!s)
 			break;
-		for (int i = 1; i <= sqlite3_bind_parameter_count(s); i++)
-			sqlite3_bind_int64(s, i, i == 1 ? p1 : i == 2 ? p2 :
-						 i == 3 ? p3 : p4);
+		for (int i = 1; i <= sqlite3_bind_parameter_count(s) && i <= 5;
+		     i++)
+			sqlite3_bind_int64(s, i, p[i - 1]);
 		rc = sqlite3_step(s);
 		sqlite3_finalize(s);
 		if (rc != SQLITE_DONE)
@@ -409,27 +429,52 @@ static int64_t tier_edge(struct store *st, int tier, int newest)
 	return v;
 }
 
+/* Where the finer rows that roll up into periods from lo on begin: lo
+ * for minute rows (a minute row's period is its start); for raw rows,
+ * the start of the last one beginning before lo, which may end after it
+ * (raw periods follow one another without overlapping, so none earlier
+ * does). */
+static int64_t rows_from(struct store *st, int finer, int64_t lo)
+{
+	sqlite3_stmt *s;
+	int64_t v = lo;
+
+	if (finer > 0)
+		return lo;
+	if (sqlite3_prepare_v2(st->db, "SELECT max(ts_ms) FROM hist_kernel "
+				       "WHERE tier = 0 AND ts_ms < ?1", -1, &s,
+			       NULL) != SQLITE_OK)
+		return INT64_MIN; /* no bound: correct, only slower */
+	sqlite3_bind_int64(s, 1, lo);
+	if (sqlite3_step(s) == SQLITE_ROW &&
+	    sqlite3_column_type(s, 0) != SQLITE_NULL)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
 /* Makes the rows of tier (1 or 2) for every period that ended before
  * `before` and is not made yet (a restart leaves the last minute of the
  * previous run unmade: it is made now, without its hosts). */
 static int catch_up(struct store *st, int tier, int64_t before)
 {
 	int64_t p = tier_ms[tier];
-	int64_t hi = before / p * p, lo = tier_edge(st, tier, 1);
+	int64_t hi = before / p * p, lo = tier_edge(st, tier, 1), from;
 
 	lo = lo < 0 ? hi - st->hist_cfg.keep_ms[tier - 1] : lo + p;
 	lo = lo / p * p;
 	if (lo >= hi)
 		return 0;
-	if (roll(st, sql_roll_gw, p, lo, hi, tier - 1, "history: rollup of "
-		 "gateways") < 0 ||
-	    roll(st, sql_roll_kernel, p, lo, hi, tier - 1, "history: rollup "
-		 "of the kernel") < 0)
+	from = rows_from(st, tier - 1, lo);
+	if (roll(st, sql_roll_gw, p, lo, hi, tier - 1, from, "history: rollup "
+		 "of gateways") < 0 ||
+	    roll(st, sql_roll_kernel, p, lo, hi, tier - 1, from, "history: "
+		 "rollup of the kernel") < 0)
 		return -1;
 	if (tier == 2 &&
-	    (roll(st, sql_roll_hosts, p, lo, hi, st->hist_cfg.top,
+	    (roll(st, sql_roll_hosts, p, lo, hi, st->hist_cfg.top, 0,
 		  "history: rollup of hosts") < 0 ||
-	     roll(st, sql_roll_dests, p, lo, hi, st->hist_cfg.top,
+	     roll(st, sql_roll_dests, p, lo, hi, st->hist_cfg.top, 0,
 		  "history: rollup of buckets") < 0))
 		return -1;
 	return 0;
@@ -437,18 +482,32 @@ static int catch_up(struct store *st, int tier, int64_t before)
 
 /* ---- retention ---- */
 
-static const char *const hist_tables[] = { "hist_gateway", "hist_kernel",
-					   "hist_host", "hist_dest" };
+/* hist_host and hist_dest first: their rows are found through the
+ * gateway rows of the same periods (see HOURS_GW), which go after them. */
+static const char *const hist_tables[] = { "hist_host", "hist_dest",
+					   "hist_gateway", "hist_kernel" };
 
-static int trim_before(struct store *st, int tier, int64_t before)
+/* Deletes a tier's periods before `before`: of every table, or (top_only)
+ * of hist_host and hist_dest alone. */
+static int trim_before(struct store *st, int tier, int64_t before,
+		       int top_only)
 {
-	char sql[160];
+	char sql[400];
 
-	for (size_t i = 0; i < sizeof(hist_tables) / sizeof(hist_tables[0]);
+	for (size_t i = 0; i < (top_only ? 2 : sizeof(hist_tables) /
+					       sizeof(hist_tables[0]));
 	     i++) {
-		snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE tier = %d AND "
-			 "ts_ms < %lld", hist_tables[i], tier,
-			 (long long)before);
+		if (i < 2) /* a range of the key per gateway, not a scan */
+			snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE "
+				 "(public_ip, proto) IN (SELECT DISTINCT "
+				 "public_ip, proto FROM hist_gateway WHERE "
+				 "tier = %d AND ts_ms < %lld) AND tier = %d AND "
+				 "ts_ms < %lld", hist_tables[i], tier,
+				 (long long)before, tier, (long long)before);
+		else
+			snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE tier "
+				 "= %d AND ts_ms < %lld", hist_tables[i], tier,
+				 (long long)before);
 		if (store_exec(st, sql, "history: retention") < 0)
 			return -1;
 	}
@@ -481,8 +540,12 @@ static int retain(struct store *st, int64_t now)
 	const struct store_history_config *c = &st->hist_cfg;
 
 	for (int t = 0; t < STORE_TIERS; t++)
-		if (trim_before(st, t, now - c->keep_ms[t]) < 0)
+		if (trim_before(st, t, now - c->keep_ms[t], 0) < 0)
 			return -1;
+	/* per-minute hosts and buckets are most of the file: their own age */
+	if (c->keep_top_minute_ms < c->keep_ms[1] &&
+	    trim_before(st, 1, now - c->keep_top_minute_ms, 1) < 0)
+		return -1;
 	for (int round = 0; round < 12; round++) {
 		int64_t used = used_bytes(st), first;
 		int t;
@@ -502,7 +565,7 @@ static int retain(struct store *st, int64_t now)
 				  (unsigned long long)c->max_bytes);
 			st->hist_size_warned = 1;
 		}
-		if (trim_before(st, t, first + (now - first) / 4) < 0)
+		if (trim_before(st, t, first + (now - first) / 4, 0) < 0)
 			return -1;
 	}
 	return 0;
@@ -533,10 +596,10 @@ int store_history_write(struct store *st, const struct store_batch *b)
 		 * started: they are empty) */
 		if (st->hist_minute > 0) {
 			if (roll(st, sql_close_hosts, st->hist_minute,
-				 st->hist_cfg.top, 0, 0, "history: hosts of a "
+				 st->hist_cfg.top, 0, 0, 0, "history: hosts of a "
 				 "minute") < 0 ||
 			    roll(st, sql_close_dests, st->hist_minute,
-				 st->hist_cfg.top, 0, 0, "history: buckets "
+				 st->hist_cfg.top, 0, 0, 0, "history: buckets "
 				 "of a minute") < 0)
 				return -1;
 		}

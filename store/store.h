@@ -483,13 +483,16 @@ struct store_history {
 
 struct store_history_config {
 	int64_t keep_ms[STORE_TIERS]; /* retention of each tier */
+	int64_t keep_top_minute_ms;   /* of hist_host and hist_dest's minutes
+					 (the bulk of the file), if shorter */
 	uint64_t max_bytes; /* the database's size limit: oldest go first */
 	unsigned top;	    /* hosts and buckets kept per gateway and period,
 			       by peak and again by new mappings */
 	double warn, critical; /* incident thresholds, of capacity (0-1) */
 };
 
-/* The defaults: raw a day, minutes a week, hours 90 days, 1 GiB, top 20,
+/* The defaults: raw a day, minutes a week (hosts' and buckets' a day),
+ * hours 90 days, 1 GiB, top 10,
  * incidents at 70% (warn) and 90% (critical). */
 void store_history_defaults(struct store_history_config *cfg);
 

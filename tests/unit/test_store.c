@@ -2741,6 +2741,7 @@ static void test_history_retention(void **state)
 	cfg.keep_ms[0] = 10 * MIN_MS;
 	cfg.keep_ms[1] = 3600 * 1000;
 	cfg.keep_ms[2] = DAY_MS;
+	cfg.keep_top_minute_ms = 20 * MIN_MS;
 	assert_int_equal(store_history_configure(st, &cfg), 0);
 	cfg.top = 0;
 	errno = 0;
@@ -2767,9 +2768,41 @@ static void test_history_retention(void **state)
 			 "WHERE tier = 2 AND ts_ms < %lld",
 			 (long long)(t - DAY_MS));
 		assert_int_equal(q_int(path, sql), 0);
+		/* hosts and buckets go with their gateways' periods */
+		for (int tier = 1; tier <= 2; tier++) {
+			long long keep = tier == 1 ? 3600 * 1000 : DAY_MS;
+
+			snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) "
+				 "FROM hist_host WHERE tier = %d AND ts_ms < "
+				 "%lld) + (SELECT count(*) FROM hist_dest WHERE "
+				 "tier = %d AND ts_ms < %lld)", tier,
+				 (long long)(t - keep), tier,
+				 (long long)(t - keep));
+			assert_int_equal(q_int(path, sql), 0);
+			snprintf(sql, sizeof(sql), "SELECT (SELECT count(*) "
+				 "FROM hist_host WHERE tier = %d) * (SELECT "
+				 "count(*) FROM hist_dest WHERE tier = %d)",
+				 tier, tier);
+			assert_true(q_int(path, sql) > 0);
+		}
 	}
 	assert_true(q_int(path, "SELECT count(*) FROM hist_gateway WHERE "
 				"tier = 2") >= 23);
+	/* per-minute hosts: 20 minutes, while gateways keep their hour */
+	{
+		char sql[200];
+
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM hist_host "
+			 "WHERE tier = 1 AND ts_ms < %lld",
+			 (long long)(t - 20 * MIN_MS));
+		assert_int_equal(q_int(path, sql), 0);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM hist_gateway "
+			 "WHERE tier = 1 AND ts_ms < %lld",
+			 (long long)(t - 20 * MIN_MS));
+		assert_true(q_int(path, sql) >= 6);
+		assert_true(q_int(path, "SELECT count(*) FROM hist_host WHERE "
+					"tier = 1") >= 2);
+	}
 	store_close(st);
 
 	/* by size: 1 MiB, hundreds of gateways a period */
