@@ -96,10 +96,21 @@ void mapbuf_sweep_hook(void *arg, const struct ledger_mapping *m)
 	mapbuf_end(mb, m, 0, mb->sweep_ms, STORE_MAPLOG_END_UNCERTAIN);
 }
 
+/* A spare buffer bigger than this goes back to the system instead of
+ * being reused (a cold start's records, a storm's): memory follows the
+ * batches; the next batch grows its own. */
+#define MAPBUF_KEEP (4u << 20)
+
 void mapbuf_hand(struct mapbuf *mb, struct store_batch *b)
 {
 	uint8_t *spare = b->maplog;
 	size_t spare_cap = b->cap_maplog;
+
+	if (spare_cap > MAPBUF_KEEP && spare_cap > mb->len * 4) {
+		free(spare);
+		spare = NULL;
+		spare_cap = 0;
+	}
 
 	b->maplog = mb->buf;
 	b->maplog_len = mb->len;

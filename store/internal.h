@@ -164,7 +164,7 @@ int store_incidents_begin_run(struct store *st, int64_t now);
  * records are kept for the next write). */
 int store_maplog_write(struct store *st, const struct store_batch *b,
 		       int64_t now);
-void store_maplog_committed(struct store *st);
+void store_maplog_committed(struct store *st, const struct store_batch *b);
 void store_maplog_failed(struct store *st, const struct store_batch *b);
 
 /* Inside store_begin_run()'s transaction: the previous run's open

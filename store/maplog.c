@@ -1403,7 +1403,50 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 	return note_run(st, b->status.started_ms, last_ms);
 }
 
-void store_maplog_committed(struct store *st)
+/* Scratch sized for the biggest batch so far (a cold start hands over a
+ * record per mapping of the table) goes back once batches are much
+ * smaller, so that memory follows the batches (and resetting its tables
+ * does not cost a pass over tens of MB every write). */
+#define ML_SCRATCH_KEEP (4u << 20)
+
+static void ml_trim_scratch(struct store_maplog *ml, size_t records)
+{
+	size_t bytes = ml->cap_fps * sizeof(*ml->fps) +
+		       (ml->pend.s ? (ml->pend.mask + 1) * sizeof(struct ml_slot) : 0) +
+		       (ml->ends.s ? (ml->ends.mask + 1) * sizeof(struct ml_slot) : 0) +
+		       (ml->gidx.s ? (ml->gidx.mask + 1) * sizeof(struct ml_slot) : 0) +
+		       (ml->ended.cap + ml->opened.cap) * sizeof(struct ml_item) +
+		       ml->cap_groups * sizeof(*ml->groups) +
+		       ml->cap_del * sizeof(*ml->del_fp) +
+		       ml->cap_ins * sizeof(*ml->ins);
+
+	if (bytes <= ML_SCRATCH_KEEP || bytes <= records * 4 * 160)
+		return;
+	free(ml->fps);
+	ml->fps = NULL;
+	ml->cap_fps = 0;
+	free(ml->pend.s);
+	free(ml->ends.s);
+	free(ml->gidx.s);
+	memset(&ml->pend, 0, sizeof(ml->pend));
+	memset(&ml->ends, 0, sizeof(ml->ends));
+	memset(&ml->gidx, 0, sizeof(ml->gidx));
+	free(ml->ended.v);
+	free(ml->opened.v);
+	memset(&ml->ended, 0, sizeof(ml->ended));
+	memset(&ml->opened, 0, sizeof(ml->opened));
+	free(ml->groups);
+	ml->groups = NULL;
+	ml->cap_groups = ml->n_groups = 0;
+	free(ml->del_fp);
+	ml->del_fp = NULL;
+	ml->cap_del = ml->n_del = 0;
+	free(ml->ins);
+	ml->ins = NULL;
+	ml->cap_ins = ml->n_ins = 0;
+}
+
+void store_maplog_committed(struct store *st, const struct store_batch *b)
 {
 	struct store_maplog *ml = st->maplog;
 
@@ -1420,6 +1463,7 @@ void store_maplog_committed(struct store *st)
 	ml->lost = 0;
 	ml->lost_from = ml->lost_to = 0;
 	ml->batch_taken = ml->batch_in_carry = 0;
+	ml_trim_scratch(ml, b->n_maplog);
 }
 
 void store_maplog_failed(struct store *st, const struct store_batch *b)

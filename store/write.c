@@ -618,7 +618,7 @@ int store_write(struct store *st, const struct store_batch *b)
 	if (tx_commit(st) < 0)
 		goto rollback;
 	store_history_committed(st, b, 1);
-	store_maplog_committed(st); /* maplog */
+	store_maplog_committed(st, b); /* maplog */
 	st->writes_ok++;
 	st->last_write_ms = now;
 	checkpoint(st);
