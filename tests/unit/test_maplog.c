@@ -952,7 +952,10 @@ static void test_costs(void **state)
 	       "%.1f B per mapping\n", 1e9 * t_app / N,
 	       1e6 * (t_w1 + t_w2) / N, t_w1, t_w2, N,
 	       (double)ms.bytes / N);
-	assert_true(1e9 * t_app / N < 500);
+	/* times are the benchmark's (bench/run --scenarios maplog): not
+	 * asserted here, where sanitizers and a shared machine change them;
+	 * the size is the codec's and is */
+	assert_true((double)ms.bytes / N < 40);
 	mapbuf_free(&mb);
 	store_batch_free(&b);
 	store_close(st);
