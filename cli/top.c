@@ -277,7 +277,9 @@ static void top_print(const struct top *t, json_t *f, FILE *out)
 		char ports[32];
 
 		if (json_is_object(w))
-			snprintf(bucket, sizeof(bucket), "%s:%lld %lld/%lld",
+			snprintf(bucket, sizeof(bucket),
+				 strchr(jstr(w, "ip"), ':') ? "[%s]:%lld %lld/%lld" :
+							      "%s:%lld %lld/%lld",
 				 jstr(w, "ip"), (long long)jint(w, "port"),
 				 top_figure(t, w, "mappings", "peak"),
 				 (long long)jint(w, "capacity"));

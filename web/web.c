@@ -763,9 +763,6 @@ static enum MHD_Result web_lookup(struct web *w, struct MHD_Connection *c,
 	if (store_json_lookup(w->st, &q->public_ip, q->proto, q->port, at,
 			      q->now_ms, &body) == 0)
 		return web_send(w, c, q, body);
-	if (errno == ENOSYS)
-		return web_error(w, c, MHD_HTTP_NOT_IMPLEMENTED, 0, "%s",
-				 "the mapping log is not built yet");
 	return web_store_failed(w, c, errno);
 }
 
