@@ -49,6 +49,9 @@ void cli_http_close(struct cli_http *h);
  * logged. */
 int cli_open_db(const char *path, struct store **out, int *frozen);
 
+/* Parses a whole number from lo to hi.  Returns 0, or -1 with EINVAL. */
+int cli_parse_uint(const char *text, unsigned lo, unsigned hi, unsigned *out);
+
 /* Parses a byte size with an optional K, M or G suffix (powers of 1024).
  * Returns 0, or -1 with EINVAL (garbage) or ERANGE (too large). */
 int cli_parse_size(const char *text, unsigned long long *out);

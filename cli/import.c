@@ -370,19 +370,6 @@ static void import_note(struct import *im, const struct import_src *src,
 			 "no live run", name, when);
 }
 
-static int import_parse_interval(const char *text, unsigned *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(text, &end, 10);
-	if (errno || end == text || *end || v < 1 || v > 3600)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
 int cli_import(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -430,7 +417,7 @@ int cli_import(int argc, char **argv)
 			have_at = 1;
 			break;
 		case 'i':
-			if (import_parse_interval(optarg, &im.interval_s) < 0) {
+			if (cli_parse_uint(optarg, 1, 3600, &im.interval_s) < 0) {
 				fprintf(stderr, "natscope import: --interval "
 					"'%s': expected whole seconds from 1 to "
 					"3600\n", optarg);

@@ -124,6 +124,21 @@ static double run_parse_percent(const char *text)
 	return v / 100.0;
 }
 
+int cli_parse_uint(const char *text, unsigned lo, unsigned hi, unsigned *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno || end == text || *end || v < (long)lo || v > (long)hi) {
+		errno = EINVAL;
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
 int cli_parse_size(const char *text, unsigned long long *out)
 {
 	unsigned long long v, mul = 1;
@@ -154,19 +169,6 @@ int cli_parse_size(const char *text, unsigned long long *out)
 bad:
 	errno = EINVAL;
 	return -1;
-}
-
-static int run_parse_interval(const char *text, unsigned *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(text, &end, 10);
-	if (errno || end == text || *end || v < 1 || v > 3600)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
 }
 
 static void run_initial_status(struct store_status *s, unsigned interval_s,
@@ -204,8 +206,7 @@ int cli_run(int argc, char **argv)
 	unsigned long long evbuf = DEFAULT_EVENT_BUFFER, n;
 	struct store_history_config hcfg;
 	unsigned long long maplog_max = DEFAULT_MAPLOG_MAX_SIZE;
-	long maplog_days = DEFAULT_MAPLOG_DAYS;
-	char *endp;
+	unsigned maplog_days = DEFAULT_MAPLOG_DAYS;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	struct collector_config ccfg;
@@ -256,12 +257,11 @@ int cli_run(int argc, char **argv)
 			}
 			break;
 		case 'T':
-			if (cli_parse_size(optarg, &n) < 0 || n < 1 || n > 1000) {
+			if (cli_parse_uint(optarg, 1, 1000, &hcfg.top) < 0) {
 				fprintf(stderr, "natscope run: --history-top '%s': "
 					"expected 1 to 1000\n", optarg);
 				return 2;
 			}
-			hcfg.top = (unsigned)n;
 			break;
 		case 'w': case 'c':
 			if ((opt == 'w' ? (hcfg.warn = run_parse_percent(optarg)) :
@@ -279,7 +279,7 @@ int cli_run(int argc, char **argv)
 			listen = optarg;
 			break;
 		case 'i':
-			if (run_parse_interval(optarg, &interval) < 0) {
+			if (cli_parse_uint(optarg, 1, 3600, &interval) < 0) {
 				fprintf(stderr, "natscope run: --interval '%s': expected "
 					"whole seconds from 1 to 3600\n", optarg);
 				return 2;
@@ -295,10 +295,7 @@ int cli_run(int argc, char **argv)
 			}
 			break;
 		case 'D':
-			errno = 0;
-			maplog_days = strtol(optarg, &endp, 10);
-			if (errno || endp == optarg || *endp || maplog_days < 1 ||
-			    maplog_days > 3650) {
+			if (cli_parse_uint(optarg, 1, 3650, &maplog_days) < 0) {
 				fprintf(stderr, "natscope run: --maplog-days '%s': "
 					"expected whole days from 1 to 3650\n",
 					optarg);

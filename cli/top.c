@@ -311,20 +311,6 @@ static void top_print(const struct top *t, json_t *f, FILE *out)
 	(void)t;
 }
 
-static int top_parse_uint(const char *text, unsigned lo, unsigned hi,
-			  unsigned *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(text, &end, 10);
-	if (errno || end == text || *end || v < (long)lo || v > (long)hi)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
 int cli_top(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -364,7 +350,7 @@ int cli_top(int argc, char **argv)
 			once = 1; /* the past does not change */
 			break;
 		case 'i':
-			if (top_parse_uint(optarg, 1, 3600, &interval) < 0) {
+			if (cli_parse_uint(optarg, 1, 3600, &interval) < 0) {
 				fprintf(stderr, "natscope top: --interval '%s': "
 					"expected whole seconds from 1 to "
 					"3600\n", optarg);
@@ -372,7 +358,7 @@ int cli_top(int argc, char **argv)
 			}
 			break;
 		case 't':
-			if (top_parse_uint(optarg, 0, 100, &t.top_n) < 0) {
+			if (cli_parse_uint(optarg, 0, 100, &t.top_n) < 0) {
 				fprintf(stderr, "natscope top: --top '%s': "
 					"expected 0 to 100\n", optarg);
 				return 2;
