@@ -180,14 +180,14 @@ static int raw_gateway(struct store *st, const struct store_history *h,
 	"VALUES (0, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11, ?12, " \
 	"?13, ?14, ?15, ?16, ?17, ?18, ?19)"
 
-/* The increase of a kernel counter since the last write, NULL when either
- * side is unknown or it went down (a new namespace, a reset). */
-static void bind_delta(sqlite3_stmt *s, int i, int64_t now, int64_t before)
+int64_t store_history_rise(const struct store *st,
+			   const struct store_status *x, int64_t now,
+			   int64_t before)
 {
-	if (now < 0 || before < 0 || now < before)
-		sqlite3_bind_null(s, i);
-	else
-		sqlite3_bind_int64(s, i, now - before);
+	if (!st->hist_have_prev || st->hist_prev.started_ms != x->started_ms ||
+	    now < 0 || before < 0 || now < before)
+		return -1;
+	return now - before;
 }
 
 static int raw_kernel(struct store *st, const struct store_history *h,
@@ -195,7 +195,8 @@ static int raw_kernel(struct store *st, const struct store_history *h,
 {
 	sqlite3_stmt *s = store_stmt(st, STMT_HIST_RAW_KERNEL, SQL_RAW_KERNEL);
 	const struct store_status *p = &st->hist_prev;
-	int known = st->hist_have_prev && p->started_ms == x->started_ms;
+	int64_t lost = store_history_rise(st, x, (int64_t)x->events_lost,
+					  (int64_t)p->events_lost);
 
 	if (!s)
 		return -1;
@@ -208,15 +209,16 @@ static int raw_kernel(struct store *st, const struct store_history *h,
 	store_bind_u64(s, 6, x->mappings_local);
 	store_bind_opt(s, 7, x->conntrack_count);
 	store_bind_opt(s, 8, x->conntrack_max);
-	bind_delta(s, 9, x->conntrack_insert_failed,
-		   known ? p->conntrack_insert_failed : -1);
-	bind_delta(s, 10, x->conntrack_drop, known ? p->conntrack_drop : -1);
-	bind_delta(s, 11, x->conntrack_early_drop,
-		   known ? p->conntrack_early_drop : -1);
-	bind_delta(s, 12, x->conntrack_clash_resolve,
-		   known ? p->conntrack_clash_resolve : -1);
-	store_bind_u64(s, 13, known && x->events_lost >= p->events_lost ?
-				      x->events_lost - p->events_lost : 0);
+	store_bind_opt(s, 9, store_history_rise(st, x, x->conntrack_insert_failed,
+						p->conntrack_insert_failed));
+	store_bind_opt(s, 10, store_history_rise(st, x, x->conntrack_drop,
+						 p->conntrack_drop));
+	store_bind_opt(s, 11, store_history_rise(st, x, x->conntrack_early_drop,
+						 p->conntrack_early_drop));
+	store_bind_opt(s, 12, store_history_rise(st, x,
+						 x->conntrack_clash_resolve,
+						 p->conntrack_clash_resolve));
+	store_bind_u64(s, 13, lost > 0 ? (uint64_t)lost : 0);
 	store_bind_opt(s, 14, x->sysctl_port_range_lo);
 	store_bind_opt(s, 15, x->sysctl_port_range_hi);
 	store_bind_opt(s, 16, x->sysctl_tcp_tw_reuse);

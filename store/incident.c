@@ -342,8 +342,8 @@ int store_incidents_judge(struct store *st, const struct store_batch *b)
 	const struct store_history *h = &b->hist;
 	const struct store_status *x = &b->status;
 	const struct store_status *p = &st->hist_prev;
-	int known = st->hist_have_prev && p->started_ms == x->started_ms;
 	struct store_incident key;
+	int64_t rise;
 	size_t i;
 
 	if (h->start_ms <= 0)
@@ -405,19 +405,15 @@ int store_incidents_judge(struct store *st, const struct store_batch *b)
 	/* the kernel's counters */
 	memset(&key, 0, sizeof(key));
 	key.kind = INC_KERNEL;
-	if (known) {
-		if (x->conntrack_insert_failed > p->conntrack_insert_failed &&
-		    p->conntrack_insert_failed >= 0)
-			key.insert_failed = x->conntrack_insert_failed -
-					    p->conntrack_insert_failed;
-		if (x->conntrack_drop > p->conntrack_drop &&
-		    p->conntrack_drop >= 0)
-			key.drop = x->conntrack_drop - p->conntrack_drop;
-		if (x->conntrack_early_drop > p->conntrack_early_drop &&
-		    p->conntrack_early_drop >= 0)
-			key.early_drop = x->conntrack_early_drop -
-					 p->conntrack_early_drop;
-	}
+	if ((rise = store_history_rise(st, x, x->conntrack_insert_failed,
+				       p->conntrack_insert_failed)) > 0)
+		key.insert_failed = rise;
+	if ((rise = store_history_rise(st, x, x->conntrack_drop,
+				       p->conntrack_drop)) > 0)
+		key.drop = rise;
+	if ((rise = store_history_rise(st, x, x->conntrack_early_drop,
+				       p->conntrack_early_drop)) > 0)
+		key.early_drop = rise;
 	return judge(st, &key, (uint64_t)(key.insert_failed + key.drop +
 					  key.early_drop), h, x,
 		     key.insert_failed || key.drop || key.early_drop);

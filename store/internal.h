@@ -143,6 +143,13 @@ char *store_sql_status_json(void);
  * retention.  Returns 0, or -1 with errno (logged). */
 int store_history_write(struct store *st, const struct store_batch *b);
 
+/* How much a kernel counter rose since the last committed write of the
+ * same run (now: its value in x, before: in that write's status); -1 when
+ * either is unknown, there was none, or it went down (a reset). */
+int64_t store_history_rise(const struct store *st,
+			   const struct store_status *x, int64_t now,
+			   int64_t before);
+
 /* After store_write()'s transaction: ok 1 committed, 0 rolled back. */
 void store_history_committed(struct store *st, const struct store_batch *b,
 			     int ok);
