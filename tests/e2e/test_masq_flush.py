@@ -64,6 +64,21 @@ def settle(lab, short="gw", timeout=10):
     return last
 
 
+def stable_truth(lab, timeout=5.0):
+    """`conntrack -L` once two listings 0.3 s apart agree: real TCP
+    connections that just closed still move from LAST_ACK to TIME_WAIT,
+    and a truth taken in between is stale for the whole wait."""
+    T, t = checks.take_truth(lab)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        T2, t2 = checks.take_truth(lab)
+        if T2.gateways == T.gateways:
+            return T2, t2
+        T, t = T2, t2
+    return T, t
+
+
 def on(T, ip):
     return sum(1 for m in T.mappings if m.public_ip == ip)
 
@@ -126,7 +141,7 @@ def run(lab, work, fail):
                    "state running")
 
     traffic(a, 60, "a")
-    T, t_list = checks.take_truth(lab)
+    T, t_list = stable_truth(lab)
     log("traffic: %d entries, %d mappings on %d gateways"
         % (len(T.entries), len(T.mappings), len(T.gateways)))
     w = checks.wait_exact(ns, T, t_list, EXACT_TIMEOUT)
