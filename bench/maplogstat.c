@@ -9,6 +9,15 @@
  *   maplogstat --append N   times the collector's part instead: N
  *                           mappings' start and end appended to a warm
  *                           buffer (collector/mapbuf.c), ns per mapping
+ *   maplogstat --write DB RATE SECONDS LIFETIME
+ *                           times the writer's part alone: RATE new
+ *                           mappings a second for SECONDS, each ending
+ *                           LIFETIME seconds later, handed over every
+ *                           5 s of simulated time (no sleeping) to
+ *                           store_write() on a fresh database DB; prints
+ *                           the CPU of store_write() per mapping (what
+ *                           bench/run's maplog scenario measures on the
+ *                           ns-writer thread, without the kernel)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +25,7 @@
 
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -67,6 +77,94 @@ static int append_bench(unsigned n)
 	return 0;
 }
 
+/* Mapping i of the write benchmark: its key and host, from i alone (so
+ * that its end names the same key as its start). */
+static void write_mapping(struct ledger_mapping *m, uint64_t i,
+			  uint16_t *host_port)
+{
+	uint64_t h = (i + 1) * 0x9E3779B97F4A7C15ULL;
+
+	h ^= h >> 29;
+	m->public_ip[3] = (uint8_t)(1 + i % 4);
+	m->public_port = (uint16_t)(1024 + (i / 4) % 64000);
+	m->host_ip[2] = (uint8_t)((h >> 40) % 4);  /* 1,024 hosts */
+	m->host_ip[3] = (uint8_t)(h >> 48);
+	m->dest_ip[3] = (uint8_t)(1 + (h >> 56) % 30); /* 30 destinations */
+	*host_port = (uint16_t)(32768 + (h >> 8) % 28000);
+}
+
+static int write_bench(const char *path, double rate, double seconds,
+		       double lifetime)
+{
+	struct mapbuf mb;
+	struct store_batch b;
+	struct store_status x;
+	struct ledger_mapping m;
+	struct store *st;
+	const int64_t t0 = 1796083200000LL;
+	uint64_t made = 0, ended = 0, total = (uint64_t)(rate * seconds);
+	int64_t end_ms = t0 + (int64_t)((seconds + lifetime) * 1000) + 5000;
+	uint16_t hp;
+	double cpu = 0;
+
+	unlink(path);
+	if (!(st = store_open(path, STORE_READ_WRITE)))
+		return 1;
+	store_status_init(&x);
+	x.started_ms = x.as_of_ms = t0;
+	x.interval_s = 5;
+	x.state = STORE_STATE_STARTING;
+	if (store_begin_run(st, &x) < 0)
+		return 1;
+	mapbuf_init(&mb);
+	store_batch_init(&b);
+	memset(&m, 0, sizeof(m));
+	m.family = 2; /* AF_INET */
+	m.proto = 6;
+	m.kind = NS_KIND_NAT;
+	memcpy(m.public_ip, (uint8_t[]){ 203, 0, 113, 1 }, 4);
+	memcpy(m.host_ip, (uint8_t[]){ 198, 18, 0, 0 }, 4);
+	memcpy(m.dest_ip, (uint8_t[]){ 198, 51, 100, 0 }, 4);
+	for (int64_t now = t0 + 5000; now <= end_ms; now += 5000) {
+		double c0;
+
+		/* starts and ends of (now - 5 s, now], in time order */
+		for (;;) {
+			int64_t ts = made < total ?
+				t0 + (int64_t)(made * 1000 / rate) : INT64_MAX;
+			int64_t te = ended < made ?
+				t0 + (int64_t)((ended / rate + lifetime) * 1000)
+				: INT64_MAX;
+
+			if (ts > now && te > now)
+				break;
+			if (ts <= te) {
+				write_mapping(&m, made++, &hp);
+				mapbuf_start(&mb, &m, hp, ts, 0);
+			} else {
+				write_mapping(&m, ended++, &hp);
+				mapbuf_end(&mb, &m, hp, te, 0);
+			}
+		}
+		mapbuf_hand(&mb, &b);
+		b.status.started_ms = t0;
+		b.status.as_of_ms = now;
+		b.status.interval_s = 5;
+		b.status.state = STORE_STATE_RUNNING;
+		c0 = cpu_now();
+		if (store_write(st, &b) < 0)
+			return 1;
+		cpu += cpu_now() - c0;
+		store_batch_clear(&b);
+	}
+	printf("{\"mappings\": %llu, \"writer_us_per_mapping\": %.3f}\n",
+	       (unsigned long long)made, 1e6 * cpu / (double)made);
+	mapbuf_free(&mb);
+	store_batch_free(&b);
+	store_close(st);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned long long blocks = 0, bytes = 0, ended = 0, open = 0;
@@ -78,8 +176,12 @@ int main(int argc, char **argv)
 	log_init("maplogstat", NS_LOG_WARN);
 	if (argc == 3 && !strcmp(argv[1], "--append"))
 		return append_bench((unsigned)atoi(argv[2]));
+	if (argc == 6 && !strcmp(argv[1], "--write"))
+		return write_bench(argv[2], atof(argv[3]), atof(argv[4]),
+				   atof(argv[5]));
 	if (argc != 2) {
-		fputs("usage: maplogstat DB | --append N\n", stderr);
+		fputs("usage: maplogstat DB | --append N | --write DB RATE "
+		      "SECONDS LIFETIME\n", stderr);
 		return 2;
 	}
 	if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READONLY, NULL) !=

@@ -354,10 +354,9 @@ static const char sql_host[] =
 	"json_object('public_ip', public_ip, 'proto', proto, 'kind', kind, "
 	"'mappings', mappings, 'ports_in_use', ports_in_use) AS o FROM hosts "
 	"WHERE ip = ?2 ORDER BY mappings DESC, public_ip, proto)))), "
-	/* MAPLOG: destinations per host come from the mapping log
-	 * (store/maplog.c, not built yet); they belong here. */
-	"'destinations', json(NULL), 'destinations_note', "
-	"'destinations per host come from the mapping log, not built yet')";
+	/* ?6: store_maplog_host_dests() */
+	"'destinations', json_extract(?6, '$.list'), "
+	"'destinations_coverage', json_remove(?6, '$.list'))";
 
 /* An incident row as a JSON object (the list's shape). */
 #define SQL_INCIDENT                                                        \
@@ -634,7 +633,7 @@ int store_json_host_history(struct store *st, const struct ns_addr *host,
 			    int64_t from_ms, int64_t to_ms, int64_t now_ms,
 			    char **out)
 {
-	char ip[NS_ADDR_STRLEN];
+	char ip[NS_ADDR_STRLEN], *dests = NULL;
 	struct hist_tiers t;
 	sqlite3_stmt *s;
 	int rc;
@@ -647,7 +646,10 @@ int store_json_host_history(struct store *st, const struct ns_addr *host,
 	if (store_read_begin(st) == -1)
 		return -1;
 	if (hist_tiers(st, from_ms, to_ms, &t) == -1 ||
+	    store_maplog_host_dests(st, host, from_ms, to_ms, now_ms,
+				    &dests) == -1 ||
 	    !(s = store_stmt(st, STMT_HIST_HOST, sql_host))) {
+		free(dests);
 		store_read_end(st);
 		return -1;
 	}
@@ -656,7 +658,9 @@ int store_json_host_history(struct store *st, const struct ns_addr *host,
 	sqlite3_bind_int64(s, 3, from_ms);
 	sqlite3_bind_int64(s, 4, to_ms);
 	sqlite3_bind_int(s, 5, hist_pick_tier(&t, from_ms, 0));
+	sqlite3_bind_text(s, 6, dests, -1, SQLITE_STATIC);
 	rc = hist_answer(st, s, NULL, 0, "reading a host's history", out);
+	free(dests);
 	store_read_end(st);
 	return rc;
 }

@@ -90,6 +90,9 @@ enum store_stmt {
 	STMT_MAPLOG_FIND,
 	STMT_MAPLOG_HIT,
 	STMT_MAPLOG_JSON,
+	STMT_MAPLOG_HOST_RUNS,
+	STMT_MAPLOG_HOST_SCAN,
+	STMT_MAPLOG_HOST_JSON,
 	STMT__COUNT
 };
 
@@ -222,6 +225,22 @@ int store_exec(struct store *st, const char *sql, const char *what);
 #define SQL_TIME(x)                                                        \
 	"(CASE WHEN " x " > 0 THEN strftime('%Y-%m-%dT%H:%M:%S', (" x        \
 	") / 1000, 'unixepoch') || printf('.%03dZ', (" x ") % 1000) END)"
+
+/* One internal host's destinations over [from_ms, to_ms] from the mapping
+ * log, inside the caller's read transaction: *out (malloc'd) is the JSON
+ * object {"source": "mapping log", "mappings_read", "complete",
+ * "reasons": [text], "list": [{"public_ip", "proto", "destination":
+ * {"ip", "port"}, "zone", "mappings" (overlapping the range),
+ * "new_mappings" (started in it), "new_per_second" (over the part of the
+ * range the log covers), "ports_peak" (most held at once),
+ * "open_at_last_write", "first_start", "last_end", "uncertain"}]}.
+ * "complete" is false, with the reasons, when a gap, lost records,
+ * retention, the log's last write, its runs or the scan's limit
+ * (ML_HOST_SCAN_MAX mappings read) leave mappings out or uncertain.
+ * Returns 0, or -1 with errno: EINVAL, ENOMEM, EBUSY, EIO, EILSEQ. */
+int store_maplog_host_dests(struct store *st, const struct ns_addr *host,
+			    int64_t from_ms, int64_t to_ms, int64_t now_ms,
+			    char **out);
 
 /* ---- binding rows (write.c) ---- */
 

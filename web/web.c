@@ -885,6 +885,10 @@ static const struct web_route web_routes[] = {
 	{ .path = "/api/v1/hosts/{}", .seg = SEG_IP, .handler = web_host,
 	  .params = P_FROM | P_TO | P_FORMAT, .table = "$.gateways",
 	  .span_ms = HOUR_MS },
+	/* the same answer; its CSV is the destinations table */
+	{ .path = "/api/v1/hosts/{}/destinations", .seg = SEG_IP,
+	  .handler = web_host, .params = P_FROM | P_TO | P_FORMAT,
+	  .table = "$.destinations", .span_ms = HOUR_MS },
 	{ .path = "/api/v1/incidents", .handler = web_incidents,
 	  .params = P_FROM | P_TO | P_LIMIT | P_FORMAT,
 	  .table = "$.incidents", .limit = 100, .span_ms = 24 * HOUR_MS },

@@ -14,6 +14,8 @@ held (the moment M).  Afterwards, as someone paged at 3 a.m. would:
      host, with its rate of new flows;
   3. GET /api/v1/series over the burst: the peak is exactly BURST ports;
   4. GET /api/v1/gateways/203.0.113.1/hosts?proto=udp&at=M: the host;
+     GET /api/v1/hosts/{host}: its destination, BURST ports at its peak
+     (as many as `conntrack -L` showed it holding at M);
   5. natscope lookup 203.0.113.1:40123 --proto udp --at M: who held that
      port then equals what `conntrack -L` showed at M.
 
@@ -167,6 +169,23 @@ def run(lab, work, fail):
     fail.check(hl[0].get("ip") == burst_host and
                hl[0].get("mappings_peak") == BURST,
                "hosts at M: %s" % hl[:2])
+
+    # 4b. where did that host go? (its destinations, from the mapping log)
+    held = sum(1 for line in text.splitlines()
+               if "src=%s " % burst_host in line and
+               "dst=%s " % DEST[0] in line and "dport=%d " % DEST[1] in line)
+    hd = api(ns, "/api/v1/hosts/%s?from=%s&to=%s" % (burst_host, iso(t0 - 1),
+                                                    iso(t1 + 2)),
+             lambda d: {"destinations": d.get("destinations"),
+                        "destinations_coverage":
+                        d.get("destinations_coverage")})
+    dl = hd.get("destinations") or [{}]
+    fail.check(len(dl) == 1 and dl[0].get("public_ip") == A and
+               (dl[0].get("destination") or {}).get("ip") == DEST[0] and
+               dl[0].get("ports_peak") == BURST == held and
+               dl[0].get("new_mappings") == BURST,
+               "the burst host's destinations: %s (conntrack -L at M: %d)"
+               % (dl, held))
 
     # 5. who held 203.0.113.1:40123 at M?
     argv = [nslab.natscope_bin(), "lookup", "%s:%d" % (A, PORT), "--proto",

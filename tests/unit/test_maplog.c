@@ -580,6 +580,95 @@ static void test_gap_and_dump_seen(void **state)
 	store_close(st);
 }
 
+/* One host's destinations (the host view, store_json_host_history): its
+ * mappings grouped by public IP and destination, with the mappings that
+ * overlap the range, those started in it, the most held at once, and
+ * what makes the answer incomplete. */
+static void test_host_destinations(void **state)
+{
+	struct store *st = open_fresh("hostdest");
+	struct ns_addr host = A("198.18.0.5");
+	struct store_batch b;
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	/* toward 198.51.100.1: three, one of which ends at T0+2000 */
+	add(&b, rec(T0 + 100, 0, 40000, 5, 50000, 1));
+	add(&b, rec(T0 + 200, 0, 40001, 5, 50001, 1));
+	add(&b, rec(T0 + 300, 0, 40002, 5, 50002, 1));
+	add(&b, rec(T0 + 2000, STORE_MAPLOG_END, 40000, 5, 50000, 1));
+	/* toward 198.51.100.2: two that overlap from 1500 to 1600 */
+	add(&b, rec(T0 + 1000, 0, 40010, 5, 50010, 2));
+	add(&b, rec(T0 + 1500, 0, 40011, 5, 50011, 2));
+	add(&b, rec(T0 + 1600, STORE_MAPLOG_END, 40010, 5, 50010, 2));
+	/* toward 198.51.100.3: seen by a dump (start unknown) */
+	add(&b, rec(T0 + 50, STORE_MAPLOG_START_UNKNOWN, 40020, 5, 50020, 3));
+	/* another host, toward 198.51.100.1: not this host's */
+	add(&b, rec(T0 + 100, 0, 40030, 6, 50030, 1));
+	write_at(st, &b, T0, T0 + 5000);
+	add(&b, rec(T0 + 6000, STORE_MAPLOG_END, 40011, 5, 50011, 2));
+	write_at(st, &b, T0, T0 + 10000);
+
+	assert_int_equal(store_json_host_history(st, &host, T0, T0 + 10000,
+						 T0 + 10000, &doc), 0);
+	assert_int_equal(jlen(doc, "$.destinations"), 3);
+	assert_string_equal(jtext(doc, "$.destinations[0].public_ip"),
+			    "203.0.113.1");
+	assert_string_equal(jtext(doc, "$.destinations[0].proto"), "tcp");
+	assert_string_equal(jtext(doc, "$.destinations[0].destination.ip"),
+			    "198.51.100.1");
+	assert_int_equal(jint(doc, "$.destinations[0].destination.port"), 443);
+	assert_int_equal(jint(doc, "$.destinations[0].mappings"), 3);
+	assert_int_equal(jint(doc, "$.destinations[0].new_mappings"), 3);
+	assert_int_equal(jint(doc, "$.destinations[0].ports_peak"), 3);
+	assert_int_equal(jint(doc, "$.destinations[0].open_at_last_write"), 2);
+	assert_string_equal(jtext(doc, "$.destinations[0].new_per_second"),
+			    "0.3"); /* 3 in the 10 s the log covers */
+	assert_string_equal(jtype(doc, "$.destinations[0].last_end"), "null");
+	assert_string_equal(jtext(doc, "$.destinations[1].destination.ip"),
+			    "198.51.100.2");
+	assert_int_equal(jint(doc, "$.destinations[1].mappings"), 2);
+	assert_int_equal(jint(doc, "$.destinations[1].ports_peak"), 2);
+	assert_string_equal(jtext(doc, "$.destinations[1].first_start"),
+			    "2026-11-25T10:00:01.000Z");
+	assert_string_equal(jtext(doc, "$.destinations[1].last_end"),
+			    "2026-11-25T10:00:06.000Z");
+	assert_int_equal(jint(doc, "$.destinations[2].new_mappings"), 0);
+	assert_int_equal(jint(doc, "$.destinations[2].uncertain"), 1);
+	assert_int_equal(jint(doc, "$.destinations_coverage.mappings_read"), 7);
+	assert_string_equal(jtype(doc, "$.destinations_coverage.complete"),
+			    "false");
+	assert_int_equal(jlen(doc, "$.destinations_coverage.reasons"), 1);
+	assert_non_null(strstr(jtext(doc, "$.destinations_coverage.reasons[0]"),
+			       "uncertain start or end: 1"));
+	free(doc);
+
+	/* from T0+3000: the mapping that ended at 2000 is out, nothing new
+	 * toward .1, one held toward .2 */
+	assert_int_equal(store_json_host_history(st, &host, T0 + 3000,
+						 T0 + 10000, T0 + 10000,
+						 &doc), 0);
+	assert_int_equal(jint(doc, "$.destinations[0].mappings"), 2);
+	assert_int_equal(jint(doc, "$.destinations[0].new_mappings"), 0);
+	assert_int_equal(jint(doc, "$.destinations[0].ports_peak"), 2);
+	assert_int_equal(jint(doc, "$.destinations[1].mappings"), 1);
+	assert_int_equal(jint(doc, "$.destinations[1].ports_peak"), 1);
+	free(doc);
+
+	/* past the log's last write: said so */
+	assert_int_equal(store_json_host_history(st, &host, T0, T0 + 20000,
+						 T0 + 20000, &doc), 0);
+	assert_string_equal(jtype(doc, "$.destinations_coverage.complete"),
+			    "false");
+	assert_non_null(strstr(jtext(doc, "$.destinations_coverage.reasons[0]"),
+			       "after the log's last write"));
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
 static void test_ipv6_and_protocols(void **state)
 {
 	struct store *st = open_fresh("v6");
@@ -985,6 +1074,7 @@ int main(void)
 		cmocka_unit_test(test_open_then_closed_across_batches),
 		cmocka_unit_test(test_several_holders_and_blocks),
 		cmocka_unit_test(test_gap_and_dump_seen),
+		cmocka_unit_test(test_host_destinations),
 		cmocka_unit_test(test_ipv6_and_protocols),
 		cmocka_unit_test(test_failed_write_keeps_records),
 		cmocka_unit_test(test_retention_by_age),
