@@ -436,7 +436,7 @@ static void tracker_ranges(struct tracker *t)
 	t->range_size[LEDGER_RANGE_NAT_LOW] = 511;
 	t->range_size[LEDGER_RANGE_NAT_MID] = 424;
 	t->range_size[LEDGER_RANGE_NAT_HIGH] = 64512;
-	t->range_size[LEDGER_RANGE_ICMP] = 65536;
+	t->range_size[LEDGER_RANGE_ICMP] = ns_port_space(IPPROTO_ICMP);
 	t->range_size[LEDGER_RANGE_LOCAL] = local;
 }
 

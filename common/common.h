@@ -91,8 +91,10 @@ enum ns_kind {
 /* "nat", "local" or "other". */
 const char *ns_kind_name(enum ns_kind kind);
 
-/* Every public IP offers this many ports (1-65535), the "port_space". */
-#define NS_PORT_SPACE 65535
+/* How many ports one public IP offers for proto, its "port_space":
+ * 65535 for protocols with ports (1-65535), 65536 for ICMP and ICMPv6
+ * (echo ids 0-65535); 0 for a protocol natscope does not track. */
+uint32_t ns_port_space(uint8_t proto);
 
 /* ---- times ---- */
 

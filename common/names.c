@@ -46,15 +46,30 @@ int ns_addr_cmp(const struct ns_addr *a, const struct ns_addr *b)
 	return memcmp(a->bytes, b->bytes, sizeof(a->bytes));
 }
 
+/* The protocols natscope tracks, and how many public ports (or ICMP
+ * echo ids) one public IP offers for each: the one place that says so
+ * (ns_port_space(); the store's SQL calls it as ns_port_space(proto)). */
 static const struct {
 	uint8_t num;
 	const char *name;
+	uint32_t space;
 } protos[] = {
-	{ IPPROTO_TCP, "tcp" },	  { IPPROTO_UDP, "udp" },
-	{ IPPROTO_UDPLITE, "udplite" }, { IPPROTO_SCTP, "sctp" },
-	{ IPPROTO_DCCP, "dccp" }, { IPPROTO_ICMP, "icmp" },
-	{ IPPROTO_ICMPV6, "icmpv6" },
+	{ IPPROTO_TCP, "tcp", 65535 },	   /* ports 1-65535 */
+	{ IPPROTO_UDP, "udp", 65535 },
+	{ IPPROTO_UDPLITE, "udplite", 65535 },
+	{ IPPROTO_SCTP, "sctp", 65535 },
+	{ IPPROTO_DCCP, "dccp", 65535 },
+	{ IPPROTO_ICMP, "icmp", 65536 },   /* echo ids 0-65535 */
+	{ IPPROTO_ICMPV6, "icmpv6", 65536 },
 };
+
+uint32_t ns_port_space(uint8_t proto)
+{
+	for (size_t i = 0; i < sizeof(protos) / sizeof(protos[0]); i++)
+		if (protos[i].num == proto)
+			return protos[i].space;
+	return 0;
+}
 
 const char *ns_proto_name(uint8_t proto)
 {

@@ -111,7 +111,8 @@
 	"json_object('public_ip', h.public_ip, 'proto', h.proto, "          \
 	"'exact', " SQL_BOOL("h.exact") ", "                                \
 	"'ports_in_use', h.ports_in_use, 'ports_peak', h.ports_peak, "      \
-	"'ports_avg', round(h.ports_avg, 1), 'port_space', 65535, "         \
+	"'ports_avg', round(h.ports_avg, 1), "                              \
+	"'port_space', ns_port_space(h.proto), "                        \
 	"'mappings', h.mappings, 'mappings_peak', h.mappings_peak, "        \
 	"'mappings_avg', round(h.mappings_avg, 1), 'hosts', h.hosts, "      \
 	"'destinations', h.destinations, 'new_mappings', h.new_mappings, "  \

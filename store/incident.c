@@ -357,9 +357,9 @@ int store_incidents_judge(struct store *st, const struct store_batch *b)
 		key.kind = INC_GATEWAY;
 		addr_key(key.public_ip, sizeof(key.public_ip), &g->end.ip);
 		proto_key(key.proto, sizeof(key.proto), g->end.proto);
-		key.capacity = NS_PORT_SPACE;
+		key.capacity = ns_port_space(g->end.proto);
 		if (judge(st, &key, g->ports_peak, h, x,
-			  g->ports_peak >= st->hist_cfg.warn * NS_PORT_SPACE) < 0)
+			  g->ports_peak >= st->hist_cfg.warn * key.capacity) < 0)
 			return -1;
 	}
 	for (i = 0; i < h->n_dests; i++) {

@@ -50,7 +50,7 @@ static const char sql_json_gateways[] =
 	"'close', state_close, 'syn_sent2', state_syn_sent2)) "
 	"ELSE o1 END AS o FROM ("
 	"SELECT *, json_object('public_ip', public_ip, 'proto', proto, "
-	"'ports_in_use', ports_in_use, 'port_space', 65535, "
+	"'ports_in_use', ports_in_use, 'port_space', ns_port_space(proto), "
 	"'mappings', mappings, 'hosts', hosts, 'destinations', destinations, "
 	"'worst_destination', json(CASE WHEN worst_mappings > 0 THEN "
 	"json_object('ip', worst_ip, 'port', worst_port, 'zone', worst_zone, "

@@ -553,6 +553,22 @@ int store_data_version(struct store *st, int64_t *v)
 
 static void store_close_files(struct store *st, enum store_remove remove);
 
+/* SQL ns_port_space(proto): the ports one public IP offers for a
+ * protocol given by name (ns_port_space()), NULL for an unknown one; the
+ * answers' "port_space" comes from the same table as the C side's. */
+static void store_sql_port_space(sqlite3_context *ctx, int argc,
+				 sqlite3_value **argv)
+{
+	const char *name = (const char *)sqlite3_value_text(argv[0]);
+	int proto = name ? ns_proto_parse(name) : -1;
+
+	(void)argc;
+	if (proto < 0)
+		sqlite3_result_null(ctx);
+	else
+		sqlite3_result_int64(ctx, ns_port_space((uint8_t)proto));
+}
+
 struct store *store_open(const char *path, enum store_mode mode)
 {
 	char side[PATH_MAX + 16];
@@ -620,6 +636,14 @@ struct store *store_open(const char *path, enum store_mode mode)
 	}
 	sqlite3_extended_result_codes(st->db, 1);
 	sqlite3_busy_timeout(st->db, STORE_BUSY_MS);
+	rc = sqlite3_create_function_v2(st->db, "ns_port_space", 1,
+					SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+					NULL, store_sql_port_space, NULL, NULL,
+					NULL);
+	if (rc != SQLITE_OK) {
+		store_fail(st, rc, "cannot register ns_port_space()");
+		goto err;
+	}
 
 	if ((version = store_check_version(st)) < 0)
 		goto err;

@@ -224,7 +224,7 @@ static const struct {
 	[GW_PORTS_IN_USE] = { "natscope_gateway_ports_in_use",
 			      "Distinct public ports with a mapping." },
 	[GW_PORT_SPACE] = { "natscope_gateway_port_space",
-			    "Ports a public IP offers (1-65535)." },
+			    "Ports a public IP offers: 1-65535, ICMP echo ids 0-65535." },
 	[GW_MAPPINGS] = { "natscope_gateway_mappings",
 			  "Live mappings on the public IP." },
 	[GW_HOSTS] = { "natscope_gateway_hosts",
@@ -257,7 +257,7 @@ static void emit_gateways(struct mw *m, const struct gw_view *gv, size_t n)
 				mw_u64(m, &l, g->ports_in_use);
 				break;
 			case GW_PORT_SPACE:
-				mw_u64(m, &l, NS_PORT_SPACE);
+				mw_u64(m, &l, ns_port_space(g->proto));
 				break;
 			case GW_MAPPINGS:
 				mw_u64(m, &l, g->mappings);

@@ -1389,7 +1389,7 @@ static void test_params(void **state)
 			    "ports_in_use,port_space,mappings,hosts,"
 			    "destinations,worst_destination.ip,"
 			    "worst_destination.port,", 128) == 0);
-	assert_non_null(strstr(r.body, ",true,192.0.2.1,icmp,3,65535,3,1,1,"
+	assert_non_null(strstr(r.body, ",true,192.0.2.1,icmp,3,65536,3,1,1,"
 				       "198.51.100.7,0,0,3,65536,,,,,,,,,,\r\n"));
 	resp_free(&r);
 	http_full("HEAD", "/api/v1/gateways?format=csv", NULL, NULL, &r);
