@@ -109,6 +109,7 @@ struct tracker {
 	uint64_t drops_at_dump;
 	int64_t dump_started_ms, dump_progress_ms, last_done_ms;
 	int64_t last_duration_us;
+	struct store_resync_hist resync_hist; /* every complete resync's */
 	double last_cpu;
 	uint64_t resyncs, resync_failed, resync_abandoned;
 	uint64_t rs_entries, rs_added, rs_changed, rs_removed;
@@ -642,6 +643,7 @@ void tracker_dump_end(struct tracker *t, int err, uint64_t drops_total,
 	t->last_duration_us = (now - t->dump_started_ms) * 1000;
 	if (t->last_duration_us < 0)
 		t->last_duration_us = 0;
+	store_resync_hist_observe(&t->resync_hist, t->last_duration_us);
 	t->last_cpu = cpu_s;
 	t->last_entries = t->rs_entries;
 	t->last_added = t->rs_added;
@@ -1017,6 +1019,7 @@ static void tracker_fill_status(struct tracker *t, struct store_status *s,
 					    t->dump_started_ms : 0;
 	s->resync_last_done_ms = t->resyncs ? t->last_done_ms : 0;
 	s->resync_last_duration_us = t->resyncs ? t->last_duration_us : -1;
+	store_resync_hist_status(s, &t->resync_hist);
 	s->resync_last_entries = t->last_entries;
 	s->resync_last_added = t->last_added;
 	s->resync_last_removed = t->last_removed;

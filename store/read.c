@@ -425,3 +425,77 @@ int store_read_top_hosts(struct store *st, const struct ns_addr *gateway,
 	*rows = arr;
 	return 0;
 }
+
+int store_read_gone_gateways(struct store *st, int64_t since_ms,
+			     struct store_gateway_row **rows, size_t *n)
+{
+	struct store_gateway_row *r, *arr = NULL;
+	size_t cap = 0;
+	sqlite3_stmt *s;
+	int rc;
+
+	*rows = NULL;
+	*n = 0;
+	s = store_stmt(st, STMT_READ_GONE_GATEWAYS,
+		       "SELECT DISTINCT h.family, h.ip_bin, h.proto "
+		       "FROM hist_gateway h WHERE h.tier = 0 AND "
+		       "h.ts_ms + h.span_ms >= ?1 AND h.mappings_peak > 0 AND "
+		       "NOT EXISTS (SELECT 1 FROM gateways g WHERE "
+		       "g.family = h.family AND g.ip_bin = h.ip_bin AND "
+		       "g.proto = h.proto) "
+		       "ORDER BY h.family, h.ip_bin, h.proto");
+	if (!s)
+		return -1;
+	/* raw periods start at most one interval before they end, so the
+	 * index on (tier, ts_ms) finds them from a day back at worst */
+	sqlite3_bind_int64(s, 1, since_ms);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (!(r = array_add(&arr, *n, &cap, sizeof(*r))))
+			break;
+		column_addr(s, 0, &r->ip);
+		r->proto = column_proto(s, 2);
+		(*n)++;
+	}
+	if (rows_done(st, s, rc, arr, "reading the gateways gone") < 0) {
+		*n = 0;
+		return -1;
+	}
+	*rows = arr;
+	return 0;
+}
+
+int store_read_coverage(struct store *st, struct store_coverage *c)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	s = store_stmt(st, STMT_READ_COVERAGE,
+		       SQL_WITH
+		       "SELECT (SELECT state FROM s) NOT IN "
+		       "('starting', 'db-error') AND NOT EXISTS "
+		       "(SELECT 1 FROM cov), "
+		       "EXISTS (SELECT 1 FROM gaps g, s WHERE g.end_ms IS NULL "
+		       "AND g.run_started_ms = s.started_ms), "
+		       "(SELECT coalesce(max(g.seq), 0) FROM gaps g, s WHERE "
+		       "g.run_started_ms = s.started_ms) "
+		       "FROM s");
+	if (!s)
+		return -1;
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		if (rc == SQLITE_DONE)
+			errno = ENOENT;
+		else
+			store_fail(st, rc, "reading the coverage");
+		rc = errno;
+		sqlite3_reset(s);
+		errno = rc;
+		return -1;
+	}
+	c->complete = sqlite3_column_int(s, 0) != 0;
+	c->gap_open = sqlite3_column_int(s, 1) != 0;
+	c->gaps_run = (uint64_t)sqlite3_column_int64(s, 2);
+	sqlite3_reset(s);
+	return 0;
+}

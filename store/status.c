@@ -7,6 +7,7 @@
 #include "store/internal.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,59 @@ int store_field_value(const struct store_field *f, const struct store_status *s,
 		break;
 	}
 	return -1;
+}
+
+/* ---- the resync-duration histogram ---- */
+
+/* The histogram's bucket rows of the field table, in order, and their
+ * bounds in microseconds.  Returns how many (STORE_RESYNC_BUCKETS; the
+ * unit test checks the table has exactly that many). */
+static size_t resync_buckets(const struct store_field *f[STORE_RESYNC_BUCKETS],
+			     int64_t bound_us[STORE_RESYNC_BUCKETS])
+{
+	static const char prefix[] = STORE_RESYNC_FAMILY "_bucket{le=\"";
+	size_t n = 0;
+
+	for (size_t k = 0; k < store_status_nfields && n < STORE_RESYNC_BUCKETS;
+	     k++) {
+		const char *m = store_status_fields[k].metric;
+
+		if (strncmp(m, prefix, sizeof(prefix) - 1) != 0)
+			continue;
+		f[n] = &store_status_fields[k];
+		bound_us[n] = llround(strtod(m + sizeof(prefix) - 1, NULL) *
+				      1e6);
+		n++;
+	}
+	return n;
+}
+
+void store_resync_hist_observe(struct store_resync_hist *h, int64_t us)
+{
+	const struct store_field *f[STORE_RESYNC_BUCKETS];
+	int64_t bound[STORE_RESYNC_BUCKETS];
+	size_t n = resync_buckets(f, bound);
+
+	if (us < 0)
+		us = 0;
+	for (size_t i = 0; i < n; i++)
+		if (us <= bound[i])
+			h->le[i]++;
+	h->count++;
+	h->sum_us += us;
+}
+
+void store_resync_hist_status(struct store_status *s,
+			      const struct store_resync_hist *h)
+{
+	const struct store_field *f[STORE_RESYNC_BUCKETS];
+	int64_t bound[STORE_RESYNC_BUCKETS];
+	size_t n = resync_buckets(f, bound);
+
+	for (size_t i = 0; i < n; i++)
+		*FIELD_PTR(s, f[i], uint64_t) = h->le[i];
+	s->resync_duration_count = h->count;
+	s->resync_duration_sum_us = h->sum_us;
 }
 
 /* ---- the SQL, built once from the table ---- */

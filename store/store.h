@@ -205,7 +205,13 @@ const char *store_follow_name(enum store_follow follow);
  *  metric  Prometheus sample "family" or "family{label=\"value\"}", ""
  *          for none.  Families ending in _total are counters, the rest
  *          gauges; the first row of a family gives its help.  Rows of one
- *          family are adjacent.
+ *          family are adjacent.  One family, one unit: the name ends in
+ *          it (_seconds, _bytes, _port, ...).  An enumeration is
+ *          "family{label=\"a|b|c\"}": one 0/1 sample per name, 1 for the
+ *          one whose index is the value.  A histogram is its rows
+ *          "family_bucket{le=\"bound\"}" (cumulative counts, bounds
+ *          rising), then "family_count" (which is also the +Inf bucket)
+ *          and "family_sum".
  *  help    one line: the column's meaning (docs) and the family's help.
  */
 #define STORE_UNKNOWN INT64_MIN
@@ -214,8 +220,9 @@ const char *store_follow_name(enum store_follow follow);
 #define STORE_STATUS_FIELDS(F)                                                \
 	/* the run */                                                          \
 	F(version, TEXT, "version", "", "natscope version that wrote the row") \
-	F(started_ms, MS, "started_at", "process_start_time_seconds",          \
-	  "When this run started.")                                            \
+	F(started_ms, MS, "started_at",                                        \
+	  "natscope_collector_start_time_seconds",                             \
+	  "When this run of the collector started.")                           \
 	F((?1 - started_ms) / 1000.0, EXPR, "uptime_seconds", "",              \
 	  "seconds since the run started")                                     \
 	F(pid, U64, "pid", "", "process id of the run")                        \
@@ -236,7 +243,8 @@ const char *store_follow_name(enum store_follow follow);
 	  "nat + local")                                                       \
 	F(mappings_nat, U64, "mappings.nat", "natscope_mappings{kind=\"nat\"}", \
 	  "Live conntrack entries by kind: nat and local hold a port of a "    \
-	  "public IP, other holds none.")                                      \
+	  "public IP, other holds none; the kinds sum to the table natscope "  \
+	  "tracks (natscope_conntrack_entries when exact).")                   \
 	F(mappings_local, U64, "mappings.local",                               \
 	  "natscope_mappings{kind=\"local\"}",                                 \
 	  "live mappings of connections this host originates")                 \
@@ -244,7 +252,7 @@ const char *store_follow_name(enum store_follow follow);
 	  "natscope_mappings{kind=\"other\"}",                                 \
 	  "live conntrack entries that use no port of this host, as "          \
 	  "natscope counts them")                                              \
-	F(mappings_silent, U64, "mappings.silent", "natscope_mappings_silent", \
+	F(mappings_silent, U64, "mappings.silent", "natscope_silent_entries",  \
 	  "Entries known only from dumps: the kernel sends no events for "     \
 	  "them, so natscope re-dumps to follow them.")                        \
 	F(gateways, U64, "gateways", "", "rows in gateways")                   \
@@ -342,7 +350,8 @@ const char *store_follow_name(enum store_follow follow);
 	/* the kernel's conntrack statistics, summed over CPUs */              \
 	F(conntrack_count, OPT, "conntrack.count", "natscope_conntrack_entries", \
 	  "Entries in the kernel's conntrack table.")                          \
-	F(conntrack_max, OPT, "conntrack.max", "natscope_conntrack_max",       \
+	F(conntrack_max, OPT, "conntrack.max",                                 \
+	  "natscope_conntrack_entries_limit",                                  \
 	  "Size limit of the kernel's conntrack table.")                       \
 	F(conntrack_insert_failed, OPT, "conntrack.insert_failed",             \
 	  "natscope_conntrack_insert_failed_total",                            \
@@ -361,37 +370,87 @@ const char *store_follow_name(enum store_follow follow);
 	       json_array(sysctl_port_range_lo, sysctl_port_range_hi) END),     \
 	  EXPR, "sysctl.ip_local_port_range", "", "[lo, hi]")                  \
 	F(sysctl_port_range_lo, OPT, "",                                       \
-	  "natscope_sysctl{name=\"net.ipv4.ip_local_port_range.min\"}",       \
-	  "Kernel settings that decide port capacity and reuse.")              \
+	  "natscope_sysctl_ip_local_port_range_low_port",                      \
+	  "net.ipv4.ip_local_port_range, low end: first port of local "        \
+	  "connections.")                                                      \
 	F(sysctl_port_range_hi, OPT, "",                                       \
-	  "natscope_sysctl{name=\"net.ipv4.ip_local_port_range.max\"}",       \
-	  "net.ipv4.ip_local_port_range, high end")                            \
+	  "natscope_sysctl_ip_local_port_range_high_port",                     \
+	  "net.ipv4.ip_local_port_range, high end: last port of local "        \
+	  "connections.")                                                      \
 	F(sysctl_tcp_tw_reuse, OPT, "sysctl.tcp_tw_reuse",                     \
-	  "natscope_sysctl{name=\"net.ipv4.tcp_tw_reuse\"}",                  \
-	  "net.ipv4.tcp_tw_reuse")                                             \
+	  "natscope_sysctl_tcp_tw_reuse{mode=\"off|on|loopback\"}",            \
+	  "net.ipv4.tcp_tw_reuse: 1 for its mode (0 off, 1 on, 2 loopback "    \
+	  "only), 0 for the others.")                                          \
 	F(sysctl_tcp_fin_timeout, OPT, "sysctl.tcp_fin_timeout",               \
-	  "natscope_sysctl{name=\"net.ipv4.tcp_fin_timeout\"}",               \
-	  "net.ipv4.tcp_fin_timeout, seconds")                                 \
+	  "natscope_sysctl_tcp_fin_timeout_seconds",                           \
+	  "net.ipv4.tcp_fin_timeout.")                                         \
 	F(sysctl_tcp_timeout_time_wait, OPT,                                   \
 	  "sysctl.nf_conntrack_tcp_timeout_time_wait",                         \
-	  "natscope_sysctl{name=\"net.netfilter.nf_conntrack_tcp_timeout_"    \
-	  "time_wait\"}",                                                      \
-	  "net.netfilter.nf_conntrack_tcp_timeout_time_wait, seconds")         \
+	  "natscope_sysctl_nf_conntrack_tcp_timeout_time_wait_seconds",        \
+	  "net.netfilter.nf_conntrack_tcp_timeout_time_wait: how long a "      \
+	  "TIME_WAIT entry holds its port.")                                   \
 	F(conntrack_max, EXPR, "sysctl.nf_conntrack_max", "",                  \
 	  "net.netfilter.nf_conntrack_max")                                    \
 	F(sysctl_conntrack_events, OPT, "sysctl.nf_conntrack_events",          \
-	  "natscope_sysctl{name=\"net.netfilter.nf_conntrack_events\"}",      \
-	  "net.netfilter.nf_conntrack_events: 0 off, 1 on, 2 auto")            \
-	/* the process */                                                      \
+	  "natscope_sysctl_nf_conntrack_events{mode=\"off|on|auto\"}",         \
+	  "net.netfilter.nf_conntrack_events: 1 for its mode (0 off, 1 on, "   \
+	  "2 auto), 0 for the others.")                                        \
+	/* the collector's process (the serving process's own figures are   \
+	 * process_*, read by the web at each scrape) */                       \
 	F(process_rss_bytes, U64, "process.rss_bytes",                         \
-	  "process_resident_memory_bytes",                                     \
+	  "natscope_collector_resident_memory_bytes",                          \
 	  "Resident memory of the collector process.")                         \
 	F(process_cpu_seconds, REAL, "process.cpu_seconds",                    \
-	  "process_cpu_seconds_total",                                         \
+	  "natscope_collector_cpu_seconds_total",                              \
 	  "CPU time used by the collector process.")                          \
 	/* who wrote it */                                                     \
 	F(note, TEXT, "note", "",                                              \
-	  "what wrote the row when it was no live run (natscope import)")
+	  "what wrote the row when it was no live run (natscope import)")      \
+	/* how long complete resyncs took, as a histogram (schema 007):       \
+	 * cumulative counts per bound, set by store_resync_hist_status() */   \
+	F(resync_le_10ms, U64, "resync_histogram.le_0.01",                     \
+	  "natscope_resync_duration_seconds_bucket{le=\"0.01\"}",              \
+	  "Complete resyncs (the start-up dump included) by how long they "    \
+	  "took.")                                                             \
+	F(resync_le_50ms, U64, "resync_histogram.le_0.05",                     \
+	  "natscope_resync_duration_seconds_bucket{le=\"0.05\"}",              \
+	  "complete resyncs that took at most 0.05 s")                         \
+	F(resync_le_100ms, U64, "resync_histogram.le_0.1",                     \
+	  "natscope_resync_duration_seconds_bucket{le=\"0.1\"}",               \
+	  "complete resyncs that took at most 0.1 s")                          \
+	F(resync_le_250ms, U64, "resync_histogram.le_0.25",                    \
+	  "natscope_resync_duration_seconds_bucket{le=\"0.25\"}",              \
+	  "complete resyncs that took at most 0.25 s")                         \
+	F(resync_le_500ms, U64, "resync_histogram.le_0.5",                     \
+	  "natscope_resync_duration_seconds_bucket{le=\"0.5\"}",               \
+	  "complete resyncs that took at most 0.5 s")                          \
+	F(resync_le_1s, U64, "resync_histogram.le_1",                          \
+	  "natscope_resync_duration_seconds_bucket{le=\"1\"}",                 \
+	  "complete resyncs that took at most 1 s")                            \
+	F(resync_le_2500ms, U64, "resync_histogram.le_2.5",                    \
+	  "natscope_resync_duration_seconds_bucket{le=\"2.5\"}",               \
+	  "complete resyncs that took at most 2.5 s")                          \
+	F(resync_le_5s, U64, "resync_histogram.le_5",                          \
+	  "natscope_resync_duration_seconds_bucket{le=\"5\"}",                 \
+	  "complete resyncs that took at most 5 s")                            \
+	F(resync_le_10s, U64, "resync_histogram.le_10",                        \
+	  "natscope_resync_duration_seconds_bucket{le=\"10\"}",                \
+	  "complete resyncs that took at most 10 s")                           \
+	F(resync_le_30s, U64, "resync_histogram.le_30",                        \
+	  "natscope_resync_duration_seconds_bucket{le=\"30\"}",                \
+	  "complete resyncs that took at most 30 s")                           \
+	F(resync_le_60s, U64, "resync_histogram.le_60",                        \
+	  "natscope_resync_duration_seconds_bucket{le=\"60\"}",                \
+	  "complete resyncs that took at most 60 s")                           \
+	F(resync_le_120s, U64, "resync_histogram.le_120",                      \
+	  "natscope_resync_duration_seconds_bucket{le=\"120\"}",               \
+	  "complete resyncs that took at most 120 s")                          \
+	F(resync_duration_count, U64, "resync_histogram.count",                \
+	  "natscope_resync_duration_seconds_count",                            \
+	  "complete resyncs timed (the +Inf bucket)")                          \
+	F(resync_duration_sum_us, US, "resync_histogram.sum_ms",               \
+	  "natscope_resync_duration_seconds_sum",                              \
+	  "their durations added up")
 
 #define STORE_CTYPE_U64(n) uint64_t n;
 #define STORE_CTYPE_OPT(n) int64_t n;
@@ -440,6 +499,28 @@ extern const size_t store_status_nfields;
  * unknown (it has no sample then) or not numeric. */
 int store_field_value(const struct store_field *f, const struct store_status *s,
 		      double *v);
+
+/* The resync-duration histogram, kept by the collector between status
+ * rows: cumulative counts for the bounds of the status rows
+ * natscope_resync_duration_seconds_bucket{le=...}, in their order (the
+ * field table is the one place that names the bounds). */
+#define STORE_RESYNC_BUCKETS 12
+#define STORE_RESYNC_FAMILY "natscope_resync_duration_seconds"
+
+struct store_resync_hist {
+	uint64_t le[STORE_RESYNC_BUCKETS]; /* took at most the i-th bound */
+	uint64_t count;			   /* every one (the +Inf bucket) */
+	int64_t sum_us;			   /* their durations added up */
+};
+
+/* Counts one complete resync that took us microseconds (< 0 counts as 0).
+ * Never fails. */
+void store_resync_hist_observe(struct store_resync_hist *h, int64_t us);
+
+/* Copies h into s's resync_le_*, resync_duration_count and
+ * resync_duration_sum_us.  Never fails. */
+void store_resync_hist_status(struct store_status *s,
+			      const struct store_resync_hist *h);
 
 /* ---- history: what one interval saw (schema/004_history.sql) ---- */
 
@@ -750,6 +831,28 @@ int store_read_gateways(struct store *st, struct store_gateway_row **rows,
 int store_read_top_hosts(struct store *st, const struct ns_addr *gateway,
 			 uint8_t proto, unsigned k,
 			 struct store_host_row **rows, size_t *n);
+
+/* The gateways (public IP, protocol) that had a mapping in a raw period of
+ * history ending at or after since_ms but have no live row: those that
+ * emptied lately, which /metrics reports at 0 for a while instead of
+ * dropping them.  A malloc'd array (caller frees) of rows with only ip
+ * and proto set, ordered as store_read_gateways'; 0 rows when history has
+ * none.  Returns 0, or -1 with errno (EBUSY, EIO, ENOMEM). */
+int store_read_gone_gateways(struct store *st, int64_t since_ms,
+			     struct store_gateway_row **rows, size_t *n);
+
+/* What every answer's "coverage" says, as numbers. */
+struct store_coverage {
+	int complete;	   /* the figures are exact: "coverage.complete" */
+	int gap_open;	   /* a gap of this run is still open */
+	uint64_t gaps_run; /* gaps this run opened (its highest seq) */
+};
+
+/* Fills *c from the status row and the gap log (the rule of the answers'
+ * coverage: state neither starting nor db-error, and no gap open or
+ * overlapping the last interval).  Returns 0, or -1 with errno: ENOENT
+ * before any status row, EBUSY, EIO. */
+int store_read_coverage(struct store *st, struct store_coverage *c);
 
 /* ---- history (schema/004_history.sql), read by the web service ---- */
 

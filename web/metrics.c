@@ -1,14 +1,23 @@
 /*
- * metrics.c - /metrics: the Prometheus text exposition format 0.0.4.
+ * metrics.c - /metrics: the Prometheus text exposition format 0.0.4,
+ * following its conventions: one unit per family, named in its suffix
+ * (_seconds, _bytes, _ports, _port, _ratio; counters end in _total),
+ * enumerations as one 0/1 gauge per value, labels that are none of
+ * Prometheus's own (no instance, job, host).
  *
- * Everything comes from the store: the gateway rows, the top hosts of
- * each gateway (WEB_TOP_HOSTS of them, so the number of series stays
- * bounded however many hosts there are) and the status row.  A sample
- * whose value the collector does not know (-1) is left out; a family
- * whose every sample is left out prints nothing, not even its # HELP.
+ * Everything natscope measures comes from the store, in one read
+ * snapshot: the gateway rows, the gateways that emptied within the last
+ * WEB_GONE_MS (from history: reported at 0 rather than vanishing), the
+ * top hosts of each gateway (WEB_TOP_HOSTS of them, so the number of
+ * series stays bounded however many hosts there are), the status row and
+ * the coverage.  Only process_* describe the process serving the page,
+ * read from /proc/self at each scrape, as every Prometheus client does.
+ * A sample whose value is not known is left out; a family whose every
+ * sample is left out prints nothing, not even its # HELP.
  */
 #include "web/internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -16,12 +25,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/common.h"
 #include "store/store.h"
 
 /* Hosts exported per gateway. */
 #define WEB_TOP_HOSTS 10
+
+/* A gateway that emptied is reported at 0 this long after the end of the
+ * last period of history that saw a mapping on it (status as_of). */
+#define WEB_GONE_MS (10 * 60 * 1000)
 
 void web_buf_add(struct web_buf *b, const char *s, size_t len)
 {
@@ -140,10 +156,12 @@ static void mw_str(struct web_buf *b, const char *s)
 	web_buf_add(b, s, strlen(s));
 }
 
-/* Writes one sample line.  Plain appends, not printf: /metrics has a line
- * per gateway, state and top host, and this is most of its own cost. */
-static void mw_sample(struct mw *m, const struct mlabels *l,
-		      const char *value)
+/* Writes one sample line of the current family: its name plus suffix
+ * ("_bucket", "_count", "_sum" of a histogram; "" otherwise).  Plain
+ * appends, not printf: /metrics has a line per gateway, state and top
+ * host, and this is most of its own cost. */
+static void mw_sample_as(struct mw *m, const char *suffix,
+			 const struct mlabels *l, const char *value)
 {
 	struct web_buf *b = m->b;
 
@@ -154,6 +172,7 @@ static void mw_sample(struct mw *m, const struct mlabels *l,
 		m->head_done = 1;
 	}
 	mw_str(b, m->name);
+	mw_str(b, suffix);
 	for (int i = 0; l && i < l->n; i++) {
 		mw_str(b, i ? "," : "{");
 		mw_str(b, l->k[i]);
@@ -168,7 +187,8 @@ static void mw_sample(struct mw *m, const struct mlabels *l,
 	mw_str(b, "\n");
 }
 
-static void mw_u64(struct mw *m, const struct mlabels *l, uint64_t v)
+static void mw_u64_as(struct mw *m, const char *suffix,
+		      const struct mlabels *l, uint64_t v)
 {
 	char t[24], *p = t + sizeof(t) - 1;
 
@@ -177,21 +197,40 @@ static void mw_u64(struct mw *m, const struct mlabels *l, uint64_t v)
 		*--p = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
-	mw_sample(m, l, p);
+	mw_sample_as(m, suffix, l, p);
+}
+
+/* The shortest text that reads back as v exactly (as Prometheus's own
+ * clients write it): a timestamp such as 1796218286.261 keeps its
+ * fraction, where a fixed 9 digits would round it to 1796218290. */
+static void mw_double_as(struct mw *m, const char *suffix,
+			 const struct mlabels *l, double v)
+{
+	char t[40];
+
+	for (int prec = 15; prec <= 17; prec++) {
+		snprintf(t, sizeof(t), "%.*g", prec, v);
+		if (strtod(t, NULL) == v)
+			break;
+	}
+	mw_sample_as(m, suffix, l, t);
+}
+
+static void mw_u64(struct mw *m, const struct mlabels *l, uint64_t v)
+{
+	mw_u64_as(m, "", l, v);
 }
 
 static void mw_double(struct mw *m, const struct mlabels *l, double v)
 {
-	char t[40];
-
-	snprintf(t, sizeof(t), "%.9g", v);
-	mw_sample(m, l, t);
+	mw_double_as(m, "", l, v);
 }
 
-/* ---- the families ---- */
+/* ---- the gateways and their top hosts ---- */
 
 struct gw_view {
 	const struct store_gateway_row *g;
+	int gone; /* emptied lately: every figure reported as 0 */
 	char ip[NS_ADDR_STRLEN];
 	char proto[8];
 	struct store_host_row *hosts; /* top WEB_TOP_HOSTS, malloc'd */
@@ -221,10 +260,12 @@ enum gw_field {
 static const struct {
 	const char *name, *help;
 } gw_families[] = {
-	[GW_PORTS_IN_USE] = { "natscope_gateway_ports_in_use",
-			      "Distinct public ports with a mapping." },
-	[GW_PORT_SPACE] = { "natscope_gateway_port_space",
-			    "Ports a public IP offers: 1-65535, ICMP echo ids 0-65535." },
+	[GW_PORTS_IN_USE] = { "natscope_gateway_used_ports",
+			      "Distinct public ports (ICMP: echo ids) of the "
+			      "public IP with a mapping." },
+	[GW_PORT_SPACE] = { "natscope_gateway_capacity_ports",
+			    "Ports the public IP offers for the protocol: "
+			    "65535 (1-65535), 65536 ICMP echo ids." },
 	[GW_MAPPINGS] = { "natscope_gateway_mappings",
 			  "Live mappings on the public IP." },
 	[GW_HOSTS] = { "natscope_gateway_hosts",
@@ -233,11 +274,13 @@ static const struct {
 			      "Destination buckets with a mapping." },
 	[GW_WORST_MAPPINGS] = { "natscope_gateway_worst_destination_mappings",
 				"Mappings in the fullest destination bucket." },
-	[GW_WORST_CAPACITY] = { "natscope_gateway_worst_destination_capacity",
-				"Capacity of the fullest destination bucket." },
+	[GW_WORST_CAPACITY] = {
+		"natscope_gateway_worst_destination_capacity_ports",
+		"Ports the fullest destination bucket draws from." },
 	[GW_WORST_RATIO] = {
 		"natscope_gateway_worst_destination_utilization_ratio",
-		"Mappings over capacity of the fullest destination bucket." },
+		"Mappings over capacity of the fullest destination bucket "
+		"(0-1)." },
 };
 
 static void emit_gateways(struct mw *m, const struct gw_view *gv, size_t n)
@@ -269,10 +312,11 @@ static void emit_gateways(struct mw *m, const struct gw_view *gv, size_t n)
 				mw_u64(m, &l, g->destinations);
 				break;
 			case GW_WORST_MAPPINGS:
-				if (has_worst)
+				if (has_worst || gv[i].gone)
 					mw_u64(m, &l, g->worst_mappings);
 				break;
 			case GW_WORST_CAPACITY:
+				/* a gateway gone has no bucket to measure */
 				if (has_worst)
 					mw_u64(m, &l, g->worst_capacity);
 				break;
@@ -281,6 +325,8 @@ static void emit_gateways(struct mw *m, const struct gw_view *gv, size_t n)
 					mw_double(m, &l,
 						  (double)g->worst_mappings /
 							  g->worst_capacity);
+				else if (gv[i].gone)
+					mw_u64(m, &l, 0);
 				break;
 			}
 		}
@@ -309,12 +355,13 @@ static void emit_hosts(struct mw *m, const struct gw_view *gv, size_t n)
 	for (int f = 0; f < 2; f++) {
 		if (f == 0)
 			mw_family(m, "natscope_host_mappings", "gauge",
-				  "Mappings of the top 10 hosts of each "
-				  "public IP.");
-		else
-			mw_family(m, "natscope_host_ports_in_use", "gauge",
-				  "Public ports held by the top 10 hosts of "
+				  "Mappings of the top 10 internal hosts of "
 				  "each public IP.");
+		else
+			mw_family(m, "natscope_host_used_ports",
+				  "gauge",
+				  "Public ports held by the top 10 internal "
+				  "hosts of each public IP.");
 		for (size_t i = 0; i < n; i++) {
 			for (size_t j = 0; j < gv[i].n_hosts; j++) {
 				const struct store_host_row *h =
@@ -324,7 +371,7 @@ static void emit_hosts(struct mw *m, const struct gw_view *gv, size_t n)
 					continue;
 				gw_labels(&gv[i], &l);
 				l.n = 4;
-				l.k[2] = "host";
+				l.k[2] = "internal_ip";
 				l.v[2] = host;
 				l.k[3] = "kind";
 				l.v[3] = ns_kind_name((enum ns_kind)h->kind);
@@ -334,6 +381,8 @@ static void emit_hosts(struct mw *m, const struct gw_view *gv, size_t n)
 		}
 	}
 }
+
+/* ---- the status row ---- */
 
 /* One-hot gauge: 1 for the current value of an enumeration, 0 for the
  * others. */
@@ -360,53 +409,127 @@ static const char *follow_name(unsigned i)
 	return store_follow_name((enum store_follow)i);
 }
 
+/* Whether name ends in suffix; *base gets name without it. */
+static int has_suffix(const char *name, const char *suffix, char *base,
+		      size_t n)
+{
+	size_t a = strlen(name), b = strlen(suffix);
+
+	if (a <= b || strcmp(name + a - b, suffix) != 0)
+		return 0;
+	snprintf(base, n, "%.*s", (int)(a - b), name);
+	return 1;
+}
+
+/* A status row's labels "{key=\"value\"}" split into *key and *value
+ * (pointers into buf).  Returns 0, or -1 for a spec without a label. */
+static int status_label(const char *brace, char *buf, size_t n,
+			const char **key, const char **value)
+{
+	char *eq, *end;
+
+	snprintf(buf, n, "%s", brace + 1);
+	eq = strchr(buf, '=');
+	end = strrchr(buf, '"');
+	if (!eq || !end || eq[1] != '"' || end <= eq + 1)
+		return -1;
+	*eq = *end = '\0';
+	*key = buf;
+	*value = eq + 2;
+	return 0;
+}
+
+/* An enumeration row: value "a|b|c", one 0/1 sample per name, 1 for the
+ * one whose index is v (none when v is out of range). */
+static void emit_status_enum(struct mw *m, const char *key, const char *alts,
+			     double v)
+{
+	struct mlabels l = { .n = 1, .k = { key } };
+	char name[64];
+	unsigned i = 0;
+
+	for (const char *p = alts; *p; i++) {
+		size_t len = strcspn(p, "|");
+
+		snprintf(name, sizeof(name), "%.*s", (int)len, p);
+		l.v[0] = name;
+		mw_u64(m, &l, (double)i == v);
+		p += len;
+		if (*p == '|')
+			p++;
+	}
+}
+
 /* Every status field with a metric (STORE_STATUS_FIELDS): a family starts
- * where the name before '{' changes; its first row gives the help. */
+ * where the name before '{' changes (a histogram's _bucket, _count and
+ * _sum rows are one family); its first row gives the help. */
 static void emit_status(struct mw *m, const struct store_status *s)
 {
-	char family[128], labels[128], prev[128] = "";
+	char name[128], family[128] = "", labels[128], base[128];
+	int histogram = 0;
 
 	for (size_t i = 0; i < store_status_nfields; i++) {
 		const struct store_field *f = &store_status_fields[i];
 		const char *brace = strchr(f->metric, '{');
 		size_t flen = brace ? (size_t)(brace - f->metric)
 				    : strlen(f->metric);
+		const char *suffix = "", *key = NULL, *value = NULL;
 		struct mlabels l = { 0 };
 		double v;
 
 		if (!*f->metric)
 			continue;
-		snprintf(family, sizeof(family), "%.*s", (int)flen, f->metric);
-		if (strcmp(family, prev) != 0) {
-			size_t n = strlen(family);
-			const char *type = n > 6 &&
-						   !strcmp(family + n - 6, "_total")
-					   ? "counter" : "gauge";
+		snprintf(name, sizeof(name), "%.*s", (int)flen, f->metric);
+		if (has_suffix(name, "_bucket", base, sizeof(base)) ||
+		    (histogram && (has_suffix(name, "_count", base,
+					      sizeof(base)) ||
+				   has_suffix(name, "_sum", base,
+					      sizeof(base))) &&
+		     !strcmp(base, family))) {
+			suffix = name + strlen(base);
+			if (strcmp(base, family) != 0) {
+				snprintf(family, sizeof(family), "%s", base);
+				mw_family(m, family, "histogram", f->help);
+				histogram = 1;
+			}
+		} else if (strcmp(name, family) != 0) {
+			size_t n = strlen(name);
 
-			snprintf(prev, sizeof(prev), "%s", family);
-			mw_family(m, prev, type, f->help);
+			snprintf(family, sizeof(family), "%s", name);
+			histogram = 0;
+			mw_family(m, family,
+				  n > 6 && !strcmp(name + n - 6, "_total")
+					  ? "counter" : "gauge",
+				  f->help);
 		}
-		if (store_field_value(f, s, &v) < 0)
-			continue;
-		if (brace) {
-			/* {key="value"}: the value holds no quote */
-			char *eq, *end;
-
-			snprintf(labels, sizeof(labels), "%s", brace + 1);
-			eq = strchr(labels, '=');
-			end = strrchr(labels, '"');
-			if (!eq || !end || eq[1] != '"' || end <= eq + 1)
+		if (store_field_value(f, s, &v) < 0) {
+			if (!histogram)
 				continue;
-			*eq = *end = '\0';
+			v = 0; /* a histogram has all its samples */
+		}
+		if (brace && status_label(brace, labels, sizeof(labels), &key,
+					  &value) < 0)
+			continue;
+		if (value && strchr(value, '|')) {
+			emit_status_enum(m, key, value, v);
+			continue;
+		}
+		if (key) {
 			l.n = 1;
-			l.k[0] = labels;
-			l.v[0] = eq + 2;
+			l.k[0] = key;
+			l.v[0] = value;
+		}
+		if (histogram && !strcmp(suffix, "_count")) {
+			struct mlabels inf = { .n = 1, .k = { "le" },
+					       .v = { "+Inf" } };
+
+			mw_u64_as(m, "_bucket", &inf, (uint64_t)v);
 		}
 		if (f->type == STORE_F_U64 || f->type == STORE_F_OPT ||
 		    f->type == STORE_F_BOOL)
-			mw_u64(m, &l, (uint64_t)v);
+			mw_u64_as(m, suffix, &l, (uint64_t)v);
 		else
-			mw_double(m, &l, v);
+			mw_double_as(m, suffix, &l, v);
 	}
 	emit_enum(m, "natscope_collector_state",
 		  "1 for the collector's current state, 0 for the others.",
@@ -417,56 +540,206 @@ static void emit_status(struct mw *m, const struct store_status *s)
 		  "mode", STORE_FOLLOWS, s->follow, follow_name);
 }
 
+/* What every API answer's "coverage" says, and the gaps of this run. */
+static void emit_coverage(struct mw *m, const struct store_coverage *c)
+{
+	mw_family(m, "natscope_coverage_complete", "gauge",
+		  "1 when the figures are known exact (the API's "
+		  "coverage.complete): running or stopped, no gap open or "
+		  "in the last interval.");
+	mw_u64(m, NULL, (uint64_t)c->complete);
+	mw_family(m, "natscope_gap_open", "gauge",
+		  "1 while events are known lost and a resync has not yet "
+		  "repaired the figures.");
+	mw_u64(m, NULL, (uint64_t)c->gap_open);
+	mw_family(m, "natscope_gaps_total", "counter",
+		  "Gaps (periods the figures were not exact) this run "
+		  "opened.");
+	mw_u64(m, NULL, c->gaps_run);
+}
+
+/* ---- the serving process, from /proc/self ---- */
+
+/* The clock ticks since boot at which this process started (field 22 of
+ * /proc/self/stat), or -1. */
+static long long proc_start_ticks(void)
+{
+	char buf[1024], *p;
+	long long v = -1;
+	size_t n;
+	FILE *f = fopen("/proc/self/stat", "re");
+
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* the command name may hold spaces and ')': fields 3.. follow the
+	 * last ')' */
+	if (!(p = strrchr(buf, ')')))
+		return -1;
+	p++;
+	for (int field = 3; field < 22 && p; field++) /* p: before field */
+		p = strchr(p + 1, ' ');
+	if (p && sscanf(p, " %lld", &v) != 1)
+		v = -1;
+	return v;
+}
+
+/* The boot time in seconds since the epoch (btime of /proc/stat), or -1. */
+static long long proc_boot_time(void)
+{
+	char line[256];
+	long long v = -1;
+	FILE *f = fopen("/proc/stat", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "btime %lld", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
+static long long proc_open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	long long n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void emit_process(struct mw *m)
+{
+	long long ticks = proc_start_ticks(), boot = proc_boot_time();
+	long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	long long fds = proc_open_fds();
+	unsigned long long vsz, rss;
+	struct timespec ts;
+	struct rlimit rl;
+	FILE *f;
+
+	mw_family(m, "process_start_time_seconds", "gauge",
+		  "Start time of the process serving this page since the "
+		  "epoch, seconds.");
+	if (ticks >= 0 && boot > 0 && hz > 0)
+		mw_double(m, NULL, (double)boot + (double)ticks / (double)hz);
+	mw_family(m, "process_cpu_seconds_total", "counter",
+		  "CPU time the process serving this page used, seconds.");
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0)
+		mw_double(m, NULL, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+	if ((f = fopen("/proc/self/statm", "re"))) {
+		if (fscanf(f, "%llu %llu", &vsz, &rss) == 2 && page > 0) {
+			mw_family(m, "process_resident_memory_bytes", "gauge",
+				  "Resident memory of the process serving "
+				  "this page, bytes.");
+			mw_u64(m, NULL, rss * (unsigned long long)page);
+			mw_family(m, "process_virtual_memory_bytes", "gauge",
+				  "Virtual memory of the process serving this "
+				  "page, bytes.");
+			mw_u64(m, NULL, vsz * (unsigned long long)page);
+		}
+		fclose(f);
+	}
+	mw_family(m, "process_open_fds", "gauge",
+		  "File descriptors the process serving this page has open.");
+	if (fds >= 0)
+		mw_u64(m, NULL, (uint64_t)fds);
+	mw_family(m, "process_max_fds", "gauge",
+		  "Its limit of open file descriptors (RLIMIT_NOFILE).");
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		mw_u64(m, NULL, (uint64_t)rl.rlim_cur);
+}
+
+/* ---- the page ---- */
+
+static void free_views(struct gw_view *gv, size_t n)
+{
+	for (size_t i = 0; gv && i < n; i++)
+		free(gv[i].hosts);
+	free(gv);
+}
+
+/* Fills gv[i] for row g (gone: emptied lately, no hosts). */
+static int view_fill(struct store *st, struct gw_view *v,
+		     const struct store_gateway_row *g, int gone)
+{
+	const char *p = ns_proto_name(g->proto);
+
+	v->g = g;
+	v->gone = gone;
+	if (!ns_addr_format(&g->ip, v->ip))
+		strcpy(v->ip, "?");
+	snprintf(v->proto, sizeof(v->proto), "%s", p ? p : "?");
+	if (gone)
+		return 0;
+	if (store_read_top_hosts(st, &g->ip, g->proto, WEB_TOP_HOSTS,
+				 &v->hosts, &v->n_hosts) == -1) {
+		v->hosts = NULL;
+		v->n_hosts = 0;
+		if (errno != ENOENT)
+			return -1;
+	}
+	return 0;
+}
+
 char *web_metrics(struct store *st, size_t *len)
 {
-	struct store_gateway_row *rows = NULL;
+	struct store_gateway_row *rows = NULL, *gone = NULL;
 	struct gw_view *gv = NULL;
 	struct web_buf b = { 0 };
 	struct store_status s;
+	struct store_coverage cov;
 	struct mw m = { .b = &b };
 	struct mlabels l = { .n = 1, .k = { "version" }, .v = { NS_VERSION } };
-	size_t n = 0;
-	int have_status, reading = 1;
+	size_t n = 0, n_gone = 0;
+	int have_status, have_cov = 0, reading = 1;
 	int saved;
 
 	/* one snapshot for every figure, however many reads it takes */
 	if (store_read_begin(st) == -1)
 		return NULL;
-	if (store_read_gateways(st, &rows, &n) == -1) {
-		store_read_end(st);
-		return NULL;
-	}
-	if (n > 0 && !(gv = calloc(n, sizeof(*gv)))) {
-		log_warn("web: metrics");
-		goto err;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const char *p = ns_proto_name(rows[i].proto);
-
-		gv[i].g = &rows[i];
-		if (!ns_addr_format(&rows[i].ip, gv[i].ip))
-			strcpy(gv[i].ip, "?");
-		snprintf(gv[i].proto, sizeof(gv[i].proto), "%s",
-			 p ? p : "?");
-		if (store_read_top_hosts(st, &rows[i].ip, rows[i].proto,
-					 WEB_TOP_HOSTS, &gv[i].hosts,
-					 &gv[i].n_hosts) == -1) {
-			if (errno != ENOENT)
-				goto err;
-			gv[i].hosts = NULL;
-			gv[i].n_hosts = 0;
-		}
-	}
 	have_status = store_read_status(st, &s) == 0;
 	if (!have_status && errno != ENOENT)
 		goto err;
+	if (have_status) {
+		if (store_read_coverage(st, &cov) == -1)
+			goto err;
+		have_cov = 1;
+	}
+	if (store_read_gateways(st, &rows, &n) == -1)
+		goto err;
+	if (have_status && s.as_of_ms > 0 &&
+	    store_read_gone_gateways(st, s.as_of_ms - WEB_GONE_MS, &gone,
+				     &n_gone) == -1)
+		goto err;
+	if (n + n_gone > 0 && !(gv = calloc(n + n_gone, sizeof(*gv)))) {
+		log_warn("web: metrics");
+		goto err;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (view_fill(st, &gv[i], &rows[i], 0) == -1)
+			goto err;
+	for (size_t i = 0; i < n_gone; i++)
+		view_fill(st, &gv[n + i], &gone[i], 1);
 	store_read_end(st);
 	reading = 0;
 
-	emit_gateways(&m, gv, n);
-	emit_hosts(&m, gv, n);
+	emit_gateways(&m, gv, n + n_gone);
+	emit_hosts(&m, gv, n + n_gone);
 	if (have_status)
 		emit_status(&m, &s);
+	if (have_cov)
+		emit_coverage(&m, &cov);
+	emit_process(&m);
 	mw_family(&m, "natscope_build_info", "gauge",
 		  "Always 1; the version label names the build serving.");
 	mw_u64(&m, &l, 1);
@@ -476,10 +749,9 @@ char *web_metrics(struct store *st, size_t *len)
 		goto err;
 	}
 
-	for (size_t i = 0; i < n; i++)
-		free(gv[i].hosts);
-	free(gv);
+	free_views(gv, n + n_gone);
 	free(rows);
+	free(gone);
 	*len = b.len;
 	return b.p;
 
@@ -487,10 +759,9 @@ err:
 	saved = errno;
 	if (reading)
 		store_read_end(st);
-	for (size_t i = 0; gv && i < n; i++)
-		free(gv[i].hosts);
-	free(gv);
+	free_views(gv, n + n_gone);
 	free(rows);
+	free(gone);
 	web_buf_free(&b);
 	errno = saved;
 	return NULL;

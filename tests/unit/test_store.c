@@ -495,8 +495,9 @@ static void write_gaps(struct store *st, int n)
 /* ---- opening, versions ---- */
 
 /* schema/NNN_name.sql, in order */
-#define MIGRATIONS "1:live,2:gaps,3:status,4:history,5:status_note,6:maplog"
-#define N_MIGRATIONS 6
+#define MIGRATIONS "1:live,2:gaps,3:status,4:history,5:status_note,6:maplog," \
+	"7:resync_histogram"
+#define N_MIGRATIONS 7
 /* what the migrations after 003 create (003 rebuilds status itself) */
 #define DROP_SINCE_3 "DROP TABLE hist_gateway; DROP TABLE hist_host; " \
 	"DROP TABLE hist_dest; DROP TABLE hist_kernel; DROP TABLE incident; " \
@@ -2077,6 +2078,47 @@ static void test_status_fields(void **state)
 	}
 }
 
+/* The resync histogram: as many bucket rows as STORE_RESYNC_BUCKETS, their
+ * bounds rising; a duration counts in every bucket whose bound it does
+ * not exceed (bounds inclusive), and the status row carries it. */
+static void test_resync_histogram(void **state)
+{
+	static const char prefix[] = STORE_RESYNC_FAMILY "_bucket{le=\"";
+	struct store_resync_hist h = { 0 };
+	struct store_status s;
+	double prev = 0;
+	size_t n = 0;
+
+	for (size_t i = 0; i < store_status_nfields; i++) {
+		const char *m = store_status_fields[i].metric;
+		double le;
+
+		if (strncmp(m, prefix, sizeof(prefix) - 1) != 0)
+			continue;
+		le = strtod(m + sizeof(prefix) - 1, NULL);
+		assert_true(le > prev);
+		prev = le;
+		n++;
+	}
+	assert_int_equal(n, STORE_RESYNC_BUCKETS);
+
+	store_resync_hist_observe(&h, 10000);	/* 10 ms: le 0.01 */
+	store_resync_hist_observe(&h, 10001);	/* just over: le 0.05 */
+	store_resync_hist_observe(&h, 5000000); /* 5 s */
+	store_resync_hist_observe(&h, 600000000); /* 10 min: +Inf only */
+	store_resync_hist_observe(&h, -5);	/* a clock step: 0 */
+	store_status_init(&s);
+	store_resync_hist_status(&s, &h);
+	assert_int_equal(s.resync_le_10ms, 2);
+	assert_int_equal(s.resync_le_50ms, 3);
+	assert_int_equal(s.resync_le_2500ms, 3);
+	assert_int_equal(s.resync_le_5s, 4);
+	assert_int_equal(s.resync_le_120s, 4);
+	assert_int_equal(s.resync_duration_count, 5);
+	assert_int_equal(s.resync_duration_sum_us,
+			 10000 + 10001 + 5000000 + 600000000);
+}
+
 /* Any answer's table as CSV: flattened columns in order of first
  * appearance, RFC 4180 quoting, as_of and coverage.complete in each row. */
 static void test_json_csv(void **state)
@@ -2986,6 +3028,7 @@ int main(void)
 		cmocka_unit_test(test_json_status),
 		cmocka_unit_test(test_json_error),
 		cmocka_unit_test(test_status_fields),
+		cmocka_unit_test(test_resync_histogram),
 		cmocka_unit_test(test_outer_transaction),
 		cmocka_unit_test(test_writer),
 		cmocka_unit_test(test_writer_begin),

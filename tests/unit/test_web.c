@@ -365,8 +365,17 @@ static void fill_status(struct store_status *s, uint8_t state, int64_t as_of)
 	s->sysctl_tcp_tw_reuse = 2;
 	s->sysctl_tcp_fin_timeout = 60;
 	s->sysctl_tcp_timeout_time_wait = 120;
+	s->sysctl_conntrack_events = 2;
 	s->process_rss_bytes = 10485760;
 	s->process_cpu_seconds = 1.5;
+	/* resync_count's two: the start-up dump and one of 3.2 s */
+	{
+		struct store_resync_hist h = { 0 };
+
+		store_resync_hist_observe(&h, 250000);
+		store_resync_hist_observe(&h, 3200000);
+		store_resync_hist_status(s, &h);
+	}
 }
 
 static void add_gateway(struct store_batch *b, const char *ip, uint8_t proto,
@@ -1697,44 +1706,96 @@ static void assert_line(const char *text, const char *line)
 		fail_msg("line '%s' missing from:\n%s", line, text);
 }
 
-/* Every sample's family is declared by # TYPE before it, and a family's
- * samples are contiguous and declared once. */
+/* Every sample's family is declared by # HELP and # TYPE before it (a
+ * histogram's samples are its _bucket, _count and _sum), a family's
+ * samples are contiguous and declared once, counters end in _total, and
+ * no label is one Prometheus sets itself (instance, job) or one that
+ * reads as the scrape target (host). */
 static void assert_exposition(const char *text)
 {
 	char seen[4096] = " ", name[128], last[128] = "", key[140];
+	char type[16] = "", help[128] = "";
 
 	for (const char *p = text; *p;) {
 		const char *eol = strchr(p, '\n');
 		size_t n;
 
 		assert_non_null(eol); /* every line ends with \n */
-		if (strncmp(p, "# TYPE ", 7) == 0) {
+		if (strncmp(p, "# HELP ", 7) == 0) {
+			n = strcspn(p + 7, " ");
+			snprintf(help, sizeof(help), "%.*s", (int)n, p + 7);
+		} else if (strncmp(p, "# TYPE ", 7) == 0) {
 			n = strcspn(p + 7, " ");
 			snprintf(name, sizeof(name), "%.*s", (int)n, p + 7);
+			snprintf(type, sizeof(type), "%.*s",
+				 (int)(eol - (p + 8 + n)), p + 8 + n);
+			if (strcmp(help, name) != 0)
+				fail_msg("%s has no # HELP", name);
 			snprintf(key, sizeof(key), " %s ", name);
 			if (strstr(seen, key))
 				fail_msg("%s declared twice", name);
+			if (!strcmp(type, "counter") &&
+			    (n < 6 || strcmp(name + n - 6, "_total") != 0))
+				fail_msg("counter %s lacks _total", name);
 			assert_true(strlen(seen) + strlen(key) < sizeof(seen));
 			strcat(seen, name);
 			strcat(seen, " ");
 			snprintf(last, sizeof(last), "%s", name);
 		} else if (*p != '#') {
-			n = strcspn(p, "{ ");
+			const char *brace = p + strcspn(p, "{ ");
+			size_t ln = strlen(last);
+
+			n = (size_t)(brace - p);
 			snprintf(name, sizeof(name), "%.*s", (int)n, p);
-			if (strcmp(name, last) != 0)
+			if (strcmp(name, last) != 0 &&
+			    !(!strcmp(type, "histogram") &&
+			      !strncmp(name, last, ln) &&
+			      (!strcmp(name + ln, "_bucket") ||
+			       !strcmp(name + ln, "_count") ||
+			       !strcmp(name + ln, "_sum"))))
 				fail_msg("sample of %s outside its family "
 					 "(%s)", name, last);
+			if (*brace == '{') {
+				const char *end = strchr(brace, '}');
+
+				assert_true(end && end < eol);
+				for (const char *q = brace; q < end; q++) {
+					if (*q != '{' && *q != ',')
+						continue;
+					if (!strncmp(q + 1, "instance=", 9) ||
+					    !strncmp(q + 1, "job=", 4) ||
+					    !strncmp(q + 1, "host=", 5))
+						fail_msg("label of Prometheus's "
+							 "own in '%.*s'",
+							 (int)(eol - p), p);
+				}
+			}
 		}
 		p = eol + 1;
 	}
+}
+
+/* The value of the sample line that starts with prefix (name and
+ * labels), as a double; fails when there is none. */
+static double sample_value(const char *text, const char *prefix)
+{
+	char want[256];
+	const char *p;
+
+	snprintf(want, sizeof(want), "\n%s ", prefix);
+	p = strstr(text, want);
+	if (!p)
+		fail_msg("no sample '%s'", prefix);
+	return strtod(p + strlen(want), NULL);
 }
 
 static void test_metrics(void **state)
 {
 	struct resp r;
 	char v[128];
+	int64_t as_of = ns_now_ms();
 
-	write_status(STORE_STATE_RUNNING, ns_now_ms());
+	write_status(STORE_STATE_RUNNING, as_of);
 	http_get("/metrics", &r);
 	assert_int_equal(r.status, 200);
 	assert_int_equal(resp_header(&r, "Content-Type", v, sizeof(v)), 0);
@@ -1745,13 +1806,18 @@ static void test_metrics(void **state)
 	assert_true(strncmp(r.body, "# HELP ", 7) == 0);
 
 #define GL(ip, proto) "{public_ip=\"" ip "\",proto=\"" proto "\"}"
-	assert_line(r.body, "# TYPE natscope_gateway_ports_in_use gauge");
-	assert_line(r.body, "natscope_gateway_ports_in_use" GL(GW4, "tcp")
+	assert_line(r.body, "# TYPE natscope_gateway_used_ports gauge");
+	assert_line(r.body, "natscope_gateway_used_ports" GL(GW4, "tcp")
 			    " 1200");
-	assert_line(r.body, "natscope_gateway_ports_in_use" GL(GW6, "tcp")
+	assert_line(r.body, "natscope_gateway_used_ports" GL(GW6, "tcp")
 			    " 20");
-	assert_line(r.body, "natscope_gateway_port_space" GL(GW4, "udp")
+	/* ports 1-65535; ICMP echo ids 0-65535 */
+	assert_line(r.body, "natscope_gateway_capacity_ports" GL(GW4, "udp")
 			    " 65535");
+	assert_line(r.body, "natscope_gateway_capacity_ports" GL(GW4, "tcp")
+			    " 65535");
+	assert_line(r.body, "natscope_gateway_capacity_ports" GL(GW4B, "icmp")
+			    " 65536");
 	assert_line(r.body, "natscope_gateway_mappings" GL(GW4, "tcp")
 			    " 1500");
 	assert_line(r.body, "natscope_gateway_hosts" GL(GW4, "tcp") " 13");
@@ -1759,12 +1825,12 @@ static void test_metrics(void **state)
 			    " 4");
 	assert_line(r.body, "natscope_gateway_worst_destination_mappings"
 			    GL(GW4, "tcp") " 1100");
-	assert_line(r.body, "natscope_gateway_worst_destination_capacity"
+	assert_line(r.body, "natscope_gateway_worst_destination_capacity_ports"
 			    GL(GW4B, "icmp") " 65536");
 	/* 1100 / 64512 */
 	assert_line(r.body,
 		    "natscope_gateway_worst_destination_utilization_ratio"
-		    GL(GW4, "tcp") " 0.0170510913");
+		    GL(GW4, "tcp") " 0.017051091269841268");
 	assert_line(r.body, "natscope_gateway_tcp_state_mappings{public_ip=\""
 			    GW4 "\",proto=\"tcp\",state=\"time_wait\"} 1097");
 	assert_line(r.body, "natscope_gateway_tcp_state_mappings{public_ip=\""
@@ -1772,30 +1838,34 @@ static void test_metrics(void **state)
 	assert_int_equal(count_lines(r.body,
 				     "natscope_gateway_tcp_state_mappings{"),
 			 2 * NS_TCP_STATES); /* TCP gateways only */
-#undef GL
+	/* the old names are gone */
+	assert_null(strstr(r.body, "natscope_gateway_ports_in_use"));
+	assert_null(strstr(r.body, "natscope_gateway_port_space"));
+	assert_null(strstr(r.body, "natscope_sysctl{"));
 
-	/* top 10 hosts per gateway, no more */
+	/* top 10 hosts per gateway, no more; labelled internal_ip */
 	assert_int_equal(count_lines(r.body, "natscope_host_mappings{"
 					     "public_ip=\"" GW4
 					     "\",proto=\"tcp\""),
 			 10);
-	assert_int_equal(count_lines(r.body, "natscope_host_ports_in_use{"
+	assert_int_equal(count_lines(r.body, "natscope_host_used_ports{"
 					     "public_ip=\"" GW4
 					     "\",proto=\"tcp\""),
 			 10);
 	assert_line(r.body, "natscope_host_mappings{public_ip=\"" GW4
-			    "\",proto=\"tcp\",host=\"198.18.0.1\",kind=\"nat\"}"
-			    " 280");
-	assert_line(r.body, "natscope_host_ports_in_use{public_ip=\"" GW4
-			    "\",proto=\"tcp\",host=\"198.18.0.10\","
+			    "\",proto=\"tcp\",internal_ip=\"198.18.0.1\","
+			    "kind=\"nat\"} 280");
+	assert_line(r.body, "natscope_host_used_ports{public_ip=\"" GW4
+			    "\",proto=\"tcp\",internal_ip=\"198.18.0.10\","
 			    "kind=\"nat\"} 50");
-	assert_null(strstr(r.body, "host=\"198.18.0.11\""));
-	assert_null(strstr(r.body, "host=\"198.18.0.12\""));
-	assert_null(strstr(r.body, "host=\"" GW4 "\"")); /* 11th */
+	assert_null(strstr(r.body, "internal_ip=\"198.18.0.11\""));
+	assert_null(strstr(r.body, "internal_ip=\"198.18.0.12\""));
+	assert_null(strstr(r.body, "internal_ip=\"" GW4 "\"")); /* 11th */
 	assert_line(r.body, "natscope_host_mappings{public_ip=\"" GW6
-			    "\",proto=\"tcp\",host=\"2001:db8:1::2\","
+			    "\",proto=\"tcp\",internal_ip=\"2001:db8:1::2\","
 			    "kind=\"nat\"} 22");
 	assert_int_equal(count_lines(r.body, "natscope_host_mappings{"), 13);
+	assert_null(strstr(r.body, "host=\""));
 
 	/* status */
 	assert_line(r.body, "# TYPE natscope_events_total counter");
@@ -1810,25 +1880,40 @@ static void test_metrics(void **state)
 	assert_line(r.body, "natscope_resyncs_total 2");
 	assert_line(r.body, "natscope_resync_active 0");
 	assert_line(r.body, "natscope_resync_last_duration_seconds 0.25");
+	/* the kinds sum to what natscope tracks: 1555 + 5 + 7 */
+	assert_line(r.body, "# TYPE natscope_mappings gauge");
 	assert_line(r.body, "natscope_mappings{kind=\"nat\"} 1555");
 	assert_line(r.body, "natscope_mappings{kind=\"local\"} 5");
 	assert_line(r.body, "natscope_mappings{kind=\"other\"} 7");
+	assert_int_equal(count_lines(r.body, "natscope_mappings{"), 3);
+	assert_line(r.body, "natscope_silent_entries 0");
 	assert_line(r.body, "natscope_conntrack_entries 2000");
-	assert_line(r.body, "natscope_conntrack_max 262144");
+	assert_line(r.body, "natscope_conntrack_entries_limit 262144");
 	assert_line(r.body, "natscope_conntrack_insert_failed_total 7");
 	assert_line(r.body, "natscope_conntrack_drop_total 6");
 	assert_line(r.body, "natscope_conntrack_early_drop_total 5");
 	assert_null(strstr(r.body, "natscope_conntrack_clash_resolve")); /* -1 */
 	assert_line(r.body, "natscope_follow_mode{mode=\"events\"} 1");
 	assert_line(r.body, "natscope_follow_mode{mode=\"dumps\"} 0");
-	assert_line(r.body, "natscope_sysctl{name=\"net.ipv4.ip_local_port_"
-			    "range.min\"} 32768");
-	assert_line(r.body, "natscope_sysctl{name=\"net.ipv4.ip_local_port_"
-			    "range.max\"} 60999");
-	assert_line(r.body, "natscope_sysctl{name=\"net.ipv4.tcp_tw_reuse\"}"
-			    " 2");
-	assert_line(r.body, "natscope_sysctl{name=\"net.netfilter.nf_"
-			    "conntrack_tcp_timeout_time_wait\"} 120");
+	/* sysctls: one unit per family, modes one-hot */
+	assert_line(r.body, "natscope_sysctl_ip_local_port_range_low_port "
+			    "32768");
+	assert_line(r.body, "natscope_sysctl_ip_local_port_range_high_port "
+			    "60999");
+	assert_line(r.body, "natscope_sysctl_tcp_tw_reuse{mode=\"off\"} 0");
+	assert_line(r.body, "natscope_sysctl_tcp_tw_reuse{mode=\"on\"} 0");
+	assert_line(r.body, "natscope_sysctl_tcp_tw_reuse{mode=\"loopback\"} "
+			    "1");
+	assert_line(r.body, "natscope_sysctl_tcp_fin_timeout_seconds 60");
+	assert_line(r.body, "natscope_sysctl_nf_conntrack_tcp_timeout_"
+			    "time_wait_seconds 120");
+	assert_line(r.body, "natscope_sysctl_nf_conntrack_events{mode="
+			    "\"auto\"} 1");
+	assert_line(r.body, "natscope_sysctl_nf_conntrack_events{mode="
+			    "\"off\"} 0");
+	assert_int_equal(count_lines(r.body,
+				     "natscope_sysctl_nf_conntrack_events{"),
+			 3);
 	assert_line(r.body, "natscope_writes_failed_total 0");
 	assert_non_null(strstr(r.body,
 			       "\nnatscope_last_write_timestamp_seconds 1"));
@@ -1837,9 +1922,122 @@ static void test_metrics(void **state)
 	assert_line(r.body, "natscope_collector_state{state=\"stopped\"} 0");
 	assert_line(r.body, "natscope_build_info{version=\"" NS_VERSION
 			    "\"} 1");
-	assert_line(r.body, "process_resident_memory_bytes 10485760");
-	assert_line(r.body, "process_cpu_seconds_total 1.5");
+	/* the collector's own figures, from its status row */
+	assert_line(r.body, "natscope_collector_resident_memory_bytes "
+			    "10485760");
+	assert_line(r.body, "natscope_collector_cpu_seconds_total 1.5");
+	/* times in seconds, to the millisecond (shortest exact text) */
+	assert_true(sample_value(r.body,
+				 "natscope_collector_start_time_seconds") ==
+		    (double)(as_of - 60000) / 1e3);
+	assert_true(sample_value(r.body,
+				 "natscope_resync_last_done_timestamp_seconds") ==
+		    (double)(as_of - 29750) / 1e3);
+	/* resync durations: 0.25 s and 3.2 s */
+	assert_line(r.body, "# TYPE natscope_resync_duration_seconds "
+			    "histogram");
+	assert_line(r.body, "natscope_resync_duration_seconds_bucket"
+			    "{le=\"0.1\"} 0");
+	assert_line(r.body, "natscope_resync_duration_seconds_bucket"
+			    "{le=\"0.25\"} 1");
+	assert_line(r.body, "natscope_resync_duration_seconds_bucket"
+			    "{le=\"2.5\"} 1");
+	assert_line(r.body, "natscope_resync_duration_seconds_bucket"
+			    "{le=\"5\"} 2");
+	assert_line(r.body, "natscope_resync_duration_seconds_bucket"
+			    "{le=\"120\"} 2");
+	assert_line(r.body, "natscope_resync_duration_seconds_bucket"
+			    "{le=\"+Inf\"} 2");
+	assert_int_equal(count_lines(r.body,
+				     "natscope_resync_duration_seconds_bucket"),
+			 STORE_RESYNC_BUCKETS + 1);
+	assert_line(r.body, "natscope_resync_duration_seconds_count 2");
+	assert_line(r.body, "natscope_resync_duration_seconds_sum 3.45");
+	/* the coverage, as every answer states it */
+	assert_line(r.body, "natscope_coverage_complete 1");
+	assert_line(r.body, "natscope_gap_open 0");
+	assert_line(r.body, "natscope_gaps_total 0");
+	/* the serving process (this one), read from /proc/self */
+	{
+		double start = sample_value(r.body,
+					    "process_start_time_seconds");
+		double fds = sample_value(r.body, "process_open_fds");
+		double max = sample_value(r.body, "process_max_fds");
+		double now = (double)ns_now_ms() / 1e3;
+
+		/* btime is whole seconds, recomputed from the uptime */
+		if (!(start > now - 600 && start <= now + 3))
+			fail_msg("process_start_time_seconds %.3f, now %.3f",
+				 start, now);
+		assert_true(fds >= 3 && fds <= max);
+		assert_true(sample_value(r.body,
+					 "process_resident_memory_bytes") > 0);
+		assert_true(sample_value(r.body, "process_cpu_seconds_total") >
+			    0);
+	}
 	resp_free(&r);
+
+	/* a gateway that emptied 5 minutes ago is reported at 0; one that
+	 * emptied 11 minutes ago is gone */
+	{
+		char sql[1024];
+		int64_t now = ns_now_ms();
+
+		write_status(STORE_STATE_RUNNING, now);
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO hist_gateway (public_ip, proto, tier, "
+			 "ts_ms, span_ms, exact, family, ip_bin, ports_in_use, "
+			 "ports_peak, ports_avg, mappings, mappings_peak, "
+			 "mappings_avg, hosts, destinations, new_mappings, "
+			 "worst_peak) VALUES "
+			 "('192.0.2.77', 'tcp', 0, %lld, 5000, 1, 4, "
+			 "x'c000024d', 0, 9, 4.5, 0, 9, 4.5, 0, 0, 0, 9), "
+			 "('192.0.2.78', 'udp', 0, %lld, 5000, 1, 4, "
+			 "x'c000024e', 0, 9, 4.5, 0, 9, 4.5, 0, 0, 0, 9), "
+			 "('" GW4 "', 'tcp', 0, %lld, 5000, 1, 4, x'cb007101', "
+			 "1, 1, 1, 1, 1, 1, 1, 1, 0, 1)",
+			 (long long)(now - 305000), (long long)(now - 665000),
+			 (long long)(now - 305000));
+		assert_int_equal(store_test_exec(T.rw, sql), 0);
+		http_get("/metrics", &r);
+		assert_exposition(r.body);
+#define GONE "{public_ip=\"192.0.2.77\",proto=\"tcp\"}"
+		assert_line(r.body, "natscope_gateway_used_ports" GONE " 0");
+		assert_line(r.body, "natscope_gateway_capacity_ports" GONE
+				    " 65535");
+		assert_line(r.body, "natscope_gateway_mappings" GONE " 0");
+		assert_line(r.body, "natscope_gateway_hosts" GONE " 0");
+		assert_line(r.body, "natscope_gateway_destinations" GONE " 0");
+		assert_line(r.body, "natscope_gateway_worst_destination_"
+				    "mappings" GONE " 0");
+		assert_line(r.body, "natscope_gateway_worst_destination_"
+				    "utilization_ratio" GONE " 0");
+		assert_null(strstr(r.body, "natscope_gateway_worst_destination_"
+					   "capacity_ports" GONE));
+#undef GONE
+		assert_line(r.body, "natscope_gateway_tcp_state_mappings{"
+				    "public_ip=\"192.0.2.77\",proto=\"tcp\","
+				    "state=\"time_wait\"} 0");
+		assert_int_equal(count_lines(r.body, "natscope_gateway_tcp_"
+						     "state_mappings{"),
+				 3 * NS_TCP_STATES);
+		assert_null(strstr(r.body, "192.0.2.78"));
+		/* a live gateway is reported once, live */
+		assert_int_equal(count_lines(r.body, "natscope_gateway_mappings"
+						     "{public_ip=\"" GW4
+						     "\",proto=\"tcp\"}"), 1);
+		resp_free(&r);
+		/* 10 minutes on, it is gone too */
+		write_status(STORE_STATE_RUNNING, now + 600000);
+		http_get("/metrics", &r);
+		assert_null(strstr(r.body, "192.0.2.77"));
+		resp_free(&r);
+		snprintf(sql, sizeof(sql),
+			 "DELETE FROM hist_gateway WHERE tier = 0 AND ts_ms IN "
+			 "(%lld, %lld)", (long long)(now - 305000),
+			 (long long)(now - 665000));
+		assert_int_equal(store_test_exec(T.rw, sql), 0);
+	}
 
 	/* the state gauge follows the status row */
 	write_status(STORE_STATE_RESYNCING, ns_now_ms());
