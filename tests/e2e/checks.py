@@ -44,7 +44,12 @@ GW_FIELDS = ("ports_in_use", "port_space", "mappings", "hosts",
              "destinations")
 HOST_FIELDS = ("mappings", "ports_in_use", "kind")
 DEST_FIELDS = ("mappings", "capacity")
-PORT_SPACE = 65535
+PORT_SPACE = 65535       # ports 1-65535; ICMP: echo ids 0-65535
+
+
+def port_space(proto):
+    """What a public IP offers for proto (natscope's ns_port_space())."""
+    return 65536 if proto in ("icmp", "icmpv6") else PORT_SPACE
 
 
 def dig(doc, path):
@@ -133,7 +138,7 @@ def compare_gateways(doc, T, limit=20):
             d.append("gateway %s %s: not in the kernel (natscope: %r "
                      "mappings)" % (k + (api[k].get("mappings"),)))
     for k in sorted(set(api) & set(T.gateways)):
-        g, t = api[k], dict(T.gateways[k], port_space=PORT_SPACE)
+        g, t = api[k], dict(T.gateways[k], port_space=port_space(k[1]))
         for f in GW_FIELDS:
             if g.get(f) != t[f]:
                 d.append("gateway %s %s: %s natscope %r, truth %r"
