@@ -710,16 +710,23 @@ char *web_metrics(struct store *st, size_t *len)
 	have_status = store_read_status(st, &s) == 0;
 	if (!have_status && errno != ENOENT)
 		goto err;
-	if (have_status) {
-		if (store_read_coverage(st, &cov) == -1)
-			goto err;
-		have_cov = 1;
-	}
 	if (store_read_gateways(st, &rows, &n) == -1)
 		goto err;
+	/* The gap log and history only add to the page: when they cannot be
+	 * read (a damaged table, logged by the store) the page goes without
+	 * the coverage families and the gateways that emptied, since it is
+	 * most wanted when something is wrong (a db-error). */
 	if (have_status && s.as_of_ms > 0 &&
 	    store_read_gone_gateways(st, s.as_of_ms - WEB_GONE_MS, &gone,
-				     &n_gone) == -1)
+				     &n_gone) == -1) {
+		if (errno == ENOMEM)
+			goto err;
+		gone = NULL;
+		n_gone = 0;
+	}
+	if (have_status && store_read_coverage(st, &cov) == 0)
+		have_cov = 1;
+	else if (have_status && errno == ENOMEM)
 		goto err;
 	if (n + n_gone > 0 && !(gv = calloc(n + n_gone, sizeof(*gv)))) {
 		log_warn("web: metrics");

@@ -2266,6 +2266,83 @@ static void test_corrupt_table(void **state)
 	remove_db(db);
 }
 
+/* A damaged gap log costs /metrics only what comes from it: the
+ * coverage families; the rest is served (it is most wanted then). */
+static void test_metrics_corrupt_gaps(void **state)
+{
+	struct web_config cfg = { .interval_s = 5 };
+	uint16_t saved = T.port;
+	char db[160], sql[256], junk[4096];
+	struct store_status s;
+	struct store_batch b;
+	struct store *st;
+	long long root = 0;
+	sqlite3_stmt *q;
+	sqlite3 *raw;
+	struct web *w;
+	struct resp r;
+	int64_t now = ns_now_ms();
+	int fd;
+
+	snprintf(db, sizeof(db), "%s/corrupt-gaps.db", T.dir);
+	st = store_open(db, STORE_READ_WRITE);
+	assert_non_null(st);
+	fill_status(&s, STORE_STATE_RUNNING, now);
+	assert_int_equal(store_begin_run(st, &s), 0);
+	store_batch_init(&b);
+	b.full = 1;
+	fill_status(&b.status, STORE_STATE_RUNNING, now);
+	add_gateway(&b, GW4, IPPROTO_TCP, 5, 6, 1, 1, "198.51.100.7", 443, 6,
+		    64512);
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_free(&b);
+	for (int i = 1; i <= 60; i++) {
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO gaps VALUES (%lld, %d, %lld, %lld, 42, 1, "
+			 "3, 1, 0, 'enobufs')", (long long)(now - 60000), i,
+			 (long long)(now - 59000 + i), (long long)(now - 58000 + i));
+		assert_int_equal(store_test_exec(st, sql), 0);
+	}
+	store_close(st); /* checkpoints: every page is in the file */
+
+	assert_int_equal(sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(raw, "SELECT rootpage FROM "
+					    "sqlite_schema WHERE name = 'gaps'",
+					    -1, &q, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	root = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(raw);
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (char)(i * 37 + 11);
+	fd = open(db, O_WRONLY | O_CLOEXEC);
+	assert_true(fd >= 0 && root > 1);
+	assert_int_equal(pwrite(fd, junk, sizeof(junk) - 8,
+				(off_t)((root - 1) * 4096 + 8)),
+			 (ssize_t)sizeof(junk) - 8);
+	close(fd);
+
+	cfg.db_path = db;
+	w = web_start(web_listen("127.0.0.1:0"), &cfg);
+	assert_non_null(w);
+	T.port = web_bound_port(w);
+	http_get("/api/v1/gateways", &r); /* its coverage reads the gaps */
+	assert_json_reply(&r, 500);
+	resp_free(&r);
+	http_get("/metrics", &r);
+	assert_int_equal(r.status, 200);
+	assert_exposition(r.body);
+	assert_line(r.body, "natscope_gateway_mappings{public_ip=\"" GW4
+			    "\",proto=\"tcp\"} 6");
+	assert_line(r.body, "natscope_collector_state{state=\"running\"} 1");
+	assert_null(strstr(r.body, "natscope_coverage_complete"));
+	resp_free(&r);
+	web_stop(w);
+	T.port = saved;
+	remove_db(db);
+}
+
 /* Last: after every bad request above the service still answers. */
 static void test_still_serving(void **state)
 {
@@ -2309,6 +2386,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_busy),
 	cmocka_unit_test(test_empty_database),
 	cmocka_unit_test(test_corrupt_table),
+	cmocka_unit_test(test_metrics_corrupt_gaps),
 	cmocka_unit_test(test_still_serving),
 };
 
