@@ -2,7 +2,7 @@
 # tools/deps.sh - install what natscope needs, from Debian packages only.
 #   tools/deps.sh build   libraries and tools to build natscope
 #   tools/deps.sh test    + what the tests need (cmocka, python3, nftables,
-#                         conntrack, iproute2, ping, curl, promtool)
+#                         conntrack, iproute2, ping, curl, prometheus)
 #   tools/deps.sh bench   + what the benchmark needs
 # Installs only what is missing.  Debian/Ubuntu only: elsewhere it lists
 # the packages and stops.
@@ -14,7 +14,7 @@ want=(build-essential cmake pkg-config libmnl-dev libnetfilter-conntrack-dev
 case "${1:-build}" in
   build) ;;
   test)  want+=(libcmocka-dev python3 nftables conntrack iproute2 iputils-ping
-                procps curl sqlite3 prometheus) ;; # prometheus: promtool
+                procps curl sqlite3 prometheus) ;; # promtool, and a server for test_metrics
   bench) want+=(python3 nftables conntrack iproute2 procps sqlite3
                 ulogd2 ulogd2-sqlite3) ;; # ulogd2: the mapping log's peer
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;

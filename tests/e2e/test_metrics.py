@@ -17,12 +17,20 @@ fleet").
      histogram counts every resync.  Then a public IP's entries are
      deleted: its gateway stays in /metrics at 0 (gone, not vanished)
      while the API no longer lists it.
+  3. a fleet of one (root): a real Prometheus server (Debian's, in the
+     same namespace, 127.0.0.1:19902) scrapes that natscope every second
+     with deploy/prometheus/natscope-rules.yml loaded (its `for:` cut to
+     2 s); the series its HTTP API returns equal natscope's own API, and
+     when ctgen fills one destination bucket to 93 % (60,000 of 64,512)
+     NatscopeDestinationBucketCritical fires for that public IP.
 
 Exit 0 pass, 1 fail, 77 skip (no promtool; part 2 also needs root).
 """
 
+import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -43,6 +51,9 @@ FIX = os.environ.get("NATSCOPE_FIXTURES",
                                   "..", "fixtures"))
 SERVE_PORT = 19900
 RUN_PORT = 19901
+PROM_PORT = 19902
+RULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                     "deploy", "prometheus", "natscope-rules.yml")
 KINDS = ("nat", "local", "other")
 GW_FAMILIES = {            # /metrics family -> /api/v1/gateways field
     "natscope_gateway_used_ports": "ports_in_use",
@@ -240,6 +251,10 @@ def live(fail, work):
             w = checks.wait_exact(ns, T, t_list, 30)
             checks.report_watch(fail, w, "ctgen's entries", 30)
             live_checks(fail, lab, ns, T)
+            if shutil.which("prometheus") is None:
+                log("fleet part skipped: no prometheus server")
+            else:
+                fleet(fail, lab, ns, work)
         finally:
             checks.finish(fail, lab, ns)
 
@@ -317,6 +332,117 @@ def live_checks(fail, lab, ns, T):
                "live: the emptied gateway in /metrics: %r" % got)
     log("live: %s %s emptied: in /metrics at 0 (%r)" % (gone + (got,)))
     lint(fail, text, "live, a gateway gone")
+
+
+# -------------------------------------------------------------- fleet
+
+def prom_query(ns, path):
+    """GET path from the Prometheus server in natscope's namespace."""
+    with ns.netns():
+        c = http.client.HTTPConnection("127.0.0.1", PROM_PORT, timeout=10)
+        c.connect()
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+    finally:
+        c.close()
+    doc = json.loads(body)
+    if r.status != 200 or doc.get("status") != "success":
+        raise nslab.LabError("prometheus %s: %d %r" % (path, r.status,
+                                                       body[:300]))
+    return doc["data"]
+
+
+def prom_wait(ns, what, pred, timeout):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (OSError, ValueError, nslab.LabError,
+                http.client.HTTPException) as e:
+            last = repr(e)
+        time.sleep(0.5)
+    raise nslab.LabError("prometheus: timed out waiting for %s (last: %r)"
+                         % (what, last))
+
+
+def fleet(fail, lab, ns, work):
+    pdir = os.path.join(work, "prometheus")
+    os.makedirs(os.path.join(pdir, "data"))
+    with open(RULES) as f:
+        rules = re.sub(r"(\n\s+for: )\S+", r"\g<1>2s", f.read())
+    with open(os.path.join(pdir, "natscope-rules.yml"), "w") as f:
+        f.write(rules)
+    with open(os.path.join(pdir, "prometheus.yml"), "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n"
+                "  evaluation_interval: 1s\n"
+                "rule_files: [natscope-rules.yml]\n"
+                "scrape_configs:\n  - job_name: natscope\n"
+                "    static_configs:\n"
+                "      - targets: ['127.0.0.1:%d']\n" % RUN_PORT)
+    logf = open(os.path.join(pdir, "prometheus.log"), "w")
+    p = lab.spawn("gw", "prometheus",
+                  "--config.file=" + os.path.join(pdir, "prometheus.yml"),
+                  "--storage.tsdb.path=" + os.path.join(pdir, "data"),
+                  "--web.listen-address=127.0.0.1:%d" % PROM_PORT,
+                  stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        prom_wait(ns, "a scrape of natscope", lambda: any(
+            r["value"][1] == "1" for r in prom_query(
+                ns, "/api/v1/query?query=up%7Bjob%3D%22natscope%22%7D")
+            ["result"]), 30)
+        # the series Prometheus holds equal natscope's own API
+        api = {(g["public_ip"], g["proto"]): g
+               for g in ns.get_json("/api/v1/gateways")["gateways"]}
+        got = {}
+        for fam in ("natscope_gateway_used_ports", "natscope_gateway_mappings"):
+            for r in prom_query(ns, "/api/v1/query?query=" + fam)["result"]:
+                k = (r["metric"]["public_ip"], r["metric"]["proto"])
+                got[(fam, k)] = float(r["value"][1])
+                fail.check(r["metric"].get("job") == "natscope" and
+                           r["metric"].get("instance")
+                           == "127.0.0.1:%d" % RUN_PORT,
+                           "prometheus: %s%r labels %r" % (fam, k,
+                                                           r["metric"]))
+        for k, g in api.items():
+            for fam, field in (("natscope_gateway_used_ports",
+                                "ports_in_use"),
+                               ("natscope_gateway_mappings", "mappings")):
+                fail.check(got.get((fam, k)) == g[field],
+                           "prometheus: %s%r = %r, natscope's API %s %r"
+                           % (fam, k, got.get((fam, k)), field, g[field]))
+        log("prometheus: %d series equal natscope's API (%d gateways live)"
+            % (len(got), len(api)))
+
+        # a destination bucket filled to 93 %: the critical alert fires
+        bucket_ip = "203.0.113.10"
+        checks.ctgen(lab, "gw", "--count", 60000, "--public-ips", 1,
+                     "--public-base", 9, "--dests", 1, "--hosts", 5,
+                     "--host-base", 900, "--seed", 93)
+
+        def firing():
+            return [a for a in prom_query(ns, "/api/v1/alerts")["alerts"]
+                    if a["labels"].get("alertname")
+                    == "NatscopeDestinationBucketCritical" and
+                    a["state"] == "firing" and
+                    a["labels"].get("public_ip") == bucket_ip]
+        alerts = prom_wait(ns, "NatscopeDestinationBucketCritical", firing,
+                           60)
+        a = alerts[0]
+        fail.check(a["labels"].get("severity") == "critical" and
+                   a["labels"].get("proto") == "tcp" and
+                   a["annotations"].get("summary") == "%s (tcp): a "
+                   "destination bucket is 93.01%% full" % bucket_ip,
+                   "prometheus: the alert %r" % a)
+        log("prometheus: NatscopeDestinationBucketCritical fired: %s"
+            % a["annotations"].get("summary"))
+    finally:
+        lab.stop(p)
+        logf.close()
 
 
 def main():
