@@ -359,7 +359,8 @@ int store_incidents_judge(struct store *st, const struct store_batch *b)
 		proto_key(key.proto, sizeof(key.proto), g->end.proto);
 		key.capacity = ns_port_space(g->end.proto);
 		if (judge(st, &key, g->ports_peak, h, x,
-			  g->ports_peak >= st->hist_cfg.warn * key.capacity) < 0)
+			  g->ports_peak >=
+				  st->hist_cfg.warn * key.capacity) < 0)
 			return -1;
 	}
 	for (i = 0; i < h->n_dests; i++) {

@@ -509,8 +509,8 @@ int store_field_value(const struct store_field *f, const struct store_status *s,
 
 struct store_resync_hist {
 	uint64_t le[STORE_RESYNC_BUCKETS]; /* took at most the i-th bound */
-	uint64_t count;			   /* every one (the +Inf bucket) */
-	int64_t sum_us;			   /* their durations added up */
+	uint64_t count;	 /* every one (the +Inf bucket) */
+	int64_t sum_us;	 /* their durations added up */
 };
 
 /* Counts one complete resync that took us microseconds (< 0 counts as 0).

@@ -2300,7 +2300,8 @@ static void test_metrics_corrupt_gaps(void **state)
 		snprintf(sql, sizeof(sql),
 			 "INSERT INTO gaps VALUES (%lld, %d, %lld, %lld, 42, 1, "
 			 "3, 1, 0, 'enobufs')", (long long)(now - 60000), i,
-			 (long long)(now - 59000 + i), (long long)(now - 58000 + i));
+			 (long long)(now - 59000 + i),
+			 (long long)(now - 58000 + i));
 		assert_int_equal(store_test_exec(st, sql), 0);
 	}
 	store_close(st); /* checkpoints: every page is in the file */
