@@ -439,16 +439,18 @@ int store_read_gone_gateways(struct store *st, int64_t since_ms,
 	s = store_stmt(st, STMT_READ_GONE_GATEWAYS,
 		       "SELECT DISTINCT h.family, h.ip_bin, h.proto "
 		       "FROM hist_gateway h WHERE h.tier = 0 AND "
+		       "h.ts_ms >= ?2 AND "
 		       "h.ts_ms + h.span_ms >= ?1 AND h.mappings_peak > 0 AND "
 		       "NOT EXISTS (SELECT 1 FROM gateways g WHERE "
-		       "g.family = h.family AND g.ip_bin = h.ip_bin AND "
-		       "g.proto = h.proto) "
+		       "g.public_ip = h.public_ip AND g.proto = h.proto) "
 		       "ORDER BY h.family, h.ip_bin, h.proto");
 	if (!s)
 		return -1;
-	/* raw periods start at most one interval before they end, so the
-	 * index on (tier, ts_ms) finds them from a day back at worst */
+	/* a raw period lasts an interval (at most an hour): its start
+	 * bounds the scan of the index on (tier, ts_ms) to the last two
+	 * hours instead of the day of raw history */
 	sqlite3_bind_int64(s, 1, since_ms);
+	sqlite3_bind_int64(s, 2, since_ms - 2 * 3600 * 1000);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (!(r = array_add(&arr, *n, &cap, sizeof(*r))))
 			break;
