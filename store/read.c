@@ -439,18 +439,20 @@ int store_read_gone_gateways(struct store *st, int64_t since_ms,
 	s = store_stmt(st, STMT_READ_GONE_GATEWAYS,
 		       "SELECT DISTINCT h.family, h.ip_bin, h.proto "
 		       "FROM hist_gateway h WHERE h.tier = 0 AND "
-		       "h.ts_ms >= ?2 AND "
+		       "h.ts_ms >= ?1 - 1000 * max(60, 10 * coalesce("
+		       "(SELECT interval_s FROM status WHERE id = 1), 360)) AND "
 		       "h.ts_ms + h.span_ms >= ?1 AND h.mappings_peak > 0 AND "
 		       "NOT EXISTS (SELECT 1 FROM gateways g WHERE "
 		       "g.public_ip = h.public_ip AND g.proto = h.proto) "
 		       "ORDER BY h.family, h.ip_bin, h.proto");
 	if (!s)
 		return -1;
-	/* a raw period lasts an interval (at most an hour): its start
-	 * bounds the scan of the index on (tier, ts_ms) to the last two
-	 * hours instead of the day of raw history */
+	/* a raw period lasts an interval: starting at most ten intervals
+	 * (a minute at least) before since_ms bounds the scan of the index
+	 * on (tier, ts_ms) to minutes instead of the day of raw history (a
+	 * longer period, writes failing for that long, only costs its
+	 * gateway its zeros) */
 	sqlite3_bind_int64(s, 1, since_ms);
-	sqlite3_bind_int64(s, 2, since_ms - 2 * 3600 * 1000);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (!(r = array_add(&arr, *n, &cap, sizeof(*r))))
 			break;

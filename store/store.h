@@ -835,7 +835,8 @@ int store_read_top_hosts(struct store *st, const struct ns_addr *gateway,
 /* The gateways (public IP, protocol) that had a mapping in a raw period of
  * history ending at or after since_ms but have no live row: those that
  * emptied lately, which /metrics reports at 0 for a while instead of
- * dropping them.  A malloc'd array (caller frees) of rows with only ip
+ * dropping them.  Only periods that began at most ten intervals (a
+ * minute at least) before since_ms are read: the scan stays short.  A malloc'd array (caller frees) of rows with only ip
  * and proto set, ordered as store_read_gateways'; 0 rows when history has
  * none.  Returns 0, or -1 with errno (EBUSY, EIO, ENOMEM). */
 int store_read_gone_gateways(struct store *st, int64_t since_ms,
