@@ -226,8 +226,9 @@ const char *store_follow_name(enum store_follow follow);
 	F((?1 - started_ms) / 1000.0, EXPR, "uptime_seconds", "",              \
 	  "seconds since the run started")                                     \
 	F(pid, U64, "pid", "", "process id of the run")                        \
-	F(interval_s, U64, "interval_seconds", "",                             \
-	  "write interval, seconds")                                           \
+	F(interval_s, U64, "interval_seconds",                                 \
+	  "natscope_write_interval_seconds",                                   \
+	  "How often the collector writes its figures (--interval).")          \
 	F(state, STATE, "state", "",                                           \
 	  "starting, running, resyncing, stopped or db-error")                 \
 	F(follow, FOLLOW, "follow", "",                                        \

@@ -1915,6 +1915,7 @@ static void test_metrics(void **state)
 				     "natscope_sysctl_nf_conntrack_events{"),
 			 3);
 	assert_line(r.body, "natscope_writes_failed_total 0");
+	assert_line(r.body, "natscope_write_interval_seconds 5");
 	assert_non_null(strstr(r.body,
 			       "\nnatscope_last_write_timestamp_seconds 1"));
 	assert_line(r.body, "natscope_collector_state{state=\"running\"} 1");
