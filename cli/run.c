@@ -33,6 +33,8 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #define DEFAULT_DB "./natscope.db"
 #define DEFAULT_LISTEN "127.0.0.1:9628"
 #define DEFAULT_INTERVAL 5
@@ -41,6 +43,15 @@
 #define MAX_EVENT_BUFFER (1ULL << 30)
 #define DEFAULT_MAPLOG_DAYS 7
 #define DEFAULT_MAPLOG_MAX_SIZE (256ULL << 20)
+
+/* The collector's first complete figures are on their way to the
+ * database: tell systemd (Type=notify) we are up.  A no-op outside
+ * systemd (no NOTIFY_SOCKET). */
+static void run_ready(void *arg)
+{
+	(void)arg;
+	sd_notify(0, "READY=1\nSTATUS=following the conntrack table");
+}
 
 static void run_usage(FILE *f)
 {
@@ -369,7 +380,8 @@ int cli_run(int argc, char **argv)
 					  .interval_s = interval,
 					  .stop_fd = sfd,
 					  .hist_top = hcfg.top,
-					  .run_started_ms = run_started_ms };
+					  .run_started_ms = run_started_ms,
+					  .ready = run_ready };
 	col = collector_open(&ccfg);
 	if (!col)
 		goto out; /* the collector said why (e.g. CAP_NET_ADMIN) */
@@ -410,6 +422,7 @@ int cli_run(int argc, char **argv)
 	log_info("natscope %s: database %s, API on http://%s/, writing every %u s",
 		 NS_VERSION, db, listen, interval);
 	crc = collector_run(col, writer);
+	sd_notify(0, "STOPPING=1");
 	/* the collector's last write was its final one (state stopped) */
 	if (store_writer_wait(writer) < 0) {
 		err = errno;
