@@ -10,11 +10,12 @@ set -euo pipefail
 
 want=(build-essential cmake pkg-config libmnl-dev libnetfilter-conntrack-dev
       libnfnetlink-dev libsqlite3-dev libmicrohttpd-dev libexpat1-dev
-      libcurl4-openssl-dev libjansson-dev libzstd-dev)
+      libcurl4-openssl-dev libjansson-dev libzstd-dev libsystemd-dev)
 case "${1:-build}" in
   build) ;;
   test)  want+=(libcmocka-dev python3 nftables conntrack iproute2 iputils-ping
-                procps curl sqlite3) ;;
+                procps curl sqlite3
+                groff-base dpkg-dev systemd) ;; # the man page, the package, the unit
   bench) want+=(python3 nftables conntrack iproute2 procps sqlite3
                 ulogd2 ulogd2-sqlite3) ;; # ulogd2: the mapping log's peer
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
