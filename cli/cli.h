@@ -25,6 +25,13 @@ int cli_top(int argc, char **argv);
 /* natscope lookup: who held a public ip:port at a moment. */
 int cli_lookup(int argc, char **argv);
 
+/* natscope health: a running natscope's /healthz, as an exit status. */
+int cli_health(int argc, char **argv);
+
+/* Where the API listens unless told otherwise, and its URL. */
+#define CLI_DEFAULT_LISTEN "127.0.0.1:9628"
+#define CLI_DEFAULT_URL "http://" CLI_DEFAULT_LISTEN
+
 struct store;
 
 /* ---- a running natscope's API over HTTP (http.c, libcurl) ---- */

@@ -36,7 +36,6 @@
 #include <systemd/sd-daemon.h>
 
 #define DEFAULT_DB "./natscope.db"
-#define DEFAULT_LISTEN "127.0.0.1:9628"
 #define DEFAULT_INTERVAL 5
 #define DEFAULT_EVENT_BUFFER (128ULL << 20)
 #define MIN_EVENT_BUFFER 4096ULL
@@ -64,7 +63,7 @@ static void run_usage(FILE *f)
 	      "  --db PATH             SQLite database, created if missing\n"
 	      "                        (default " DEFAULT_DB ")\n"
 	      "  --listen ADDR:PORT    HTTP API address, [v6]:PORT for IPv6\n"
-	      "                        (default " DEFAULT_LISTEN ")\n"
+	      "                        (default " CLI_DEFAULT_LISTEN ")\n"
 	      "  --interval SECONDS    how often the live state is written, 1-3600\n"
 	      "                        (default 5)\n"
 	      "  --event-buffer BYTES  netlink receive buffer, K/M/G suffixes; each\n"
@@ -212,7 +211,7 @@ int cli_run(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *db = DEFAULT_DB, *listen = DEFAULT_LISTEN;
+	const char *db = DEFAULT_DB, *listen = CLI_DEFAULT_LISTEN;
 	unsigned interval = DEFAULT_INTERVAL;
 	unsigned long long evbuf = DEFAULT_EVENT_BUFFER, n;
 	struct store_history_config hcfg;

@@ -27,7 +27,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_LISTEN "127.0.0.1:9628"
 
 static void serve_usage(FILE *f)
 {
@@ -41,7 +40,7 @@ static void serve_usage(FILE *f)
 	      "options:\n"
 	      "  --db FILE             the database (required)\n"
 	      "  --listen ADDR:PORT    HTTP API address, [v6]:PORT for IPv6\n"
-	      "                        (default " DEFAULT_LISTEN ")\n"
+	      "                        (default " CLI_DEFAULT_LISTEN ")\n"
 	      "  -v, --verbose         debug logging\n"
 	      "  -h, --help            this text\n",
 	      f);
@@ -129,7 +128,7 @@ int cli_serve(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *db = NULL, *listen = DEFAULT_LISTEN;
+	const char *db = NULL, *listen = CLI_DEFAULT_LISTEN;
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	struct web_config wcfg;

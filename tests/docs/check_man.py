@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 
-COMMANDS = ("run", "serve", "import", "top", "lookup")
+COMMANDS = ("run", "serve", "import", "top", "lookup", "health")
 
 
 def main():

@@ -165,6 +165,12 @@ def test_startup_dump(lab, fail, work):
         said = ""
     fail.check("READY=1" in said.split("\n"),
                "sd_notify: READY=1 once running, got %r" % said)
+    # natscope health: exit 0 and /healthz's answer while it runs
+    h = lab.run("gw", nslab.natscope_bin(), "health", "--url",
+                "http://127.0.0.1:9628", check=False)
+    fail.check(h.returncode == 0 and '"status": "ok"' in h.stdout,
+               "natscope health while running: exit %d, %r %r"
+               % (h.returncode, h.stdout, h.stderr))
     doc = ns.get_json("/api/v1/gateways")
     got = {(g["public_ip"], g["proto"]): g for g in doc.get("gateways", [])}
     fail.check(sorted(got) == sorted(T.gateways),
@@ -205,6 +211,11 @@ def test_startup_dump(lab, fail, work):
         said = ""
     fail.check("STOPPING=1" in said.split("\n"),
                "sd_notify: STOPPING=1 at SIGTERM, got %r" % said)
+    h = lab.run("gw", nslab.natscope_bin(), "health", "--url",
+                "http://127.0.0.1:9628", check=False)
+    fail.check(h.returncode == 1 and "connect" in h.stderr.lower(),
+               "natscope health once stopped: exit %d, %r"
+               % (h.returncode, h.stderr))
     notify.close()
     lab.stop(srvp)
 
