@@ -21,6 +21,27 @@ case "${1:-build}" in
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
+# Node and npm (the offline checks of deploy/ run on them): Debian's unless
+# some node is already there (e.g. NodeSource's, which bundles npm).
+if [ "${1:-build}" = test ] && ! command -v npm >/dev/null 2>&1; then
+  want+=(nodejs npm)
+fi
+
+# npm packages from a pinned lockfile, once (again when the lockfile changes).
+npm_ci() {
+  local dir=$1
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "natscope: npm ci in $dir" >&2
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+  fi
+}
+npm_steps() {
+  case "${1:-build}" in
+    test) npm_ci "$(dirname "$0")/../deploy/tools" ;;
+  esac
+}
+
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "natscope: this is not a Debian/Ubuntu system; install the equivalents of:" >&2
   echo "  ${want[*]}" >&2
@@ -31,7 +52,10 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  npm_steps "${1:-build}"
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "natscope: missing packages: ${missing[*]}" >&2
@@ -51,3 +75,4 @@ if [ ! -e "$policy" ]; then
 fi
 apt-get update -qq || apt-get update
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+npm_steps "${1:-build}"
