@@ -90,6 +90,9 @@ enum store_stmt {
 	STMT_MAPLOG_FIND,
 	STMT_MAPLOG_HIT,
 	STMT_MAPLOG_JSON,
+	/* portmap.c */
+	STMT_PORTS_FIND,
+	STMT_PORTS_JSON,
 	STMT__COUNT
 };
 

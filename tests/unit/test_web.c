@@ -699,7 +699,7 @@ static void test_index(void **state)
 	assert_json_reply(&r, 200);
 	assert_jtext(r.body, "$.name", "natscope");
 	assert_jtext(r.body, "$.version", NS_VERSION);
-	assert_int_equal(jlen(r.body, "$.endpoints"), 11);
+	assert_int_equal(jlen(r.body, "$.endpoints"), 12);
 	assert_jtext(r.body, "$.endpoints[0]", "/api/v1/gateways");
 	assert_jtext(r.body, "$.endpoints[5]", "/healthz");
 	resp_free(&r);
