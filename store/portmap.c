@@ -7,11 +7,14 @@
  *
  * The blocks are decoded once each into a flat list of (port, host,
  * bucket) items; hosts and destination buckets are interned through
- * seeded hash indexes; two sorts then give the runs (consecutive ports of
- * one host toward one bucket) and each host's distinct ports.  The arrays
- * are printed here (numbers and canonical addresses only) and the
- * document is assembled, validated and given its uncertainty by SQLite's
- * JSON functions, as every other answer.
+ * seeded hash indexes; radix sorts of packed keys then give each host's
+ * distinct ports and the runs (consecutive ports of one host toward one
+ * bucket).  The hosts and buckets are printed here (numbers and
+ * canonical addresses only) and the document is assembled, validated
+ * and given its uncertainty by SQLite's JSON functions, as every other
+ * answer; only the runs, digits and punctuation, are spliced in here
+ * (at 60,000 ports, parsing and printing them again took SQLite twice
+ * as long as everything else).
  */
 #include "store/internal.h"
 
@@ -287,12 +290,11 @@ static void pm_free(struct pm_state *ps)
 
 /* ---- ordering ---- */
 
-static const struct pm_state *pm_sorting; /* qsort has no context */
-
-static int pm_host_cmp(const void *a, const void *b)
+static int pm_host_cmp(const void *a, const void *b, void *ctx)
 {
-	const struct pm_host *x = &pm_sorting->hosts[*(const uint32_t *)a];
-	const struct pm_host *y = &pm_sorting->hosts[*(const uint32_t *)b];
+	const struct pm_host *hosts = ctx;
+	const struct pm_host *x = &hosts[*(const uint32_t *)a];
+	const struct pm_host *y = &hosts[*(const uint32_t *)b];
 	int c;
 
 	if (x->ports != y->ports)
@@ -304,10 +306,11 @@ static int pm_host_cmp(const void *a, const void *b)
 	return (int)x->kind - (int)y->kind;
 }
 
-static int pm_dest_cmp(const void *a, const void *b)
+static int pm_dest_cmp(const void *a, const void *b, void *ctx)
 {
-	const struct pm_dest *x = &pm_sorting->dests[*(const uint32_t *)a];
-	const struct pm_dest *y = &pm_sorting->dests[*(const uint32_t *)b];
+	const struct pm_dest *dests = ctx;
+	const struct pm_dest *x = &dests[*(const uint32_t *)a];
+	const struct pm_dest *y = &dests[*(const uint32_t *)b];
 	int c;
 
 	if (x->mappings != y->mappings)
@@ -319,37 +322,43 @@ static int pm_dest_cmp(const void *a, const void *b)
 	return (int)x->zone - (int)y->zone;
 }
 
-/* Items by host, then port: each host's distinct ports. */
-static int pm_item_host_cmp(const void *a, const void *b)
+/* A sort key and what travels with it. */
+struct pm_kv {
+	uint64_t k;
+	uint32_t v;
+};
+
+/* Sorts v[0..n) by key (LSD radix, 11 bits a pass, only the passes the
+ * largest key needs), using tmp (n elements) as scratch. */
+static void pm_radix(struct pm_kv *v, struct pm_kv *tmp, size_t n)
 {
-	const struct pm_item *x = a, *y = b;
+	struct pm_kv *src = v, *dst = tmp, *t;
+	uint64_t max = 0;
+	size_t count[2048];
 
-	if (x->host != y->host)
-		return x->host < y->host ? -1 : 1;
-	return (int)x->port - (int)y->port;
-}
+	for (size_t i = 0; i < n; i++)
+		if (v[i].k > max)
+			max = v[i].k;
+	for (unsigned shift = 0; shift < 64 && (max >> shift); shift += 11) {
+		size_t sum = 0;
 
-/* Items by bucket, host, port: the runs. */
-static int pm_item_run_cmp(const void *a, const void *b)
-{
-	const struct pm_item *x = a, *y = b;
+		memset(count, 0, sizeof(count));
+		for (size_t i = 0; i < n; i++)
+			count[(src[i].k >> shift) & 2047]++;
+		for (size_t d = 0; d < 2048; d++) {
+			size_t c = count[d];
 
-	if (x->dest != y->dest)
-		return x->dest < y->dest ? -1 : 1;
-	if (x->host != y->host)
-		return x->host < y->host ? -1 : 1;
-	return (int)x->port - (int)y->port;
-}
-
-static int pm_run_cmp(const void *a, const void *b)
-{
-	const struct pm_run *x = a, *y = b;
-
-	if (x->first != y->first)
-		return x->first < y->first ? -1 : 1;
-	if (x->dest != y->dest)
-		return x->dest < y->dest ? -1 : 1;
-	return x->host < y->host ? -1 : x->host > y->host;
+			count[d] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			dst[count[(src[i].k >> shift) & 2047]++] = src[i];
+		t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != v)
+		memcpy(v, src, n * sizeof(*v));
 }
 
 /* Ranks hosts (most ports first) and buckets (most mappings first):
@@ -366,15 +375,53 @@ static int pm_rank(struct pm_state *ps, uint32_t **horder, uint32_t **dorder)
 		(*horder)[i] = (uint32_t)i;
 	for (size_t i = 0; i < ps->n_dests; i++)
 		(*dorder)[i] = (uint32_t)i;
-	pm_sorting = ps;
-	qsort(*horder, ps->n_hosts, sizeof(**horder), pm_host_cmp);
-	qsort(*dorder, ps->n_dests, sizeof(**dorder), pm_dest_cmp);
-	pm_sorting = NULL;
+	qsort_r(*horder, ps->n_hosts, sizeof(**horder), pm_host_cmp, ps->hosts);
+	qsort_r(*dorder, ps->n_dests, sizeof(**dorder), pm_dest_cmp, ps->dests);
 	for (size_t i = 0; i < ps->n_hosts; i++)
 		ps->hosts[(*horder)[i]].rank = (uint32_t)i;
 	for (size_t i = 0; i < ps->n_dests; i++)
 		ps->dests[(*dorder)[i]].rank = (uint32_t)i;
 	return 0;
+}
+
+/* Appends "[a,b,c,d]" (with a comma before all but the first) without
+ * printf: the runs are most of a big answer. */
+static void pm_put_run(struct pm_buf *b, int first, const uint32_t x[4])
+{
+	char tmp[64], *p = tmp;
+
+	if (b->failed)
+		return;
+	if (b->cap - b->n < sizeof(tmp)) {
+		size_t ncap = b->cap ? b->cap * 2 : 4096;
+		char *np = realloc(b->p, ncap);
+
+		if (!np) {
+			b->failed = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = ncap;
+	}
+	if (!first)
+		*p++ = ',';
+	*p++ = '[';
+	for (int i = 0; i < 4; i++) {
+		char d[10];
+		int k = 0;
+		uint32_t v = x[i];
+
+		do {
+			d[k++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v);
+		while (k)
+			*p++ = d[--k];
+		*p++ = i < 3 ? ',' : ']';
+	}
+	memcpy(b->p + b->n, tmp, (size_t)(p - tmp));
+	b->n += (size_t)(p - tmp);
+	b->p[b->n] = '\0';
 }
 
 /* The figures of the whole IP, the hosts' ports, and the JSON arrays of
@@ -384,28 +431,43 @@ struct pm_out {
 	struct pm_buf hosts, dests, runs;
 };
 
+/* Key bits: a host or bucket index takes at most 32 bits, but there are
+ * fewer of them than items (at most a few million), so 24 bits of each
+ * suffice below PM_INDEX_MAX. */
+#define PM_INDEX_BITS 24
+#define PM_INDEX_MAX (1u << PM_INDEX_BITS)
+
 static int pm_build(struct pm_state *ps, unsigned family, struct pm_out *o)
 {
 	uint16_t *per_port = NULL;    /* mappings on each port (saturating) */
 	uint32_t *port_host = NULL;   /* the first host seen on it, + 1 */
 	uint8_t *multi = NULL;	      /* more than one host on it */
 	uint32_t *horder = NULL, *dorder = NULL;
-	struct pm_run *runs = NULL;
-	size_t n_runs = 0, cap_runs = 0;
+	struct pm_kv *kv = NULL, *tmp = NULL, *runs = NULL;
+	size_t n = ps->n_items, n_runs = 0;
 	struct ns_addr a = { .family = (uint8_t)family };
 	char text[NS_ADDR_STRLEN];
 	int ret = -1;
 
+	if (ps->n_hosts >= PM_INDEX_MAX || ps->n_dests >= PM_INDEX_MAX) {
+		errno = E2BIG;
+		log_warnx("store: port map: %zu hosts and %zu buckets on one "
+			  "public IP", ps->n_hosts, ps->n_dests);
+		return -1;
+	}
 	per_port = calloc(PM_PORTS, sizeof(*per_port));
 	port_host = calloc(PM_PORTS, sizeof(*port_host));
 	multi = calloc(PM_PORTS, 1);
-	if (!per_port || !port_host || !multi) {
+	kv = malloc((n + 1) * sizeof(*kv));
+	tmp = malloc((n + 1) * sizeof(*tmp));
+	runs = malloc((n + 1) * sizeof(*runs));
+	if (!per_port || !port_host || !multi || !kv || !tmp || !runs) {
 		log_warn("store: port map");
 		goto out;
 	}
-	/* each host's distinct ports; the IP's ports */
-	qsort(ps->items, ps->n_items, sizeof(*ps->items), pm_item_host_cmp);
-	for (size_t i = 0; i < ps->n_items; i++) {
+	/* the IP's ports, and each host's distinct ports: items by (host,
+	 * port) */
+	for (size_t i = 0; i < n; i++) {
 		const struct pm_item *it = &ps->items[i];
 
 		if (per_port[it->port] < UINT16_MAX)
@@ -421,34 +483,46 @@ static int pm_build(struct pm_state *ps, unsigned family, struct pm_out *o)
 			multi[it->port] = 1;
 			o->multi_host_ports++;
 		}
-		if (i == 0 || it->host != ps->items[i - 1].host ||
-		    it->port != ps->items[i - 1].port)
-			ps->hosts[it->host].ports++;
+		kv[i].k = (uint64_t)it->host << 16 | it->port;
+		kv[i].v = (uint32_t)i;
 	}
+	pm_radix(kv, tmp, n);
+	for (size_t i = 0; i < n; i++)
+		if (i == 0 || kv[i].k != kv[i - 1].k)
+			ps->hosts[kv[i].k >> 16].ports++;
 	if (pm_rank(ps, &horder, &dorder) < 0)
 		goto out;
 	/* runs: consecutive ports of one host toward one bucket, each
-	 * (port, host, bucket) once */
-	qsort(ps->items, ps->n_items, sizeof(*ps->items), pm_item_run_cmp);
-	for (size_t i = 0; i < ps->n_items; i++) {
+	 * (port, host, bucket) once; items by (bucket, host, port) in
+	 * answer ranks */
+	for (size_t i = 0; i < n; i++) {
 		const struct pm_item *it = &ps->items[i];
-		struct pm_run *r = n_runs ? &runs[n_runs - 1] : NULL;
-		uint32_t h = ps->hosts[it->host].rank;
-		uint32_t d = ps->dests[it->dest].rank;
 
-		if (r && r->host == h && r->dest == d) {
-			if (it->port == r->first + r->count - 1)
-				continue; /* the same port again */
-			if (it->port == r->first + r->count) {
-				r->count++;
-				continue;
-			}
-		}
-		if (store_grow(&runs, n_runs, &cap_runs, sizeof(*runs)) < 0)
-			goto out;
-		runs[n_runs++] = (struct pm_run){ it->port, 1, h, d };
+		kv[i].k = (uint64_t)ps->dests[it->dest].rank << 40 |
+			  (uint64_t)ps->hosts[it->host].rank << 16 | it->port;
 	}
-	qsort(runs, n_runs, sizeof(*runs), pm_run_cmp);
+	pm_radix(kv, tmp, n);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t k = kv[i].k;
+		struct pm_kv *r = n_runs ? &runs[n_runs - 1] : NULL;
+
+		if (i && k == kv[i - 1].k)
+			continue; /* the same port again */
+		if (r && k == kv[i - 1].k + 1 && (k & 0xffff) != 0) {
+			r->v++;
+			continue;
+		}
+		runs[n_runs].k = k;
+		runs[n_runs++].v = 1;
+	}
+	/* runs by (first port, bucket, host) */
+	for (size_t i = 0; i < n_runs; i++) {
+		uint64_t k = runs[i].k;
+
+		runs[i].k = (k & 0xffff) << 48 | (k >> 40) << 24 |
+			    ((k >> 16) & (PM_INDEX_MAX - 1));
+	}
+	pm_radix(runs, tmp, n_runs);
 
 	pm_printf(&o->hosts, "[");
 	for (size_t i = 0; i < ps->n_hosts; i++) {
@@ -477,10 +551,14 @@ static int pm_build(struct pm_state *ps, unsigned family, struct pm_out *o)
 	}
 	pm_printf(&o->dests, "]");
 	pm_printf(&o->runs, "[");
-	for (size_t i = 0; i < n_runs; i++)
-		pm_printf(&o->runs, "%s[%u,%u,%u,%u]", i ? "," : "",
-			  runs[i].first, runs[i].count, runs[i].host,
-			  runs[i].dest);
+	for (size_t i = 0; i < n_runs; i++) {
+		uint64_t k = runs[i].k;
+		uint32_t x[4] = { (uint32_t)(k >> 48), runs[i].v,
+				  (uint32_t)(k & (PM_INDEX_MAX - 1)),
+				  (uint32_t)((k >> 24) & (PM_INDEX_MAX - 1)) };
+
+		pm_put_run(&o->runs, i == 0, x);
+	}
 	pm_printf(&o->runs, "]");
 	if (o->hosts.failed || o->dests.failed || o->runs.failed) {
 		errno = ENOMEM;
@@ -494,6 +572,8 @@ out:
 	free(multi);
 	free(horder);
 	free(dorder);
+	free(kv);
+	free(tmp);
 	free(runs);
 	return ret;
 }
@@ -513,12 +593,15 @@ out:
 
 /* ?1 now, ?2 public ip text, ?3 proto name, ?4 the moment (at, or the
  * log's last write), ?5 live (1) or at= (0), ?6 hosts, ?7 destinations,
- * ?8 runs (JSON arrays), ?9 ports in use, ?10 mappings, ?11 shared
+ * ?8 unused, ?9 ports in use, ?10 mappings, ?11 shared
  * ports, ?12 ports of several hosts, ?13 mappings with an unknown start,
  * ?14 the ends (ms) of shown mappings whose end was not reported, as a
  * JSON array.  Such a mapping was certainly held at ?4 when a gap
  * covering its end began after ?4 (figures are exact until a gap
- * starts); otherwise it may have ended before. */
+ * starts); otherwise it may have ended before.  "runs" is last and
+ * empty: pm_splice_runs() puts the runs (digits and punctuation only,
+ * most of a big answer's bytes) there, which spares SQLite parsing and
+ * printing them again. */
 static const char sql_json_ports[] =
 	"WITH s AS (SELECT * FROM status WHERE id = 1), "
 	"lastw AS (SELECT max(last_ms) AS ms FROM maplog_runs), "
@@ -573,8 +656,35 @@ static const char sql_json_ports[] =
 	"'port_space', 65535, 'ports_in_use', ?9, 'mappings', ?10, "
 	"'shared_ports', ?11, 'multi_host_ports', ?12, "
 	"'start_unknown', ?13, "
-	"'hosts', json(?6), 'destinations', json(?7), 'runs', json(?8)) "
+	"'hosts', json(?6), 'destinations', json(?7), 'runs', json('[]')) "
 	"FROM top";
+
+/* *out = doc (ending in "runs":[]}) with runs in place of its empty
+ * array.  Returns 0, or -1 with errno (ENOMEM, EIO for a document of
+ * another shape). */
+static int pm_splice_runs(const char *doc, const struct pm_buf *runs,
+			  char **out)
+{
+	static const char tail[] = "\"runs\":[]}";
+	size_t len = strlen(doc), keep;
+
+	if (len < sizeof(tail) - 1 ||
+	    strcmp(doc + len - (sizeof(tail) - 1), tail) != 0) {
+		errno = EIO;
+		log_warnx("store: port map: the document does not end with "
+			  "its runs");
+		return -1;
+	}
+	keep = len - 3; /* up to "runs": */
+	if (!(*out = malloc(keep + runs->n + 2))) {
+		log_warn("store: port map");
+		return -1;
+	}
+	memcpy(*out, doc, keep);
+	memcpy(*out + keep, runs->p, runs->n);
+	memcpy(*out + keep + runs->n, "}", 2);
+	return 0;
+}
 
 /* Reads the log's last write (-1 when it has none) and this host's
  * ip_local_port_range from the status row (the kernel default without
@@ -716,7 +826,6 @@ int store_json_ports(struct store *st, const struct ns_addr *public_ip,
 	sqlite3_bind_int(s, 5, live);
 	sqlite3_bind_text(s, 6, o.hosts.p, (int)o.hosts.n, SQLITE_STATIC);
 	sqlite3_bind_text(s, 7, o.dests.p, (int)o.dests.n, SQLITE_STATIC);
-	sqlite3_bind_text(s, 8, o.runs.p, (int)o.runs.n, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 9, o.ports_in_use);
 	sqlite3_bind_int64(s, 10, (int64_t)ps.n_items);
 	sqlite3_bind_int64(s, 11, o.shared_ports);
@@ -743,9 +852,8 @@ int store_json_ports(struct store *st, const struct ns_addr *public_ip,
 	}
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW && sqlite3_column_text(s, 0)) {
-		if (!(*out = strdup((const char *)sqlite3_column_text(s, 0))))
-			log_warn("store: port map");
-		else
+		if (pm_splice_runs((const char *)sqlite3_column_text(s, 0),
+				   &o.runs, out) == 0)
 			ret = 0;
 	} else {
 		store_fail(st, rc == SQLITE_ROW ? SQLITE_NOMEM : rc,
