@@ -598,7 +598,10 @@ out:
  * ?14 the ends (ms) of shown mappings whose end was not reported, as a
  * JSON array.  Such a mapping was certainly held at ?4 when a gap
  * covering its end began after ?4 (figures are exact until a gap
- * starts); otherwise it may have ended before.  "runs" is last and
+ * starts); otherwise it may have ended before.  A run's log is whole
+ * from the end of its start-up dump, when its history begins (its first
+ * raw period; else the end of its first minute): before, mappings the
+ * dump had not read yet are missing.  "runs" is last and
  * empty: pm_splice_runs() puts the runs (digits and punctuation only,
  * most of a big answer's bytes) there, which spares SQLite parsing and
  * printing them again. */
@@ -608,6 +611,11 @@ static const char sql_json_ports[] =
 	"unrep AS (SELECT count(*) AS n FROM json_each(?14) AS e WHERE NOT "
 	"EXISTS (SELECT 1 FROM gaps g WHERE g.start_ms > ?4 AND "
 	SQL_PM_COVERS("e.value") ")), "
+	"boot AS (SELECT coalesce((SELECT min(ts_ms) FROM hist_kernel WHERE "
+	"tier = 0 AND ts_ms >= r.started_ms AND ts_ms <= r.last_ms), "
+	"(SELECT min(ts_ms) + 60000 FROM hist_kernel WHERE tier = 1 AND "
+	"ts_ms + 60000 > r.started_ms AND ts_ms <= r.last_ms)) AS first "
+	"FROM maplog_runs r WHERE r.started_ms <= ?4 AND r.last_ms >= ?4), "
 	"top AS (SELECT json_group_array(r) AS r FROM ("
 	"SELECT " SQL_PM_GAP_TEXT " || ' covers this moment: ports may be "
 	"missing, or shown held after they were freed' AS r FROM gaps g "
@@ -628,6 +636,10 @@ static const char sql_json_ports[] =
 	"WHERE NOT ?5 AND NOT EXISTS (SELECT 1 FROM maplog_runs WHERE "
 	"started_ms <= ?4 AND last_ms >= ?4) AND NOT ?4 > coalesce((SELECT "
 	"ms FROM lastw), ?4) "
+	"UNION ALL SELECT 'natscope was starting: its first table dump ended "
+	"at ' || " SQL_TIME("first") " || ', and mappings that existed "
+	"before it are logged from when it read them: some held at this "
+	"moment may be missing' FROM boot WHERE NOT ?5 AND ?4 < first "
 	"UNION ALL SELECT 'retention removed mappings that ended by ' || "
 	SQL_TIME("trimmed_ms") " || ': ports held at this moment may be "
 	"missing' FROM maplog_meta WHERE NOT ?5 AND trimmed_ms > 0 AND "

@@ -1002,6 +1002,11 @@ static void test_port_map(void **state)
 	add(&b, rec(T0 + 1000, STORE_MAPLOG_END, 40001, 2, 51001, 7));
 	add(&b, rec(T0 + 600, 0, 300, 4, 300, 9));
 	add(&b, rec(T0 + 700, STORE_MAPLOG_END, 300, 4, 300, 9));
+	/* the start-up dump ended at 10:00:00.090: history starts there */
+	b.hist.start_ms = T0 + 90;
+	b.hist.end_ms = T0 + 5000;
+	b.hist.exact = 1;
+	b.hist.state = STORE_STATE_RUNNING;
 	write_at(st, &b, T0, T0 + 5000);
 
 	/* the exact end of 40001: still held */
@@ -1052,6 +1057,13 @@ static void test_port_map(void **state)
 	assert_string_equal(ports_runs(doc), "[]");
 	assert_int_equal(jint(doc, "$.ports_in_use"), 0);
 	assert_string_equal(jtype(doc, "$.uncertain"), "false");
+	free(doc);
+	/* before the start-up dump ended: what it had not read is missing */
+	doc = ports_doc(st, T0 + 89);
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"),
+			       "natscope was starting: its first table dump "
+			       "ended at 2026-11-25T10:00:00.090Z"));
 	free(doc);
 	/* the low port's bucket, between its start and end */
 	doc = ports_doc(st, T0 + 650);
