@@ -70,7 +70,8 @@ static const char web_index[] =
 	"\"/api/v1/lookup?public_ip=&port=&proto=tcp&at=\", "
 	"\"/api/v1/gateways/{public_ip}/ports?proto=tcp&at=\"], "
 	"\"at\": \"the first three take at= (RFC 3339 or unix seconds) "
-	"for the state at that moment, from history\", "
+	"for the state at that moment, from history; lookup and ports from "
+	"the mapping log\", "
 	"\"csv\": \"?format=csv on every answer that is a table\"}\n";
 
 static const char web_fallback_error[] = "{\"error\": \"internal error\"}";

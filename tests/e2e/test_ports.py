@@ -23,9 +23,14 @@ connections SNATed to 203.0.113.9 (which must not show on .1).
   3. At natscope's start, before its start-up dump read the table, the
      map is said uncertain (the connections opened before are missing).
 
+With --example FILE it writes the live tcp answer for 203.0.113.1 and
+the one at= the earlier moment to FILE (README.md's example is that
+output, trimmed).
+
 Exit 0 pass, 1 fail, 77 skip.
 """
 
+import json
 import os
 import secrets
 import sys
@@ -42,6 +47,7 @@ GW1 = "203.0.113.1"
 GW9 = "203.0.113.9"
 PORT = 19811
 CLOSE_DPORT = 5432
+EXAMPLE = []  # (path, answer) for --example
 
 
 def expand(doc):
@@ -155,6 +161,7 @@ def run(lab, work, fail):
     checks.report_watch(fail, w, "the traffic", 20)
     doc = wait_live(ns, t1)
     t_mid = checks.as_of(doc)
+    EXAMPLE.append((ports_path(GW1, "tcp"), doc))
     check_map(fail, doc, T1, GW1, "tcp", "live tcp map of %s" % GW1, True)
     fail.check(doc.get("shared_ports") == 2,
                "shared_ports %r, want 2 (35001 and 35002 toward two "
@@ -190,6 +197,7 @@ def run(lab, work, fail):
                % (len(gone), len(closed)))
     # the past: the moment of step 1 still shows them
     doc = ns.get_json(ports_path(GW1, "tcp", t_mid))
+    EXAMPLE.append((ports_path(GW1, "tcp", t_mid), doc))
     check_map(fail, doc, T1, GW1, "tcp", "tcp map at %s (before the close)"
               % doc.get("at"), False)
     got, _ = expand(doc)
@@ -211,5 +219,15 @@ def run(lab, work, fail):
     checks.finish(fail, lab, ns)
 
 
+def write_example(path):
+    with open(path, "w") as f:
+        for p, doc in EXAMPLE:
+            f.write("$ curl -s 'http://127.0.0.1:9628%s'\n%s\n\n"
+                    % (p, json.dumps(doc)))
+
+
 if __name__ == "__main__":
-    sys.exit(checks.run_test("ports", run))
+    rc = checks.run_test("ports", run)
+    if "--example" in sys.argv:
+        write_example(sys.argv[sys.argv.index("--example") + 1])
+    sys.exit(rc)
