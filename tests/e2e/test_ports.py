@@ -22,6 +22,9 @@ connections SNATed to 203.0.113.9 (which must not show on .1).
      them, exactly as the listing did then.
   3. At natscope's start, before its start-up dump read the table, the
      map is said uncertain (the connections opened before are missing).
+  4. bench/ctgen makes 60,000 entries on 203.0.113.21 (250 hosts, one
+     destination): the map equals `conntrack -L` there too, and the time
+     GET takes over HTTP is logged.
 
 With --example FILE it writes the live tcp answer for 203.0.113.1 and
 the one at= the earlier moment to FILE (README.md's example is that
@@ -45,6 +48,8 @@ from nslab import log  # noqa: E402
 S4 = "203.0.113.2"
 GW1 = "203.0.113.1"
 GW9 = "203.0.113.9"
+GW_BIG = "203.0.113.21"  # ctgen's public IP 20
+BIG = 60000
 PORT = 19811
 CLOSE_DPORT = 5432
 EXAMPLE = []  # (path, answer) for --example
@@ -216,7 +221,45 @@ def run(lab, work, fail):
         "at natscope's start: uncertain %r, reasons %r"
         % (doc.get("uncertain"), doc.get("reasons")))
     ns.get_json(ports_path(GW1, "tcp", t_mid) + "&bogus=1", want=400)
+    big(lab, ns, fail)
     checks.finish(fail, lab, ns)
+
+
+def big(lab, ns, fail):
+    """BIG ctgen entries on GW_BIG, one destination, 250 hosts: BIG
+    occupied ports (runs mostly of one port).  The map equals conntrack
+    -L, and how long GET takes is logged (not asserted)."""
+    checks.require_ctgen()
+    r = checks.ctgen(lab, "gw", "--count", BIG, "--public-ips", 1,
+                     "--public-base", 20, "--dests", 1, "--hosts", 250,
+                     "--host-base", 5000, "--seed", 81)
+    log("ctgen: %s" % r)
+    T, t = checks.take_truth(lab)
+    w = checks.wait_exact(ns, T, t, 60)
+    checks.report_watch(fail, w, "%d ctgen entries" % BIG, 60)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        status, _, body = ns.request("GET", ports_path(GW_BIG, "tcp"))
+        doc = json.loads(body) if status == 200 else {}
+        if (checks.as_of(doc) or 0) > t:
+            break
+        time.sleep(0.2)
+    check_map(fail, doc, T, GW_BIG, "tcp", "live map of %d ctgen ports"
+              % BIG, True)
+    for what, path in (("live", ports_path(GW_BIG, "tcp")),
+                       ("at=", ports_path(GW_BIG, "tcp",
+                                          checks.as_of(doc)))):
+        times = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            status, _, body = ns.request("GET", path)
+            times.append(time.monotonic() - t0)
+        fail.check(status == 200, "GET %s: %d" % (path, status))
+        log("GET the %s map of %d ports over HTTP: %.1f ms median of 5 "
+            "(%s); %d bytes, %d runs" % (
+                what, BIG, 1e3 * sorted(times)[2],
+                ", ".join("%.1f" % (1e3 * x) for x in times), len(body),
+                len(doc.get("runs") or [])))
 
 
 def write_example(path):
