@@ -1147,6 +1147,24 @@ static void test_port_map(void **state)
 	assert_string_equal(jtext(doc, "$.reasons[0]"),
 			    "natscope was not logging mappings at this moment");
 	free(doc);
+	/* natscope stopped: the live map is its last write's, and says so */
+	store_status_init(&b.status);
+	b.status.started_ms = T0;
+	b.status.as_of_ms = T0 + 10000;
+	b.status.interval_s = 5;
+	b.status.state = STORE_STATE_STOPPED;
+	b.full = 1;
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_clear(&b);
+	doc = ports_doc(st, STORE_PORTS_LIVE);
+	assert_string_equal(ports_runs(doc),
+			    "[[40000,1,1,0],[40000,1,0,1],[40003,1,0,0]]");
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_string_equal(jtext(doc, "$.reasons[0]"),
+			    "natscope is not running (state stopped): this is "
+			    "the log as of its last write, 50.0 s ago");
+	assert_string_equal(jtext(doc, "$.state"), "stopped");
+	free(doc);
 	/* the hosts as CSV (the route's table) */
 	doc = ports_doc(st, T0 + 9000);
 	{
