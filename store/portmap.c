@@ -103,11 +103,6 @@ struct pm_item {
 	uint16_t port;
 };
 
-/* One run: consecutive ports of one host toward one bucket. */
-struct pm_run {
-	uint32_t first, count, host, dest;
-};
-
 /* Open addressing over indexes into a key array (slot value index + 1,
  * 0 empty); keys are compared whole. */
 struct pm_index {

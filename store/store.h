@@ -758,7 +758,8 @@ int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
  * a mapping shown ended unreported and may have ended before it.
  * now_ms becomes "generated_at".  Returns 0, or -1 with errno: ENOENT
  * (the log never had a write), EINVAL (bad address, proto or at_ms),
- * ENOMEM, EBUSY, EIO, EILSEQ (a corrupt block).  Thread: the store's. */
+ * ENOMEM, EBUSY, EIO, EILSEQ (a corrupt block), E2BIG (16M hosts or
+ * buckets on one IP).  Thread: the store's. */
 int store_json_ports(struct store *st, const struct ns_addr *public_ip,
 		     uint8_t proto, int64_t at_ms, int64_t now_ms, char **out);
 
