@@ -664,6 +664,10 @@ static const char sql_json_ports[] =
 	"'gaps', json((SELECT json_group_array(json(o)) FROM (SELECT "
 	SQL_GAP_OBJECT " AS o FROM gaps g WHERE " SQL_PM_COVERS("?4") " "
 	"ORDER BY start_ms, run_started_ms, seq)))), "
+	"'log', json_object('from', " SQL_TIME("max((SELECT min(started_ms) "
+	"FROM maplog_runs), coalesce((SELECT trimmed_ms + 1 FROM maplog_meta "
+	"WHERE trimmed_ms > 0), 0))") ", 'to', (SELECT " SQL_TIME("ms")
+	" FROM lastw)), "
 	"'port_space', 65535, 'ports_in_use', ?9, 'mappings', ?10, "
 	"'shared_ports', ?11, 'multi_host_ports', ?12, "
 	"'start_unknown', ?13, "

@@ -739,6 +739,8 @@ int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
  *    "age_seconds" (live: now - as_of; else null), "state",
  *    "uncertain": bool, "reasons": [text...],
  *    "coverage": {"complete": !uncertain, "gaps": [gaps over "at"]},
+ *    "log": {"from", "to"} (what the log holds: its first run's start,
+ *            or after what retention trimmed; its last write),
  *    "port_space": 65535, "ports_in_use", "mappings", "shared_ports"
  *    (ports held toward more than one destination),
  *    "multi_host_ports" (ports held by more than one host),

@@ -322,6 +322,8 @@ static void test_codec_round_trip(void **state)
 
 /* ---- writing and looking up ---- */
 
+static char *ports_doc(struct store *st, int64_t at);
+
 static void test_exact_edges(void **state)
 {
 	struct store *st = open_fresh("edges");
@@ -705,6 +707,18 @@ static void test_retention_by_age(void **state)
 	doc = lookup(st, 40001, T0 + DAY_MS);
 	assert_int_equal(jlen(doc, "$.holders"), 1);
 	free(doc);
+	/* the port map there: 40000 is gone, and the answer says it may
+	 * miss ports; the log is whole from just after what was trimmed */
+	doc = ports_doc(st, T0 + 150);
+	assert_string_equal(jtext(doc, "$.runs"), "[]");
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "retention removed"));
+	assert_string_equal(jtext(doc, "$.log.from"), "2026-11-25T10:00:00.201Z");
+	free(doc);
+	doc = ports_doc(st, T0 + 300);
+	assert_string_equal(jtext(doc, "$.runs"), "[[40001,1,0,0]]");
+	assert_string_equal(jtype(doc, "$.uncertain"), "false");
+	free(doc);
 	store_batch_free(&b);
 	store_close(st);
 }
@@ -1040,6 +1054,8 @@ static void test_port_map(void **state)
 	assert_string_equal(jtype(doc, "$.uncertain"), "false");
 	assert_int_equal(jlen(doc, "$.reasons"), 0);
 	assert_string_equal(jtype(doc, "$.coverage.complete"), "true");
+	assert_string_equal(jtext(doc, "$.log.from"), "2026-11-25T10:00:00.000Z");
+	assert_string_equal(jtext(doc, "$.log.to"), "2026-11-25T10:00:05.000Z");
 	free(doc);
 	/* a millisecond later it is not */
 	doc = ports_doc(st, T0 + 1001);
