@@ -629,6 +629,26 @@ static void test_ipv6_and_protocols(void **state)
 	assert_int_equal(errno, EINVAL);
 	assert_int_equal(store_json_lookup(st, &pub, 200, 1, T0, T0, &doc), -1);
 	assert_int_equal(errno, EINVAL);
+	/* the port map of the IPv6 address: a local mapping, drawn from
+	 * ip_local_port_range (unknown here: the kernel's default) */
+	assert_int_equal(store_json_ports(st, &pub, IPPROTO_UDP,
+					  STORE_PORTS_LIVE, T0 + 6000, &doc), 0);
+	assert_string_equal(jtext(doc, "$.public_ip"), "2001:db8::1");
+	assert_string_equal(jtext(doc, "$.runs"), "[[40000,1,0,0]]");
+	assert_string_equal(jtext(doc, "$.hosts[0].ip"), "2001:db8::1");
+	assert_string_equal(jtext(doc, "$.hosts[0].kind"), "local");
+	assert_string_equal(jtext(doc, "$.destinations[0].ip"),
+			    "2001:db8:ffff::53");
+	assert_string_equal(jtext(doc, "$.destinations[0].range"),
+			    "[32768,60999]");
+	assert_int_equal(jint(doc, "$.destinations[0].capacity"), 28232);
+	free(doc);
+	assert_int_equal(store_json_ports(st, &a, IPPROTO_TCP,
+					  STORE_PORTS_LIVE, T0, &doc), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(store_json_ports(st, &pub, 200, STORE_PORTS_LIVE, T0,
+					  &doc), -1);
+	assert_int_equal(errno, EINVAL);
 	/* the web's read-only connection answers too */
 	store_close(st);
 	st = store_open(db_path("v6"), STORE_READ_ONLY);
@@ -636,6 +656,10 @@ static void test_ipv6_and_protocols(void **state)
 	assert_int_equal(store_json_lookup(st, &pub, IPPROTO_UDP, 40000,
 					   T0 + 1000, T0 + 6000, &doc), 0);
 	assert_int_equal(jlen(doc, "$.holders"), 1);
+	free(doc);
+	assert_int_equal(store_json_ports(st, &pub, IPPROTO_UDP, T0 + 1000,
+					  T0 + 6000, &doc), 0);
+	assert_string_equal(jtext(doc, "$.runs"), "[[40000,1,0,0]]");
 	free(doc);
 	store_batch_free(&b);
 	store_close(st);
