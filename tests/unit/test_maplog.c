@@ -5,8 +5,11 @@
  * across batches, store_json_lookup() at the edges (exact start and end
  * milliseconds, open mappings, several holders, block boundaries, gaps,
  * dump-seen starts, a restart), retention by age and by size, and the
- * tracker feeding the log from events, dumps and a resync's sweep.
- * Prints the encoded size per mapping of a realistic block.
+ * tracker feeding the log from events, dumps and a resync's sweep; and
+ * store_json_ports(), the port map, with its exact runs at the edges of
+ * mappings, across a gap, before the start-up dump, live and stopped.
+ * Prints the encoded size per mapping of a realistic block and how long
+ * the port map of 60,000 occupied ports takes.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
