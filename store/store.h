@@ -734,7 +734,8 @@ int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
  * blocks, exactly the mappings open at the log's last write, which is
  * the answer's "at" and "as_of") or at at_ms (every mapping with
  * start <= at_ms <= end, ends inclusive).  *out (malloc'd, caller frees),
- * built by SQLite's JSON functions:
+ * built by SQLite's JSON functions but for "runs" (numbers only, printed
+ * by portmap.c):
  *   {"generated_at", "public_ip", "proto", "live": bool, "at", "as_of",
  *    "age_seconds" (live: now - as_of; else null), "state",
  *    "uncertain": bool, "reasons": [text...],
@@ -754,7 +755,8 @@ int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
  * toward several destinations is in several runs.  Runs are sorted by
  * first port, then destination and host index.  The answer is uncertain
  * (reasons say why) when a gap covers the moment, the log was not being
- * written then or (live) natscope is stopped or its last write is older
+ * written then or its run's start-up dump had not ended, (live) natscope
+ * is stopped, starting or failing to write, or its last write is older
  * than two intervals, at_ms is after the last write, retention trimmed
  * mappings that ended at or after it, records of that time were lost, or
  * a mapping shown ended unreported and may have ended before it.
