@@ -136,8 +136,9 @@ struct pm_state {
 	size_t n_items, cap_items;
 	struct pm_index hidx, didx;
 	uint64_t start_unknown; /* mappings shown first seen by a dump */
-	struct pm_buf ends;	/* end ms of shown mappings whose end was
-				   not reported (at= only) */
+	/* a JSON array: end ms of the shown mappings whose end was not
+	 * reported (at= only) */
+	struct pm_buf ends;
 	size_t n_ends;
 	uint32_t local_lo, local_hi; /* ip_local_port_range */
 };
@@ -760,6 +761,7 @@ static int pm_collect(struct store *st, struct pm_state *ps,
 	sqlite3_bind_int64(s, 4, live ? PM_OPEN_T_LAST : at_ms);
 	sqlite3_bind_int(s, 5, ip->family == AF_INET ? 4 : 6);
 	sqlite3_bind_int(s, 6, live);
+	pm_printf(&ps->ends, "[");
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_maplog_entry *e;
 		size_t n;
@@ -785,6 +787,7 @@ static int pm_collect(struct store *st, struct pm_state *ps,
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
 		return store_fail(st, rc, "reading the mapping log");
+	pm_printf(&ps->ends, "]");
 	if (ps->ends.failed) {
 		errno = ENOMEM;
 		log_warn("store: port map");
@@ -846,25 +849,7 @@ int store_json_ports(struct store *st, const struct ns_addr *public_ip,
 	sqlite3_bind_int64(s, 11, o.shared_ports);
 	sqlite3_bind_int64(s, 12, o.multi_host_ports);
 	sqlite3_bind_int64(s, 13, (int64_t)ps.start_unknown);
-	pm_printf(&ps.ends, "%s", ""); /* at least "" */
-	if (ps.ends.failed) {
-		errno = ENOMEM;
-		log_warn("store: port map");
-		sqlite3_reset(s);
-		goto out;
-	}
-	{
-		size_t len = ps.ends.n + 3;
-		char *ends = malloc(len);
-
-		if (!ends) {
-			log_warn("store: port map");
-			sqlite3_reset(s);
-			goto out;
-		}
-		snprintf(ends, len, "[%s]", ps.ends.p ? ps.ends.p : "");
-		sqlite3_bind_text(s, 14, ends, -1, free);
-	}
+	sqlite3_bind_text(s, 14, ps.ends.p, (int)ps.ends.n, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW && sqlite3_column_text(s, 0)) {
 		if (pm_splice_runs((const char *)sqlite3_column_text(s, 0),
