@@ -740,7 +740,8 @@ static void test_retention_by_age(void **state)
 	assert_string_equal(jtext(doc, "$.runs"), "[]");
 	assert_string_equal(jtype(doc, "$.uncertain"), "true");
 	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "retention removed"));
-	assert_string_equal(jtext(doc, "$.log.from"), "2026-11-25T10:00:00.201Z");
+	assert_string_equal(jtext(doc, "$.log.from"),
+			    "2026-11-25T10:00:00.201Z");
 	free(doc);
 	doc = ports_doc(st, T0 + 300);
 	assert_string_equal(jtext(doc, "$.runs"), "[[40001,1,0,0]]");
@@ -1081,7 +1082,8 @@ static void test_port_map(void **state)
 	assert_string_equal(jtype(doc, "$.uncertain"), "false");
 	assert_int_equal(jlen(doc, "$.reasons"), 0);
 	assert_string_equal(jtype(doc, "$.coverage.complete"), "true");
-	assert_string_equal(jtext(doc, "$.log.from"), "2026-11-25T10:00:00.000Z");
+	assert_string_equal(jtext(doc, "$.log.from"),
+			    "2026-11-25T10:00:00.000Z");
 	assert_string_equal(jtext(doc, "$.log.to"), "2026-11-25T10:00:05.000Z");
 	free(doc);
 	/* a millisecond later it is not */
@@ -1164,7 +1166,8 @@ static void test_port_map(void **state)
 	assert_string_equal(jtype(doc, "$.coverage.complete"), "false");
 	assert_int_equal(jlen(doc, "$.reasons"), 2);
 	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "gap 1 (enobufs"));
-	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "covers this moment"));
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"),
+			       "covers this moment"));
 	assert_non_null(strstr(jtext(doc, "$.reasons[1]"),
 			       "1 mappings shown were found gone later"));
 	assert_int_equal(jlen(doc, "$.coverage.gaps"), 1);
