@@ -656,7 +656,7 @@ static const char sql_json_ports[] =
 	"'live', json(CASE WHEN ?5 THEN 'true' ELSE 'false' END), "
 	"'at', " SQL_TIME("?4") ", 'as_of', " SQL_TIME("?4") ", "
 	"'age_seconds', CASE WHEN ?5 THEN round((?1 - ?4) / 1000.0, 3) END, "
-	"'state', (SELECT state FROM s), "
+	"'state', CASE WHEN ?5 THEN (SELECT state FROM s) END, "
 	"'uncertain', json(CASE WHEN json_array_length(top.r) > 0 "
 	"THEN 'true' ELSE 'false' END), "
 	"'reasons', json(top.r), "

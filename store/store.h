@@ -737,7 +737,8 @@ int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
  * built by SQLite's JSON functions but for "runs" (numbers only, printed
  * by portmap.c):
  *   {"generated_at", "public_ip", "proto", "live": bool, "at", "as_of",
- *    "age_seconds" (live: now - as_of; else null), "state",
+ *    "age_seconds" and "state" (live: now - as_of and the collector's
+ *    state; null at at_ms),
  *    "uncertain": bool, "reasons": [text...],
  *    "coverage": {"complete": !uncertain, "gaps": [gaps over "at"]},
  *    "log": {"from", "to"} (what the log holds: its first run's start,

@@ -1056,6 +1056,7 @@ static void test_port_map(void **state)
 	assert_string_equal(ports_runs(doc),
 			    "[[40000,3,0,0],[40000,1,1,1],[40003,1,1,0]]");
 	assert_string_equal(jtype(doc, "$.live"), "false");
+	assert_string_equal(jtype(doc, "$.state"), "null");
 	assert_string_equal(jtext(doc, "$.at"), "2026-11-25T10:00:01.000Z");
 	assert_string_equal(jtext(doc, "$.public_ip"), "203.0.113.1");
 	assert_string_equal(jtext(doc, "$.proto"), "tcp");
