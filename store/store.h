@@ -726,6 +726,48 @@ int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
 		      uint8_t proto, uint16_t port, int64_t at_ms,
 		      int64_t now_ms, char **out);
 
+/* at_ms of store_json_ports() for the live map. */
+#define STORE_PORTS_LIVE INT64_MIN
+
+/* One public IP's port occupancy (proto) from the mapping log, for the
+ * port map (store/portmap.c): live (at_ms STORE_PORTS_LIVE: the open
+ * blocks, exactly the mappings open at the log's last write, which is
+ * the answer's "at" and "as_of") or at at_ms (every mapping with
+ * start <= at_ms <= end, ends inclusive).  *out (malloc'd, caller frees),
+ * built by SQLite's JSON functions but for "runs" (numbers only, printed
+ * by portmap.c):
+ *   {"generated_at", "public_ip", "proto", "live": bool, "at", "as_of",
+ *    "age_seconds" and "state" (live: now - as_of and the collector's
+ *    state; null at at_ms),
+ *    "uncertain": bool, "reasons": [text...],
+ *    "coverage": {"complete": !uncertain, "gaps": [gaps over "at"]},
+ *    "log": {"from", "to"} (what the log holds: its first run's start,
+ *            or after what retention trimmed; its last write),
+ *    "port_space": 65535, "ports_in_use", "mappings", "shared_ports"
+ *    (ports held toward more than one destination),
+ *    "multi_host_ports" (ports held by more than one host),
+ *    "start_unknown" (mappings first seen by a dump),
+ *    "hosts": [{"ip", "kind", "ports", "mappings"}] (most ports first),
+ *    "destinations": [{"ip", "port", "zone", "mappings", "capacity",
+ *                      "range": [lo, hi]}] (most mappings first),
+ *    "runs": [[first_port, count, host_index, destination_index]...]}
+ * A run is consecutive public ports held by one host toward one bucket;
+ * every (port, host, bucket) held is in exactly one run, so a port held
+ * toward several destinations is in several runs.  Runs are sorted by
+ * first port, then destination and host index.  The answer is uncertain
+ * (reasons say why) when a gap covers the moment, the log was not being
+ * written then or its run's start-up dump had not ended, (live) natscope
+ * is stopped, starting or failing to write, or its last write is older
+ * than two intervals, at_ms is after the last write, retention trimmed
+ * mappings that ended at or after it, records of that time were lost, or
+ * a mapping shown ended unreported and may have ended before it.
+ * now_ms becomes "generated_at".  Returns 0, or -1 with errno: ENOENT
+ * (the log never had a write), EINVAL (bad address, proto or at_ms),
+ * ENOMEM, EBUSY, EIO, EILSEQ (a corrupt block), E2BIG (16M hosts or
+ * buckets on one IP).  Thread: the store's. */
+int store_json_ports(struct store *st, const struct ns_addr *public_ip,
+		     uint8_t proto, int64_t at_ms, int64_t now_ms, char **out);
+
 /* {"error": msg} with msg escaped by SQLite.  Never fails: falls back to a
  * constant body if SQLite cannot run.  Caller frees *out. */
 void store_json_error(struct store *st, const char *msg, char **out);

@@ -67,9 +67,11 @@ static const char web_index[] =
 	"\"/api/v1/hosts/{ip}?from=&to=\", "
 	"\"/api/v1/incidents?from=&to=&limit=100\", "
 	"\"/api/v1/incidents/{id}\", "
-	"\"/api/v1/lookup?public_ip=&port=&proto=tcp&at=\"], "
+	"\"/api/v1/lookup?public_ip=&port=&proto=tcp&at=\", "
+	"\"/api/v1/gateways/{public_ip}/ports?proto=tcp&at=\"], "
 	"\"at\": \"the first three take at= (RFC 3339 or unix seconds) "
-	"for the state at that moment, from history\", "
+	"for the state at that moment, from history; lookup and ports from "
+	"the mapping log\", "
 	"\"csv\": \"?format=csv on every answer that is a table\"}\n";
 
 static const char web_fallback_error[] = "{\"error\": \"internal error\"}";
@@ -766,6 +768,23 @@ static enum MHD_Result web_lookup(struct web *w, struct MHD_Connection *c,
 	return web_store_failed(w, c, errno);
 }
 
+/* A public IP's port map from the mapping log: live, or at= a moment. */
+static enum MHD_Result web_ports(struct web *w, struct MHD_Connection *c,
+				 struct web_req *q)
+{
+	int64_t at = q->given & P_AT ? q->at_ms : STORE_PORTS_LIVE;
+	char *body;
+
+	if (store_json_ports(w->st, &q->addr, q->proto, at, q->now_ms,
+			     &body) == 0)
+		return web_send(w, c, q, body);
+	if (errno != ENOENT)
+		return web_store_failed(w, c, errno);
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0, "%s",
+			 "the mapping log is empty: no natscope run has "
+			 "logged mappings in this database");
+}
+
 /* 200 when the collector runs and wrote recently, else 503.  Only numbers
  * and fixed words go into the body, so it is printed here. */
 static enum MHD_Result web_healthz(struct web *w, struct MHD_Connection *c,
@@ -874,6 +893,9 @@ static const struct web_route web_routes[] = {
 	  .handler = web_destinations,
 	  .params = P_PROTO | P_LIMIT | P_AT | P_FORMAT,
 	  .table = "$.destinations", .limit = WEB_LIMIT_DEFAULT },
+	{ .path = "/api/v1/gateways/{}/ports", .seg = SEG_IP,
+	  .handler = web_ports, .params = P_PROTO | P_AT | P_FORMAT,
+	  .table = "$.hosts" },
 	{ .path = "/api/v1/status", .handler = web_status },
 	{ .path = "/metrics", .handler = web_metrics_reply },
 	{ .path = "/healthz", .handler = web_healthz },

@@ -699,7 +699,7 @@ static void test_index(void **state)
 	assert_json_reply(&r, 200);
 	assert_jtext(r.body, "$.name", "natscope");
 	assert_jtext(r.body, "$.version", NS_VERSION);
-	assert_int_equal(jlen(r.body, "$.endpoints"), 11);
+	assert_int_equal(jlen(r.body, "$.endpoints"), 12);
 	assert_jtext(r.body, "$.endpoints[0]", "/api/v1/gateways");
 	assert_jtext(r.body, "$.endpoints[5]", "/healthz");
 	resp_free(&r);
@@ -1366,6 +1366,38 @@ static void test_lookup(void **state)
 		     "port must be an integer from 0 to 65535");
 }
 
+static void test_ports(void **state)
+{
+	struct resp r;
+
+	/* the fixture's run logged no mapping: an empty map, live, as of
+	 * the run's start (test_maplog checks real runs) */
+	http_get("/api/v1/gateways/" GW4 "/ports", &r);
+	assert_json_reply(&r, 200);
+	assert_jtext(r.body, "$.public_ip", GW4);
+	assert_jtext(r.body, "$.proto", "tcp");
+	assert_int_equal(jlen(r.body, "$.runs"), 0);
+	assert_int_equal(jlen(r.body, "$.hosts"), 0);
+	assert_non_null(strstr(r.body, "\"live\":true"));
+	resp_free(&r);
+	http_get("/api/v1/gateways/" GW4 "/ports?proto=udp&at=" T0S, &r);
+	assert_json_reply(&r, 200);
+	assert_non_null(strstr(r.body, "\"live\":false"));
+	assert_jtext(r.body, "$.at", "2026-12-01T10:00:00.000Z");
+	resp_free(&r);
+	http_get("/api/v1/gateways/" GW4 "/ports?format=csv", &r);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	expect_error("/api/v1/gateways/" GW4 "/ports?port=1", 400,
+		     "unknown parameter 'port' (this path takes proto, at, "
+		     "format)");
+	expect_error("/api/v1/gateways/203.0.113/ports", 400,
+		     "invalid IP address '203.0.113'");
+	expect_error("/api/v1/gateways/" GW4 "/ports?proto=gre", 400,
+		     "unknown proto 'gre' (expected one of tcp, udp, udplite, "
+		     "sctp, dccp, icmp, icmpv6)");
+}
+
 static void test_params(void **state)
 {
 	struct resp r;
@@ -1493,7 +1525,7 @@ static void test_not_found(void **state)
 		"/nope", "/api", "/api/v1", "/api/v1/", "/api/v1/gateways/",
 		"/api/v1/gateways/" GW4, "/api/v1/gateways/" GW4 "/",
 		"/api/v1/gateways/" GW4 "/hosts/", "/api/v1/gateways/" GW4
-		"/ports", "/api/v1/gateways//hosts", "/api/v1/status/",
+		"/ports/", "/api/v1/gateways//hosts", "/api/v1/status/",
 		"/metrics/x", "/healthz/", "/API/V1/GATEWAYS",
 	};
 	struct resp r;
@@ -1967,6 +1999,9 @@ static void test_empty_database(void **state)
 
 	expect_error("/api/v1/gateways/" GW4 "/hosts", 404,
 		     "no live mappings for 203.0.113.1 tcp");
+	expect_error("/api/v1/gateways/" GW4 "/ports", 404,
+		     "the mapping log is empty: no natscope run has logged "
+		     "mappings in this database");
 
 	http_get("/metrics", &r);
 	assert_int_equal(r.status, 200);
@@ -2097,6 +2132,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_host_history),
 	cmocka_unit_test(test_incidents),
 	cmocka_unit_test(test_lookup),
+	cmocka_unit_test(test_ports),
 	cmocka_unit_test(test_params),
 	cmocka_unit_test(test_ipv6_canonical),
 	cmocka_unit_test(test_bad_requests),
