@@ -3,6 +3,7 @@
 #   make test   install test deps, build, run every test with ctest
 #   make test-long  the end-to-end tests with their long variants (NATSCOPE_LONG=1)
 #   make package    a Debian package (CPack) in build-pkg/
+#   make demo       natscope on a namespace lab with traffic (root): prints the URL
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 DB         ?= ./natscope.db
@@ -10,7 +11,7 @@ LISTEN     ?= 127.0.0.1:9628
 NATSCOPE_WERROR ?= OFF
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build deps test-deps run test test-long test-asan bench package clean
+.PHONY: all build deps test-deps run test test-long test-asan bench package demo clean
 
 all: build
 
@@ -51,6 +52,12 @@ bench:
 	tools/deps.sh bench
 	$(MAKE) build
 	bench/run
+
+# A NAT lab in network namespaces with steady traffic and bursts, natscope
+# on its gateway, reachable from this host; Ctrl-C removes it all.
+demo: test-deps
+	$(MAKE) build
+	python3 tools/demo.py
 
 # The Debian package, built with the package's prefix (/usr) in its own
 # directory: build-pkg/natscope_VERSION_ARCH.deb.

@@ -92,6 +92,17 @@ def link_to_host(lab):
     subprocess.run(["ip", "link", "set", LINK, "up"], check=True)
 
 
+def drop_link():
+    """The host's end of the veth goes with the gateway's namespace, which
+    the kernel destroys a little later: wait for it, else delete it."""
+    for _ in range(50):
+        if subprocess.run(["ip", "link", "show", LINK],
+                          capture_output=True).returncode != 0:
+            return
+        time.sleep(0.1)
+    subprocess.run(["ip", "link", "del", LINK], capture_output=True)
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=0,
@@ -162,6 +173,7 @@ def main(argv):
         lab.stop(nat)
         lab.stop(srvp)
     shutil.rmtree(work, ignore_errors=True)
+    drop_link()
     log("demo over: namespaces and the %s link removed" % LINK)
     return 0
 
