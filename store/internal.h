@@ -96,6 +96,9 @@ enum store_stmt {
 	/* portmap.c */
 	STMT_PORTS_FIND,
 	STMT_PORTS_JSON,
+	/* diagnosis.c */
+	STMT_DIAG_BUCKETS,
+	STMT_DIAG_GATEWAY,
 	STMT__COUNT
 };
 

@@ -872,6 +872,20 @@ int store_json_incidents(struct store *st, int64_t from_ms, int64_t to_ms,
 int store_json_incident(struct store *st, int64_t id, int64_t now_ms,
 			char **out);
 
+/* The advice an exhaustion playbook gives, from one gateway's own live
+ * numbers (store/diagnosis.c): its TIME_WAIT share; this host's
+ * ip_local_port_range beside the usual OS defaults; per busiest
+ * destination bucket (up to 10) its fill, its rate of new mappings (the
+ * newest minute of history within 5 minutes that kept it; null when none)
+ * and rate x nf_conntrack_tcp_timeout_time_wait = ports held by closed
+ * connections, against its capacity, with a verdict; the remedies in
+ * their order of safety, each with whether it fits and why; and the
+ * warning never to use tcp_tw_recycle.  *out as the json functions
+ * above ("buckets" is the table CSV exports).  -1 with errno ENOENT (no
+ * live mappings of that gateway), EINVAL, EBUSY, EIO, ENOMEM. */
+int store_json_diagnosis(struct store *st, const struct ns_addr *gateway,
+			 uint8_t proto, int64_t now_ms, char **out);
+
 /* Who held public_ip:port (proto) at at_ms: one holder per destination,
  * each with its internal ip:port, destination, start and end, and whether
  * a gap makes it uncertain; read from the mapping log.  *out as the json

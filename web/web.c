@@ -687,6 +687,23 @@ static enum MHD_Result web_destinations(struct web *w,
 	return web_gateway_list(w, c, q, 0);
 }
 
+static enum MHD_Result web_diagnosis(struct web *w, struct MHD_Connection *c,
+				     struct web_req *q)
+{
+	char canon[NS_ADDR_STRLEN];
+	char *body;
+
+	if (store_json_diagnosis(w->st, &q->addr, q->proto, q->now_ms,
+				 &body) == 0)
+		return web_send(w, c, q, body);
+	if (errno != ENOENT)
+		return web_store_failed(w, c, errno);
+	ns_addr_format(&q->addr, canon);
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
+			 "no live mappings for %s %s", canon,
+			 ns_proto_name(q->proto));
+}
+
 static enum MHD_Result web_status(struct web *w, struct MHD_Connection *c,
 				  struct web_req *q)
 {
@@ -896,6 +913,9 @@ static const struct web_route web_routes[] = {
 	{ .path = "/api/v1/gateways/{}/ports", .seg = SEG_IP,
 	  .handler = web_ports, .params = P_PROTO | P_AT | P_FORMAT,
 	  .table = "$.hosts" },
+	{ .path = "/api/v1/gateways/{}/diagnosis", .seg = SEG_IP,
+	  .handler = web_diagnosis, .params = P_PROTO | P_FORMAT,
+	  .table = "$.buckets" },
 	{ .path = "/api/v1/status", .handler = web_status },
 	{ .path = "/metrics", .handler = web_metrics_reply },
 	{ .path = "/healthz", .handler = web_healthz },

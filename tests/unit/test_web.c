@@ -1240,6 +1240,67 @@ static void test_series(void **state)
 			  "format)");
 }
 
+/* The diagnosis: the busiest buckets with the TIME_WAIT arithmetic from
+ * a fresh minute of history, and which remedies fit (store/diagnosis.c). */
+static void test_diagnosis(void **state)
+{
+	int64_t minute = ns_now_ms() / 60000 * 60000 - 60000;
+	char sql[512], *b;
+
+	/* 24,000 new connections toward 198.51.100.7:443 in the last
+	 * complete minute: 400/s x 120 s of TIME_WAIT = 48,000 ports */
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO hist_dest (public_ip, proto, tier, ts_ms, zone, "
+		 "ip, port, span_ms, family, ip_bin, capacity, mappings, "
+		 "mappings_peak, new_mappings) VALUES ('" GW4 "', 'tcp', 1, "
+		 "%lld, 0, '198.51.100.7', 443, 60000, 4, x'c6336407', 64512, "
+		 "1100, 1200, 24000)", (long long)minute);
+	assert_int_equal(store_test_exec(T.rw, sql), 0);
+
+	b = get_json("/api/v1/gateways/" GW4 "/diagnosis?proto=tcp");
+	assert_jtext(b, "$.public_ip", GW4);
+	assert_int_equal(jint(b, "$.gateway.time_wait"), 1097);
+	assert_jtext(b, "$.gateway.time_wait_share", "0.73");
+	assert_int_equal(jint(b, "$.port_range.this_host.ports"), 28232);
+	assert_int_equal(jint(b, "$.port_range.os_defaults[1].lo"), 49152);
+	assert_int_equal(jint(b, "$.time_wait_timeout.seconds"), 120);
+	assert_int_equal(jlen(b, "$.buckets"), 4);
+	assert_jtext(b, "$.buckets[0].destination.ip", "198.51.100.7");
+	assert_jtext(b, "$.buckets[0].new_per_second", "400.0");
+	assert_int_equal(jint(b, "$.buckets[0].time_wait_ports"), 48000);
+	assert_jtext(b, "$.buckets[0].time_wait_fill", "0.74");
+	assert_jtext(b, "$.buckets[0].verdict", "warn");
+	/* no rate for the others: busiest next by their own fill */
+	assert_jtext(b, "$.buckets[1].destination.ip", "198.51.100.9");
+	assert_null(jtext(b, "$.buckets[1].new_per_second"));
+	/* the remedies in their order, and which fit */
+	assert_int_equal(jlen(b, "$.remedies"), 5);
+	assert_jtext(b, "$.remedies[0].id", "pool");
+	assert_int_equal(jint(b, "$.remedies[0].fits"), 1);
+	assert_jtext(b, "$.remedies[1].id", "spread");
+	assert_int_equal(jint(b, "$.remedies[1].fits"), 1);
+	assert_jtext(b, "$.remedies[1].because",
+		     "198.51.100.7:443 needs 2 public IPs to stay under 70%");
+	assert_int_equal(jint(b, "$.remedies[2].fits"), 0); /* 1024-65535 */
+	assert_int_equal(jint(b, "$.remedies[3].fits"), 0); /* no local */
+	assert_jtext(b, "$.remedies[4].id", "short_time_wait");
+	assert_int_equal(jint(b, "$.remedies[4].fits"), 1);
+	assert_non_null(strstr(jtext(b, "$.warnings[0]"), "tcp_tw_recycle"));
+	free(b);
+
+	/* UDP: no TIME_WAIT arithmetic */
+	b = get_json("/api/v1/gateways/" GW4 "/diagnosis?proto=udp");
+	assert_null(jtext(b, "$.buckets[0].time_wait_ports"));
+	assert_int_equal(jint(b, "$.remedies[0].fits"), 0);
+	free(b);
+	expect_error("/api/v1/gateways/198.51.100.99/diagnosis", 404,
+		     "no live mappings for 198.51.100.99 tcp");
+
+	snprintf(sql, sizeof(sql), "DELETE FROM hist_dest WHERE ts_ms = %lld",
+		 (long long)minute);
+	assert_int_equal(store_test_exec(T.rw, sql), 0);
+}
+
 static void test_host_history(void **state)
 {
 	char *b;
@@ -2129,6 +2190,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_at_gateways),
 	cmocka_unit_test(test_at_lists),
 	cmocka_unit_test(test_series),
+	cmocka_unit_test(test_diagnosis),
 	cmocka_unit_test(test_host_history),
 	cmocka_unit_test(test_incidents),
 	cmocka_unit_test(test_lookup),
