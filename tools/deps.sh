@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # tools/deps.sh - install what natscope needs, from Debian packages only.
-#   tools/deps.sh build   libraries and tools to build natscope
+#   tools/deps.sh build   libraries and tools to build natscope, and the
+#                         dashboard's npm packages (web/ui, `npm ci` from
+#                         its pinned lockfile: uPlot is compiled into the
+#                         binary)
 #   tools/deps.sh test    + what the tests need (cmocka, python3, nftables,
-#                         conntrack, iproute2, ping, curl)
+#                         conntrack, iproute2, ping, curl, chromium for the
+#                         browser tests, driven by web/ui's playwright-core)
 #   tools/deps.sh bench   + what the benchmark needs
 # Installs only what is missing.  Debian/Ubuntu only: elsewhere it lists
 # the packages and stops.
@@ -14,7 +18,7 @@ want=(build-essential cmake pkg-config libmnl-dev libnetfilter-conntrack-dev
 case "${1:-build}" in
   build) ;;
   test)  want+=(libcmocka-dev python3 nftables conntrack iproute2 iputils-ping
-                procps curl sqlite3) ;;
+                procps curl sqlite3 chromium) ;;
   bench) want+=(python3 nftables conntrack iproute2 procps sqlite3
                 ulogd2 ulogd2-sqlite3) ;; # ulogd2: the mapping log's peer
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
@@ -26,11 +30,31 @@ if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>
   exit 1
 fi
 
+# Node.js and npm may come from Debian or from elsewhere (NodeSource):
+# any working npm will do, Debian's is installed only when there is none.
+command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
+
+# web/ui/node_modules exactly as web/ui/package-lock.json pins it, when it
+# is missing or older than the lockfile (npm ci removes it first).
+ui_deps() {
+  local ui
+  ui="$(cd "$(dirname "$0")/.." && pwd)/web/ui"
+  if [ -f "$ui/node_modules/.package-lock.json" ] &&
+     [ ! "$ui/package-lock.json" -nt "$ui/node_modules/.package-lock.json" ]; then
+    return 0
+  fi
+  echo "natscope: npm ci in $ui" >&2
+  (cd "$ui" && npm ci --no-audit --no-fund)
+}
+
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  ui_deps
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "natscope: missing packages: ${missing[*]}" >&2
@@ -50,3 +74,4 @@ if [ ! -e "$policy" ]; then
 fi
 apt-get update -qq || apt-get update
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+ui_deps

@@ -39,4 +39,17 @@ char *web_metrics(struct store *st, size_t *len);
 /* Writes ms since the epoch as "2026-11-25T10:00:01.250Z". */
 void web_format_time(int64_t ms, char out[32]);
 
+/* One file of the dashboard compiled into the binary (web/ui/embed.cmake
+ * generates the table from web/ui and uPlot's dist files). */
+struct web_asset {
+	const char *name;	    /* served as /ui/<name> */
+	const char *ctype;	    /* Content-Type */
+	const unsigned char *bytes; /* len bytes (and a NUL after them) */
+	size_t len;
+	const char *etag;	    /* "\"<SHA-256 prefix>\"", quotes included */
+};
+
+extern const struct web_asset web_assets[];
+extern const size_t web_assets_count;
+
 #endif

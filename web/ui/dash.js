@@ -1,0 +1,2 @@
+/* web/ui/dash.js - enhances the server-rendered overview. */
+'use strict';
