@@ -1,6 +1,8 @@
 /*
  * web.c - the HTTP service: libmicrohttpd on one internal epoll thread,
- * routing, validation and the mapping of store errors to HTTP statuses.
+ * routing, validation and the mapping of store errors to HTTP statuses;
+ * the dashboard's files compiled into the binary (web_assets[]) under
+ * /ui/, and "/" as the overview page for browsers (overview.c).
  *
  * Only that thread touches the read-only store connection, so requests
  * need no locking.  Every JSON document with data in it is built by
@@ -34,6 +36,14 @@
 #define CT_JSON "application/json"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CT_CSV "text/csv; charset=utf-8"
+#define CT_HTML "text/html; charset=utf-8"
+
+/* Every HTML answer's policy: this origin's files only, no inline script
+ * or style, no plugin, no framing, forms and <base> nowhere else. */
+#define WEB_CSP                                                              \
+	"default-src 'self'; script-src 'self'; style-src 'self'; "          \
+	"img-src 'self'; connect-src 'self'; object-src 'none'; "           \
+	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 struct web {
 	struct MHD_Daemon *mhd;
@@ -41,14 +51,19 @@ struct web {
 	unsigned interval_s;
 	int64_t run_started_ms; /* answer only once the status row is this
 				   run's */
+	struct web_page_cfg page; /* the overview's thresholds */
 	int run_seen;		/* it was: no need to look again */
 	uint16_t port;
 	char addr[INET6_ADDRSTRLEN + 8]; /* what it listens on, for the log */
 };
 
+static int web_run_begun(struct web *w);
+
 /* Extra headers a reply carries besides Content-Type and Cache-Control. */
 #define REPLY_ALLOW 0x1	      /* Allow: GET, HEAD */
 #define REPLY_RETRY_AFTER 0x2 /* Retry-After: 1 */
+#define REPLY_HTML 0x4	      /* Content-Security-Policy: WEB_CSP */
+#define REPLY_VARY 0x8	      /* Vary: Accept ("/" answers by it) */
 
 /* Proto names in the order the API documents them. */
 static const uint8_t web_protos[] = {
@@ -58,6 +73,7 @@ static const uint8_t web_protos[] = {
 
 static const char web_index[] =
 	"{\"name\": \"natscope\", \"version\": \"" NS_VERSION "\", "
+	"\"dashboard\": \"/\", "
 	"\"endpoints\": ["
 	"\"/api/v1/gateways\", "
 	"\"/api/v1/gateways/{public_ip}/hosts?proto=tcp&limit=50\", "
@@ -178,12 +194,16 @@ void web_format_time(int64_t ms, char out[32])
 
 /* ---- replies ---- */
 
-/* Queues body as the reply.  MUST_FREE bodies are owned by MHD (or freed
- * here on failure); PERSISTENT ones are static. */
-static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
-				 const char *ctype, char *body, size_t len,
-				 enum MHD_ResponseMemoryMode mode,
-				 unsigned extra)
+/* Queues body as the reply, with Cache-Control cache and, when etag is
+ * not NULL, that ETag.  MUST_FREE bodies are owned by MHD (or freed here
+ * on failure); PERSISTENT ones are static.  ctype NULL: no body type (a
+ * 304).  Every reply says X-Content-Type-Options: nosniff. */
+static enum MHD_Result web_reply_cached(struct MHD_Connection *c,
+					unsigned code, const char *ctype,
+					char *body, size_t len,
+					enum MHD_ResponseMemoryMode mode,
+					unsigned extra, const char *cache,
+					const char *etag)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -195,10 +215,22 @@ static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
 		log_warnx("web: cannot create a response");
 		return MHD_NO;
 	}
-	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) ==
-		    MHD_NO ||
+	if ((ctype && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+					      ctype) == MHD_NO) ||
 	    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
-				    "no-store") == MHD_NO ||
+				    cache) == MHD_NO ||
+	    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") ==
+		    MHD_NO ||
+	    (etag && MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag) ==
+			     MHD_NO) ||
+	    ((extra & REPLY_HTML) &&
+	     (MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP) ==
+		      MHD_NO ||
+	      MHD_add_response_header(r, "Referrer-Policy", "no-referrer") ==
+		      MHD_NO)) ||
+	    ((extra & REPLY_VARY) &&
+	     MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept") ==
+		     MHD_NO) ||
 	    ((extra & REPLY_ALLOW) &&
 	     MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD") ==
 		     MHD_NO) ||
@@ -212,6 +244,16 @@ static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
 	ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+/* A reply nobody may cache (every answer from the database). */
+static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
+				 const char *ctype, char *body, size_t len,
+				 enum MHD_ResponseMemoryMode mode,
+				 unsigned extra)
+{
+	return web_reply_cached(c, code, ctype, body, len, mode, extra,
+				"no-store", NULL);
 }
 
 /* Replies with {"error": msg}, msg escaped by SQLite. */
@@ -240,6 +282,33 @@ static enum MHD_Result web_error(struct web *w, struct MHD_Connection *c,
 			 MHD_RESPMEM_MUST_FREE, extra);
 }
 
+/* What a failed store read (errno err) is told as: the status, the
+ * REPLY_* flags and the message in msg.  Shared by the JSON and the HTML
+ * answers. */
+static unsigned web_store_error(int err, unsigned *extra, char *msg,
+				size_t n)
+{
+	*extra = 0;
+	if (err == ENOENT || err == EBUSY) {
+		*extra = REPLY_RETRY_AFTER;
+		snprintf(msg, n, "%s", err == ENOENT ?
+			 /* no run has written a status row yet */
+			 "the collector has not written a snapshot yet" :
+			 "database is busy");
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	}
+	if (err == EILSEQ)
+		snprintf(msg, n, "%s", "the database file is corrupt: this "
+			 "answer cannot be read from it (natscope's log says "
+			 "where)");
+	else if (err == EIO)
+		snprintf(msg, n, "%s", "cannot read the database: I/O error");
+	else
+		snprintf(msg, n, "cannot read the database (%s)",
+			 strerror(err));
+	return MHD_HTTP_INTERNAL_SERVER_ERROR;
+}
+
 /* A store read failed with err (already logged by the store).  The
  * per-gateway routes handle ENOENT (no such gateway) themselves.  Never an
  * empty answer: the client is told that the database cannot be read, and
@@ -247,24 +316,10 @@ static enum MHD_Result web_error(struct web *w, struct MHD_Connection *c,
 static enum MHD_Result web_store_failed(struct web *w, struct MHD_Connection *c,
 					int err)
 {
-	if (err == ENOENT) /* no run has written a status row yet */
-		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
-				 REPLY_RETRY_AFTER, "%s",
-				 "the collector has not written a snapshot "
-				 "yet");
-	if (err == EBUSY)
-		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
-				 REPLY_RETRY_AFTER, "database is busy");
-	if (err == EILSEQ)
-		return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, "%s",
-				 "the database file is corrupt: this answer "
-				 "cannot be read from it (natscope's log says "
-				 "where)");
-	if (err == EIO)
-		return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, "%s",
-				 "cannot read the database: I/O error");
-	return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0,
-			 "cannot read the database (%s)", strerror(err));
+	char msg[160];
+	unsigned extra, code = web_store_error(err, &extra, msg, sizeof(msg));
+
+	return web_error(w, c, code, extra, "%s", msg);
 }
 
 static enum MHD_Result web_json(struct MHD_Connection *c, char *body)
@@ -308,7 +363,7 @@ struct web_req {
 typedef enum MHD_Result (*web_handler)(struct web *w, struct MHD_Connection *c,
 				       struct web_req *q);
 
-enum web_seg { SEG_NONE, SEG_IP, SEG_ID };
+enum web_seg { SEG_NONE, SEG_IP, SEG_ID, SEG_NAME };
 
 /* A route: the path (one "{}" segment at most, of kind seg), what answers
  * it, the parameters it takes (and must have), the JSON path of the table
@@ -618,6 +673,74 @@ static enum MHD_Result web_index_reply(struct web *w, struct MHD_Connection *c,
 			 sizeof(web_index) - 1, MHD_RESPMEM_PERSISTENT, 0);
 }
 
+/* Whether the client asks for HTML: its Accept header names text/html, as
+ * browsers' do.  No Accept, a JSON-only one or curl's bare wildcard get
+ * the JSON index, so scripts that read "/" keep working. */
+static int web_wants_html(struct MHD_Connection *c)
+{
+	const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+							 MHD_HTTP_HEADER_ACCEPT);
+
+	return accept && strstr(accept, "text/html") != NULL;
+}
+
+/* "/": the overview page for a browser, the JSON index for anyone else. */
+static enum MHD_Result web_root(struct web *w, struct MHD_Connection *c,
+				struct web_req *q)
+{
+	unsigned code = MHD_HTTP_OK, extra = 0;
+	char msg[160];
+	size_t len;
+	char *body;
+
+	if (!web_wants_html(c))
+		return web_reply(c, MHD_HTTP_OK, CT_JSON, (char *)web_index,
+				 sizeof(web_index) - 1, MHD_RESPMEM_PERSISTENT,
+				 REPLY_VARY);
+	if (!web_run_begun(w)) {
+		code = MHD_HTTP_SERVICE_UNAVAILABLE;
+		extra = REPLY_RETRY_AFTER;
+		body = web_page_message("starting: the database still holds "
+					"the previous run's figures", 1, &len);
+	} else if (!(body = web_overview(w->st, &w->page, q->now_ms, &len))) {
+		code = web_store_error(errno, &extra, msg, sizeof(msg));
+		body = web_page_message(msg, extra & REPLY_RETRY_AFTER, &len);
+	}
+	if (!body) {
+		log_warn("web: overview page");
+		return MHD_NO;
+	}
+	return web_reply(c, code, CT_HTML, body, len, MHD_RESPMEM_MUST_FREE,
+			 extra | REPLY_HTML | REPLY_VARY);
+}
+
+/* /ui/{name}: a file compiled into the binary, revalidated by its ETag
+ * (a content hash), so a new binary's files are never served stale. */
+static enum MHD_Result web_asset_reply(struct web *w, struct MHD_Connection *c,
+				       struct web_req *q)
+{
+	const char *inm;
+
+	for (size_t i = 0; i < web_assets_count; i++) {
+		const struct web_asset *a = &web_assets[i];
+
+		if (strcmp(a->name, q->seg) != 0)
+			continue;
+		inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						  MHD_HTTP_HEADER_IF_NONE_MATCH);
+		if (inm && strstr(inm, a->etag))
+			return web_reply_cached(c, MHD_HTTP_NOT_MODIFIED, NULL,
+						NULL, 0, MHD_RESPMEM_PERSISTENT,
+						0, "no-cache", a->etag);
+		return web_reply_cached(c, MHD_HTTP_OK, a->ctype,
+					(char *)a->bytes, a->len,
+					MHD_RESPMEM_PERSISTENT, 0, "no-cache",
+					a->etag);
+	}
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0, "no such file '/ui/%s'",
+			 q->seg);
+}
+
 static enum MHD_Result web_gateways(struct web *w, struct MHD_Connection *c,
 				    struct web_req *q)
 {
@@ -864,7 +987,10 @@ static int web_run_begun(struct web *w)
 
 /* Every path the API answers, with the parameters each takes. */
 static const struct web_route web_routes[] = {
-	{ .path = "/", .handler = web_index_reply, .before_run = 1 },
+	{ .path = "/", .handler = web_root, .before_run = 1 },
+	{ .path = "/api/v1/", .handler = web_index_reply, .before_run = 1 },
+	{ .path = "/ui/{}", .seg = SEG_NAME, .handler = web_asset_reply,
+	  .before_run = 1 },
 	{ .path = "/api/v1/gateways", .handler = web_gateways,
 	  .params = P_AT | P_FORMAT, .table = "$.gateways" },
 	{ .path = "/api/v1/gateways/{}/hosts", .seg = SEG_IP,
@@ -1080,6 +1206,9 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 	}
 	w->interval_s = cfg->interval_s;
 	w->run_started_ms = cfg->run_started_ms;
+	w->page.warn = cfg->warn > 0 ? cfg->warn : 0.7;
+	w->page.critical = cfg->critical > 0 ? cfg->critical : 0.9;
+	w->page.refresh_s = cfg->interval_s ? cfg->interval_s : 5;
 	if (web_sockname(listen_fd, w, &family) == -1) {
 		err = errno == ENOTSOCK ? EBADF : errno;
 		log_warn("web: descriptor %d is no listening socket",
