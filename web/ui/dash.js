@@ -248,16 +248,17 @@
 
 	function sparkOptions(box) {
 		return {
-			width: 120, height: 32,
+			width: 100, height: 30,
 			legend: { show: false }, cursor: { show: false },
 			select: { show: false },
 			scales: { x: { time: true },
 				  y: { range: function (u, lo, hi) {
-					  return [0, Math.max(hi, 1)];
+					  return [0, Math.max(hi * 1.15, 1)];
 				  } } },
 			axes: [{ show: false }, { show: false }],
 			series: [{}, { stroke: '#2f6fb0', width: 1,
-				       fill: 'rgba(47, 111, 176, 0.15)' }]
+				       fill: 'rgba(47, 111, 176, 0.15)',
+				       points: { show: false } }]
 		};
 	}
 
