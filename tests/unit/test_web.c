@@ -957,6 +957,50 @@ static void test_assets(void **state)
 	resp_free(&r);
 }
 
+/* The thresholds run's --warn/--critical give colour the rows, bars and
+ * the page's data for dash.js. */
+static void test_overview_thresholds(void **state)
+{
+	struct web_config cfg = { .interval_s = 5, .warn = 0.01,
+				  .critical = 0.018 };
+	uint16_t saved = T.port;
+	const char *tcp4, *udp4;
+	struct web *w;
+	struct resp r;
+
+	write_status(STORE_STATE_RUNNING, ns_now_ms());
+	cfg.db_path = T.db;
+	w = web_start(web_listen("127.0.0.1:0"), &cfg);
+	assert_non_null(w);
+	T.port = web_bound_port(w);
+	http_full("GET", "/", ACCEPT_HTML, NULL, &r);
+	assert_html_reply(&r, 200);
+	assert_non_null(strstr(r.body, "data-warn=\"0.0100\" "
+				       "data-critical=\"0.0180\""));
+	assert_non_null(strstr(r.body, "warn 1 %, critical 2 %"));
+	/* GW4 tcp: ports 1200 of 65535 (1.83 %: critical), its worst
+	 * bucket 1100 of 64512 (1.71 %: warn); GW4 udp: 0.05 %: ok */
+	tcp4 = page_row(r.body, GW4, "tcp");
+	udp4 = page_row(r.body, GW4, "udp");
+	assert_true(strncmp(tcp4 - strlen("<tr class=\"lvl-crit\" "),
+			    "<tr class=\"lvl-crit\" ",
+			    strlen("<tr class=\"lvl-crit\" ")) == 0);
+	assert_true(strncmp(udp4 - strlen("<tr class=\"lvl-ok\" "),
+			    "<tr class=\"lvl-ok\" ",
+			    strlen("<tr class=\"lvl-ok\" ")) == 0);
+	assert_non_null(strstr(tcp4, "<td class=\"bar lvl-crit\" "
+				     "data-label=\"ports in use\">"));
+	assert_non_null(strstr(tcp4, "<td class=\"bar lvl-warn\" "
+				     "data-label=\"worst destination\">"));
+	/* the bars: yellow from warn, red from critical, of their maximum */
+	assert_non_null(strstr(tcp4, "<meter min=\"0\" max=\"65535\" "
+				     "low=\"655.4\" high=\"1179.6\" "
+				     "optimum=\"0\" value=\"1200\">"));
+	resp_free(&r);
+	web_stop(w);
+	T.port = saved;
+}
+
 static void remove_db(const char *db);
 
 /* Before this run's status row, and with no snapshot at all, the page
@@ -2386,6 +2430,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_index),
 	cmocka_unit_test(test_overview),
 	cmocka_unit_test(test_overview_escapes),
+	cmocka_unit_test(test_overview_thresholds),
 	cmocka_unit_test(test_assets),
 	cmocka_unit_test(test_overview_unavailable),
 	cmocka_unit_test(test_gateways),
