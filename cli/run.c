@@ -406,7 +406,9 @@ int cli_run(int argc, char **argv)
 		goto out;
 	run_initial_status(&status, interval, run_started_ms);
 	wcfg = (struct web_config){ .db_path = db, .interval_s = interval,
-				    .run_started_ms = status.started_ms };
+				    .run_started_ms = status.started_ms,
+				    .warn = hcfg.warn,
+				    .critical = hcfg.critical };
 	web = web_start(lfd, &wcfg);
 	lfd = -1; /* web_start() took it */
 	if (!web) {

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # tools/deps.sh - install what natscope needs, from Debian packages only.
-#   tools/deps.sh build   libraries and tools to build natscope
+#   tools/deps.sh build   libraries and tools to build natscope, and the
+#                         dashboard's npm packages (web/ui, `npm ci` from
+#                         its pinned lockfile: uPlot is compiled into the
+#                         binary)
 #   tools/deps.sh test    + what the tests need (cmocka, python3, nftables,
-#                         conntrack, iproute2, ping, curl)
+#                         conntrack, iproute2, ping, curl, chromium for the
+#                         browser tests, driven by web/ui's playwright-core)
 #   tools/deps.sh bench   + what the benchmark needs
 # Installs only what is missing.  Debian/Ubuntu only: elsewhere it lists
 # the packages and stops.
@@ -14,18 +18,12 @@ want=(build-essential cmake pkg-config libmnl-dev libnetfilter-conntrack-dev
 case "${1:-build}" in
   build) ;;
   test)  want+=(libcmocka-dev python3 nftables conntrack iproute2 iputils-ping
-                procps curl sqlite3
+                procps curl sqlite3 chromium
                 groff-base dpkg-dev systemd) ;; # the man page, the package, the unit
   bench) want+=(python3 nftables conntrack iproute2 procps sqlite3
                 ulogd2 ulogd2-sqlite3) ;; # ulogd2: the mapping log's peer
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
-
-# Node and npm (the offline checks of deploy/ run on them): Debian's unless
-# some node is already there (e.g. NodeSource's, which bundles npm).
-if [ "${1:-build}" = test ] && ! command -v npm >/dev/null 2>&1; then
-  want+=(nodejs npm)
-fi
 
 # npm packages from a pinned lockfile, once (again when the lockfile changes).
 npm_ci() {
@@ -36,9 +34,14 @@ npm_ci() {
     npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
   fi
 }
+# web/ui: uPlot, compiled into the binary (and playwright-core for the
+# browser test); deploy/tools: the offline checks of deploy/ (tests only).
 npm_steps() {
+  local top
+  top="$(cd "$(dirname "$0")/.." && pwd)"
+  npm_ci "$top/web/ui"
   case "${1:-build}" in
-    test) npm_ci "$(dirname "$0")/../deploy/tools" ;;
+    test) npm_ci "$top/deploy/tools" ;;
   esac
 }
 
@@ -47,6 +50,10 @@ if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>
   echo "  ${want[*]}" >&2
   exit 1
 fi
+
+# Node.js and npm may come from Debian or from elsewhere (NodeSource):
+# any working npm will do, Debian's is installed only when there is none.
+command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
 
 missing=()
 for p in "${want[@]}"; do

@@ -1,6 +1,8 @@
 /*
  * web.c - the HTTP service: libmicrohttpd on one internal epoll thread,
- * routing, validation and the mapping of store errors to HTTP statuses.
+ * routing, validation and the mapping of store errors to HTTP statuses;
+ * the dashboard's files compiled into the binary (web_assets[]) under
+ * /ui/, and "/" as the overview page for browsers (overview.c).
  *
  * Only that thread touches the read-only store connection, so requests
  * need no locking.  Every JSON document with data in it is built by
@@ -12,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -34,6 +37,14 @@
 #define CT_JSON "application/json"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CT_CSV "text/csv; charset=utf-8"
+#define CT_HTML "text/html; charset=utf-8"
+
+/* Every HTML answer's policy: this origin's files only, no inline script
+ * or style, no plugin, no framing, forms and <base> nowhere else. */
+#define WEB_CSP                                                              \
+	"default-src 'self'; script-src 'self'; style-src 'self'; "          \
+	"img-src 'self'; connect-src 'self'; object-src 'none'; "           \
+	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 struct web {
 	struct MHD_Daemon *mhd;
@@ -41,14 +52,21 @@ struct web {
 	unsigned interval_s;
 	int64_t run_started_ms; /* answer only once the status row is this
 				   run's */
+	struct web_page_cfg page; /* the overview's thresholds */
 	int run_seen;		/* it was: no need to look again */
+	char *index;		/* the JSON index, from web_routes[] */
+	size_t index_len;
 	uint16_t port;
 	char addr[INET6_ADDRSTRLEN + 8]; /* what it listens on, for the log */
 };
 
+static int web_run_begun(struct web *w);
+
 /* Extra headers a reply carries besides Content-Type and Cache-Control. */
 #define REPLY_ALLOW 0x1	      /* Allow: GET, HEAD */
 #define REPLY_RETRY_AFTER 0x2 /* Retry-After: 1 */
+#define REPLY_HTML 0x4	      /* Content-Security-Policy: WEB_CSP */
+#define REPLY_VARY 0x8	      /* Vary: Accept ("/" answers by it) */
 
 /* Proto names in the order the API documents them. */
 static const uint8_t web_protos[] = {
@@ -56,23 +74,6 @@ static const uint8_t web_protos[] = {
 	IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6,
 };
 
-static const char web_index[] =
-	"{\"name\": \"natscope\", \"version\": \"" NS_VERSION "\", "
-	"\"endpoints\": ["
-	"\"/api/v1/gateways\", "
-	"\"/api/v1/gateways/{public_ip}/hosts?proto=tcp&limit=50\", "
-	"\"/api/v1/gateways/{public_ip}/destinations?proto=tcp&limit=50\", "
-	"\"/api/v1/status\", \"/metrics\", \"/healthz\", "
-	"\"/api/v1/series?public_ip=&proto=tcp&from=&to=&resolution=\", "
-	"\"/api/v1/hosts/{ip}?from=&to=\", "
-	"\"/api/v1/incidents?from=&to=&limit=100\", "
-	"\"/api/v1/incidents/{id}\", "
-	"\"/api/v1/lookup?public_ip=&port=&proto=tcp&at=\", "
-	"\"/api/v1/gateways/{public_ip}/ports?proto=tcp&at=\"], "
-	"\"at\": \"the first three take at= (RFC 3339 or unix seconds) "
-	"for the state at that moment, from history; lookup and ports from "
-	"the mapping log\", "
-	"\"csv\": \"?format=csv on every answer that is a table\"}\n";
 
 static const char web_fallback_error[] = "{\"error\": \"internal error\"}";
 
@@ -180,12 +181,16 @@ void web_format_time(int64_t ms, char out[32])
 
 /* ---- replies ---- */
 
-/* Queues body as the reply.  MUST_FREE bodies are owned by MHD (or freed
- * here on failure); PERSISTENT ones are static. */
-static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
-				 const char *ctype, char *body, size_t len,
-				 enum MHD_ResponseMemoryMode mode,
-				 unsigned extra)
+/* Queues body as the reply, with Cache-Control cache and, when etag is
+ * not NULL, that ETag.  MUST_FREE bodies are owned by MHD (or freed here
+ * on failure); PERSISTENT ones are static.  ctype NULL: no body type (a
+ * 304).  Every reply says X-Content-Type-Options: nosniff. */
+static enum MHD_Result web_reply_cached(struct MHD_Connection *c,
+					unsigned code, const char *ctype,
+					char *body, size_t len,
+					enum MHD_ResponseMemoryMode mode,
+					unsigned extra, const char *cache,
+					const char *etag)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -197,10 +202,22 @@ static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
 		log_warnx("web: cannot create a response");
 		return MHD_NO;
 	}
-	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) ==
-		    MHD_NO ||
+	if ((ctype && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+					      ctype) == MHD_NO) ||
 	    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
-				    "no-store") == MHD_NO ||
+				    cache) == MHD_NO ||
+	    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") ==
+		    MHD_NO ||
+	    (etag && MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag) ==
+			     MHD_NO) ||
+	    ((extra & REPLY_HTML) &&
+	     (MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP) ==
+		      MHD_NO ||
+	      MHD_add_response_header(r, "Referrer-Policy", "no-referrer") ==
+		      MHD_NO)) ||
+	    ((extra & REPLY_VARY) &&
+	     MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept") ==
+		     MHD_NO) ||
 	    ((extra & REPLY_ALLOW) &&
 	     MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD") ==
 		     MHD_NO) ||
@@ -214,6 +231,16 @@ static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
 	ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+/* A reply nobody may cache (every answer from the database). */
+static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
+				 const char *ctype, char *body, size_t len,
+				 enum MHD_ResponseMemoryMode mode,
+				 unsigned extra)
+{
+	return web_reply_cached(c, code, ctype, body, len, mode, extra,
+				"no-store", NULL);
 }
 
 /* Replies with {"error": msg}, msg escaped by SQLite. */
@@ -242,6 +269,33 @@ static enum MHD_Result web_error(struct web *w, struct MHD_Connection *c,
 			 MHD_RESPMEM_MUST_FREE, extra);
 }
 
+/* What a failed store read (errno err) is told as: the status, the
+ * REPLY_* flags and the message in msg.  Shared by the JSON and the HTML
+ * answers. */
+static unsigned web_store_error(int err, unsigned *extra, char *msg,
+				size_t n)
+{
+	*extra = 0;
+	if (err == ENOENT || err == EBUSY) {
+		*extra = REPLY_RETRY_AFTER;
+		snprintf(msg, n, "%s", err == ENOENT ?
+			 /* no run has written a status row yet */
+			 "the collector has not written a snapshot yet" :
+			 "database is busy");
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	}
+	if (err == EILSEQ)
+		snprintf(msg, n, "%s", "the database file is corrupt: this "
+			 "answer cannot be read from it (natscope's log says "
+			 "where)");
+	else if (err == EIO)
+		snprintf(msg, n, "%s", "cannot read the database: I/O error");
+	else
+		snprintf(msg, n, "cannot read the database (%s)",
+			 strerror(err));
+	return MHD_HTTP_INTERNAL_SERVER_ERROR;
+}
+
 /* A store read failed with err (already logged by the store).  The
  * per-gateway routes handle ENOENT (no such gateway) themselves.  Never an
  * empty answer: the client is told that the database cannot be read, and
@@ -249,24 +303,10 @@ static enum MHD_Result web_error(struct web *w, struct MHD_Connection *c,
 static enum MHD_Result web_store_failed(struct web *w, struct MHD_Connection *c,
 					int err)
 {
-	if (err == ENOENT) /* no run has written a status row yet */
-		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
-				 REPLY_RETRY_AFTER, "%s",
-				 "the collector has not written a snapshot "
-				 "yet");
-	if (err == EBUSY)
-		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
-				 REPLY_RETRY_AFTER, "database is busy");
-	if (err == EILSEQ)
-		return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, "%s",
-				 "the database file is corrupt: this answer "
-				 "cannot be read from it (natscope's log says "
-				 "where)");
-	if (err == EIO)
-		return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, "%s",
-				 "cannot read the database: I/O error");
-	return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0,
-			 "cannot read the database (%s)", strerror(err));
+	char msg[160];
+	unsigned extra, code = web_store_error(err, &extra, msg, sizeof(msg));
+
+	return web_error(w, c, code, extra, "%s", msg);
 }
 
 static enum MHD_Result web_json(struct MHD_Connection *c, char *body)
@@ -310,7 +350,7 @@ struct web_req {
 typedef enum MHD_Result (*web_handler)(struct web *w, struct MHD_Connection *c,
 				       struct web_req *q);
 
-enum web_seg { SEG_NONE, SEG_IP, SEG_ID };
+enum web_seg { SEG_NONE, SEG_IP, SEG_ID, SEG_NAME };
 
 /* A route: the path (one "{}" segment at most, of kind seg), what answers
  * it, the parameters it takes (and must have), the JSON path of the table
@@ -616,8 +656,76 @@ static enum MHD_Result web_no_history(struct web *w, struct MHD_Connection *c,
 static enum MHD_Result web_index_reply(struct web *w, struct MHD_Connection *c,
 				       struct web_req *q)
 {
-	return web_reply(c, MHD_HTTP_OK, CT_JSON, (char *)web_index,
-			 sizeof(web_index) - 1, MHD_RESPMEM_PERSISTENT, 0);
+	return web_reply(c, MHD_HTTP_OK, CT_JSON, w->index, w->index_len,
+			 MHD_RESPMEM_PERSISTENT, 0);
+}
+
+/* Whether the client asks for HTML: its Accept header names text/html, as
+ * browsers' do.  No Accept, a JSON-only one or curl's bare wildcard get
+ * the JSON index, so scripts that read "/" keep working. */
+static int web_wants_html(struct MHD_Connection *c)
+{
+	const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+							 MHD_HTTP_HEADER_ACCEPT);
+
+	return accept && strstr(accept, "text/html") != NULL;
+}
+
+/* "/": the overview page for a browser, the JSON index for anyone else. */
+static enum MHD_Result web_root(struct web *w, struct MHD_Connection *c,
+				struct web_req *q)
+{
+	unsigned code = MHD_HTTP_OK, extra = 0;
+	char msg[160];
+	size_t len;
+	char *body;
+
+	if (!web_wants_html(c))
+		return web_reply(c, MHD_HTTP_OK, CT_JSON, w->index,
+				 w->index_len, MHD_RESPMEM_PERSISTENT,
+				 REPLY_VARY);
+	if (!web_run_begun(w)) {
+		code = MHD_HTTP_SERVICE_UNAVAILABLE;
+		extra = REPLY_RETRY_AFTER;
+		body = web_page_message("starting: the database still holds "
+					"the previous run's figures", 1, &len);
+	} else if (!(body = web_overview(w->st, &w->page, q->now_ms, &len))) {
+		code = web_store_error(errno, &extra, msg, sizeof(msg));
+		body = web_page_message(msg, extra & REPLY_RETRY_AFTER, &len);
+	}
+	if (!body) {
+		log_warn("web: overview page");
+		return MHD_NO;
+	}
+	return web_reply(c, code, CT_HTML, body, len, MHD_RESPMEM_MUST_FREE,
+			 extra | REPLY_HTML | REPLY_VARY);
+}
+
+/* /ui/{name}: a file compiled into the binary, revalidated by its ETag
+ * (a content hash), so a new binary's files are never served stale. */
+static enum MHD_Result web_asset_reply(struct web *w, struct MHD_Connection *c,
+				       struct web_req *q)
+{
+	const char *inm;
+
+	for (size_t i = 0; i < web_assets_count; i++) {
+		const struct web_asset *a = &web_assets[i];
+
+		if (strcmp(a->name, q->seg) != 0)
+			continue;
+		inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						  MHD_HTTP_HEADER_IF_NONE_MATCH);
+		if (inm && strstr(inm, a->etag))
+			return web_reply_cached(c, MHD_HTTP_NOT_MODIFIED, NULL,
+						NULL, 0, MHD_RESPMEM_PERSISTENT,
+						0, "no-cache", a->etag);
+		return web_reply_cached(c, MHD_HTTP_OK, a->ctype,
+					(char *)a->bytes, a->len,
+					MHD_RESPMEM_PERSISTENT, 0, "no-cache",
+					a->etag);
+	}
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0, "no such file '/ui/%s'",
+			 q->seg);
 }
 
 static enum MHD_Result web_gateways(struct web *w, struct MHD_Connection *c,
@@ -900,7 +1008,10 @@ static int web_run_begun(struct web *w)
 
 /* Every path the API answers, with the parameters each takes. */
 static const struct web_route web_routes[] = {
-	{ .path = "/", .handler = web_index_reply, .before_run = 1 },
+	{ .path = "/", .handler = web_root, .before_run = 1 },
+	{ .path = "/api/v1/", .handler = web_index_reply, .before_run = 1 },
+	{ .path = "/ui/{}", .seg = SEG_NAME, .handler = web_asset_reply,
+	  .before_run = 1 },
 	{ .path = "/api/v1/gateways", .handler = web_gateways,
 	  .params = P_AT | P_FORMAT, .table = "$.gateways" },
 	{ .path = "/api/v1/gateways/{}/hosts", .seg = SEG_IP,
@@ -961,6 +1072,65 @@ static int web_match(const char *path, const char *url, char *seg)
 			return 0;
 	}
 	return *url == '\0';
+}
+
+/* The JSON index "/api/v1/" answers, built from web_routes[] so that it
+ * lists every path with the parameters it takes (format aside: every
+ * table takes it).  NULL with ENOMEM. */
+static char *web_build_index(size_t *len)
+{
+	json_t *doc, *eps;
+	char *text = NULL;
+
+	doc = json_pack("{s:s, s:s, s:s, s:[], s:s, s:s}", "name", "natscope",
+			"version", NS_VERSION, "dashboard", "/",
+			"endpoints", "at", "at= (RFC 3339 or unix seconds) "
+			"answers for that moment, from history, or from the "
+			"mapping log for lookup and ports; from= and to= give "
+			"a range", "csv", "?format=csv on every answer that "
+			"is a table");
+	eps = doc ? json_object_get(doc, "endpoints") : NULL;
+	for (size_t i = 0; eps && i < sizeof(web_routes) /
+				       sizeof(web_routes[0]); i++) {
+		const struct web_route *rt = &web_routes[i];
+		const char *seg = rt->seg == SEG_ID ? "{id}" :
+			!strncmp(rt->path, "/api/v1/gateways/", 17) ?
+			"{public_ip}" : "{ip}";
+		char buf[256], *q = buf, *end = buf + sizeof(buf);
+		int sep = '?';
+
+		if (!strcmp(rt->path, "/") || !strcmp(rt->path, "/api/v1/") ||
+		    rt->seg == SEG_NAME)
+			continue; /* the dashboard, this index, its files */
+		for (const char *p = rt->path; *p && q < end - 16; p++) {
+			if (p[0] == '{' && p[1] == '}') {
+				q += snprintf(q, (size_t)(end - q), "%s", seg);
+				p++;
+			} else {
+				*q++ = *p;
+			}
+		}
+		*q = '\0';
+		for (size_t k = 0; k < WEB_NPARAMS; k++) {
+			if (!(rt->params & web_params[k].bit) ||
+			    web_params[k].bit == P_FORMAT)
+				continue;
+			q += snprintf(q, (size_t)(end - q), "%c%s=", sep,
+				      web_params[k].name);
+			sep = '&';
+		}
+		if (json_array_append_new(eps, json_string(buf)) < 0)
+			eps = NULL;
+	}
+	if (eps)
+		text = json_dumps(doc, JSON_INDENT(1));
+	json_decref(doc);
+	if (!text) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	*len = strlen(text);
+	return text;
 }
 
 /* Answers a request whose headers (and body, if any) have arrived. */
@@ -1118,14 +1288,19 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 	struct web *w;
 	int family, mhd_fd, err;
 
-	if (!(w = calloc(1, sizeof(*w)))) {
+	if (!(w = calloc(1, sizeof(*w))) ||
+	    !(w->index = web_build_index(&w->index_len))) {
 		log_warn("web: start");
+		free(w);
 		close(listen_fd);
 		errno = ENOMEM;
 		return NULL;
 	}
 	w->interval_s = cfg->interval_s;
 	w->run_started_ms = cfg->run_started_ms;
+	w->page.warn = cfg->warn > 0 ? cfg->warn : 0.7;
+	w->page.critical = cfg->critical > 0 ? cfg->critical : 0.9;
+	w->page.refresh_s = cfg->interval_s ? cfg->interval_s : 5;
 	if (web_sockname(listen_fd, w, &family) == -1) {
 		err = errno == ENOTSOCK ? EBADF : errno;
 		log_warn("web: descriptor %d is no listening socket",
@@ -1172,6 +1347,7 @@ err:
 	if (listen_fd >= 0)
 		close(listen_fd);
 	store_close(w->st);
+	free(w->index);
 	free(w);
 	errno = err;
 	return NULL;
@@ -1183,6 +1359,7 @@ void web_stop(struct web *w)
 		return;
 	MHD_stop_daemon(w->mhd);
 	store_close(w->st);
+	free(w->index);
 	free(w);
 }
 

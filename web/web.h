@@ -1,5 +1,6 @@
 /*
- * web.h - the HTTP API.  Reads only the store (its own read-only SQLite
+ * web.h - the HTTP API and the dashboard ("/" for a browser, its files
+ * compiled into the binary under /ui/).  Reads only the store (its own read-only SQLite
  * connection), never the collector's memory, so the same code can serve a
  * copied database.
  *
@@ -24,6 +25,10 @@ struct web_config {
 	/* Read the file as a frozen copy (store.h STORE_IMMUTABLE): for a
 	 * database in a directory this process cannot write. */
 	int frozen;
+	/* The dashboard's warn and critical thresholds, of capacity (0-1],
+	 * as `natscope run --warn/--critical` gives them to incidents.  0:
+	 * the defaults, 0.7 and 0.9. */
+	double warn, critical;
 };
 
 /* Opens the API's listening socket on spec, "ADDR:PORT" ("127.0.0.1:9628",
