@@ -33,6 +33,73 @@ int cli_health(int argc, char **argv);
 #define CLI_DEFAULT_URL "http://" CLI_DEFAULT_LISTEN
 
 struct store;
+struct web;
+struct web_config;
+
+/* ---- listening: --listen, tokens, TLS (net.c), for run and serve ---- */
+
+#define CLI_LISTEN_MAX 8 /* --listen flags */
+#define CLI_FDS_MAX 32	 /* sockets they open (a name: each address) */
+
+/* getopt codes of the shared flags, and their option table entries. */
+enum { CLI_NET_LISTEN = 0x1000, CLI_NET_TOKEN, CLI_NET_OPEN, CLI_NET_CERT,
+       CLI_NET_KEY };
+#define CLI_NET_OPTIONS                                                     \
+	{ "listen", required_argument, NULL, CLI_NET_LISTEN },              \
+	{ "auth-token-file", required_argument, NULL, CLI_NET_TOKEN },      \
+	{ "auth-open", required_argument, NULL, CLI_NET_OPEN },             \
+	{ "tls-cert", required_argument, NULL, CLI_NET_CERT },              \
+	{ "tls-key", required_argument, NULL, CLI_NET_KEY }
+#define CLI_NET_USAGE                                                       \
+	"  --listen ADDR:PORT    where the API listens, repeatable:\n"       \
+	"                        127.0.0.1:9628, [::1]:9628, :9628 (every\n"  \
+	"                        address), [::]:9628, localhost:9628\n"      \
+	"                        (default " CLI_DEFAULT_LISTEN ")\n"          \
+	"  --auth-token-file F   require Authorization: Bearer <first line\n" \
+	"                        of F> (reloaded at SIGHUP)\n"              \
+	"  --auth-open PATHS     /healthz and/or /metrics (comma-separated)\n"\
+	"                        answered without the token\n"              \
+	"  --tls-cert FILE       serve HTTPS with this PEM certificate chain\n"\
+	"  --tls-key FILE        ... and this PEM key\n"
+
+struct cli_net {
+	const char *listen[CLI_LISTEN_MAX];
+	size_t n_listen;
+	const char *token_file, *tls_cert_file, *tls_key_file;
+	unsigned open_paths; /* WEB_OPEN_* */
+	char *token, *cert, *key; /* as read */
+	int fds[CLI_FDS_MAX];
+	size_t n_fds;
+	struct web *webs[CLI_FDS_MAX];
+	size_t n_webs;
+};
+
+/* Handles one getopt code of CLI_NET_OPTIONS.  Returns 1 (taken), 0 (not
+ * one of them) or 2 (a usage error, said on stderr as "natscope CMD"). */
+int cli_net_option(struct cli_net *n, int opt, const char *arg,
+		   const char *cmd);
+
+/* After the flags: the default --listen, and flags that go together.
+ * Returns 0 or 2 (said). */
+int cli_net_check(struct cli_net *n, const char *cmd);
+
+/* Reads the token and TLS files.  Returns 0, or -1 with errno (logged). */
+int cli_net_load(struct cli_net *n);
+
+/* Opens every listening socket (the step that may need privilege).
+ * Returns 0, or -1 with errno (logged). */
+int cli_net_listen(struct cli_net *n);
+
+/* Serves the API on each socket with base and the token and TLS read.
+ * Returns 0, or -1 with errno (web_start()'s, logged). */
+int cli_net_start(struct cli_net *n, const struct web_config *base);
+
+/* SIGHUP: reads the token file again and hands it to every listener; a
+ * file that cannot be read keeps the token in use.  Returns 0 or -1. */
+int cli_net_reload(struct cli_net *n);
+
+/* Stops serving and forgets the secrets. */
+void cli_net_stop(struct cli_net *n);
 
 /* ---- a running natscope's API over HTTP (http.c, libcurl) ---- */
 

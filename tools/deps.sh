@@ -19,7 +19,7 @@ case "${1:-build}" in
   build) ;;
   test)  want+=(libcmocka-dev python3 nftables conntrack iproute2 iputils-ping
                 procps curl sqlite3 chromium
-                groff-base dpkg-dev systemd) ;; # the man page, the package, the unit
+                groff-base dpkg-dev systemd openssl) ;; # the man page, the package, the unit, a TLS certificate
   bench) want+=(python3 nftables conntrack iproute2 procps sqlite3
                 ulogd2 ulogd2-sqlite3) ;; # ulogd2: the mapping log's peer
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;

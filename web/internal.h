@@ -33,6 +33,10 @@ void web_buf_add(struct web_buf *b, const char *s, size_t len);
 /* Releases the buffer's memory and zeroes it. */
 void web_buf_free(struct web_buf *b);
 
+/* Whether given equals want, in time that depends on want's length only
+ * (auth.c). */
+int web_token_equal(const char *given, const char *want);
+
 /* Builds the Prometheus text exposition (format 0.0.4) of everything in
  * the store.  Returns a malloc'd NUL-terminated body (caller frees) with
  * its length in *len, or NULL with errno (the store's errno: EBUSY,

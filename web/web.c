@@ -17,10 +17,12 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,8 +31,6 @@
 #include "web/internal.h"
 
 #define WEB_MAX_PATH 512	  /* longer paths are refused with 400 */
-#define WEB_MAX_CONNECTIONS 256	  /* concurrent connections */
-#define WEB_TIMEOUT_S 30	  /* idle connections are closed after */
 #define WEB_CONN_MEMORY 32768	  /* per-connection pool: headers, URL */
 #define WEB_LISTEN_BACKLOG 128
 
@@ -55,6 +55,10 @@ struct web {
 	struct web_page_cfg page; /* the overview's thresholds */
 	int run_seen;		/* it was: no need to look again */
 	char *index;		/* the JSON index, from web_routes[] */
+	pthread_mutex_t token_lock; /* token: set by web_set_token() */
+	char *token;		/* NULL: no authentication */
+	unsigned open_paths;	/* WEB_OPEN_* */
+	int tls;
 	size_t index_len;
 	uint16_t port;
 	char addr[INET6_ADDRSTRLEN + 8]; /* what it listens on, for the log */
@@ -67,6 +71,7 @@ static int web_run_begun(struct web *w);
 #define REPLY_RETRY_AFTER 0x2 /* Retry-After: 1 */
 #define REPLY_HTML 0x4	      /* Content-Security-Policy: WEB_CSP */
 #define REPLY_VARY 0x8	      /* Vary: Accept ("/" answers by it) */
+#define REPLY_AUTH 0x10	      /* WWW-Authenticate: Bearer realm="natscope" */
 
 /* Proto names in the order the API documents them. */
 static const uint8_t web_protos[] = {
@@ -223,7 +228,10 @@ static enum MHD_Result web_reply_cached(struct MHD_Connection *c,
 		     MHD_NO) ||
 	    ((extra & REPLY_RETRY_AFTER) &&
 	     MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1") ==
-		     MHD_NO)) {
+		     MHD_NO) ||
+	    ((extra & REPLY_AUTH) &&
+	     MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+				     "Bearer realm=\"natscope\"") == MHD_NO)) {
 		log_warnx("web: cannot add response headers");
 		MHD_destroy_response(r);
 		return MHD_NO;
@@ -1133,6 +1141,47 @@ static char *web_build_index(size_t *len)
 	return text;
 }
 
+/* Whether the request may be answered: no token is set, the path is
+ * one open_paths leaves open, or it carries "Authorization: Bearer" with
+ * the token. */
+static int web_authorized(struct web *w, struct MHD_Connection *c,
+			  const char *url)
+{
+	const char *h;
+	int ok;
+
+	if (((w->open_paths & WEB_OPEN_HEALTHZ) && !strcmp(url, "/healthz")) ||
+	    ((w->open_paths & WEB_OPEN_METRICS) && !strcmp(url, "/metrics")))
+		return 1;
+	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					MHD_HTTP_HEADER_AUTHORIZATION);
+	pthread_mutex_lock(&w->token_lock);
+	if (!w->token)
+		ok = 1;
+	else
+		ok = h && !strncasecmp(h, "Bearer ", 7) &&
+		     web_token_equal(h + 7, w->token);
+	pthread_mutex_unlock(&w->token_lock);
+	return ok;
+}
+
+int web_set_token(struct web *w, const char *token)
+{
+	char *copy = NULL, *old;
+
+	if (token && !(copy = strdup(token))) {
+		log_warn("web: token");
+		errno = ENOMEM;
+		return -1;
+	}
+	pthread_mutex_lock(&w->token_lock);
+	old = w->token;
+	w->token = copy;
+	pthread_mutex_unlock(&w->token_lock);
+	free(old);
+	return 0;
+}
+
 /* Answers a request whose headers (and body, if any) have arrived. */
 static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 				  const char *url, const char *method)
@@ -1152,6 +1201,10 @@ static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 	if (!q.route)
 		return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
 				 "no such path '%s'", url);
+	if (!web_authorized(w, c, url))
+		return web_error(w, c, MHD_HTTP_UNAUTHORIZED, REPLY_AUTH, "%s",
+				 "this natscope wants a bearer token "
+				 "(Authorization: Bearer TOKEN)");
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
 	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return web_error(w, c, MHD_HTTP_METHOD_NOT_ALLOWED, REPLY_ALLOW,
@@ -1296,6 +1349,10 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 		errno = ENOMEM;
 		return NULL;
 	}
+	pthread_mutex_init(&w->token_lock, NULL);
+	w->open_paths = cfg->open_paths;
+	if (cfg->token && web_set_token(w, cfg->token) == -1)
+		goto err;
 	w->interval_s = cfg->interval_s;
 	w->run_started_ms = cfg->run_started_ms;
 	w->page.warn = cfg->warn > 0 ? cfg->warn : 0.7;
@@ -1310,6 +1367,10 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 	}
 	if (family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (cfg->tls_cert && cfg->tls_key) {
+		flags |= MHD_USE_TLS;
+		w->tls = 1;
+	}
 	if (!(w->st = store_open(cfg->db_path, cfg->frozen ? STORE_IMMUTABLE :
 						      STORE_READ_ONLY)))
 		goto err;
@@ -1331,15 +1392,21 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 		MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)web_mhd_log, NULL,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mhd_fd,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)WEB_MAX_CONNECTIONS,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)WEB_PER_IP_CONNECTIONS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WEB_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEB_CONN_MEMORY,
+		/* ignored without MHD_USE_TLS */
+		w->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+		cfg->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, cfg->tls_key,
 		MHD_OPTION_END);
 	if (!w->mhd) {
 		log_warnx("web: cannot start serving on %s", w->addr);
 		errno = EIO;
 		goto err;
 	}
-	log_info("web: serving http on %s", w->addr);
+	log_info("web: serving %s on %s%s", w->tls ? "https" : "http",
+		 w->addr, w->token ? " (bearer token required)" : "");
 	return w;
 
 err:
@@ -1348,6 +1415,8 @@ err:
 		close(listen_fd);
 	store_close(w->st);
 	free(w->index);
+	free(w->token);
+	pthread_mutex_destroy(&w->token_lock);
 	free(w);
 	errno = err;
 	return NULL;
@@ -1360,6 +1429,8 @@ void web_stop(struct web *w)
 	MHD_stop_daemon(w->mhd);
 	store_close(w->st);
 	free(w->index);
+	free(w->token);
+	pthread_mutex_destroy(&w->token_lock);
 	free(w);
 }
 
