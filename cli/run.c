@@ -62,8 +62,7 @@ static void run_usage(FILE *f)
 	      "options:\n"
 	      "  --db PATH             SQLite database, created if missing\n"
 	      "                        (default " DEFAULT_DB ")\n"
-	      "  --listen ADDR:PORT    HTTP API address, [v6]:PORT for IPv6\n"
-	      "                        (default " CLI_DEFAULT_LISTEN ")\n"
+	      CLI_NET_USAGE
 	      "  --interval SECONDS    how often the live state is written, 1-3600\n"
 	      "                        (default 5)\n"
 	      "  --event-buffer BYTES  netlink receive buffer, K/M/G suffixes; each\n"
@@ -194,7 +193,7 @@ int cli_run(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "db", required_argument, NULL, 'd' },
-		{ "listen", required_argument, NULL, 'l' },
+		CLI_NET_OPTIONS,
 		{ "interval", required_argument, NULL, 'i' },
 		{ "event-buffer", required_argument, NULL, 'b' },
 		{ "history-raw", required_argument, NULL, 'R' },
@@ -211,30 +210,34 @@ int cli_run(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *db = DEFAULT_DB, *listen = CLI_DEFAULT_LISTEN;
+	const char *db = DEFAULT_DB;
+	struct cli_net net = { 0 };
 	unsigned interval = DEFAULT_INTERVAL;
 	unsigned long long evbuf = DEFAULT_EVENT_BUFFER, n;
 	struct store_history_config hcfg;
 	unsigned long long maplog_max = DEFAULT_MAPLOG_MAX_SIZE;
 	unsigned maplog_days = DEFAULT_MAPLOG_DAYS;
-	struct sockaddr_storage ss;
-	socklen_t sslen;
 	struct collector_config ccfg;
 	struct web_config wcfg;
 	struct collector *col = NULL;
 	struct store *st = NULL;
 	struct store_writer *writer = NULL;
-	struct web *web = NULL;
 	struct store_status status;
 	char final[160] = "";
 	sigset_t mask;
-	int opt, sfd = -1, lfd = -1, begun = 0, rc = 1, crc, err;
+	int opt, sfd = -1, begun = 0, rc = 1, crc, err;
 	int64_t run_started_ms;
 
 	store_history_defaults(&hcfg);
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
+		int r = cli_net_option(&net, opt, optarg, "run");
+
+		if (r == 2)
+			return 2;
+		if (r)
+			continue;
 		switch (opt) {
 		case 'R': case 'M': case 'H': {
 			static const char *const name[] = { "raw", "minute",
@@ -284,9 +287,6 @@ int cli_run(int argc, char **argv)
 			break;
 		case 'd':
 			db = optarg;
-			break;
-		case 'l':
-			listen = optarg;
 			break;
 		case 'i':
 			if (cli_parse_uint(optarg, 1, 3600, &interval) < 0) {
@@ -343,11 +343,8 @@ int cli_run(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	if (web_parse_listen(listen, &ss, &sslen) < 0) {
-		fprintf(stderr, "natscope run: --listen '%s': expected ADDR:PORT, "
-			"e.g. 127.0.0.1:9628 or [::1]:9628\n", listen);
+	if (cli_net_check(&net, "run"))
 		return 2;
-	}
 	if (!*db) {
 		fputs("natscope run: --db needs a path\n", stderr);
 		return 2;
@@ -384,11 +381,8 @@ int cli_run(int argc, char **argv)
 	col = collector_open(&ccfg);
 	if (!col)
 		goto out; /* the collector said why (e.g. CAP_NET_ADMIN) */
-	lfd = web_listen(listen);
-	if (lfd < 0) {
-		log_warnx("cannot serve HTTP on %s", listen);
+	if (cli_net_load(&net) < 0 || cli_net_listen(&net) < 0)
 		goto out;
-	}
 	st = store_open(db, STORE_READ_WRITE);
 	if (!st) {
 		log_warnx("cannot use the database %s", db);
@@ -409,10 +403,8 @@ int cli_run(int argc, char **argv)
 				    .run_started_ms = status.started_ms,
 				    .warn = hcfg.warn,
 				    .critical = hcfg.critical };
-	web = web_start(lfd, &wcfg);
-	lfd = -1; /* web_start() took it */
-	if (!web) {
-		log_warnx("cannot serve HTTP on %s", listen);
+	if (cli_net_start(&net, &wcfg) < 0) {
+		log_warnx("cannot serve the API");
 		goto out;
 	}
 	if (store_writer_begin(writer, &status) < 0) {
@@ -420,8 +412,9 @@ int cli_run(int argc, char **argv)
 		goto out;
 	}
 	begun = 1;
-	log_info("natscope %s: database %s, API on http://%s/, writing every %u s",
-		 NS_VERSION, db, listen, interval);
+	log_info("natscope %s: database %s, API on %s://%s/%s, writing every "
+		 "%u s", NS_VERSION, db, net.cert ? "https" : "http",
+		 net.listen[0], net.n_listen > 1 ? " and more" : "", interval);
 	crc = collector_run(col, writer);
 	sd_notify(0, "STOPPING=1");
 	/* the collector's last write was its final one (state stopped) */
@@ -434,14 +427,12 @@ int cli_run(int argc, char **argv)
 	rc = crc < 0 || *final ? 1 : 0;
 	log_info(rc ? "stopped, with errors" : "stopped");
 out:
-	web_stop(web); /* its read-only connection goes before the writer's */
+	cli_net_stop(&net); /* read-only connections go before the writer's */
 	store_writer_stop(writer);
 	if (begun)
 		store_close(st);
 	else
 		store_discard(st); /* a database created for nothing goes */
-	if (lfd >= 0)
-		close(lfd);
 	collector_close(col);
 	if (sfd >= 0)
 		close(sfd);
