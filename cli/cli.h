@@ -6,6 +6,7 @@
 #ifndef NATSCOPE_CLI_H
 #define NATSCOPE_CLI_H
 
+#include <getopt.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,42 @@ int cli_health(int argc, char **argv);
 struct store;
 struct web;
 struct web_config;
+
+/* ---- settings from the environment and a file (config.c) ---- */
+
+struct cli_config {
+	char **args;   /* the flags made from them (owned) */
+	size_t n;
+	char **argv;   /* the argument vector getopt reads */
+	int argc;
+};
+
+/* Puts in front of the command line the flags that NATSCOPE_* variables
+ * and the configuration file (--config FILE, taken out, or
+ * NATSCOPE_CONFIG) give for the options in opts that the command line
+ * does not: precedence command line > environment > file > defaults.
+ * Replaces *argc and *argv (valid until cli_config_free()).  Returns 0,
+ * or -1 after saying why on stderr (an unknown setting as FILE:LINE, an
+ * unreadable file): a usage error. */
+int cli_config(struct cli_config *c, const struct option *opts, int *argc,
+	       char ***argv);
+void cli_config_free(struct cli_config *c);
+
+/* --log-format and --log-level, for the long-running commands. */
+enum { CLI_LOG_FORMAT = 0x1100, CLI_LOG_LEVEL };
+#define CLI_LOG_OPTIONS                                                     \
+	{ "log-format", required_argument, NULL, CLI_LOG_FORMAT },          \
+	{ "log-level", required_argument, NULL, CLI_LOG_LEVEL }
+#define CLI_CONFIG_USAGE                                                    \
+	"  --config FILE         settings, one \"name = value\" a line (the\n" \
+	"                        long flags' names); NATSCOPE_<NAME>\n"      \
+	"                        variables override it, flags override both\n"\
+	"  --log-format FORMAT   text (default) or json, one object a line\n" \
+	"  --log-level LEVEL     error, warning, info (default) or debug\n"
+
+/* Handles CLI_LOG_FORMAT and CLI_LOG_LEVEL: 1 taken, 0 not one of them,
+ * 2 a usage error (said). */
+int cli_log_option(int opt, const char *arg, const char *cmd);
 
 /* ---- listening: --listen, tokens, TLS (net.c), for run and serve ---- */
 

@@ -63,6 +63,7 @@ static void run_usage(FILE *f)
 	      "  --db PATH             SQLite database, created if missing\n"
 	      "                        (default " DEFAULT_DB ")\n"
 	      CLI_NET_USAGE
+	      CLI_CONFIG_USAGE
 	      "  --interval SECONDS    how often the live state is written, 1-3600\n"
 	      "                        (default 5)\n"
 	      "  --event-buffer BYTES  netlink receive buffer, K/M/G suffixes; each\n"
@@ -189,27 +190,30 @@ static void run_initial_status(struct store_status *s, unsigned interval_s,
 	s->state = STORE_STATE_STARTING;
 }
 
-int cli_run(int argc, char **argv)
+static const struct option run_opts[] = {
+	{ "db", required_argument, NULL, 'd' },
+	CLI_NET_OPTIONS,
+	CLI_LOG_OPTIONS,
+	{ "interval", required_argument, NULL, 'i' },
+	{ "event-buffer", required_argument, NULL, 'b' },
+	{ "history-raw", required_argument, NULL, 'R' },
+	{ "history-minute", required_argument, NULL, 'M' },
+	{ "history-hour", required_argument, NULL, 'H' },
+	{ "history-max-size", required_argument, NULL, 'S' },
+	{ "history-top", required_argument, NULL, 'T' },
+	{ "history-hosts-minute", required_argument, NULL, 'U' },
+	{ "warn", required_argument, NULL, 'w' },
+	{ "critical", required_argument, NULL, 'c' },
+	{ "maplog-days", required_argument, NULL, 'D' },
+	{ "maplog-max-size", required_argument, NULL, 'Z' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int run_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "db", required_argument, NULL, 'd' },
-		CLI_NET_OPTIONS,
-		{ "interval", required_argument, NULL, 'i' },
-		{ "event-buffer", required_argument, NULL, 'b' },
-		{ "history-raw", required_argument, NULL, 'R' },
-		{ "history-minute", required_argument, NULL, 'M' },
-		{ "history-hour", required_argument, NULL, 'H' },
-		{ "history-max-size", required_argument, NULL, 'S' },
-		{ "history-top", required_argument, NULL, 'T' },
-		{ "history-hosts-minute", required_argument, NULL, 'U' },
-		{ "warn", required_argument, NULL, 'w' },
-		{ "critical", required_argument, NULL, 'c' },
-		{ "maplog-days", required_argument, NULL, 'D' },
-		{ "maplog-max-size", required_argument, NULL, 'Z' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = run_opts;
 	const char *db = DEFAULT_DB;
 	struct cli_net net = { 0 };
 	unsigned interval = DEFAULT_INTERVAL;
@@ -234,6 +238,8 @@ int cli_run(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
 		int r = cli_net_option(&net, opt, optarg, "run");
 
+		if (!r)
+			r = cli_log_option(opt, optarg, "run");
 		if (r == 2)
 			return 2;
 		if (r)
@@ -438,5 +444,17 @@ out:
 		close(sfd);
 	if (*final)
 		fatalx("%s", final);
+	return rc;
+}
+
+int cli_run(int argc, char **argv)
+{
+	struct cli_config conf;
+	int rc;
+
+	if (cli_config(&conf, run_opts, &argc, &argv) < 0)
+		return 2;
+	rc = run_main(argc, argv);
+	cli_config_free(&conf);
 	return rc;
 }

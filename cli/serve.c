@@ -40,6 +40,7 @@ static void serve_usage(FILE *f)
 	      "options:\n"
 	      "  --db FILE             the database (required)\n"
 	      CLI_NET_USAGE
+	      CLI_CONFIG_USAGE
 	      "  -v, --verbose         debug logging\n"
 	      "  -h, --help            this text\n",
 	      f);
@@ -121,15 +122,18 @@ static void serve_describe(struct store *st, const char *db,
 			 store_state_name((enum store_state)s.state));
 }
 
-int cli_serve(int argc, char **argv)
+static const struct option serve_opts[] = {
+	{ "db", required_argument, NULL, 'd' },
+	CLI_NET_OPTIONS,
+	CLI_LOG_OPTIONS,
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int serve_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "db", required_argument, NULL, 'd' },
-		CLI_NET_OPTIONS,
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
+	const struct option *opts = serve_opts;
 	const char *db = NULL;
 	struct cli_net net = { 0 };
 	struct web_config wcfg;
@@ -141,7 +145,10 @@ int cli_serve(int argc, char **argv)
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
-		if ((r = cli_net_option(&net, opt, optarg, "serve")) == 2)
+		r = cli_net_option(&net, opt, optarg, "serve");
+		if (!r)
+			r = cli_log_option(opt, optarg, "serve");
+		if (r == 2)
 			return 2;
 		if (r)
 			continue;
@@ -233,5 +240,17 @@ out:
 	store_close(st);
 	if (sfd >= 0)
 		close(sfd);
+	return rc;
+}
+
+int cli_serve(int argc, char **argv)
+{
+	struct cli_config conf;
+	int rc;
+
+	if (cli_config(&conf, serve_opts, &argc, &argv) < 0)
+		return 2;
+	rc = serve_main(argc, argv);
+	cli_config_free(&conf);
 	return rc;
 }

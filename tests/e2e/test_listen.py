@@ -13,6 +13,10 @@ capture (the same flags are `natscope run`'s: cli/net.c parses both).
      refused at start (exit 1).
   3. --tls-cert/--tls-key: HTTPS with a certificate made here (openssl),
      verified by the client; plain HTTP to that port gets no answer.
+  5. Settings from a file (--config) and NATSCOPE_* variables, with the
+     precedence flags > environment > file; an unknown setting exits 2
+     naming FILE:LINE; --log-format json gives one JSON object a line,
+     --log-level warning drops the info lines.
   4. Limits: 200 clients from 127.0.0.2 that trickle their headers and
      never finish, and a flood of requests from 127.0.0.3: a probe from
      127.0.0.1 is answered within a second throughout; at most
@@ -295,6 +299,62 @@ def part_limits(db):
     s.stop()
 
 
+def part_config(db, work):
+    conf = os.path.join(work, "natscope.conf")
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    with open(conf, "w") as f:
+        f.write("# a comment\ndb = %s\nlisten = 127.0.0.1:%d\n"
+                "log-format json   # one object a line\n" % (db, p1))
+    s = Serve(db, "--config", conf)  # --db given twice: the flag wins
+    up = check(s.wait_up("127.0.0.1", p1), "the file's listen")
+    s.stop()
+    lines = [line for line in s.out.splitlines() if line.strip()]
+    try:
+        objs = [json.loads(line) for line in lines]
+    except ValueError:
+        objs = []
+    check(up and objs and all(set(o) >= {"time", "prog", "level", "msg"}
+                              for o in objs),
+          "--log-format json from the file: every line a JSON object "
+          "(%d lines)" % len(lines))
+    env = dict(os.environ, NATSCOPE_LISTEN="127.0.0.1:%d 127.0.0.1:%d"
+               % (p2, p3), NATSCOPE_LOG_LEVEL="warning")
+    p = subprocess.Popen([BIN, "serve", "--config", conf], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    s = Serve.__new__(Serve)
+    s.p, s.out = p, ""
+    ok = s.wait_up("127.0.0.1", p2) and s.wait_up("127.0.0.1", p3)
+    try:
+        get("127.0.0.1", p1, "/healthz", timeout=1)
+        file_listen = True
+    except OSError:
+        file_listen = False
+    s.stop()
+    check(ok and not file_listen, "NATSCOPE_LISTEN (two) overrides the "
+          "file's listen")
+    check('"level":"info"' not in s.out, "NATSCOPE_LOG_LEVEL=warning: no "
+          "info line")
+    p4 = free_port()
+    env = dict(os.environ, NATSCOPE_LISTEN="127.0.0.1:%d" % p2)
+    p = subprocess.Popen([BIN, "serve", "--config", conf, "--listen",
+                          "127.0.0.1:%d" % p4], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    s = Serve.__new__(Serve)
+    s.p, s.out = p, ""
+    check(s.wait_up("127.0.0.1", p4), "--listen on the command line "
+          "overrides the environment")
+    s.stop()
+    with open(conf, "a") as f:
+        f.write("no-such-setting = 1\n")
+    r = subprocess.run([BIN, "serve", "--config", conf], capture_output=True,
+                       text=True, timeout=10)
+    check(r.returncode == 2 and "%s:5: unknown setting 'no-such-setting'"
+          % conf in r.stderr, "an unknown setting: exit 2 with FILE:LINE "
+          "(%d %r)" % (r.returncode, r.stderr))
+
+
 def main():
     work = tempfile.mkdtemp(prefix="natscope-listen-")
     db = os.path.join(work, "n.db")
@@ -306,6 +366,7 @@ def main():
     part_listen(db)
     part_token(db, work)
     part_tls(db, work)
+    part_config(db, work)
     part_limits(db)
     print("test_listen: %s" % ("FAIL: %d" % len(FAILS) if FAILS
                                else "PASS"))
