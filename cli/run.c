@@ -230,6 +230,7 @@ static int run_main(int argc, char **argv)
 	char final[160] = "";
 	sigset_t mask;
 	int opt, sfd = -1, begun = 0, rc = 1, crc, err;
+	const char *why = "";
 	int64_t run_started_ms;
 
 	store_history_defaults(&hcfg);
@@ -384,16 +385,19 @@ static int run_main(int argc, char **argv)
 					  .hist_top = hcfg.top,
 					  .run_started_ms = run_started_ms,
 					  .ready = run_ready };
+	/* each step that fails says why in detail (warnings); the run then
+	 * logs one error, at the end, naming the step */
+	why = "cannot follow the conntrack table";
 	col = collector_open(&ccfg);
 	if (!col)
-		goto out; /* the collector said why (e.g. CAP_NET_ADMIN) */
+		goto out;
+	why = "cannot serve the API as asked";
 	if (cli_net_load(&net) < 0 || cli_net_listen(&net) < 0)
 		goto out;
+	why = "cannot use the database";
 	st = store_open(db, STORE_READ_WRITE);
-	if (!st) {
-		log_warnx("cannot use the database %s", db);
+	if (!st)
 		goto out;
-	}
 	if (store_history_configure(st, &hcfg) < 0) {
 		log_warn("history settings");
 		goto out;
@@ -409,14 +413,12 @@ static int run_main(int argc, char **argv)
 				    .run_started_ms = status.started_ms,
 				    .warn = hcfg.warn,
 				    .critical = hcfg.critical };
-	if (cli_net_start(&net, &wcfg) < 0) {
-		log_warnx("cannot serve the API");
+	why = "cannot serve the API";
+	if (cli_net_start(&net, &wcfg) < 0)
 		goto out;
-	}
-	if (store_writer_begin(writer, &status) < 0) {
-		log_warnx("cannot start a run in %s", db);
+	why = "cannot start a run in the database";
+	if (store_writer_begin(writer, &status) < 0)
 		goto out;
-	}
 	begun = 1;
 	log_info("natscope %s: database %s, API on %s://%s/%s, writing every "
 		 "%u s", NS_VERSION, db, net.cert ? "https" : "http",
@@ -433,6 +435,8 @@ static int run_main(int argc, char **argv)
 	rc = crc < 0 || *final ? 1 : 0;
 	log_info(rc ? "stopped, with errors" : "stopped");
 out:
+	if (!begun)
+		log_errx("not started: %s (%s)", why, db);
 	cli_net_stop(&net); /* read-only connections go before the writer's */
 	store_writer_stop(writer);
 	if (begun)

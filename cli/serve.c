@@ -198,23 +198,22 @@ static int serve_main(int argc, char **argv)
 
 	/* the file first: a wrong one is said before any socket is bound */
 	if (cli_open_db(db, &st, &frozen) < 0) {
-		if (errno == EILSEQ)
-			log_warnx("%s is not a natscope database: nothing to "
-				  "serve", db);
-		else
-			log_warnx("cannot read the database %s", db);
+		log_errx(errno == EILSEQ ? "not started: %s is not a natscope "
+			 "database: nothing to serve" : "not started: cannot "
+			 "read the database %s", db);
 		goto out;
 	}
 	serve_describe(st, db, net.tls_cert_file ? "https" : "http",
 		       net.listen[0], frozen, &interval);
 	store_close(st); /* the web service opens its own connection */
 	st = NULL;
-	if (cli_net_load(&net) < 0 || cli_net_listen(&net) < 0)
-		goto out;
-	wcfg = (struct web_config){ .db_path = db, .interval_s = interval,
-				    .run_started_ms = 0, .frozen = frozen };
-	if (cli_net_start(&net, &wcfg) < 0) {
-		log_warnx("cannot serve %s", db);
+	if (cli_net_load(&net) < 0 || cli_net_listen(&net) < 0 ||
+	    (wcfg = (struct web_config){ .db_path = db,
+					 .interval_s = interval,
+					 .run_started_ms = 0,
+					 .frozen = frozen },
+	     cli_net_start(&net, &wcfg) < 0)) {
+		log_errx("not started: cannot serve the API as asked (%s)", db);
 		goto out;
 	}
 	for (;;) {

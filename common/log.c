@@ -156,6 +156,28 @@ void log_debug(const char *fmt, ...)
 	errno = saved;
 }
 
+void log_err(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vline(NS_LOG_ERR, 1, saved, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+void log_errx(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vline(NS_LOG_ERR, 0, 0, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
 void fatal(const char *fmt, ...)
 {
 	int saved = errno;

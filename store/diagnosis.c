@@ -184,7 +184,8 @@ static int diag_read_buckets(struct store *st, const char *ip,
 		free(v);
 		return store_fail(st, rc, "reading the destination buckets");
 	}
-	qsort(v, *n, sizeof(*v), diag_cmp);
+	if (*n)
+		qsort(v, *n, sizeof(*v), diag_cmp);
 	*out = v;
 	return 0;
 }
