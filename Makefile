@@ -2,6 +2,8 @@
 #   make run    install build deps, build, audit this host (needs root)
 #   make test   install test deps, build, run every test with ctest
 #   make test-long  the end-to-end tests with their long variants (NATSCOPE_LONG=1)
+#   make package    a Debian package (CPack) in build-pkg/
+#   make demo       natscope on a namespace lab with traffic (root): prints the URL
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 DB         ?= ./natscope.db
@@ -9,7 +11,7 @@ LISTEN     ?= 127.0.0.1:9628
 NATSCOPE_WERROR ?= OFF
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all build deps test-deps run test test-long test-asan bench clean
+.PHONY: all build deps test-deps run test test-long test-asan bench package demo clean
 
 all: build
 
@@ -51,5 +53,19 @@ bench:
 	$(MAKE) build
 	bench/run
 
+# A NAT lab in network namespaces with steady traffic and bursts, natscope
+# on its gateway, reachable from this host; Ctrl-C removes it all.
+demo: test-deps
+	$(MAKE) build
+	python3 tools/demo.py
+
+# The Debian package, built with the package's prefix (/usr) in its own
+# directory: build-pkg/natscope_VERSION_ARCH.deb.
+package: deps
+	cmake -S . -B build-pkg -DCMAKE_INSTALL_PREFIX=/usr \
+	      -DCMAKE_SKIP_INSTALL_ALL_DEPENDENCY=ON -DNATSCOPE_WERROR=$(NATSCOPE_WERROR)
+	cmake --build build-pkg -j $(JOBS) --target natscope manpage
+	cd build-pkg && cpack -G DEB
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-pkg

@@ -6,6 +6,7 @@
 #ifndef NATSCOPE_CLI_H
 #define NATSCOPE_CLI_H
 
+#include <getopt.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,7 +26,117 @@ int cli_top(int argc, char **argv);
 /* natscope lookup: who held a public ip:port at a moment. */
 int cli_lookup(int argc, char **argv);
 
+/* natscope health: a running natscope's /healthz, as an exit status. */
+int cli_health(int argc, char **argv);
+
+/* Where the API listens unless told otherwise, and its URL. */
+#define CLI_DEFAULT_LISTEN "127.0.0.1:9628"
+#define CLI_DEFAULT_URL "http://" CLI_DEFAULT_LISTEN
+
 struct store;
+struct web;
+struct web_config;
+
+/* ---- settings from the environment and a file (config.c) ---- */
+
+struct cli_config {
+	char **args;   /* the flags made from them (owned) */
+	size_t n;
+	char **argv;   /* the argument vector getopt reads */
+	int argc;
+};
+
+/* Puts in front of the command line the flags that NATSCOPE_* variables
+ * and the configuration file (--config FILE, taken out, or
+ * NATSCOPE_CONFIG) give for the options in opts that the command line
+ * does not: precedence command line > environment > file > defaults.
+ * Replaces *argc and *argv (valid until cli_config_free()).  Returns 0,
+ * or -1 after saying why on stderr (an unknown setting as FILE:LINE, an
+ * unreadable file): a usage error. */
+int cli_config(struct cli_config *c, const struct option *opts, int *argc,
+	       char ***argv);
+void cli_config_free(struct cli_config *c);
+
+/* --log-format and --log-level, for the long-running commands. */
+enum { CLI_LOG_FORMAT = 0x1100, CLI_LOG_LEVEL };
+#define CLI_LOG_OPTIONS                                                     \
+	{ "log-format", required_argument, NULL, CLI_LOG_FORMAT },          \
+	{ "log-level", required_argument, NULL, CLI_LOG_LEVEL }
+#define CLI_CONFIG_USAGE                                                    \
+	"  --config FILE         settings, one \"name = value\" a line (the\n" \
+	"                        long flags' names); NATSCOPE_<NAME>\n"      \
+	"                        variables override it, flags override both\n"\
+	"  --log-format FORMAT   text (default) or json, one object a line\n" \
+	"  --log-level LEVEL     error, warning, info (default) or debug\n"
+
+/* Handles CLI_LOG_FORMAT and CLI_LOG_LEVEL: 1 taken, 0 not one of them,
+ * 2 a usage error (said). */
+int cli_log_option(int opt, const char *arg, const char *cmd);
+
+/* ---- listening: --listen, tokens, TLS (net.c), for run and serve ---- */
+
+#define CLI_LISTEN_MAX 8 /* --listen flags */
+#define CLI_FDS_MAX 32	 /* sockets they open (a name: each address) */
+
+/* getopt codes of the shared flags, and their option table entries. */
+enum { CLI_NET_LISTEN = 0x1000, CLI_NET_TOKEN, CLI_NET_OPEN, CLI_NET_CERT,
+       CLI_NET_KEY };
+#define CLI_NET_OPTIONS                                                     \
+	{ "listen", required_argument, NULL, CLI_NET_LISTEN },              \
+	{ "auth-token-file", required_argument, NULL, CLI_NET_TOKEN },      \
+	{ "auth-open", required_argument, NULL, CLI_NET_OPEN },             \
+	{ "tls-cert", required_argument, NULL, CLI_NET_CERT },              \
+	{ "tls-key", required_argument, NULL, CLI_NET_KEY }
+#define CLI_NET_USAGE                                                       \
+	"  --listen ADDR:PORT    where the API listens, repeatable:\n"       \
+	"                        127.0.0.1:9628, [::1]:9628, :9628 (every\n"  \
+	"                        address), [::]:9628, localhost:9628\n"      \
+	"                        (default " CLI_DEFAULT_LISTEN ")\n"          \
+	"  --auth-token-file F   require Authorization: Bearer <first line\n" \
+	"                        of F> (reloaded at SIGHUP)\n"              \
+	"  --auth-open PATHS     /healthz and/or /metrics (comma-separated)\n"\
+	"                        answered without the token\n"              \
+	"  --tls-cert FILE       serve HTTPS with this PEM certificate chain\n"\
+	"  --tls-key FILE        ... and this PEM key\n"
+
+struct cli_net {
+	const char *listen[CLI_LISTEN_MAX];
+	size_t n_listen;
+	const char *token_file, *tls_cert_file, *tls_key_file;
+	unsigned open_paths; /* WEB_OPEN_* */
+	char *token, *cert, *key; /* as read */
+	int fds[CLI_FDS_MAX];
+	size_t n_fds;
+	struct web *webs[CLI_FDS_MAX];
+	size_t n_webs;
+};
+
+/* Handles one getopt code of CLI_NET_OPTIONS.  Returns 1 (taken), 0 (not
+ * one of them) or 2 (a usage error, said on stderr as "natscope CMD"). */
+int cli_net_option(struct cli_net *n, int opt, const char *arg,
+		   const char *cmd);
+
+/* After the flags: the default --listen, and flags that go together.
+ * Returns 0 or 2 (said). */
+int cli_net_check(struct cli_net *n, const char *cmd);
+
+/* Reads the token and TLS files.  Returns 0, or -1 with errno (logged). */
+int cli_net_load(struct cli_net *n);
+
+/* Opens every listening socket (the step that may need privilege).
+ * Returns 0, or -1 with errno (logged). */
+int cli_net_listen(struct cli_net *n);
+
+/* Serves the API on each socket with base and the token and TLS read.
+ * Returns 0, or -1 with errno (web_start()'s, logged). */
+int cli_net_start(struct cli_net *n, const struct web_config *base);
+
+/* SIGHUP: reads the token file again and hands it to every listener; a
+ * file that cannot be read keeps the token in use.  Returns 0 or -1. */
+int cli_net_reload(struct cli_net *n);
+
+/* Stops serving and forgets the secrets. */
+void cli_net_stop(struct cli_net *n);
 
 /* ---- a running natscope's API over HTTP (http.c, libcurl) ---- */
 

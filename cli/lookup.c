@@ -15,7 +15,6 @@
 #include <string.h>
 #include <jansson.h>
 
-#define DEFAULT_URL "http://127.0.0.1:9628"
 
 static void lookup_usage(FILE *f)
 {
@@ -30,7 +29,7 @@ static void lookup_usage(FILE *f)
 	      "  --proto NAME          tcp, udp, ... (default tcp)\n"
 	      "  --at TIME             RFC 3339 or unix seconds (default now)\n"
 	      "  --url URL             a running natscope's API\n"
-	      "                        (default " DEFAULT_URL ")\n"
+	      "                        (default " CLI_DEFAULT_URL ")\n"
 	      "  --db FILE             read a database instead (read-only)\n"
 	      "  --json                the API's JSON answer\n"
 	      "  -h, --help            this text\n",
@@ -145,7 +144,7 @@ int cli_lookup(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *url = DEFAULT_URL, *db = NULL, *proto = "tcp";
+	const char *url = CLI_DEFAULT_URL, *db = NULL, *proto = "tcp";
 	int64_t at_ms = 0;
 	struct ns_addr ip;
 	unsigned port;

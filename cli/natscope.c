@@ -21,6 +21,7 @@ static void usage(FILE *f)
 	      "  top       a table of public IPs and their top consumers, live\n"
 	      "            over HTTP or from a database, now or --at a moment\n"
 	      "  lookup    who held a public ip:port at a moment (the mapping log)\n"
+	      "  health    whether a running natscope is healthy (/healthz)\n"
 	      "\n"
 	      "options:\n"
 	      "  -h, --help      this text; natscope <command> --help for a command\n"
@@ -55,6 +56,8 @@ int main(int argc, char **argv)
 		return cli_top(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "lookup"))
 		return cli_lookup(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "health"))
+		return cli_health(argc - 1, argv + 1);
 	fprintf(stderr, "natscope: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -33,14 +33,24 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <systemd/sd-daemon.h>
+
 #define DEFAULT_DB "./natscope.db"
-#define DEFAULT_LISTEN "127.0.0.1:9628"
 #define DEFAULT_INTERVAL 5
 #define DEFAULT_EVENT_BUFFER (128ULL << 20)
 #define MIN_EVENT_BUFFER 4096ULL
 #define MAX_EVENT_BUFFER (1ULL << 30)
 #define DEFAULT_MAPLOG_DAYS 7
 #define DEFAULT_MAPLOG_MAX_SIZE (256ULL << 20)
+
+/* The collector's first complete figures are on their way to the
+ * database: tell systemd (Type=notify) we are up.  A no-op outside
+ * systemd (no NOTIFY_SOCKET). */
+static void run_ready(void *arg)
+{
+	(void)arg;
+	sd_notify(0, "READY=1\nSTATUS=following the conntrack table");
+}
 
 static void run_usage(FILE *f)
 {
@@ -52,8 +62,8 @@ static void run_usage(FILE *f)
 	      "options:\n"
 	      "  --db PATH             SQLite database, created if missing\n"
 	      "                        (default " DEFAULT_DB ")\n"
-	      "  --listen ADDR:PORT    HTTP API address, [v6]:PORT for IPv6\n"
-	      "                        (default " DEFAULT_LISTEN ")\n"
+	      CLI_NET_USAGE
+	      CLI_CONFIG_USAGE
 	      "  --interval SECONDS    how often the live state is written, 1-3600\n"
 	      "                        (default 5)\n"
 	      "  --event-buffer BYTES  netlink receive buffer, K/M/G suffixes; each\n"
@@ -180,51 +190,61 @@ static void run_initial_status(struct store_status *s, unsigned interval_s,
 	s->state = STORE_STATE_STARTING;
 }
 
-int cli_run(int argc, char **argv)
+static const struct option run_opts[] = {
+	{ "db", required_argument, NULL, 'd' },
+	CLI_NET_OPTIONS,
+	CLI_LOG_OPTIONS,
+	{ "interval", required_argument, NULL, 'i' },
+	{ "event-buffer", required_argument, NULL, 'b' },
+	{ "history-raw", required_argument, NULL, 'R' },
+	{ "history-minute", required_argument, NULL, 'M' },
+	{ "history-hour", required_argument, NULL, 'H' },
+	{ "history-max-size", required_argument, NULL, 'S' },
+	{ "history-top", required_argument, NULL, 'T' },
+	{ "history-hosts-minute", required_argument, NULL, 'U' },
+	{ "warn", required_argument, NULL, 'w' },
+	{ "critical", required_argument, NULL, 'c' },
+	{ "maplog-days", required_argument, NULL, 'D' },
+	{ "maplog-max-size", required_argument, NULL, 'Z' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int run_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "db", required_argument, NULL, 'd' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "interval", required_argument, NULL, 'i' },
-		{ "event-buffer", required_argument, NULL, 'b' },
-		{ "history-raw", required_argument, NULL, 'R' },
-		{ "history-minute", required_argument, NULL, 'M' },
-		{ "history-hour", required_argument, NULL, 'H' },
-		{ "history-max-size", required_argument, NULL, 'S' },
-		{ "history-top", required_argument, NULL, 'T' },
-		{ "history-hosts-minute", required_argument, NULL, 'U' },
-		{ "warn", required_argument, NULL, 'w' },
-		{ "critical", required_argument, NULL, 'c' },
-		{ "maplog-days", required_argument, NULL, 'D' },
-		{ "maplog-max-size", required_argument, NULL, 'Z' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *db = DEFAULT_DB, *listen = DEFAULT_LISTEN;
+	const struct option *opts = run_opts;
+	const char *db = DEFAULT_DB;
+	struct cli_net net = { 0 };
 	unsigned interval = DEFAULT_INTERVAL;
 	unsigned long long evbuf = DEFAULT_EVENT_BUFFER, n;
 	struct store_history_config hcfg;
 	unsigned long long maplog_max = DEFAULT_MAPLOG_MAX_SIZE;
 	unsigned maplog_days = DEFAULT_MAPLOG_DAYS;
-	struct sockaddr_storage ss;
-	socklen_t sslen;
 	struct collector_config ccfg;
 	struct web_config wcfg;
 	struct collector *col = NULL;
 	struct store *st = NULL;
 	struct store_writer *writer = NULL;
-	struct web *web = NULL;
 	struct store_status status;
 	char final[160] = "";
 	sigset_t mask;
-	int opt, sfd = -1, lfd = -1, begun = 0, rc = 1, crc, err;
+	int opt, sfd = -1, begun = 0, rc = 1, crc, err;
+	const char *why = "";
 	int64_t run_started_ms;
 
 	store_history_defaults(&hcfg);
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
+		int r = cli_net_option(&net, opt, optarg, "run");
+
+		if (!r)
+			r = cli_log_option(opt, optarg, "run");
+		if (r == 2)
+			return 2;
+		if (r)
+			continue;
 		switch (opt) {
 		case 'R': case 'M': case 'H': {
 			static const char *const name[] = { "raw", "minute",
@@ -274,9 +294,6 @@ int cli_run(int argc, char **argv)
 			break;
 		case 'd':
 			db = optarg;
-			break;
-		case 'l':
-			listen = optarg;
 			break;
 		case 'i':
 			if (cli_parse_uint(optarg, 1, 3600, &interval) < 0) {
@@ -333,11 +350,8 @@ int cli_run(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	if (web_parse_listen(listen, &ss, &sslen) < 0) {
-		fprintf(stderr, "natscope run: --listen '%s': expected ADDR:PORT, "
-			"e.g. 127.0.0.1:9628 or [::1]:9628\n", listen);
+	if (cli_net_check(&net, "run"))
 		return 2;
-	}
 	if (!*db) {
 		fputs("natscope run: --db needs a path\n", stderr);
 		return 2;
@@ -369,20 +383,21 @@ int cli_run(int argc, char **argv)
 					  .interval_s = interval,
 					  .stop_fd = sfd,
 					  .hist_top = hcfg.top,
-					  .run_started_ms = run_started_ms };
+					  .run_started_ms = run_started_ms,
+					  .ready = run_ready };
+	/* each step that fails says why in detail (warnings); the run then
+	 * logs one error, at the end, naming the step */
+	why = "cannot follow the conntrack table";
 	col = collector_open(&ccfg);
 	if (!col)
-		goto out; /* the collector said why (e.g. CAP_NET_ADMIN) */
-	lfd = web_listen(listen);
-	if (lfd < 0) {
-		log_warnx("cannot serve HTTP on %s", listen);
 		goto out;
-	}
+	why = "cannot serve the API as asked";
+	if (cli_net_load(&net) < 0 || cli_net_listen(&net) < 0)
+		goto out;
+	why = "cannot use the database";
 	st = store_open(db, STORE_READ_WRITE);
-	if (!st) {
-		log_warnx("cannot use the database %s", db);
+	if (!st)
 		goto out;
-	}
 	if (store_history_configure(st, &hcfg) < 0) {
 		log_warn("history settings");
 		goto out;
@@ -395,21 +410,21 @@ int cli_run(int argc, char **argv)
 		goto out;
 	run_initial_status(&status, interval, run_started_ms);
 	wcfg = (struct web_config){ .db_path = db, .interval_s = interval,
-				    .run_started_ms = status.started_ms };
-	web = web_start(lfd, &wcfg);
-	lfd = -1; /* web_start() took it */
-	if (!web) {
-		log_warnx("cannot serve HTTP on %s", listen);
+				    .run_started_ms = status.started_ms,
+				    .warn = hcfg.warn,
+				    .critical = hcfg.critical };
+	why = "cannot serve the API";
+	if (cli_net_start(&net, &wcfg) < 0)
 		goto out;
-	}
-	if (store_writer_begin(writer, &status) < 0) {
-		log_warnx("cannot start a run in %s", db);
+	why = "cannot start a run in the database";
+	if (store_writer_begin(writer, &status) < 0)
 		goto out;
-	}
 	begun = 1;
-	log_info("natscope %s: database %s, API on http://%s/, writing every %u s",
-		 NS_VERSION, db, listen, interval);
+	log_info("natscope %s: database %s, API on %s://%s/%s, writing every "
+		 "%u s", NS_VERSION, db, net.cert ? "https" : "http",
+		 net.listen[0], net.n_listen > 1 ? " and more" : "", interval);
 	crc = collector_run(col, writer);
+	sd_notify(0, "STOPPING=1");
 	/* the collector's last write was its final one (state stopped) */
 	if (store_writer_wait(writer) < 0) {
 		err = errno;
@@ -420,18 +435,30 @@ int cli_run(int argc, char **argv)
 	rc = crc < 0 || *final ? 1 : 0;
 	log_info(rc ? "stopped, with errors" : "stopped");
 out:
-	web_stop(web); /* its read-only connection goes before the writer's */
+	if (!begun)
+		log_errx("not started: %s (%s)", why, db);
+	cli_net_stop(&net); /* read-only connections go before the writer's */
 	store_writer_stop(writer);
 	if (begun)
 		store_close(st);
 	else
 		store_discard(st); /* a database created for nothing goes */
-	if (lfd >= 0)
-		close(lfd);
 	collector_close(col);
 	if (sfd >= 0)
 		close(sfd);
 	if (*final)
 		fatalx("%s", final);
+	return rc;
+}
+
+int cli_run(int argc, char **argv)
+{
+	struct cli_config conf;
+	int rc;
+
+	if (cli_config(&conf, run_opts, &argc, &argv) < 0)
+		return 2;
+	rc = run_main(argc, argv);
+	cli_config_free(&conf);
 	return rc;
 }

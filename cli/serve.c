@@ -27,11 +27,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DEFAULT_LISTEN "127.0.0.1:9628"
 
 static void serve_usage(FILE *f)
 {
-	fputs("usage: natscope serve --db FILE [--listen ADDR:PORT]\n"
+	fputs("usage: natscope serve --db FILE [--listen ADDR:PORT]... [options]\n"
 	      "\n"
 	      "Serves the HTTP API from an existing natscope database, read-only:\n"
 	      "a copy taken from a gateway, or one natscope import built.  Needs\n"
@@ -40,8 +39,8 @@ static void serve_usage(FILE *f)
 	      "\n"
 	      "options:\n"
 	      "  --db FILE             the database (required)\n"
-	      "  --listen ADDR:PORT    HTTP API address, [v6]:PORT for IPv6\n"
-	      "                        (default " DEFAULT_LISTEN ")\n"
+	      CLI_NET_USAGE
+	      CLI_CONFIG_USAGE
 	      "  -v, --verbose         debug logging\n"
 	      "  -h, --help            this text\n",
 	      f);
@@ -97,20 +96,23 @@ int cli_open_db(const char *path, struct store **out, int *frozen)
 
 /* A line on what is served: the run that wrote it, as of when. */
 static void serve_describe(struct store *st, const char *db,
-			   const char *listen, int frozen, unsigned *interval)
+			   const char *scheme, const char *listen, int frozen,
+			   unsigned *interval)
 {
 	struct store_status s;
 	char asof[NS_TIME_STRLEN];
 
 	if (store_read_status(st, &s) < 0) {
-		log_info("serving %s%s on http://%s/: no run has written it "
-			 "yet", db, frozen ? " (frozen copy)" : "", listen);
+		log_info("serving %s%s on %s://%s/: no run has written it "
+			 "yet", db, frozen ? " (frozen copy)" : "", scheme,
+			 listen);
 		return;
 	}
 	if (s.interval_s)
 		*interval = (unsigned)s.interval_s;
-	log_info("serving %s read-only%s on http://%s/: state %s, figures "
-		 "as of %s%s%s", db, frozen ? " (frozen copy)" : "", listen,
+	log_info("serving %s read-only%s on %s://%s/: state %s, figures "
+		 "as of %s%s%s", db, frozen ? " (frozen copy)" : "", scheme,
+		 listen,
 		 store_state_name((enum store_state)s.state),
 		 s.as_of_ms > 0 ? ns_time_format(s.as_of_ms, asof) : "never",
 		 *s.note ? "; " : "", s.note);
@@ -120,34 +122,39 @@ static void serve_describe(struct store *st, const char *db,
 			 store_state_name((enum store_state)s.state));
 }
 
-int cli_serve(int argc, char **argv)
+static const struct option serve_opts[] = {
+	{ "db", required_argument, NULL, 'd' },
+	CLI_NET_OPTIONS,
+	CLI_LOG_OPTIONS,
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int serve_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "db", required_argument, NULL, 'd' },
-		{ "listen", required_argument, NULL, 'l' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *db = NULL, *listen = DEFAULT_LISTEN;
-	struct sockaddr_storage ss;
-	socklen_t sslen;
+	const struct option *opts = serve_opts;
+	const char *db = NULL;
+	struct cli_net net = { 0 };
 	struct web_config wcfg;
 	struct store *st = NULL;
-	struct web *web = NULL;
 	unsigned interval = 5;
 	sigset_t mask;
-	int opt, sfd = -1, lfd = -1, frozen, rc = 1;
+	int opt, sfd = -1, frozen, rc = 1, r;
 
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
+		r = cli_net_option(&net, opt, optarg, "serve");
+		if (!r)
+			r = cli_log_option(opt, optarg, "serve");
+		if (r == 2)
+			return 2;
+		if (r)
+			continue;
 		switch (opt) {
 		case 'd':
 			db = optarg;
-			break;
-		case 'l':
-			listen = optarg;
 			break;
 		case 'v':
 			log_init("natscope", NS_LOG_DEBUG);
@@ -175,15 +182,13 @@ int cli_serve(int argc, char **argv)
 		fputs("natscope serve: --db FILE is required\n", stderr);
 		return 2;
 	}
-	if (web_parse_listen(listen, &ss, &sslen) < 0) {
-		fprintf(stderr, "natscope serve: --listen '%s': expected "
-			"ADDR:PORT, e.g. 127.0.0.1:9628 or [::1]:9628\n", listen);
+	if (cli_net_check(&net, "serve"))
 		return 2;
-	}
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
 	if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0 ||
 	    (sfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
 		log_warn("signalfd");
@@ -193,31 +198,27 @@ int cli_serve(int argc, char **argv)
 
 	/* the file first: a wrong one is said before any socket is bound */
 	if (cli_open_db(db, &st, &frozen) < 0) {
-		if (errno == EILSEQ)
-			log_warnx("%s is not a natscope database: nothing to "
-				  "serve", db);
-		else
-			log_warnx("cannot read the database %s", db);
+		log_errx(errno == EILSEQ ? "not started: %s is not a natscope "
+			 "database: nothing to serve" : "not started: cannot "
+			 "read the database %s", db);
 		goto out;
 	}
-	serve_describe(st, db, listen, frozen, &interval);
+	serve_describe(st, db, net.tls_cert_file ? "https" : "http",
+		       net.listen[0], frozen, &interval);
 	store_close(st); /* the web service opens its own connection */
 	st = NULL;
-	lfd = web_listen(listen);
-	if (lfd < 0) {
-		log_warnx("cannot serve HTTP on %s", listen);
-		goto out;
-	}
-	wcfg = (struct web_config){ .db_path = db, .interval_s = interval,
-				    .run_started_ms = 0, .frozen = frozen };
-	web = web_start(lfd, &wcfg);
-	lfd = -1;
-	if (!web) {
-		log_warnx("cannot serve %s on %s", db, listen);
+	if (cli_net_load(&net) < 0 || cli_net_listen(&net) < 0 ||
+	    (wcfg = (struct web_config){ .db_path = db,
+					 .interval_s = interval,
+					 .run_started_ms = 0,
+					 .frozen = frozen },
+	     cli_net_start(&net, &wcfg) < 0)) {
+		log_errx("not started: cannot serve the API as asked (%s)", db);
 		goto out;
 	}
 	for (;;) {
 		struct pollfd p = { sfd, POLLIN, 0 };
+		struct signalfd_siginfo si;
 
 		if (poll(&p, 1, -1) < 0) {
 			if (errno == EINTR)
@@ -225,17 +226,30 @@ int cli_serve(int argc, char **argv)
 			log_warn("poll");
 			goto out;
 		}
-		if (p.revents)
+		if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+			continue;
+		if (si.ssi_signo != SIGHUP)
 			break;
+		cli_net_reload(&net); /* what it cannot reload it says */
 	}
 	log_info("stopped");
 	rc = 0;
 out:
-	web_stop(web);
+	cli_net_stop(&net);
 	store_close(st);
-	if (lfd >= 0)
-		close(lfd);
 	if (sfd >= 0)
 		close(sfd);
+	return rc;
+}
+
+int cli_serve(int argc, char **argv)
+{
+	struct cli_config conf;
+	int rc;
+
+	if (cli_config(&conf, serve_opts, &argc, &argv) < 0)
+		return 2;
+	rc = serve_main(argc, argv);
+	cli_config_free(&conf);
 	return rc;
 }

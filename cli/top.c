@@ -22,7 +22,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEFAULT_URL "http://127.0.0.1:9628"
 #define DEFAULT_TOP 3
 
 static void top_usage(FILE *f)
@@ -35,7 +34,7 @@ static void top_usage(FILE *f)
 	      "\n"
 	      "options:\n"
 	      "  --url URL             a running natscope's API\n"
-	      "                        (default " DEFAULT_URL ")\n"
+	      "                        (default " CLI_DEFAULT_URL ")\n"
 	      "  --db FILE             read a database instead (read-only)\n"
 	      "  --at TIME             the state at a past moment, from history\n"
 	      "                        (RFC 3339 or unix seconds; implies --once)\n"
@@ -324,7 +323,7 @@ int cli_top(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct top t = { .url = DEFAULT_URL, .top_n = DEFAULT_TOP };
+	struct top t = { .url = CLI_DEFAULT_URL, .top_n = DEFAULT_TOP };
 	const char *db = NULL;
 	unsigned interval = 2;
 	int opt, once = 0, frozen, rc = 1, url_given = 0;

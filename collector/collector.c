@@ -66,6 +66,7 @@ struct collector {
 	struct localaddr *la;
 	struct tracker *tracker;
 	struct store_writer *w;
+	int ready_said; /* cfg.ready was called */
 
 	/* event receive buffers */
 	struct mmsghdr mm[EV_BATCH];
@@ -709,9 +710,13 @@ int collector_run(struct collector *c, struct store_writer *w)
 		}
 		if (c->write_wanted && now_ns >= c->write_retry_ns &&
 		    tracker_state(c->tracker) != STORE_STATE_STARTING) {
-			if (collector_write(c, tracker_state(c->tracker)) == 0)
+			if (collector_write(c, tracker_state(c->tracker)) == 0) {
 				c->write_wanted = 0;
-			else
+				if (!c->ready_said && c->cfg.ready) {
+					c->ready_said = 1;
+					c->cfg.ready(c->cfg.ready_arg);
+				}
+			} else
 				c->write_retry_ns = now_ns +
 						    WRITE_RETRY_MS * 1000000LL;
 		}

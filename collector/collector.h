@@ -27,6 +27,11 @@ struct collector_config {
 				   gap log); 0: when collector_open() runs */
 	unsigned hist_top; /* history: top hosts and buckets per gateway and
 			      period (0: 10) */
+	/* Called once, on the collector's thread, when the first complete
+	 * dump's figures have been handed to the writer (systemd's READY=1).
+	 * NULL: nobody waits. */
+	void (*ready)(void *arg);
+	void *ready_arg;
 };
 
 /* Opens the conntrack event and dump sockets and the address watcher, and

@@ -62,6 +62,7 @@
 #define DEAD_SILENT_BUDGET 0.25 /* re-dumps while silent ones are known gone */
 #define SAMPLE_BUDGET 0.01    /* the sampler */
 #define STALL_MS 10000	      /* a dump without progress is abandoned */
+#define STALL_CONFIRM_MS 1000 /* ... if it still has none this much later */
 #define RETRY_MIN_MS 100      /* after a failed dump, first retry */
 #define RETRY_MAX_MS 30000    /* the backoff's ceiling */
 #define SAMPLE_MIN_GAP_MS 10  /* between two samples at least */
@@ -108,6 +109,7 @@ struct tracker {
 	unsigned fail_streak;
 	uint64_t drops_at_dump;
 	int64_t dump_started_ms, dump_progress_ms, last_done_ms;
+	int64_t stall_seen_ms; /* when the dump was first seen past the limit */
 	int64_t last_duration_us;
 	struct store_resync_hist resync_hist; /* every complete resync's */
 	double last_cpu;
@@ -543,6 +545,7 @@ void tracker_dump_begin(struct tracker *t, uint64_t drops_total, int64_t now)
 	t->dump_clean = t->initial_done && !t->gap_open;
 	t->drops_at_dump = t->drops;
 	t->dump_started_ms = t->dump_progress_ms = now;
+	t->stall_seen_ms = 0;
 	/* Records this dump adds may be silent if they predate every
 	 * listener (the first dump), or were created while events were off
 	 * (since the last dump began, or now). */
@@ -556,6 +559,7 @@ void tracker_dump_begin(struct tracker *t, uint64_t drops_total, int64_t now)
 void tracker_dump_progress(struct tracker *t, int64_t now)
 {
 	t->dump_progress_ms = now;
+	t->stall_seen_ms = 0;
 }
 
 int tracker_dumping(const struct tracker *t)
@@ -742,7 +746,17 @@ unsigned tracker_due(struct tracker *t, int64_t now, int64_t *wake)
 	if (t->dumping) {
 		int64_t stall = t->cfg.stall_ms > 0 ? t->cfg.stall_ms : STALL_MS;
 
-		if (now - t->dump_progress_ms >= stall) {
+		/* Past the limit the dump is only suspected: the loop may
+		 * not have run (a SIGSTOP, a starved thread) while the
+		 * reader had data all along.  It is abandoned if the loop,
+		 * running again, still sees no progress a moment later. */
+		if (now - t->dump_progress_ms >= stall && !t->stall_seen_ms) {
+			t->stall_seen_ms = now;
+			next = now + STALL_CONFIRM_MS;
+		} else if (now - t->dump_progress_ms >= stall &&
+			   now - t->stall_seen_ms < STALL_CONFIRM_MS) {
+			next = t->stall_seen_ms + STALL_CONFIRM_MS;
+		} else if (now - t->dump_progress_ms >= stall) {
 			t->resync_abandoned++;
 			log_warnx("conntrack dump made no progress for %.1f s: "
 				  "abandoned", (now - t->dump_progress_ms) / 1e3);

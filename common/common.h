@@ -25,11 +25,31 @@ enum ns_log_level { NS_LOG_ERR = 0, NS_LOG_WARN, NS_LOG_INFO, NS_LOG_DEBUG };
  * printed (default NS_LOG_INFO).  Call once before threads start. */
 void log_init(const char *progname, enum ns_log_level level);
 
+/* How lines look: text ("2026-12-02T14:02:00.123Z natscope warning: msg")
+ * or one JSON object a line for log collectors ({"time", "prog", "level",
+ * "msg"}, and "error" with strerror(errno) for log_warn()). */
+enum ns_log_format { NS_LOG_TEXT = 0, NS_LOG_JSON };
+
+/* Changes the most verbose level printed or the format, e.g. at SIGHUP;
+ * safe while other threads log (a line is either before or after). */
+void log_set_level(enum ns_log_level level);
+void log_set_format(enum ns_log_format format);
+
+/* "error", "warning", "info" or "debug"; "text" or "json".  Return 0 with
+ * *out set, or -1 with errno EINVAL. */
+int log_parse_level(const char *text, enum ns_log_level *out);
+int log_parse_format(const char *text, enum ns_log_format *out);
+
 /* log_warn appends ": strerror(errno)"; log_warnx does not. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* An error the program cannot go on from, logged once by the command that
+ * gives up (cli/): the modules below it said the details as warnings.
+ * log_err appends ": strerror(errno)"; log_errx does not. */
+void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_errx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Log and exit(1).  Only cli/ calls these: modules return errors. */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -1,6 +1,7 @@
 /*
- * log.c - one line per message on stderr, prefixed with the time, the
- * program name and the level.  stdio locks the stream per call, so lines
+ * log.c - one line per message on stderr: the time, the program name, the
+ * level and the message, as text or as a JSON object (jansson) for log
+ * collectors.  Each line is written under the stream's lock, so lines
  * from different threads never interleave.
  */
 #include "common.h"
@@ -12,8 +13,67 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 static const char *log_prog = "natscope";
-static enum ns_log_level log_level = NS_LOG_INFO;
+static volatile enum ns_log_level log_level = NS_LOG_INFO;
+static volatile enum ns_log_format log_format = NS_LOG_TEXT;
+static const char *const log_level_names[] = { "error", "warning", "info",
+					       "debug" };
+
+void log_set_level(enum ns_log_level level)
+{
+	log_level = level;
+}
+
+void log_set_format(enum ns_log_format format)
+{
+	log_format = format;
+}
+
+int log_parse_level(const char *text, enum ns_log_level *out)
+{
+	for (int i = NS_LOG_ERR; i <= NS_LOG_DEBUG; i++)
+		if (!strcmp(text, log_level_names[i])) {
+			*out = (enum ns_log_level)i;
+			return 0;
+		}
+	errno = EINVAL;
+	return -1;
+}
+
+int log_parse_format(const char *text, enum ns_log_format *out)
+{
+	if (!strcmp(text, "text") || !strcmp(text, "json")) {
+		*out = text[0] == 'j' ? NS_LOG_JSON : NS_LOG_TEXT;
+		return 0;
+	}
+	errno = EINVAL;
+	return -1;
+}
+
+/* The line as JSON; falls back to text if jansson cannot build it. */
+static int log_json(const char *stamp, long ms, const char *level,
+		    const char *msg, const char *err)
+{
+	char t[64];
+	json_t *o;
+	int rc;
+
+	snprintf(t, sizeof(t), "%s.%03ldZ", stamp, ms % 1000);
+	o = json_pack("{s:s, s:s, s:s, s:s}", "time", t, "prog", log_prog,
+		      "level", level, "msg", msg);
+	if (!o)
+		return -1;
+	if (err)
+		json_object_set_new(o, "error", json_string(err));
+	flockfile(stderr);
+	rc = json_dumpf(o, stderr, JSON_COMPACT | JSON_ENSURE_ASCII);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+	json_decref(o);
+	return rc;
+}
 
 void log_init(const char *progname, enum ns_log_level level)
 {
@@ -25,7 +85,7 @@ void log_init(const char *progname, enum ns_log_level level)
 static void log_vline(enum ns_log_level level, int with_errno, int saved_errno,
 		      const char *fmt, va_list ap)
 {
-	static const char *names[] = { "error", "warning", "info", "debug" };
+	const char *const *names = log_level_names;
 	char msg[1024], stamp[32];
 	struct timespec ts;
 	struct tm tm;
@@ -39,6 +99,10 @@ static void log_vline(enum ns_log_level level, int with_errno, int saved_errno,
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (log_format == NS_LOG_JSON &&
+	    log_json(stamp, ts.tv_nsec / 1000000, names[level], msg,
+		     with_errno ? strerror(saved_errno) : NULL) == 0)
+		return;
 	if (with_errno)
 		fprintf(stderr, "%s.%03ldZ %s %s: %s: %s\n", stamp,
 			ts.tv_nsec / 1000000, log_prog, names[level], msg,
@@ -88,6 +152,28 @@ void log_debug(const char *fmt, ...)
 
 	va_start(ap, fmt);
 	log_vline(NS_LOG_DEBUG, 0, 0, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+void log_err(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vline(NS_LOG_ERR, 1, saved, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+void log_errx(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vline(NS_LOG_ERR, 0, 0, fmt, ap);
 	va_end(ap);
 	errno = saved;
 }

@@ -808,6 +808,48 @@ int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
 		      uint8_t proto, uint16_t port, int64_t at_ms,
 		      int64_t now_ms, char **out);
 
+/* at_ms of store_json_ports() for the live map. */
+#define STORE_PORTS_LIVE INT64_MIN
+
+/* One public IP's port occupancy (proto) from the mapping log, for the
+ * port map (store/portmap.c): live (at_ms STORE_PORTS_LIVE: the open
+ * blocks, exactly the mappings open at the log's last write, which is
+ * the answer's "at" and "as_of") or at at_ms (every mapping with
+ * start <= at_ms <= end, ends inclusive).  *out (malloc'd, caller frees),
+ * built by SQLite's JSON functions but for "runs" (numbers only, printed
+ * by portmap.c):
+ *   {"generated_at", "public_ip", "proto", "live": bool, "at", "as_of",
+ *    "age_seconds" and "state" (live: now - as_of and the collector's
+ *    state; null at at_ms),
+ *    "uncertain": bool, "reasons": [text...],
+ *    "coverage": {"complete": !uncertain, "gaps": [gaps over "at"]},
+ *    "log": {"from", "to"} (what the log holds: its first run's start,
+ *            or after what retention trimmed; its last write),
+ *    "port_space": 65535, "ports_in_use", "mappings", "shared_ports"
+ *    (ports held toward more than one destination),
+ *    "multi_host_ports" (ports held by more than one host),
+ *    "start_unknown" (mappings first seen by a dump),
+ *    "hosts": [{"ip", "kind", "ports", "mappings"}] (most ports first),
+ *    "destinations": [{"ip", "port", "zone", "mappings", "capacity",
+ *                      "range": [lo, hi]}] (most mappings first),
+ *    "runs": [[first_port, count, host_index, destination_index]...]}
+ * A run is consecutive public ports held by one host toward one bucket;
+ * every (port, host, bucket) held is in exactly one run, so a port held
+ * toward several destinations is in several runs.  Runs are sorted by
+ * first port, then destination and host index.  The answer is uncertain
+ * (reasons say why) when a gap covers the moment, the log was not being
+ * written then or its run's start-up dump had not ended, (live) natscope
+ * is stopped, starting or failing to write, or its last write is older
+ * than two intervals, at_ms is after the last write, retention trimmed
+ * mappings that ended at or after it, records of that time were lost, or
+ * a mapping shown ended unreported and may have ended before it.
+ * now_ms becomes "generated_at".  Returns 0, or -1 with errno: ENOENT
+ * (the log never had a write), EINVAL (bad address, proto or at_ms),
+ * ENOMEM, EBUSY, EIO, EILSEQ (a corrupt block), E2BIG (16M hosts or
+ * buckets on one IP).  Thread: the store's. */
+int store_json_ports(struct store *st, const struct ns_addr *public_ip,
+		     uint8_t proto, int64_t at_ms, int64_t now_ms, char **out);
+
 /* {"error": msg} with msg escaped by SQLite.  Never fails: falls back to a
  * constant body if SQLite cannot run.  Caller frees *out. */
 void store_json_error(struct store *st, const char *msg, char **out);
@@ -934,6 +976,20 @@ int store_json_incidents(struct store *st, int64_t from_ms, int64_t to_ms,
 			 unsigned limit, int64_t now_ms, char **out);
 int store_json_incident(struct store *st, int64_t id, int64_t now_ms,
 			char **out);
+
+/* The advice an exhaustion playbook gives, from one gateway's own live
+ * numbers (store/diagnosis.c): its TIME_WAIT share; this host's
+ * ip_local_port_range beside the usual OS defaults; per busiest
+ * destination bucket (up to 10) its fill, its rate of new mappings (the
+ * newest minute of history within 5 minutes that kept it; null when none)
+ * and rate x nf_conntrack_tcp_timeout_time_wait = ports held by closed
+ * connections, against its capacity, with a verdict; the remedies in
+ * their order of safety, each with whether it fits and why; and the
+ * warning never to use tcp_tw_recycle.  *out as the json functions
+ * above ("buckets" is the table CSV exports).  -1 with errno ENOENT (no
+ * live mappings of that gateway), EINVAL, EBUSY, EIO, ENOMEM. */
+int store_json_diagnosis(struct store *st, const struct ns_addr *gateway,
+			 uint8_t proto, int64_t now_ms, char **out);
 
 /* Who held public_ip:port (proto) at at_ms: one holder per destination,
  * each with its internal ip:port, destination, start and end, and whether

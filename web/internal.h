@@ -27,8 +27,15 @@ void web_buf_printf(struct web_buf *b, const char *fmt, ...)
 /* Appends len bytes of s. */
 void web_buf_add(struct web_buf *b, const char *s, size_t len);
 
+/* Appends a string literal. */
+#define WEB_BUF_LIT(b, lit) web_buf_add((b), "" lit, sizeof(lit) - 1)
+
 /* Releases the buffer's memory and zeroes it. */
 void web_buf_free(struct web_buf *b);
+
+/* Whether given equals want, in time that depends on want's length only
+ * (auth.c). */
+int web_token_equal(const char *given, const char *want);
 
 /* Builds the Prometheus text exposition (format 0.0.4) of everything in
  * the store.  Returns a malloc'd NUL-terminated body (caller frees) with
@@ -38,5 +45,45 @@ char *web_metrics(struct store *st, size_t *len);
 
 /* Writes ms since the epoch as "2026-11-25T10:00:01.250Z". */
 void web_format_time(int64_t ms, char out[32]);
+
+/* One file of the dashboard compiled into the binary (web/ui/embed.cmake
+ * generates the table from web/ui and uPlot's dist files). */
+struct web_asset {
+	const char *name;	    /* served as /ui/<name> */
+	const char *ctype;	    /* Content-Type */
+	const unsigned char *bytes; /* len bytes (and a NUL after them) */
+	size_t len;
+	const char *etag;	    /* "\"<SHA-256 prefix>\"", quotes included */
+};
+
+extern const struct web_asset web_assets[];
+extern const size_t web_assets_count;
+
+/* Appends s with & < > " ' as HTML character references: the one way
+ * text from the database (addresses, notes, gap reasons: all of it came
+ * from the network or a file) enters a page.  NULL appends nothing. */
+void web_buf_html(struct web_buf *b, const char *s);
+
+/* What the overview page needs besides the store. */
+struct web_page_cfg {
+	double warn, critical; /* colour thresholds, of capacity (0-1] */
+	unsigned refresh_s;    /* the script's refresh period */
+};
+
+/* Renders the overview page ("/" for a browser): the collector's health
+ * and coverage, then every public IP x protocol sorted by pressure, from
+ * the same JSON answers the API gives (store_json_status and
+ * store_json_gateways, read back with jansson).  Works without script;
+ * dash.js enhances it.  Returns a malloc'd page (caller frees) with its
+ * length in *len, or NULL with errno: the store's (ENOENT before any
+ * status row, EBUSY, EIO, ...), EPROTO for an answer it cannot read,
+ * ENOMEM.  Call on the thread that owns st. */
+char *web_overview(struct store *st, const struct web_page_cfg *cfg,
+		   int64_t now_ms, size_t *len);
+
+/* A minimal page that says msg (escaped), for when the overview cannot
+ * be rendered; refresh: it reloads itself every few seconds (no script).
+ * Returns a malloc'd page with its length in *len, or NULL (ENOMEM). */
+char *web_page_message(const char *msg, int refresh, size_t *len);
 
 #endif

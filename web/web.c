@@ -1,6 +1,8 @@
 /*
  * web.c - the HTTP service: libmicrohttpd on one internal epoll thread,
- * routing, validation and the mapping of store errors to HTTP statuses.
+ * routing, validation and the mapping of store errors to HTTP statuses;
+ * the dashboard's files compiled into the binary (web_assets[]) under
+ * /ui/, and "/" as the overview page for browsers (overview.c).
  *
  * Only that thread touches the read-only store connection, so requests
  * need no locking.  Every JSON document with data in it is built by
@@ -12,12 +14,15 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,14 +31,20 @@
 #include "web/internal.h"
 
 #define WEB_MAX_PATH 512	  /* longer paths are refused with 400 */
-#define WEB_MAX_CONNECTIONS 256	  /* concurrent connections */
-#define WEB_TIMEOUT_S 30	  /* idle connections are closed after */
 #define WEB_CONN_MEMORY 32768	  /* per-connection pool: headers, URL */
 #define WEB_LISTEN_BACKLOG 128
 
 #define CT_JSON "application/json"
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CT_CSV "text/csv; charset=utf-8"
+#define CT_HTML "text/html; charset=utf-8"
+
+/* Every HTML answer's policy: this origin's files only, no inline script
+ * or style, no plugin, no framing, forms and <base> nowhere else. */
+#define WEB_CSP                                                              \
+	"default-src 'self'; script-src 'self'; style-src 'self'; "          \
+	"img-src 'self'; connect-src 'self'; object-src 'none'; "           \
+	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 struct web {
 	struct MHD_Daemon *mhd;
@@ -41,14 +52,26 @@ struct web {
 	unsigned interval_s;
 	int64_t run_started_ms; /* answer only once the status row is this
 				   run's */
+	struct web_page_cfg page; /* the overview's thresholds */
 	int run_seen;		/* it was: no need to look again */
+	char *index;		/* the JSON index, from web_routes[] */
+	pthread_mutex_t token_lock; /* token: set by web_set_token() */
+	char *token;		/* NULL: no authentication */
+	unsigned open_paths;	/* WEB_OPEN_* */
+	int tls;
+	size_t index_len;
 	uint16_t port;
 	char addr[INET6_ADDRSTRLEN + 8]; /* what it listens on, for the log */
 };
 
+static int web_run_begun(struct web *w);
+
 /* Extra headers a reply carries besides Content-Type and Cache-Control. */
 #define REPLY_ALLOW 0x1	      /* Allow: GET, HEAD */
 #define REPLY_RETRY_AFTER 0x2 /* Retry-After: 1 */
+#define REPLY_HTML 0x4	      /* Content-Security-Policy: WEB_CSP */
+#define REPLY_VARY 0x8	      /* Vary: Accept ("/" answers by it) */
+#define REPLY_AUTH 0x10	      /* WWW-Authenticate: Bearer realm="natscope" */
 
 /* Proto names in the order the API documents them. */
 static const uint8_t web_protos[] = {
@@ -56,21 +79,6 @@ static const uint8_t web_protos[] = {
 	IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6,
 };
 
-static const char web_index[] =
-	"{\"name\": \"natscope\", \"version\": \"" NS_VERSION "\", "
-	"\"endpoints\": ["
-	"\"/api/v1/gateways\", "
-	"\"/api/v1/gateways/{public_ip}/hosts?proto=tcp&limit=50\", "
-	"\"/api/v1/gateways/{public_ip}/destinations?proto=tcp&limit=50\", "
-	"\"/api/v1/status\", \"/metrics\", \"/healthz\", "
-	"\"/api/v1/series?public_ip=&proto=tcp&from=&to=&resolution=\", "
-	"\"/api/v1/hosts/{ip}?from=&to=\", "
-	"\"/api/v1/incidents?from=&to=&limit=100\", "
-	"\"/api/v1/incidents/{id}\", "
-	"\"/api/v1/lookup?public_ip=&port=&proto=tcp&at=\"], "
-	"\"at\": \"the first three take at= (RFC 3339 or unix seconds) "
-	"for the state at that moment, from history\", "
-	"\"csv\": \"?format=csv on every answer that is a table\"}\n";
 
 static const char web_fallback_error[] = "{\"error\": \"internal error\"}";
 
@@ -178,12 +186,16 @@ void web_format_time(int64_t ms, char out[32])
 
 /* ---- replies ---- */
 
-/* Queues body as the reply.  MUST_FREE bodies are owned by MHD (or freed
- * here on failure); PERSISTENT ones are static. */
-static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
-				 const char *ctype, char *body, size_t len,
-				 enum MHD_ResponseMemoryMode mode,
-				 unsigned extra)
+/* Queues body as the reply, with Cache-Control cache and, when etag is
+ * not NULL, that ETag.  MUST_FREE bodies are owned by MHD (or freed here
+ * on failure); PERSISTENT ones are static.  ctype NULL: no body type (a
+ * 304).  Every reply says X-Content-Type-Options: nosniff. */
+static enum MHD_Result web_reply_cached(struct MHD_Connection *c,
+					unsigned code, const char *ctype,
+					char *body, size_t len,
+					enum MHD_ResponseMemoryMode mode,
+					unsigned extra, const char *cache,
+					const char *etag)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -195,16 +207,31 @@ static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
 		log_warnx("web: cannot create a response");
 		return MHD_NO;
 	}
-	if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) ==
-		    MHD_NO ||
+	if ((ctype && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+					      ctype) == MHD_NO) ||
 	    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
-				    "no-store") == MHD_NO ||
+				    cache) == MHD_NO ||
+	    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff") ==
+		    MHD_NO ||
+	    (etag && MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag) ==
+			     MHD_NO) ||
+	    ((extra & REPLY_HTML) &&
+	     (MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP) ==
+		      MHD_NO ||
+	      MHD_add_response_header(r, "Referrer-Policy", "no-referrer") ==
+		      MHD_NO)) ||
+	    ((extra & REPLY_VARY) &&
+	     MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept") ==
+		     MHD_NO) ||
 	    ((extra & REPLY_ALLOW) &&
 	     MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD") ==
 		     MHD_NO) ||
 	    ((extra & REPLY_RETRY_AFTER) &&
 	     MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1") ==
-		     MHD_NO)) {
+		     MHD_NO) ||
+	    ((extra & REPLY_AUTH) &&
+	     MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+				     "Bearer realm=\"natscope\"") == MHD_NO)) {
 		log_warnx("web: cannot add response headers");
 		MHD_destroy_response(r);
 		return MHD_NO;
@@ -212,6 +239,16 @@ static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
 	ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+/* A reply nobody may cache (every answer from the database). */
+static enum MHD_Result web_reply(struct MHD_Connection *c, unsigned code,
+				 const char *ctype, char *body, size_t len,
+				 enum MHD_ResponseMemoryMode mode,
+				 unsigned extra)
+{
+	return web_reply_cached(c, code, ctype, body, len, mode, extra,
+				"no-store", NULL);
 }
 
 /* Replies with {"error": msg}, msg escaped by SQLite. */
@@ -240,6 +277,33 @@ static enum MHD_Result web_error(struct web *w, struct MHD_Connection *c,
 			 MHD_RESPMEM_MUST_FREE, extra);
 }
 
+/* What a failed store read (errno err) is told as: the status, the
+ * REPLY_* flags and the message in msg.  Shared by the JSON and the HTML
+ * answers. */
+static unsigned web_store_error(int err, unsigned *extra, char *msg,
+				size_t n)
+{
+	*extra = 0;
+	if (err == ENOENT || err == EBUSY) {
+		*extra = REPLY_RETRY_AFTER;
+		snprintf(msg, n, "%s", err == ENOENT ?
+			 /* no run has written a status row yet */
+			 "the collector has not written a snapshot yet" :
+			 "database is busy");
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	}
+	if (err == EILSEQ)
+		snprintf(msg, n, "%s", "the database file is corrupt: this "
+			 "answer cannot be read from it (natscope's log says "
+			 "where)");
+	else if (err == EIO)
+		snprintf(msg, n, "%s", "cannot read the database: I/O error");
+	else
+		snprintf(msg, n, "cannot read the database (%s)",
+			 strerror(err));
+	return MHD_HTTP_INTERNAL_SERVER_ERROR;
+}
+
 /* A store read failed with err (already logged by the store).  The
  * per-gateway routes handle ENOENT (no such gateway) themselves.  Never an
  * empty answer: the client is told that the database cannot be read, and
@@ -247,24 +311,10 @@ static enum MHD_Result web_error(struct web *w, struct MHD_Connection *c,
 static enum MHD_Result web_store_failed(struct web *w, struct MHD_Connection *c,
 					int err)
 {
-	if (err == ENOENT) /* no run has written a status row yet */
-		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
-				 REPLY_RETRY_AFTER, "%s",
-				 "the collector has not written a snapshot "
-				 "yet");
-	if (err == EBUSY)
-		return web_error(w, c, MHD_HTTP_SERVICE_UNAVAILABLE,
-				 REPLY_RETRY_AFTER, "database is busy");
-	if (err == EILSEQ)
-		return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, "%s",
-				 "the database file is corrupt: this answer "
-				 "cannot be read from it (natscope's log says "
-				 "where)");
-	if (err == EIO)
-		return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0, "%s",
-				 "cannot read the database: I/O error");
-	return web_error(w, c, MHD_HTTP_INTERNAL_SERVER_ERROR, 0,
-			 "cannot read the database (%s)", strerror(err));
+	char msg[160];
+	unsigned extra, code = web_store_error(err, &extra, msg, sizeof(msg));
+
+	return web_error(w, c, code, extra, "%s", msg);
 }
 
 static enum MHD_Result web_json(struct MHD_Connection *c, char *body)
@@ -308,7 +358,7 @@ struct web_req {
 typedef enum MHD_Result (*web_handler)(struct web *w, struct MHD_Connection *c,
 				       struct web_req *q);
 
-enum web_seg { SEG_NONE, SEG_IP, SEG_ID };
+enum web_seg { SEG_NONE, SEG_IP, SEG_ID, SEG_NAME };
 
 /* A route: the path (one "{}" segment at most, of kind seg), what answers
  * it, the parameters it takes (and must have), the JSON path of the table
@@ -614,8 +664,76 @@ static enum MHD_Result web_no_history(struct web *w, struct MHD_Connection *c,
 static enum MHD_Result web_index_reply(struct web *w, struct MHD_Connection *c,
 				       struct web_req *q)
 {
-	return web_reply(c, MHD_HTTP_OK, CT_JSON, (char *)web_index,
-			 sizeof(web_index) - 1, MHD_RESPMEM_PERSISTENT, 0);
+	return web_reply(c, MHD_HTTP_OK, CT_JSON, w->index, w->index_len,
+			 MHD_RESPMEM_PERSISTENT, 0);
+}
+
+/* Whether the client asks for HTML: its Accept header names text/html, as
+ * browsers' do.  No Accept, a JSON-only one or curl's bare wildcard get
+ * the JSON index, so scripts that read "/" keep working. */
+static int web_wants_html(struct MHD_Connection *c)
+{
+	const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+							 MHD_HTTP_HEADER_ACCEPT);
+
+	return accept && strstr(accept, "text/html") != NULL;
+}
+
+/* "/": the overview page for a browser, the JSON index for anyone else. */
+static enum MHD_Result web_root(struct web *w, struct MHD_Connection *c,
+				struct web_req *q)
+{
+	unsigned code = MHD_HTTP_OK, extra = 0;
+	char msg[160];
+	size_t len;
+	char *body;
+
+	if (!web_wants_html(c))
+		return web_reply(c, MHD_HTTP_OK, CT_JSON, w->index,
+				 w->index_len, MHD_RESPMEM_PERSISTENT,
+				 REPLY_VARY);
+	if (!web_run_begun(w)) {
+		code = MHD_HTTP_SERVICE_UNAVAILABLE;
+		extra = REPLY_RETRY_AFTER;
+		body = web_page_message("starting: the database still holds "
+					"the previous run's figures", 1, &len);
+	} else if (!(body = web_overview(w->st, &w->page, q->now_ms, &len))) {
+		code = web_store_error(errno, &extra, msg, sizeof(msg));
+		body = web_page_message(msg, extra & REPLY_RETRY_AFTER, &len);
+	}
+	if (!body) {
+		log_warn("web: overview page");
+		return MHD_NO;
+	}
+	return web_reply(c, code, CT_HTML, body, len, MHD_RESPMEM_MUST_FREE,
+			 extra | REPLY_HTML | REPLY_VARY);
+}
+
+/* /ui/{name}: a file compiled into the binary, revalidated by its ETag
+ * (a content hash), so a new binary's files are never served stale. */
+static enum MHD_Result web_asset_reply(struct web *w, struct MHD_Connection *c,
+				       struct web_req *q)
+{
+	const char *inm;
+
+	for (size_t i = 0; i < web_assets_count; i++) {
+		const struct web_asset *a = &web_assets[i];
+
+		if (strcmp(a->name, q->seg) != 0)
+			continue;
+		inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						  MHD_HTTP_HEADER_IF_NONE_MATCH);
+		if (inm && strstr(inm, a->etag))
+			return web_reply_cached(c, MHD_HTTP_NOT_MODIFIED, NULL,
+						NULL, 0, MHD_RESPMEM_PERSISTENT,
+						0, "no-cache", a->etag);
+		return web_reply_cached(c, MHD_HTTP_OK, a->ctype,
+					(char *)a->bytes, a->len,
+					MHD_RESPMEM_PERSISTENT, 0, "no-cache",
+					a->etag);
+	}
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0, "no such file '/ui/%s'",
+			 q->seg);
 }
 
 static enum MHD_Result web_gateways(struct web *w, struct MHD_Connection *c,
@@ -683,6 +801,23 @@ static enum MHD_Result web_destinations(struct web *w,
 					struct web_req *q)
 {
 	return web_gateway_list(w, c, q, 0);
+}
+
+static enum MHD_Result web_diagnosis(struct web *w, struct MHD_Connection *c,
+				     struct web_req *q)
+{
+	char canon[NS_ADDR_STRLEN];
+	char *body;
+
+	if (store_json_diagnosis(w->st, &q->addr, q->proto, q->now_ms,
+				 &body) == 0)
+		return web_send(w, c, q, body);
+	if (errno != ENOENT)
+		return web_store_failed(w, c, errno);
+	ns_addr_format(&q->addr, canon);
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
+			 "no live mappings for %s %s", canon,
+			 ns_proto_name(q->proto));
 }
 
 static enum MHD_Result web_status(struct web *w, struct MHD_Connection *c,
@@ -764,6 +899,23 @@ static enum MHD_Result web_lookup(struct web *w, struct MHD_Connection *c,
 			      q->now_ms, &body) == 0)
 		return web_send(w, c, q, body);
 	return web_store_failed(w, c, errno);
+}
+
+/* A public IP's port map from the mapping log: live, or at= a moment. */
+static enum MHD_Result web_ports(struct web *w, struct MHD_Connection *c,
+				 struct web_req *q)
+{
+	int64_t at = q->given & P_AT ? q->at_ms : STORE_PORTS_LIVE;
+	char *body;
+
+	if (store_json_ports(w->st, &q->addr, q->proto, at, q->now_ms,
+			     &body) == 0)
+		return web_send(w, c, q, body);
+	if (errno != ENOENT)
+		return web_store_failed(w, c, errno);
+	return web_error(w, c, MHD_HTTP_NOT_FOUND, 0, "%s",
+			 "the mapping log is empty: no natscope run has "
+			 "logged mappings in this database");
 }
 
 /* 200 when the collector runs and wrote recently, else 503.  Only numbers
@@ -864,7 +1016,10 @@ static int web_run_begun(struct web *w)
 
 /* Every path the API answers, with the parameters each takes. */
 static const struct web_route web_routes[] = {
-	{ .path = "/", .handler = web_index_reply, .before_run = 1 },
+	{ .path = "/", .handler = web_root, .before_run = 1 },
+	{ .path = "/api/v1/", .handler = web_index_reply, .before_run = 1 },
+	{ .path = "/ui/{}", .seg = SEG_NAME, .handler = web_asset_reply,
+	  .before_run = 1 },
 	{ .path = "/api/v1/gateways", .handler = web_gateways,
 	  .params = P_AT | P_FORMAT, .table = "$.gateways" },
 	{ .path = "/api/v1/gateways/{}/hosts", .seg = SEG_IP,
@@ -874,6 +1029,12 @@ static const struct web_route web_routes[] = {
 	  .handler = web_destinations,
 	  .params = P_PROTO | P_LIMIT | P_AT | P_FORMAT,
 	  .table = "$.destinations", .limit = WEB_LIMIT_DEFAULT },
+	{ .path = "/api/v1/gateways/{}/ports", .seg = SEG_IP,
+	  .handler = web_ports, .params = P_PROTO | P_AT | P_FORMAT,
+	  .table = "$.hosts" },
+	{ .path = "/api/v1/gateways/{}/diagnosis", .seg = SEG_IP,
+	  .handler = web_diagnosis, .params = P_PROTO | P_FORMAT,
+	  .table = "$.buckets" },
 	{ .path = "/api/v1/status", .handler = web_status },
 	{ .path = "/metrics", .handler = web_metrics_reply },
 	{ .path = "/healthz", .handler = web_healthz },
@@ -921,6 +1082,106 @@ static int web_match(const char *path, const char *url, char *seg)
 	return *url == '\0';
 }
 
+/* The JSON index "/api/v1/" answers, built from web_routes[] so that it
+ * lists every path with the parameters it takes (format aside: every
+ * table takes it).  NULL with ENOMEM. */
+static char *web_build_index(size_t *len)
+{
+	json_t *doc, *eps;
+	char *text = NULL;
+
+	doc = json_pack("{s:s, s:s, s:s, s:[], s:s, s:s}", "name", "natscope",
+			"version", NS_VERSION, "dashboard", "/",
+			"endpoints", "at", "at= (RFC 3339 or unix seconds) "
+			"answers for that moment, from history, or from the "
+			"mapping log for lookup and ports; from= and to= give "
+			"a range", "csv", "?format=csv on every answer that "
+			"is a table");
+	eps = doc ? json_object_get(doc, "endpoints") : NULL;
+	for (size_t i = 0; eps && i < sizeof(web_routes) /
+				       sizeof(web_routes[0]); i++) {
+		const struct web_route *rt = &web_routes[i];
+		const char *seg = rt->seg == SEG_ID ? "{id}" :
+			!strncmp(rt->path, "/api/v1/gateways/", 17) ?
+			"{public_ip}" : "{ip}";
+		char buf[256], *q = buf, *end = buf + sizeof(buf);
+		int sep = '?';
+
+		if (!strcmp(rt->path, "/") || !strcmp(rt->path, "/api/v1/") ||
+		    rt->seg == SEG_NAME)
+			continue; /* the dashboard, this index, its files */
+		for (const char *p = rt->path; *p && q < end - 16; p++) {
+			if (p[0] == '{' && p[1] == '}') {
+				q += snprintf(q, (size_t)(end - q), "%s", seg);
+				p++;
+			} else {
+				*q++ = *p;
+			}
+		}
+		*q = '\0';
+		for (size_t k = 0; k < WEB_NPARAMS; k++) {
+			if (!(rt->params & web_params[k].bit) ||
+			    web_params[k].bit == P_FORMAT)
+				continue;
+			q += snprintf(q, (size_t)(end - q), "%c%s=", sep,
+				      web_params[k].name);
+			sep = '&';
+		}
+		if (json_array_append_new(eps, json_string(buf)) < 0)
+			eps = NULL;
+	}
+	if (eps)
+		text = json_dumps(doc, JSON_INDENT(1));
+	json_decref(doc);
+	if (!text) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	*len = strlen(text);
+	return text;
+}
+
+/* Whether the request may be answered: no token is set, the path is
+ * one open_paths leaves open, or it carries "Authorization: Bearer" with
+ * the token. */
+static int web_authorized(struct web *w, struct MHD_Connection *c,
+			  const char *url)
+{
+	const char *h;
+	int ok;
+
+	if (((w->open_paths & WEB_OPEN_HEALTHZ) && !strcmp(url, "/healthz")) ||
+	    ((w->open_paths & WEB_OPEN_METRICS) && !strcmp(url, "/metrics")))
+		return 1;
+	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+					MHD_HTTP_HEADER_AUTHORIZATION);
+	pthread_mutex_lock(&w->token_lock);
+	if (!w->token)
+		ok = 1;
+	else
+		ok = h && !strncasecmp(h, "Bearer ", 7) &&
+		     web_token_equal(h + 7, w->token);
+	pthread_mutex_unlock(&w->token_lock);
+	return ok;
+}
+
+int web_set_token(struct web *w, const char *token)
+{
+	char *copy = NULL, *old;
+
+	if (token && !(copy = strdup(token))) {
+		log_warn("web: token");
+		errno = ENOMEM;
+		return -1;
+	}
+	pthread_mutex_lock(&w->token_lock);
+	old = w->token;
+	w->token = copy;
+	pthread_mutex_unlock(&w->token_lock);
+	free(old);
+	return 0;
+}
+
 /* Answers a request whose headers (and body, if any) have arrived. */
 static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 				  const char *url, const char *method)
@@ -940,6 +1201,10 @@ static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 	if (!q.route)
 		return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
 				 "no such path '%s'", url);
+	if (!web_authorized(w, c, url))
+		return web_error(w, c, MHD_HTTP_UNAUTHORIZED, REPLY_AUTH, "%s",
+				 "this natscope wants a bearer token "
+				 "(Authorization: Bearer TOKEN)");
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
 	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return web_error(w, c, MHD_HTTP_METHOD_NOT_ALLOWED, REPLY_ALLOW,
@@ -1076,14 +1341,23 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 	struct web *w;
 	int family, mhd_fd, err;
 
-	if (!(w = calloc(1, sizeof(*w)))) {
+	if (!(w = calloc(1, sizeof(*w))) ||
+	    !(w->index = web_build_index(&w->index_len))) {
 		log_warn("web: start");
+		free(w);
 		close(listen_fd);
 		errno = ENOMEM;
 		return NULL;
 	}
+	pthread_mutex_init(&w->token_lock, NULL);
+	w->open_paths = cfg->open_paths;
+	if (cfg->token && web_set_token(w, cfg->token) == -1)
+		goto err;
 	w->interval_s = cfg->interval_s;
 	w->run_started_ms = cfg->run_started_ms;
+	w->page.warn = cfg->warn > 0 ? cfg->warn : 0.7;
+	w->page.critical = cfg->critical > 0 ? cfg->critical : 0.9;
+	w->page.refresh_s = cfg->interval_s ? cfg->interval_s : 5;
 	if (web_sockname(listen_fd, w, &family) == -1) {
 		err = errno == ENOTSOCK ? EBADF : errno;
 		log_warn("web: descriptor %d is no listening socket",
@@ -1093,6 +1367,10 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 	}
 	if (family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (cfg->tls_cert && cfg->tls_key) {
+		flags |= MHD_USE_TLS;
+		w->tls = 1;
+	}
 	if (!(w->st = store_open(cfg->db_path, cfg->frozen ? STORE_IMMUTABLE :
 						      STORE_READ_ONLY)))
 		goto err;
@@ -1114,15 +1392,21 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 		MHD_OPTION_EXTERNAL_LOGGER, (MHD_LogCallback)web_mhd_log, NULL,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mhd_fd,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)WEB_MAX_CONNECTIONS,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)WEB_PER_IP_CONNECTIONS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WEB_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEB_CONN_MEMORY,
+		/* ignored without MHD_USE_TLS */
+		w->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
+		cfg->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, cfg->tls_key,
 		MHD_OPTION_END);
 	if (!w->mhd) {
 		log_warnx("web: cannot start serving on %s", w->addr);
 		errno = EIO;
 		goto err;
 	}
-	log_info("web: serving http on %s", w->addr);
+	log_info("web: serving %s on %s%s", w->tls ? "https" : "http",
+		 w->addr, w->token ? " (bearer token required)" : "");
 	return w;
 
 err:
@@ -1130,6 +1414,9 @@ err:
 	if (listen_fd >= 0)
 		close(listen_fd);
 	store_close(w->st);
+	free(w->index);
+	free(w->token);
+	pthread_mutex_destroy(&w->token_lock);
 	free(w);
 	errno = err;
 	return NULL;
@@ -1141,6 +1428,9 @@ void web_stop(struct web *w)
 		return;
 	MHD_stop_daemon(w->mhd);
 	store_close(w->st);
+	free(w->index);
+	free(w->token);
+	pthread_mutex_destroy(&w->token_lock);
 	free(w);
 }
 

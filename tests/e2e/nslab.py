@@ -1,7 +1,7 @@
 """nslab - network-namespace labs for natscope's end-to-end tests.
 
 A Lab owns a handful of network namespaces named after this run
-(ns-<pid>-<random>-<short>), the processes started in them and nothing
+(ns-<pid>-<random>-<short>, or another first word than ns), the processes started in them and nothing
 else.  Teardown kills those processes by their own process group and
 deletes those namespaces; it runs from try/finally, atexit and the
 SIGTERM/SIGINT handlers, so an interrupted test leaves nothing behind.
@@ -167,13 +167,15 @@ class Lab:
     """A set of namespaces and processes torn down together.
 
     exclusive: no other Lab on this machine exists while this one does
-    (needed to change host-wide settings: set_global_sysctl)."""
+    (needed to change host-wide settings: set_global_sysctl).
+    prefix: the first word of its namespaces' names (default "ns"), so
+    that one suite's namespaces can be told from another's."""
 
-    def __init__(self, tag="lab", exclusive=False):
+    def __init__(self, tag="lab", exclusive=False, prefix="ns"):
         self._lock = _take_global_lock(exclusive)
         self.exclusive = exclusive
         self._globals = {}      # host-wide sysctl -> original value
-        self.prefix = "ns-%d-%s" % (os.getpid(), secrets.token_hex(3))
+        self.prefix = "%s-%d-%s" % (prefix, os.getpid(), secrets.token_hex(3))
         self.tag = tag
         self.namespaces = {}    # short name -> full name
         self.procs = []         # Popen objects, each its own session

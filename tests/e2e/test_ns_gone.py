@@ -59,8 +59,22 @@ def cpu_check(fail, ns, what):
 
 
 def exact(fail, lab, ns, what, argv_prefix=None):
-    T, t_list = checks.take_truth(lab, argv_prefix=argv_prefix)
-    w = checks.wait_exact(ns, T, t_list, EXACT_TIMEOUT)
+    """natscope equals `conntrack -L` taken now.  wait_exact() needs the
+    table to stay as listed: if it changed while natscope was compared
+    (ctgen's short timeouts can expire meanwhile on a loaded machine), the
+    comparison is made again on a new listing, up to three times."""
+    for attempt in range(3):
+        T, t_list = checks.take_truth(lab, argv_prefix=argv_prefix)
+        w = checks.wait_exact(ns, T, t_list, EXACT_TIMEOUT)
+        if w.exact:
+            break
+        T2, _ = checks.take_truth(lab, argv_prefix=argv_prefix)
+        if (len(T2.entries) == len(T.entries) and
+                T2.gateways == T.gateways):
+            break  # the table held still: natscope was wrong
+        log("%s: the table changed during the comparison (%d -> %d "
+            "entries): again on a new listing" % (what, len(T.entries),
+                                                 len(T2.entries)))
     checks.report_watch(fail, w, "%s (%d entries)" % (what, len(T.entries)),
                         EXACT_TIMEOUT)
     return T

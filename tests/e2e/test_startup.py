@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -144,9 +145,32 @@ def test_startup_dump(lab, fail, work):
     T = truth.Truth(truth.parse(text), local_addrs, hi - lo + 1)
     log("before natscope:\n" + T.report())
 
-    ns = nslab.Natscope(lab, "gw", work)
+    # systemd's Type=notify: READY=1 once the first dump's figures are
+    # written (the socket is in the root namespace's file system, which
+    # `ip netns exec` shares)
+    notify_path = os.path.join(work, "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    os.environ["NOTIFY_SOCKET"] = notify_path
+    try:
+        ns = nslab.Natscope(lab, "gw", work)
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
     st = ns.wait_status(lambda s: s.get("state") == "running", 20,
                         "state running")
+    notify.settimeout(5)
+    try:
+        said = notify.recv(4096).decode()
+    except socket.timeout:
+        said = ""
+    fail.check("READY=1" in said.split("\n"),
+               "sd_notify: READY=1 once running, got %r" % said)
+    # natscope health: exit 0 and /healthz's answer while it runs
+    h = lab.run("gw", nslab.natscope_bin(), "health", "--url",
+                "http://127.0.0.1:9628", check=False)
+    fail.check(h.returncode == 0 and '"status": "ok"' in h.stdout,
+               "natscope health while running: exit %d, %r %r"
+               % (h.returncode, h.stdout, h.stderr))
     doc = ns.get_json("/api/v1/gateways")
     got = {(g["public_ip"], g["proto"]): g for g in doc.get("gateways", [])}
     fail.check(sorted(got) == sorted(T.gateways),
@@ -181,6 +205,18 @@ def test_startup_dump(lab, fail, work):
                % (st.get("mappings"), T.count("nat")))
     test_address_change(lab, fail, ns)
     lab.stop(ns.p)
+    try:
+        said = notify.recv(4096).decode()
+    except socket.timeout:
+        said = ""
+    fail.check("STOPPING=1" in said.split("\n"),
+               "sd_notify: STOPPING=1 at SIGTERM, got %r" % said)
+    h = lab.run("gw", nslab.natscope_bin(), "health", "--url",
+                "http://127.0.0.1:9628", check=False)
+    fail.check(h.returncode == 1 and "connect" in h.stderr.lower(),
+               "natscope health once stopped: exit %d, %r"
+               % (h.returncode, h.stderr))
+    notify.close()
     lab.stop(srvp)
 
 

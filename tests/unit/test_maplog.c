@@ -5,8 +5,11 @@
  * across batches, store_json_lookup() at the edges (exact start and end
  * milliseconds, open mappings, several holders, block boundaries, gaps,
  * dump-seen starts, a restart), retention by age and by size, and the
- * tracker feeding the log from events, dumps and a resync's sweep.
- * Prints the encoded size per mapping of a realistic block.
+ * tracker feeding the log from events, dumps and a resync's sweep; and
+ * store_json_ports(), the port map, with its exact runs at the edges of
+ * mappings, across a gap, before the start-up dump, live and stopped.
+ * Prints the encoded size per mapping of a realistic block and how long
+ * the port map of 60,000 occupied ports takes.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -321,6 +324,8 @@ static void test_codec_round_trip(void **state)
 }
 
 /* ---- writing and looking up ---- */
+
+static char *ports_doc(struct store *st, int64_t at);
 
 static void test_exact_edges(void **state)
 {
@@ -716,6 +721,26 @@ static void test_ipv6_and_protocols(void **state)
 	assert_int_equal(errno, EINVAL);
 	assert_int_equal(store_json_lookup(st, &pub, 200, 1, T0, T0, &doc), -1);
 	assert_int_equal(errno, EINVAL);
+	/* the port map of the IPv6 address: a local mapping, drawn from
+	 * ip_local_port_range (unknown here: the kernel's default) */
+	assert_int_equal(store_json_ports(st, &pub, IPPROTO_UDP,
+					  STORE_PORTS_LIVE, T0 + 6000, &doc), 0);
+	assert_string_equal(jtext(doc, "$.public_ip"), "2001:db8::1");
+	assert_string_equal(jtext(doc, "$.runs"), "[[40000,1,0,0]]");
+	assert_string_equal(jtext(doc, "$.hosts[0].ip"), "2001:db8::1");
+	assert_string_equal(jtext(doc, "$.hosts[0].kind"), "local");
+	assert_string_equal(jtext(doc, "$.destinations[0].ip"),
+			    "2001:db8:ffff::53");
+	assert_string_equal(jtext(doc, "$.destinations[0].range"),
+			    "[32768,60999]");
+	assert_int_equal(jint(doc, "$.destinations[0].capacity"), 28232);
+	free(doc);
+	assert_int_equal(store_json_ports(st, &a, IPPROTO_TCP,
+					  STORE_PORTS_LIVE, T0, &doc), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(store_json_ports(st, &pub, 200, STORE_PORTS_LIVE, T0,
+					  &doc), -1);
+	assert_int_equal(errno, EINVAL);
 	/* the web's read-only connection answers too */
 	store_close(st);
 	st = store_open(db_path("v6"), STORE_READ_ONLY);
@@ -723,6 +748,10 @@ static void test_ipv6_and_protocols(void **state)
 	assert_int_equal(store_json_lookup(st, &pub, IPPROTO_UDP, 40000,
 					   T0 + 1000, T0 + 6000, &doc), 0);
 	assert_int_equal(jlen(doc, "$.holders"), 1);
+	free(doc);
+	assert_int_equal(store_json_ports(st, &pub, IPPROTO_UDP, T0 + 1000,
+					  T0 + 6000, &doc), 0);
+	assert_string_equal(jtext(doc, "$.runs"), "[[40000,1,0,0]]");
 	free(doc);
 	store_batch_free(&b);
 	store_close(st);
@@ -793,6 +822,19 @@ static void test_retention_by_age(void **state)
 	free(doc);
 	doc = lookup(st, 40001, T0 + DAY_MS);
 	assert_int_equal(jlen(doc, "$.holders"), 1);
+	free(doc);
+	/* the port map there: 40000 is gone, and the answer says it may
+	 * miss ports; the log is whole from just after what was trimmed */
+	doc = ports_doc(st, T0 + 150);
+	assert_string_equal(jtext(doc, "$.runs"), "[]");
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "retention removed"));
+	assert_string_equal(jtext(doc, "$.log.from"),
+			    "2026-11-25T10:00:00.201Z");
+	free(doc);
+	doc = ports_doc(st, T0 + 300);
+	assert_string_equal(jtext(doc, "$.runs"), "[[40001,1,0,0]]");
+	assert_string_equal(jtype(doc, "$.uncertain"), "false");
 	free(doc);
 	store_batch_free(&b);
 	store_close(st);
@@ -1050,6 +1092,299 @@ static void test_costs(void **state)
 	store_close(st);
 }
 
+/* ---- the port map (store/portmap.c) ---- */
+
+static char *ports_doc(struct store *st, int64_t at)
+{
+	struct ns_addr ip = A("203.0.113.1");
+	char *doc = NULL;
+
+	assert_int_equal(store_json_ports(st, &ip, IPPROTO_TCP, at,
+					  T0 + 60000, &doc), 0);
+	assert_non_null(doc);
+	return doc;
+}
+
+/* The runs of doc as text, "[first,count,host,dest],..." */
+static const char *ports_runs(const char *doc)
+{
+	return jcall("json_extract", doc, "$.runs");
+}
+
+static void test_port_map(void **state)
+{
+	struct store *st = open_fresh("ports");
+	struct store_batch b;
+	struct store_gap_row *g;
+	struct ns_addr other = A("203.0.113.9");
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	/* host 2 takes 40000-40002 toward .7 (40001 from 10:00:00.200 to
+	 * 10:00:01.000); host 3 takes 40003 toward .7 and shares 40000,
+	 * toward .8; a low original port draws from 1-511 */
+	add(&b, rec(T0 + 100, 0, 40000, 2, 51000, 7));
+	add(&b, rec(T0 + 200, 0, 40001, 2, 51001, 7));
+	add(&b, rec(T0 + 300, 0, 40002, 2, 51002, 7));
+	add(&b, rec(T0 + 400, 0, 40003, 3, 51003, 7));
+	add(&b, rec(T0 + 500, 0, 40000, 3, 51004, 8));
+	add(&b, rec(T0 + 1000, STORE_MAPLOG_END, 40001, 2, 51001, 7));
+	add(&b, rec(T0 + 600, 0, 300, 4, 300, 9));
+	add(&b, rec(T0 + 700, STORE_MAPLOG_END, 300, 4, 300, 9));
+	/* the start-up dump ended at 10:00:00.090: history starts there */
+	b.hist.start_ms = T0 + 90;
+	b.hist.end_ms = T0 + 5000;
+	b.hist.exact = 1;
+	b.hist.state = STORE_STATE_RUNNING;
+	write_at(st, &b, T0, T0 + 5000);
+
+	/* the exact end of 40001: still held */
+	doc = ports_doc(st, T0 + 1000);
+	assert_string_equal(ports_runs(doc),
+			    "[[40000,3,0,0],[40000,1,1,1],[40003,1,1,0]]");
+	assert_string_equal(jtype(doc, "$.live"), "false");
+	assert_string_equal(jtype(doc, "$.state"), "null");
+	assert_string_equal(jtext(doc, "$.at"), "2026-11-25T10:00:01.000Z");
+	assert_string_equal(jtext(doc, "$.public_ip"), "203.0.113.1");
+	assert_string_equal(jtext(doc, "$.proto"), "tcp");
+	assert_int_equal(jint(doc, "$.ports_in_use"), 4);
+	assert_int_equal(jint(doc, "$.mappings"), 5);
+	assert_int_equal(jint(doc, "$.shared_ports"), 1);
+	assert_int_equal(jint(doc, "$.multi_host_ports"), 1);
+	assert_int_equal(jint(doc, "$.port_space"), 65535);
+	assert_int_equal(jlen(doc, "$.hosts"), 2);
+	assert_string_equal(jtext(doc, "$.hosts[0].ip"), "198.18.0.2");
+	assert_string_equal(jtext(doc, "$.hosts[0].kind"), "nat");
+	assert_int_equal(jint(doc, "$.hosts[0].ports"), 3);
+	assert_int_equal(jint(doc, "$.hosts[0].mappings"), 3);
+	assert_string_equal(jtext(doc, "$.hosts[1].ip"), "198.18.0.3");
+	assert_int_equal(jint(doc, "$.hosts[1].ports"), 2);
+	assert_int_equal(jlen(doc, "$.destinations"), 2);
+	assert_string_equal(jtext(doc, "$.destinations[0].ip"), "198.51.100.7");
+	assert_int_equal(jint(doc, "$.destinations[0].port"), 443);
+	assert_int_equal(jint(doc, "$.destinations[0].mappings"), 4);
+	assert_int_equal(jint(doc, "$.destinations[0].capacity"), 64512);
+	assert_string_equal(jtext(doc, "$.destinations[0].range"),
+			    "[1024,65535]");
+	assert_string_equal(jtext(doc, "$.destinations[1].ip"), "198.51.100.8");
+	assert_string_equal(jtype(doc, "$.uncertain"), "false");
+	assert_int_equal(jlen(doc, "$.reasons"), 0);
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "true");
+	assert_string_equal(jtext(doc, "$.log.from"),
+			    "2026-11-25T10:00:00.000Z");
+	assert_string_equal(jtext(doc, "$.log.to"), "2026-11-25T10:00:05.000Z");
+	free(doc);
+	/* a millisecond later it is not */
+	doc = ports_doc(st, T0 + 1001);
+	assert_string_equal(ports_runs(doc),
+			    "[[40000,1,0,0],[40000,1,1,1],[40002,1,0,0],"
+			    "[40003,1,1,0]]");
+	assert_int_equal(jint(doc, "$.hosts[0].ports"), 2);
+	assert_int_equal(jint(doc, "$.hosts[0].mappings"), 2);
+	free(doc);
+	/* the exact start of the first; a millisecond before, nothing */
+	doc = ports_doc(st, T0 + 100);
+	assert_string_equal(ports_runs(doc), "[[40000,1,0,0]]");
+	free(doc);
+	doc = ports_doc(st, T0 + 99);
+	assert_string_equal(ports_runs(doc), "[]");
+	assert_int_equal(jint(doc, "$.ports_in_use"), 0);
+	assert_string_equal(jtype(doc, "$.uncertain"), "false");
+	free(doc);
+	/* before the start-up dump ended: what it had not read is missing */
+	doc = ports_doc(st, T0 + 89);
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"),
+			       "natscope was starting: its first table dump "
+			       "ended at 2026-11-25T10:00:00.090Z"));
+	free(doc);
+	/* the low port's bucket, between its start and end */
+	doc = ports_doc(st, T0 + 650);
+	assert_string_equal(ports_runs(doc),
+			    "[[300,1,2,2],[40000,3,0,0],[40000,1,1,1],"
+			    "[40003,1,1,0]]");
+	assert_string_equal(jtext(doc, "$.destinations[2].range"), "[1,511]");
+	assert_int_equal(jint(doc, "$.destinations[2].capacity"), 511);
+	assert_string_equal(jtext(doc, "$.hosts[2].ip"), "198.18.0.4");
+	free(doc);
+	/* live: the open blocks, as of the last write */
+	doc = ports_doc(st, STORE_PORTS_LIVE);
+	assert_string_equal(jtype(doc, "$.live"), "true");
+	assert_string_equal(jtext(doc, "$.at"), "2026-11-25T10:00:05.000Z");
+	assert_string_equal(jtext(doc, "$.as_of"), "2026-11-25T10:00:05.000Z");
+	assert_string_equal(ports_runs(doc),
+			    "[[40000,1,0,0],[40000,1,1,1],[40002,1,0,0],"
+			    "[40003,1,1,0]]");
+	/* generated 55 s after the last write of a running natscope */
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "55.0 s ago"));
+	free(doc);
+	/* another public IP: nothing */
+	assert_int_equal(store_json_ports(st, &other, IPPROTO_TCP,
+					  STORE_PORTS_LIVE, T0 + 5000, &doc), 0);
+	assert_string_equal(ports_runs(doc), "[]");
+	assert_string_equal(jtype(doc, "$.uncertain"), "false");
+	free(doc);
+
+	/* events lost from 10:00:06 to 10:00:08; the resync then finds
+	 * 40002 gone (end not reported) */
+	g = store_batch_add_gap(&b);
+	g->run_started_ms = T0;
+	g->seq = 1;
+	g->start_ms = T0 + 6000;
+	g->end_ms = T0 + 8000;
+	g->events_lost = 10;
+	snprintf(g->reason, sizeof(g->reason), "enobufs");
+	add(&b, rec(T0 + 8000, STORE_MAPLOG_END | STORE_MAPLOG_END_UNCERTAIN,
+		    40002, 2, 0, 7));
+	write_at(st, &b, T0, T0 + 10000);
+	/* before the gap: held, and known held (exact until the gap) */
+	doc = ports_doc(st, T0 + 5500);
+	assert_string_equal(ports_runs(doc),
+			    "[[40000,1,0,0],[40000,1,1,1],[40002,1,0,0],"
+			    "[40003,1,1,0]]");
+	assert_string_equal(jtype(doc, "$.uncertain"), "false");
+	free(doc);
+	/* inside the gap: shown as the log has it, and said uncertain */
+	doc = ports_doc(st, T0 + 7000);
+	assert_string_equal(ports_runs(doc),
+			    "[[40000,1,0,0],[40000,1,1,1],[40002,1,0,0],"
+			    "[40003,1,1,0]]");
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_string_equal(jtype(doc, "$.coverage.complete"), "false");
+	assert_int_equal(jlen(doc, "$.reasons"), 2);
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "gap 1 (enobufs"));
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"),
+			       "covers this moment"));
+	assert_non_null(strstr(jtext(doc, "$.reasons[1]"),
+			       "1 mappings shown were found gone later"));
+	assert_int_equal(jlen(doc, "$.coverage.gaps"), 1);
+	assert_int_equal(jint(doc, "$.coverage.gaps[0].seq"), 1);
+	free(doc);
+	/* after the gap: gone */
+	doc = ports_doc(st, T0 + 9000);
+	assert_string_equal(ports_runs(doc),
+			    "[[40000,1,1,0],[40000,1,0,1],[40003,1,0,0]]");
+	assert_string_equal(jtype(doc, "$.uncertain"), "false");
+	assert_string_equal(jtext(doc, "$.hosts[0].ip"), "198.18.0.3");
+	free(doc);
+	doc = ports_doc(st, STORE_PORTS_LIVE);
+	assert_string_equal(ports_runs(doc),
+			    "[[40000,1,1,0],[40000,1,0,1],[40003,1,0,0]]");
+	free(doc);
+	/* after the last write, and before the run */
+	doc = ports_doc(st, T0 + 10001);
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "last write"));
+	free(doc);
+	doc = ports_doc(st, T0 - 1);
+	assert_string_equal(jtext(doc, "$.reasons[0]"),
+			    "natscope was not logging mappings at this moment");
+	free(doc);
+	/* natscope stopped: the live map is its last write's, and says so */
+	store_status_init(&b.status);
+	b.status.started_ms = T0;
+	b.status.as_of_ms = T0 + 10000;
+	b.status.interval_s = 5;
+	b.status.state = STORE_STATE_STOPPED;
+	b.full = 1;
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_clear(&b);
+	doc = ports_doc(st, STORE_PORTS_LIVE);
+	assert_string_equal(ports_runs(doc),
+			    "[[40000,1,1,0],[40000,1,0,1],[40003,1,0,0]]");
+	assert_string_equal(jtype(doc, "$.uncertain"), "true");
+	assert_string_equal(jtext(doc, "$.reasons[0]"),
+			    "natscope is not running (state stopped): this is "
+			    "the log as of its last write, 50.0 s ago");
+	assert_string_equal(jtext(doc, "$.state"), "stopped");
+	free(doc);
+	/* the hosts as CSV (the route's table) */
+	doc = ports_doc(st, T0 + 9000);
+	{
+		char *csv = NULL;
+
+		assert_int_equal(store_json_csv(st, doc, "$.hosts", &csv), 0);
+		assert_string_equal(csv,
+			"as_of,coverage_complete,ip,kind,ports,mappings\r\n"
+			"2026-11-25T10:00:09.000Z,true,198.18.0.3,nat,2,2\r\n"
+			"2026-11-25T10:00:09.000Z,true,198.18.0.2,nat,1,1\r\n");
+		free(csv);
+	}
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+static double wall_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* 60,000 occupied ports on one public IP, through store_write(): prints
+ * how long the port map takes, live and at a moment when half of them
+ * have ended since (not asserted: sanitizers and a shared machine change
+ * it; the figure goes in the README). */
+static void test_port_map_scale(void **state)
+{
+	enum { N = 60000 };
+	struct store *st = open_fresh("ports60k");
+	struct store_batch b;
+	uint64_t x = 11;
+	double t0, t_live, t_at;
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	for (unsigned i = 0; i < N; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		add(&b, rec(T0 + i / 20, 0, (uint16_t)(1024 + i),
+			    1 + (unsigned)((x >> 33) % 250),
+			    (uint16_t)(32768 + (x >> 20) % 28000),
+			    1 + (unsigned)((x >> 50) % 4)));
+	}
+	write_at(st, &b, T0, T0 + 5000);
+	t0 = wall_now();
+	doc = ports_doc(st, STORE_PORTS_LIVE);
+	t_live = wall_now() - t0;
+	assert_int_equal(jint(doc, "$.ports_in_use"), N);
+	assert_int_equal(jint(doc, "$.mappings"), N);
+	printf("port map: live, %d ports: %.1f ms, %zu bytes of JSON\n", N,
+	       1e3 * t_live, strlen(doc));
+	free(doc);
+	/* half of them end: ended blocks, open blocks rewritten */
+	x = 11;
+	for (unsigned i = 0; i < N; i++) {
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		if (i % 2)
+			add(&b, rec(T0 + 6000 + i / 20, STORE_MAPLOG_END,
+				    (uint16_t)(1024 + i),
+				    1 + (unsigned)((x >> 33) % 250), 0,
+				    1 + (unsigned)((x >> 50) % 4)));
+	}
+	write_at(st, &b, T0, T0 + 10000);
+	t0 = wall_now();
+	doc = ports_doc(st, T0 + 5500);
+	t_at = wall_now() - t0;
+	assert_int_equal(jint(doc, "$.ports_in_use"), N);
+	assert_int_equal(jlen(doc, "$.hosts"), 250);
+	assert_int_equal(jlen(doc, "$.destinations"), 4);
+	printf("port map: at=, %d ports from open and ended blocks: %.1f ms\n",
+	       N, 1e3 * t_at);
+	free(doc);
+	doc = ports_doc(st, STORE_PORTS_LIVE);
+	assert_int_equal(jint(doc, "$.ports_in_use"), N / 2);
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -1081,6 +1416,8 @@ int main(void)
 		cmocka_unit_test(test_retention_by_size),
 		cmocka_unit_test(test_tracker_hooks),
 		cmocka_unit_test(test_costs),
+		cmocka_unit_test(test_port_map),
+		cmocka_unit_test(test_port_map_scale),
 	};
 
 	log_init("test_maplog", NS_LOG_WARN);

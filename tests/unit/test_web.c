@@ -28,6 +28,7 @@
 
 #include "common/common.h"
 #include "store/store.h"
+#include "web/internal.h" /* web_buf_html, web_assets[] */
 #include "web/web.h"
 
 #define GW4 "203.0.113.1"
@@ -700,18 +701,362 @@ static void test_listen_ipv6(void **state)
 
 /* ---- routes ---- */
 
+static void assert_index(const struct resp *r)
+{
+	assert_json_reply(r, 200);
+	assert_jtext(r->body, "$.name", "natscope");
+	assert_jtext(r->body, "$.version", NS_VERSION);
+	assert_jtext(r->body, "$.dashboard", "/");
+	/* every route of the API, from the route table, with its
+	 * parameters */
+	assert_int_equal(jlen(r->body, "$.endpoints"), 14);
+	assert_jtext(r->body, "$.endpoints[0]", "/api/v1/gateways?at=");
+	assert_jtext(r->body, "$.endpoints[1]",
+		     "/api/v1/gateways/{public_ip}/hosts?proto=&limit=&at=");
+	assert_jtext(r->body, "$.endpoints[7]", "/healthz");
+	assert_jtext(r->body, "$.endpoints[12]", "/api/v1/incidents/{id}");
+}
+
+/* The JSON index is at /api/v1/; "/" gives it too to every client that
+ * does not ask for HTML (scripts, curl), and says that it varies. */
 static void test_index(void **state)
 {
+	static const char *accepts[] = {
+		NULL, "Accept: application/json\r\n", "Accept: */*\r\n",
+		"Accept: application/json, text/plain\r\n",
+	};
+	struct resp r;
+	char v[64];
+
+	http_get("/api/v1/", &r);
+	assert_index(&r);
+	resp_free(&r);
+	for (size_t i = 0; i < sizeof(accepts) / sizeof(accepts[0]); i++) {
+		http_full("GET", "/", accepts[i], NULL, &r);
+		assert_index(&r);
+		assert_int_equal(resp_header(&r, "Vary", v, sizeof(v)), 0);
+		assert_string_equal(v, "Accept");
+		assert_int_equal(resp_header(&r, "X-Content-Type-Options", v,
+					     sizeof(v)), 0);
+		assert_string_equal(v, "nosniff");
+		resp_free(&r);
+	}
+}
+
+#define ACCEPT_HTML "Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\n"
+
+/* An HTML answer: its type, and the headers every HTML answer has. */
+static void assert_html_reply(const struct resp *r, int status)
+{
+	char v[512];
+
+	if (r->status != status)
+		fail_msg("status %d, want %d: %s", r->status, status, r->body);
+	assert_int_equal(resp_header(r, "Content-Type", v, sizeof(v)), 0);
+	assert_string_equal(v, "text/html; charset=utf-8");
+	assert_int_equal(resp_header(r, "Cache-Control", v, sizeof(v)), 0);
+	assert_string_equal(v, "no-store");
+	assert_int_equal(resp_header(r, "X-Content-Type-Options", v,
+				     sizeof(v)), 0);
+	assert_string_equal(v, "nosniff");
+	assert_int_equal(resp_header(r, "Content-Security-Policy", v,
+				     sizeof(v)), 0);
+	assert_non_null(strstr(v, "default-src 'self'"));
+	assert_non_null(strstr(v, "script-src 'self';"));
+	assert_non_null(strstr(v, "style-src 'self';"));
+	assert_null(strstr(v, "unsafe"));
+	assert_null(strstr(v, "http"));
+	assert_non_null(strstr(r->body, "<!DOCTYPE html>"));
+	assert_non_null(strstr(r->body, "name=\"viewport\""));
+	/* no inline script or style, nothing from another origin */
+	assert_null(strstr(r->body, "<script>"));
+	assert_null(strstr(r->body, "style="));
+	assert_null(strstr(r->body, "<style"));
+	assert_null(strstr(r->body, "//"));
+}
+
+/* Where in the page the row of ip/proto starts (fails if absent). */
+static const char *page_row(const char *page, const char *ip,
+			    const char *proto)
+{
+	char key[128];
+	const char *p;
+
+	snprintf(key, sizeof(key), "data-ip=\"%s\" data-proto=\"%s\"", ip,
+		 proto);
+	p = strstr(page, key);
+	if (!p)
+		fail_msg("no row %s in the page", key);
+	return p;
+}
+
+/* The text of the first element marked data-k="k" after p. */
+static void page_value(const char *p, const char *k, char *out, size_t n)
+{
+	char key[64];
+	const char *v, *end;
+
+	snprintf(key, sizeof(key), "data-k=\"%s\">", k);
+	v = strstr(p, key);
+	if (!v)
+		fail_msg("no %s after %.60s", key, p);
+	v += strlen(key);
+	end = strchr(v, '<');
+	assert_non_null(end);
+	assert_true((size_t)(end - v) < n);
+	memcpy(out, v, (size_t)(end - v));
+	out[end - v] = '\0';
+}
+
+static void assert_page_value(const char *p, const char *k, const char *want)
+{
+	char got[128];
+
+	page_value(p, k, got, sizeof(got));
+	if (strcmp(got, want) != 0)
+		fail_msg("%s: the page shows '%s', want '%s'", k, got, want);
+}
+
+/* A browser asking for "/" gets the overview: the API's figures, sorted
+ * by pressure, with the collector's health in the header. */
+static void test_overview(void **state)
+{
+	const char *tcp4, *udp4, *tcp6, *icmp;
 	struct resp r;
 
-	http_get("/", &r);
-	assert_json_reply(&r, 200);
-	assert_jtext(r.body, "$.name", "natscope");
-	assert_jtext(r.body, "$.version", NS_VERSION);
-	assert_int_equal(jlen(r.body, "$.endpoints"), 11);
-	assert_jtext(r.body, "$.endpoints[0]", "/api/v1/gateways");
-	assert_jtext(r.body, "$.endpoints[5]", "/healthz");
+	write_status(STORE_STATE_RUNNING, ns_now_ms());
+	http_full("GET", "/", ACCEPT_HTML, NULL, &r);
+	assert_html_reply(&r, 200);
+	assert_non_null(strstr(r.body, "<script src=\"/ui/dash.js\""));
+	assert_non_null(strstr(r.body, "<script src=\"/ui/uPlot.min.js\""));
+	assert_non_null(strstr(r.body, "href=\"/ui/dash.css\""));
+	assert_non_null(strstr(r.body, "data-warn=\"0.7000\" "
+				       "data-critical=\"0.9000\""));
+	assert_page_value(r.body, "state", "running");
+	assert_page_value(r.body, "follow", "events");
+	assert_page_value(r.body, "coverage", "complete");
+	assert_page_value(r.body, "insert_failed", "7");
+	assert_page_value(r.body, "drop", "6");
+	assert_page_value(r.body, "count", "4");
+
+	/* by pressure: 1200 of 65535 ports; 30 of 65535; 22 of the worst
+	 * bucket's 64512; 3 of 65535 */
+	tcp4 = page_row(r.body, GW4, "tcp");
+	udp4 = page_row(r.body, GW4, "udp");
+	tcp6 = page_row(r.body, GW6, "tcp");
+	icmp = page_row(r.body, GW4B, "icmp");
+	assert_true(tcp4 < udp4 && udp4 < tcp6 && tcp6 < icmp);
+
+	assert_page_value(tcp4, "pressure", "1.8 %");
+	assert_page_value(tcp4, "ports_in_use", "1200");
+	assert_page_value(tcp4, "port_space", "65535");
+	assert_page_value(tcp4, "worst", "198.51.100.7:443");
+	assert_page_value(tcp4, "worst_mappings", "1100");
+	assert_page_value(tcp4, "worst_capacity", "64512");
+	assert_page_value(tcp4, "hosts", "13");
+	assert_page_value(tcp4, "mappings", "1500");
+	assert_page_value(tcp4, "time_wait", "73.1 %"); /* 1097 of 1500 */
+	assert_page_value(udp4, "time_wait", "&#8212;"); /* not TCP */
+	assert_page_value(tcp6, "worst", "[2001:db8:2::7]:443");
+	assert_page_value(tcp6, "time_wait", "0.0 %");
+	assert_page_value(icmp, "worst", "198.51.100.7:0");
+	assert_non_null(strstr(tcp4, "class=\"lvl-ok\""));
 	resp_free(&r);
+
+	/* HEAD: the same headers, no body */
+	http_full("HEAD", "/", ACCEPT_HTML, NULL, &r);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body_len, 0);
+	resp_free(&r);
+}
+
+/* Text from the database reaches the page escaped, through the one
+ * helper; a gap shows in the header. */
+static void test_overview_escapes(void **state)
+{
+	struct store_batch b;
+	struct web_buf wb = { 0 };
+	struct resp r;
+
+	web_buf_html(&wb, "<a href='x'>\"&\"</a>");
+	web_buf_html(&wb, NULL);
+	web_buf_html(&wb, "plain");
+	assert_int_equal(wb.err, 0);
+	assert_string_equal(wb.p, "&lt;a href=&#39;x&#39;&gt;&quot;&amp;"
+				  "&quot;&lt;/a&gt;plain");
+	web_buf_free(&wb);
+
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_STOPPED, ns_now_ms());
+	snprintf(b.status.note, sizeof(b.status.note), "%s",
+		 "imported from <script>alert(1)</script>.txt & \"x\"");
+	assert_int_equal(store_write(T.rw, &b), 0);
+	store_batch_free(&b);
+
+	http_full("GET", "/", ACCEPT_HTML, NULL, &r);
+	assert_html_reply(&r, 200);
+	assert_page_value(r.body, "note", "imported from &lt;script&gt;alert(1)"
+			  "&lt;/script&gt;.txt &amp; &quot;x&quot;");
+	assert_page_value(r.body, "state", "stopped");
+	assert_non_null(strstr(r.body, "class=\"health lvl-info\""));
+	resp_free(&r);
+	write_status(STORE_STATE_RUNNING, ns_now_ms());
+}
+
+/* Every file compiled in is served with its type and ETag, and a client
+ * that has it gets 304. */
+static void test_assets(void **state)
+{
+	static const struct {
+		const char *path, *ctype;
+	} want[] = {
+		{ "/ui/dash.js", "text/javascript; charset=utf-8" },
+		{ "/ui/dash.css", "text/css; charset=utf-8" },
+		{ "/ui/uPlot.min.js", "text/javascript; charset=utf-8" },
+		{ "/ui/uPlot.min.css", "text/css; charset=utf-8" },
+		{ "/ui/favicon.svg", "image/svg+xml" },
+	};
+	char v[128], etag[64], inm[128];
+	struct resp r;
+
+	assert_int_equal(web_assets_count, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const struct web_asset *a = NULL;
+
+		for (size_t k = 0; k < web_assets_count; k++)
+			if (strcmp(web_assets[k].name, want[i].path + 4) == 0)
+				a = &web_assets[k];
+		assert_non_null(a);
+
+		http_get(want[i].path, &r);
+		assert_int_equal(r.status, 200);
+		assert_int_equal(resp_header(&r, "Content-Type", v, sizeof(v)),
+				 0);
+		assert_string_equal(v, want[i].ctype);
+		assert_int_equal(resp_header(&r, "Cache-Control", v,
+					     sizeof(v)), 0);
+		assert_string_equal(v, "no-cache");
+		assert_int_equal(resp_header(&r, "X-Content-Type-Options", v,
+					     sizeof(v)), 0);
+		assert_string_equal(v, "nosniff");
+		assert_int_equal(resp_header(&r, "ETag", etag, sizeof(etag)),
+				 0);
+		assert_true(strlen(etag) > 10 && etag[0] == '"');
+		assert_int_equal(r.body_len, a->len);
+		assert_memory_equal(r.body, a->bytes, a->len);
+		assert_string_equal(etag, a->etag);
+		resp_free(&r);
+
+		snprintf(inm, sizeof(inm), "If-None-Match: %s\r\n", etag);
+		http_full("GET", want[i].path, inm, NULL, &r);
+		assert_int_equal(r.status, 304);
+		assert_int_equal(r.body_len, 0);
+		assert_int_equal(resp_header(&r, "ETag", v, sizeof(v)), 0);
+		assert_string_equal(v, etag);
+		resp_free(&r);
+
+		http_full("GET", want[i].path, "If-None-Match: \"other\"\r\n",
+			  NULL, &r);
+		assert_int_equal(r.status, 200);
+		resp_free(&r);
+	}
+	/* uPlot is the real library, not a stand-in */
+	http_get("/ui/uPlot.min.js", &r);
+	assert_true(r.body_len > 20000);
+	assert_non_null(strstr(r.body, "uPlot"));
+	resp_free(&r);
+	expect_error("/ui/nope.js", 404, "no such file '/ui/nope.js'");
+	http_get("/ui/..%2fweb.c", &r); /* nothing but the table is served */
+	assert_json_reply(&r, 404);
+	resp_free(&r);
+}
+
+/* The thresholds run's --warn/--critical give colour the rows, bars and
+ * the page's data for dash.js. */
+static void test_overview_thresholds(void **state)
+{
+	struct web_config cfg = { .interval_s = 5, .warn = 0.01,
+				  .critical = 0.018 };
+	uint16_t saved = T.port;
+	const char *tcp4, *udp4;
+	struct web *w;
+	struct resp r;
+
+	write_status(STORE_STATE_RUNNING, ns_now_ms());
+	cfg.db_path = T.db;
+	w = web_start(web_listen("127.0.0.1:0"), &cfg);
+	assert_non_null(w);
+	T.port = web_bound_port(w);
+	http_full("GET", "/", ACCEPT_HTML, NULL, &r);
+	assert_html_reply(&r, 200);
+	assert_non_null(strstr(r.body, "data-warn=\"0.0100\" "
+				       "data-critical=\"0.0180\""));
+	assert_non_null(strstr(r.body, "warn 1 %, critical 2 %"));
+	/* GW4 tcp: ports 1200 of 65535 (1.83 %: critical), its worst
+	 * bucket 1100 of 64512 (1.71 %: warn); GW4 udp: 0.05 %: ok */
+	tcp4 = page_row(r.body, GW4, "tcp");
+	udp4 = page_row(r.body, GW4, "udp");
+	assert_true(strncmp(tcp4 - strlen("<tr class=\"lvl-crit\" "),
+			    "<tr class=\"lvl-crit\" ",
+			    strlen("<tr class=\"lvl-crit\" ")) == 0);
+	assert_true(strncmp(udp4 - strlen("<tr class=\"lvl-ok\" "),
+			    "<tr class=\"lvl-ok\" ",
+			    strlen("<tr class=\"lvl-ok\" ")) == 0);
+	assert_non_null(strstr(tcp4, "<td class=\"bar lvl-crit\" "
+				     "data-label=\"ports in use\">"));
+	assert_non_null(strstr(tcp4, "<td class=\"bar lvl-warn\" "
+				     "data-label=\"worst destination\">"));
+	/* the bars: yellow from warn, red from critical, of their maximum */
+	assert_non_null(strstr(tcp4, "<meter min=\"0\" max=\"65535\" "
+				     "low=\"655.4\" high=\"1179.6\" "
+				     "optimum=\"0\" value=\"1200\">"));
+	resp_free(&r);
+	web_stop(w);
+	T.port = saved;
+}
+
+static void remove_db(const char *db);
+
+/* Before this run's status row, and with no snapshot at all, the page
+ * says so (and reloads itself) instead of showing old figures. */
+static void test_overview_unavailable(void **state)
+{
+	struct web_config cfg = { .interval_s = 5, .run_started_ms = 1 };
+	uint16_t saved = T.port;
+	char db[160];
+	struct store *st;
+	struct web *w;
+	struct resp r;
+
+	cfg.db_path = T.db;
+	w = web_start(web_listen("127.0.0.1:0"), &cfg);
+	assert_non_null(w);
+	T.port = web_bound_port(w);
+	http_full("GET", "/", ACCEPT_HTML, NULL, &r);
+	assert_html_reply(&r, 503);
+	assert_page_value(r.body, "message", "starting: the database still "
+			  "holds the previous run&#39;s figures");
+	assert_non_null(strstr(r.body, "http-equiv=\"refresh\""));
+	resp_free(&r);
+	web_stop(w);
+
+	snprintf(db, sizeof(db), "%s/empty-page.db", T.dir);
+	st = store_open(db, STORE_READ_WRITE);
+	assert_non_null(st);
+	cfg.db_path = db;
+	cfg.run_started_ms = 0;
+	w = web_start(web_listen("127.0.0.1:0"), &cfg);
+	assert_non_null(w);
+	T.port = web_bound_port(w);
+	http_full("GET", "/", ACCEPT_HTML, NULL, &r);
+	assert_html_reply(&r, 503);
+	assert_page_value(r.body, "message",
+			  "the collector has not written a snapshot yet");
+	resp_free(&r);
+	web_stop(w);
+	T.port = saved;
+	store_close(st);
+	remove_db(db);
 }
 
 static void test_gateways(void **state)
@@ -1249,6 +1594,67 @@ static void test_series(void **state)
 			  "format)");
 }
 
+/* The diagnosis: the busiest buckets with the TIME_WAIT arithmetic from
+ * a fresh minute of history, and which remedies fit (store/diagnosis.c). */
+static void test_diagnosis(void **state)
+{
+	int64_t minute = ns_now_ms() / 60000 * 60000 - 60000;
+	char sql[512], *b;
+
+	/* 24,000 new connections toward 198.51.100.7:443 in the last
+	 * complete minute: 400/s x 120 s of TIME_WAIT = 48,000 ports */
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO hist_dest (public_ip, proto, tier, ts_ms, zone, "
+		 "ip, port, span_ms, family, ip_bin, capacity, mappings, "
+		 "mappings_peak, new_mappings) VALUES ('" GW4 "', 'tcp', 1, "
+		 "%lld, 0, '198.51.100.7', 443, 60000, 4, x'c6336407', 64512, "
+		 "1100, 1200, 24000)", (long long)minute);
+	assert_int_equal(store_test_exec(T.rw, sql), 0);
+
+	b = get_json("/api/v1/gateways/" GW4 "/diagnosis?proto=tcp");
+	assert_jtext(b, "$.public_ip", GW4);
+	assert_int_equal(jint(b, "$.gateway.time_wait"), 1097);
+	assert_jtext(b, "$.gateway.time_wait_share", "0.73");
+	assert_int_equal(jint(b, "$.port_range.this_host.ports"), 28232);
+	assert_int_equal(jint(b, "$.port_range.os_defaults[1].lo"), 49152);
+	assert_int_equal(jint(b, "$.time_wait_timeout.seconds"), 120);
+	assert_int_equal(jlen(b, "$.buckets"), 4);
+	assert_jtext(b, "$.buckets[0].destination.ip", "198.51.100.7");
+	assert_jtext(b, "$.buckets[0].new_per_second", "400.0");
+	assert_int_equal(jint(b, "$.buckets[0].time_wait_ports"), 48000);
+	assert_jtext(b, "$.buckets[0].time_wait_fill", "0.74");
+	assert_jtext(b, "$.buckets[0].verdict", "warn");
+	/* no rate for the others: busiest next by their own fill */
+	assert_jtext(b, "$.buckets[1].destination.ip", "198.51.100.9");
+	assert_null(jtext(b, "$.buckets[1].new_per_second"));
+	/* the remedies in their order, and which fit */
+	assert_int_equal(jlen(b, "$.remedies"), 5);
+	assert_jtext(b, "$.remedies[0].id", "pool");
+	assert_int_equal(jint(b, "$.remedies[0].fits"), 1);
+	assert_jtext(b, "$.remedies[1].id", "spread");
+	assert_int_equal(jint(b, "$.remedies[1].fits"), 1);
+	assert_jtext(b, "$.remedies[1].because",
+		     "198.51.100.7:443 needs 2 public IPs to stay under 70%");
+	assert_int_equal(jint(b, "$.remedies[2].fits"), 0); /* 1024-65535 */
+	assert_int_equal(jint(b, "$.remedies[3].fits"), 0); /* no local */
+	assert_jtext(b, "$.remedies[4].id", "short_time_wait");
+	assert_int_equal(jint(b, "$.remedies[4].fits"), 1);
+	assert_non_null(strstr(jtext(b, "$.warnings[0]"), "tcp_tw_recycle"));
+	free(b);
+
+	/* UDP: no TIME_WAIT arithmetic */
+	b = get_json("/api/v1/gateways/" GW4 "/diagnosis?proto=udp");
+	assert_null(jtext(b, "$.buckets[0].time_wait_ports"));
+	assert_int_equal(jint(b, "$.remedies[0].fits"), 0);
+	free(b);
+	expect_error("/api/v1/gateways/198.51.100.99/diagnosis", 404,
+		     "no live mappings for 198.51.100.99 tcp");
+
+	snprintf(sql, sizeof(sql), "DELETE FROM hist_dest WHERE ts_ms = %lld",
+		 (long long)minute);
+	assert_int_equal(store_test_exec(T.rw, sql), 0);
+}
+
 static void test_host_history(void **state)
 {
 	char *b;
@@ -1375,6 +1781,38 @@ static void test_lookup(void **state)
 		     "port must be an integer from 0 to 65535");
 }
 
+static void test_ports(void **state)
+{
+	struct resp r;
+
+	/* the fixture's run logged no mapping: an empty map, live, as of
+	 * the run's start (test_maplog checks real runs) */
+	http_get("/api/v1/gateways/" GW4 "/ports", &r);
+	assert_json_reply(&r, 200);
+	assert_jtext(r.body, "$.public_ip", GW4);
+	assert_jtext(r.body, "$.proto", "tcp");
+	assert_int_equal(jlen(r.body, "$.runs"), 0);
+	assert_int_equal(jlen(r.body, "$.hosts"), 0);
+	assert_non_null(strstr(r.body, "\"live\":true"));
+	resp_free(&r);
+	http_get("/api/v1/gateways/" GW4 "/ports?proto=udp&at=" T0S, &r);
+	assert_json_reply(&r, 200);
+	assert_non_null(strstr(r.body, "\"live\":false"));
+	assert_jtext(r.body, "$.at", "2026-12-01T10:00:00.000Z");
+	resp_free(&r);
+	http_get("/api/v1/gateways/" GW4 "/ports?format=csv", &r);
+	assert_int_equal(r.status, 200);
+	resp_free(&r);
+	expect_error("/api/v1/gateways/" GW4 "/ports?port=1", 400,
+		     "unknown parameter 'port' (this path takes proto, at, "
+		     "format)");
+	expect_error("/api/v1/gateways/203.0.113/ports", 400,
+		     "invalid IP address '203.0.113'");
+	expect_error("/api/v1/gateways/" GW4 "/ports?proto=gre", 400,
+		     "unknown proto 'gre' (expected one of tcp, udp, udplite, "
+		     "sctp, dccp, icmp, icmpv6)");
+}
+
 static void test_params(void **state)
 {
 	struct resp r;
@@ -1499,10 +1937,11 @@ static void test_long_path(void **state)
 static void test_not_found(void **state)
 {
 	static const char *paths[] = {
-		"/nope", "/api", "/api/v1", "/api/v1/", "/api/v1/gateways/",
+		"/nope", "/api", "/api/v1", "/api/v1/gateways/", "/ui",
+		"/ui/", "/ui/dash.js/x", "/ui//dash.js",
 		"/api/v1/gateways/" GW4, "/api/v1/gateways/" GW4 "/",
 		"/api/v1/gateways/" GW4 "/hosts/", "/api/v1/gateways/" GW4
-		"/ports", "/api/v1/gateways//hosts", "/api/v1/status/",
+		"/ports/", "/api/v1/gateways//hosts", "/api/v1/status/",
 		"/metrics/x", "/healthz/", "/API/V1/GATEWAYS",
 	};
 	struct resp r;
@@ -2166,6 +2605,9 @@ static void test_empty_database(void **state)
 
 	expect_error("/api/v1/gateways/" GW4 "/hosts", 404,
 		     "no live mappings for 203.0.113.1 tcp");
+	expect_error("/api/v1/gateways/" GW4 "/ports", 404,
+		     "the mapping log is empty: no natscope run has logged "
+		     "mappings in this database");
 
 	http_get("/metrics", &r);
 	assert_int_equal(r.status, 200);
@@ -2365,15 +2807,22 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_start_errors),
 	cmocka_unit_test(test_listen_ipv6),
 	cmocka_unit_test(test_index),
+	cmocka_unit_test(test_overview),
+	cmocka_unit_test(test_overview_escapes),
+	cmocka_unit_test(test_overview_thresholds),
+	cmocka_unit_test(test_assets),
+	cmocka_unit_test(test_overview_unavailable),
 	cmocka_unit_test(test_gateways),
 	cmocka_unit_test(test_hosts),
 	cmocka_unit_test(test_destinations),
 	cmocka_unit_test(test_at_gateways),
 	cmocka_unit_test(test_at_lists),
 	cmocka_unit_test(test_series),
+	cmocka_unit_test(test_diagnosis),
 	cmocka_unit_test(test_host_history),
 	cmocka_unit_test(test_incidents),
 	cmocka_unit_test(test_lookup),
+	cmocka_unit_test(test_ports),
 	cmocka_unit_test(test_params),
 	cmocka_unit_test(test_ipv6_canonical),
 	cmocka_unit_test(test_bad_requests),
