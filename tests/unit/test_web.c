@@ -1599,7 +1599,7 @@ static void test_series(void **state)
 static void test_diagnosis(void **state)
 {
 	int64_t minute = ns_now_ms() / 60000 * 60000 - 60000;
-	char sql[512], *b;
+	char sql[512], *b, *w0;
 
 	/* 24,000 new connections toward 198.51.100.7:443 in the last
 	 * complete minute: 400/s x 120 s of TIME_WAIT = 48,000 ports */
@@ -1639,7 +1639,10 @@ static void test_diagnosis(void **state)
 	assert_int_equal(jint(b, "$.remedies[3].fits"), 0); /* no local */
 	assert_jtext(b, "$.remedies[4].id", "short_time_wait");
 	assert_int_equal(jint(b, "$.remedies[4].fits"), 1);
-	assert_non_null(strstr(jtext(b, "$.warnings[0]"), "tcp_tw_recycle"));
+	w0 = jtext(b, "$.warnings[0]");
+	assert_non_null(w0);
+	assert_non_null(strstr(w0, "tcp_tw_recycle"));
+	free(w0);
 	free(b);
 
 	/* UDP: no TIME_WAIT arithmetic */
