@@ -41,6 +41,7 @@ struct web {
 	unsigned interval_s;
 	int64_t run_started_ms; /* answer only once the status row is this
 				   run's */
+	uint64_t run_pid;	/* written by this process */
 	int run_seen;		/* it was: no need to look again */
 	uint16_t port;
 	char addr[INET6_ADDRSTRLEN + 8]; /* what it listens on, for the log */
@@ -853,7 +854,7 @@ static int web_run_begun(struct web *w)
 	if (!w->run_started_ms || w->run_seen)
 		return 1;
 	if (store_read_status(w->st, &s) == 0 &&
-	    s.started_ms == w->run_started_ms && s.pid == (uint64_t)getpid())
+	    s.started_ms == w->run_started_ms && s.pid == w->run_pid)
 		w->run_seen = 1;
 	return w->run_seen;
 }
@@ -1084,6 +1085,8 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 	}
 	w->interval_s = cfg->interval_s;
 	w->run_started_ms = cfg->run_started_ms;
+	w->run_pid = cfg->run_pid > 0 ? (uint64_t)cfg->run_pid :
+					 (uint64_t)getpid();
 	if (web_sockname(listen_fd, w, &family) == -1) {
 		err = errno == ENOTSOCK ? EBADF : errno;
 		log_warn("web: descriptor %d is no listening socket",
