@@ -2,18 +2,25 @@
  * run.c - natscope run: wires kernel -> collector -> store -> web.
  *
  * Order matters: nothing is written to the database before everything
- * that can fail at start has succeeded.  Flags are parsed; the collector
- * opens its netlink sockets (a missing CAP_NET_ADMIN is reported before
- * anything is created); the HTTP socket is bound (a port in use is
- * reported before the database is touched); the database is opened,
- * locked against a second writer and migrated; the writer thread and the
- * web service start; only then does the run begin (the live tables are
- * emptied and the status says starting).  A database file this start
- * created is removed again if it fails.
+ * that can fail at start has succeeded.  Flags are parsed; the HTTP
+ * socket is bound (a port in use, or one below 1024 without the right to
+ * bind it, is reported before anything else is tried); privileges are
+ * dropped: this process keeps CAP_NET_ADMIN and nothing else, as --user's
+ * uid if given (privsep.c), before it starts any thread, since
+ * capabilities belong to threads; the collector opens its netlink
+ * sockets (a missing CAP_NET_ADMIN is reported before anything is
+ * created); the database is opened, locked against a second writer and
+ * migrated; the writer thread starts, and the web process (webproc.c),
+ * which holds no capability and reads the database read-only; only then
+ * does the run begin (the live tables are emptied and the status says
+ * starting).  A database file this start created is removed again if it
+ * fails.
  *
  * SIGINT and SIGTERM are blocked in every thread and read from a signalfd
  * by the collector's loop, so a signal never interrupts anything half way.
- * The exit status says whether the final write landed: 1 if it did not.
+ * SIGHUP and SIGUSR1 are read (and logged) by the web process's
+ * supervisor: they do not stop the run.  The exit status says whether the
+ * final write landed: 1 if it did not.
  */
 #include "cli/cli.h"
 #include "collector/collector.h"
@@ -76,6 +83,11 @@ static void run_usage(FILE *f)
 	      "                        1-3650 (default 7)\n"
 	      "  --maplog-max-size SIZE  mapping log size cap, K/M/G suffixes, at\n"
 	      "                        least 1M (default 256M)\n"
+	      "  --user NAME           after binding the HTTP port, run as this\n"
+	      "                        user: the collector keeps CAP_NET_ADMIN,\n"
+	      "                        the web process holds nothing; the\n"
+	      "                        database's directory must be writable by\n"
+	      "                        NAME (an existing database is given to NAME)\n"
 	      "  -v, --verbose         debug logging\n"
 	      "  -h, --help            this text\n",
 	      f);
@@ -197,11 +209,17 @@ int cli_run(int argc, char **argv)
 		{ "critical", required_argument, NULL, 'c' },
 		{ "maplog-days", required_argument, NULL, 'D' },
 		{ "maplog-max-size", required_argument, NULL, 'Z' },
+		{ "user", required_argument, NULL, 'u' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *db = DEFAULT_DB, *listen = DEFAULT_LISTEN;
+	const char *db = DEFAULT_DB, *listen = DEFAULT_LISTEN, *user = NULL;
+	struct cli_priv_user u;
+	struct cli_webproc_config pcfg;
+	struct cli_webproc *webp = NULL;
+	sigset_t hupmask;
+	int hfd = -1, verbose = 0;
 	unsigned interval = DEFAULT_INTERVAL;
 	unsigned long long evbuf = DEFAULT_EVENT_BUFFER, n;
 	struct store_history_config hcfg;
@@ -210,11 +228,9 @@ int cli_run(int argc, char **argv)
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	struct collector_config ccfg;
-	struct web_config wcfg;
 	struct collector *col = NULL;
 	struct store *st = NULL;
 	struct store_writer *writer = NULL;
-	struct web *web = NULL;
 	struct store_status status;
 	char final[160] = "";
 	sigset_t mask;
@@ -311,8 +327,12 @@ int cli_run(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'u':
+			user = optarg;
+			break;
 		case 'v':
 			log_init("natscope", NS_LOG_DEBUG);
+			verbose = 1;
 			break;
 		case 'h':
 			run_usage(stdout);
@@ -347,14 +367,28 @@ int cli_run(int argc, char **argv)
 		      stderr);
 		return 2;
 	}
+	if (user && cli_priv_user_lookup(user, &u) < 0) {
+		fprintf(stderr, "natscope run: --user '%s': %s\n", user,
+			errno == ENOENT ? "no such user" : strerror(errno));
+		return 2;
+	}
 
 	/* Signals go to the signalfd only, in every thread started below. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	/* SIGHUP and SIGUSR1 (which used to kill it) go to a signalfd of
+	 * their own, read by the web process's supervisor */
+	sigemptyset(&hupmask);
+	sigaddset(&hupmask, SIGHUP);
+	sigaddset(&hupmask, SIGUSR1);
 	if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0 ||
-	    (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+	    pthread_sigmask(SIG_BLOCK, &hupmask, NULL) != 0 ||
+	    (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0 ||
+	    (hfd = signalfd(-1, &hupmask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
 		log_warn("signalfd");
+		if (sfd >= 0)
+			close(sfd);
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -370,16 +404,33 @@ int cli_run(int argc, char **argv)
 					  .stop_fd = sfd,
 					  .hist_top = hcfg.top,
 					  .run_started_ms = run_started_ms };
-	col = collector_open(&ccfg);
-	if (!col)
-		goto out; /* the collector said why (e.g. CAP_NET_ADMIN) */
-	lfd = web_listen(listen);
+	lfd = web_listen(listen); /* may need CAP_NET_BIND_SERVICE */
 	if (lfd < 0) {
 		log_warnx("cannot serve HTTP on %s", listen);
 		goto out;
 	}
+	/* Without CAP_NET_ADMIN there is nothing to keep: the collector
+	 * says what is missing.  Otherwise, before any thread exists (each
+	 * thread has its own capabilities), keep it and nothing else. */
+	if (cli_priv_have_net_admin()) {
+		if (user && cli_priv_chown_db(db, &u) < 0)
+			goto out;
+		if (cli_priv_keep_net_admin(user ? &u : NULL) < 0)
+			goto out;
+		if (user)
+			log_info("running as %s (uid %u, gid %u) with "
+				 "CAP_NET_ADMIN only", u.name,
+				 (unsigned)u.uid, (unsigned)u.gid);
+	}
+	col = collector_open(&ccfg);
+	if (!col)
+		goto out; /* the collector said why (e.g. CAP_NET_ADMIN) */
 	st = store_open(db, STORE_READ_WRITE);
 	if (!st) {
+		if (user && (errno == EACCES || errno == EPERM))
+			log_warnx("--user %s: that user must be able to write "
+				  "the database's directory (SQLite keeps its "
+				  "-wal and -shm files beside it)", u.name);
 		log_warnx("cannot use the database %s", db);
 		goto out;
 	}
@@ -394,11 +445,15 @@ int cli_run(int argc, char **argv)
 	if (!writer)
 		goto out;
 	run_initial_status(&status, interval, run_started_ms);
-	wcfg = (struct web_config){ .db_path = db, .interval_s = interval,
-				    .run_started_ms = status.started_ms };
-	web = web_start(lfd, &wcfg);
-	lfd = -1; /* web_start() took it */
-	if (!web) {
+	pcfg = (struct cli_webproc_config){ .db_path = db,
+					    .interval_s = interval,
+					    .run_started_ms = status.started_ms,
+					    .stop_fd = sfd,
+					    .hup_fd = hfd,
+					    .verbose = verbose };
+	webp = cli_webproc_start(lfd, &pcfg);
+	lfd = -1; /* cli_webproc_start() took it */
+	if (!webp) {
 		log_warnx("cannot serve HTTP on %s", listen);
 		goto out;
 	}
@@ -420,7 +475,7 @@ int cli_run(int argc, char **argv)
 	rc = crc < 0 || *final ? 1 : 0;
 	log_info(rc ? "stopped, with errors" : "stopped");
 out:
-	web_stop(web); /* its read-only connection goes before the writer's */
+	cli_webproc_stop(webp); /* it reads what the writer wrote last */
 	store_writer_stop(writer);
 	if (begun)
 		store_close(st);
@@ -431,6 +486,8 @@ out:
 	collector_close(col);
 	if (sfd >= 0)
 		close(sfd);
+	if (hfd >= 0)
+		close(hfd);
 	if (*final)
 		fatalx("%s", final);
 	return rc;
