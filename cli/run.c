@@ -4,17 +4,17 @@
  * Order matters: nothing is written to the database before everything
  * that can fail at start has succeeded.  Flags are parsed; the HTTP
  * socket is bound (a port in use, or one below 1024 without the right to
- * bind it, is reported before anything else is tried); privileges are
- * dropped: this process keeps CAP_NET_ADMIN and nothing else, as --user's
- * uid if given (privsep.c), before it starts any thread, since
- * capabilities belong to threads; the collector opens its netlink
- * sockets (a missing CAP_NET_ADMIN is reported before anything is
- * created); the database is opened, locked against a second writer and
- * migrated; the writer thread starts, and the web process (webproc.c),
- * which holds no capability and reads the database read-only; only then
- * does the run begin (the live tables are emptied and the status says
- * starting).  A database file this start created is removed again if it
- * fails.
+ * bind it, is reported first); a missing CAP_NET_ADMIN is reported
+ * before anything is created; the database is opened, locked against a
+ * second writer and migrated, and with --user given to that user;
+ * privileges are dropped (privsep.c): this process keeps CAP_NET_ADMIN
+ * and nothing else, as --user's uid if given, before it starts any
+ * thread, since capabilities belong to threads; the collector opens its
+ * netlink sockets; the writer thread starts, and the web process
+ * (webproc.c), which holds no capability and reads the database
+ * read-only; only then does the run begin (the live tables are emptied
+ * and the status says starting).  A database file this start created is
+ * removed again if it fails.
  *
  * SIGINT and SIGTERM are blocked in every thread and read from a signalfd
  * by the collector's loop, so a signal never interrupts anything half way.
@@ -83,11 +83,10 @@ static void run_usage(FILE *f)
 	      "                        1-3650 (default 7)\n"
 	      "  --maplog-max-size SIZE  mapping log size cap, K/M/G suffixes, at\n"
 	      "                        least 1M (default 256M)\n"
-	      "  --user NAME           after binding the HTTP port, run as this\n"
-	      "                        user: the collector keeps CAP_NET_ADMIN,\n"
-	      "                        the web process holds nothing; the\n"
-	      "                        database's directory must be writable by\n"
-	      "                        NAME (an existing database is given to NAME)\n"
+	      "  --user NAME           once the HTTP port is bound and the database\n"
+	      "                        open, run as this user (the database is\n"
+	      "                        given to it): the collector keeps\n"
+	      "                        CAP_NET_ADMIN, the web process holds nothing\n"
 	      "  -v, --verbose         debug logging\n"
 	      "  -h, --help            this text\n",
 	      f);
@@ -409,31 +408,36 @@ int cli_run(int argc, char **argv)
 		log_warnx("cannot serve HTTP on %s", listen);
 		goto out;
 	}
-	/* Without CAP_NET_ADMIN there is nothing to keep: the collector
-	 * says what is missing.  Otherwise, before any thread exists (each
-	 * thread has its own capabilities), keep it and nothing else. */
-	if (cli_priv_have_net_admin()) {
-		if (user && cli_priv_chown_db(db, &u) < 0)
-			goto out;
-		if (cli_priv_keep_net_admin(user ? &u : NULL) < 0)
-			goto out;
-		if (user)
-			log_info("running as %s (uid %u, gid %u) with "
-				 "CAP_NET_ADMIN only", u.name,
-				 (unsigned)u.uid, (unsigned)u.gid);
+	/* Without CAP_NET_ADMIN nothing can follow conntrack: the collector
+	 * says what is missing, in its words, before anything is created. */
+	if (!cli_priv_have_net_admin()) {
+		col = collector_open(&ccfg);
+		if (col)
+			log_warnx("conntrack opened, but CAP_NET_ADMIN is not "
+				  "among this process's capabilities: refusing "
+				  "to run with privileges it cannot account for");
+		goto out;
 	}
-	col = collector_open(&ccfg);
-	if (!col)
-		goto out; /* the collector said why (e.g. CAP_NET_ADMIN) */
+	/* The database is opened with every privilege this process was
+	 * given, as before (root may use a directory it does not own), and
+	 * then given to --user's user with its -wal and -shm. */
 	st = store_open(db, STORE_READ_WRITE);
 	if (!st) {
-		if (user && (errno == EACCES || errno == EPERM))
-			log_warnx("--user %s: that user must be able to write "
-				  "the database's directory (SQLite keeps its "
-				  "-wal and -shm files beside it)", u.name);
 		log_warnx("cannot use the database %s", db);
 		goto out;
 	}
+	if (user && cli_priv_chown_db(db, &u) < 0)
+		goto out;
+	/* Before any thread exists (each thread has its own capabilities):
+	 * CAP_NET_ADMIN and nothing else, as --user's user if given. */
+	if (cli_priv_keep_net_admin(user ? &u : NULL) < 0)
+		goto out;
+	if (user)
+		log_info("running as %s (uid %u, gid %u) with CAP_NET_ADMIN "
+			 "only", u.name, (unsigned)u.uid, (unsigned)u.gid);
+	col = collector_open(&ccfg);
+	if (!col)
+		goto out; /* the collector said why */
 	if (store_history_configure(st, &hcfg) < 0) {
 		log_warn("history settings");
 		goto out;
