@@ -85,11 +85,20 @@ int cli_priv_user_lookup(const char *name, struct cli_priv_user *u);
 int cli_priv_have_net_admin(void);
 
 /* Gives u the database at path and its -wal, -shm and -journal files,
- * those that exist, so that a run as u can write them.  A symbolic link
- * or a file with several links is refused (EPERM): the directory may be
- * writable by u.  Needs CAP_CHOWN.  Returns 0, or -1 with errno
- * (logged). */
-int cli_priv_chown_db(const char *path, const struct cli_priv_user *u);
+ * those that exist, and when the database does not exist makes it, empty
+ * and u's (*made = 1): SQLite, opening it as root, then makes its -wal and
+ * -shm u's too.  Call before the database is opened: closing a descriptor
+ * of a file drops every POSIX lock the process holds on it, SQLite's
+ * included.  A symbolic link or a file with several links is refused
+ * (EPERM): the directory may be writable by u.  Needs CAP_CHOWN.  Returns
+ * 0, or -1 with errno (logged). */
+int cli_priv_chown_db(const char *path, const struct cli_priv_user *u,
+		      int *made);
+
+/* Removes the database at path and its -wal and -shm, made for a run
+ * that failed to start (cli_priv_chown_db()'s *made); logs what it
+ * cannot remove. */
+void cli_priv_unmake_db(const char *path);
 
 /* The collector's privileges: CAP_NET_ADMIN effective and permitted and
  * no other capability; inheritable and ambient sets empty; the bounding

@@ -93,11 +93,14 @@ err:
 	return -1;
 }
 
-int cli_priv_chown_db(const char *path, const struct cli_priv_user *u)
+int cli_priv_chown_db(const char *path, const struct cli_priv_user *u,
+		      int *made)
 {
 	static const char *const suffix[] = { "", "-wal", "-shm", "-journal" };
 	char name[4096];
+	int fd, saved;
 
+	*made = 0;
 	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
 		if (snprintf(name, sizeof(name), "%s%s", path, suffix[i]) >=
 		    (int)sizeof(name)) {
@@ -108,7 +111,39 @@ int cli_priv_chown_db(const char *path, const struct cli_priv_user *u)
 		if (priv_chown_one(name, u) < 0)
 			return -1;
 	}
+	/* No database yet: an empty file of u's, so that SQLite, running
+	 * as root when it opens it, makes its -wal and -shm u's too. */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  0644);
+	if (fd < 0)
+		return 0; /* it exists, or store_open() will say why not */
+	*made = 1;
+	if (fchown(fd, u->uid, u->gid) < 0) {
+		saved = errno;
+		log_warn("--user %s: cannot give %s to that user", u->name,
+			 path);
+		close(fd);
+		unlink(path);
+		*made = 0;
+		errno = saved;
+		return -1;
+	}
+	close(fd);
 	return 0;
+}
+
+void cli_priv_unmake_db(const char *path)
+{
+	static const char *const suffix[] = { "-wal", "-shm", "" };
+	char name[4096];
+
+	for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+		if (snprintf(name, sizeof(name), "%s%s", path, suffix[i]) >=
+		    (int)sizeof(name))
+			continue;
+		if (unlink(name) < 0 && errno != ENOENT)
+			log_warn("cannot remove %s, made for this run", name);
+	}
 }
 
 /* Whether the kernel says this thread holds no capability but keep (-1:

@@ -218,7 +218,7 @@ int cli_run(int argc, char **argv)
 	struct cli_webproc_config pcfg;
 	struct cli_webproc *webp = NULL;
 	sigset_t hupmask;
-	int hfd = -1, verbose = 0;
+	int hfd = -1, verbose = 0, made = 0;
 	unsigned interval = DEFAULT_INTERVAL;
 	unsigned long long evbuf = DEFAULT_EVENT_BUFFER, n;
 	struct store_history_config hcfg;
@@ -419,15 +419,16 @@ int cli_run(int argc, char **argv)
 		goto out;
 	}
 	/* The database is opened with every privilege this process was
-	 * given, as before (root may use a directory it does not own), and
-	 * then given to --user's user with its -wal and -shm. */
+	 * given, as before (root may use a directory it does not own);
+	 * with --user it is that user's first, and SQLite, running as root,
+	 * gives the -wal and -shm it makes to the file's owner. */
+	if (user && cli_priv_chown_db(db, &u, &made) < 0)
+		goto out;
 	st = store_open(db, STORE_READ_WRITE);
 	if (!st) {
 		log_warnx("cannot use the database %s", db);
 		goto out;
 	}
-	if (user && cli_priv_chown_db(db, &u) < 0)
-		goto out;
 	/* Before any thread exists (each thread has its own capabilities):
 	 * CAP_NET_ADMIN and nothing else, as --user's user if given. */
 	if (cli_priv_keep_net_admin(user ? &u : NULL) < 0)
@@ -481,10 +482,13 @@ int cli_run(int argc, char **argv)
 out:
 	cli_webproc_stop(webp); /* it reads what the writer wrote last */
 	store_writer_stop(writer);
-	if (begun)
+	if (begun) {
 		store_close(st);
-	else
+	} else {
 		store_discard(st); /* a database created for nothing goes */
+		if (made)
+			cli_priv_unmake_db(db);
+	}
 	if (lfd >= 0)
 		close(lfd);
 	collector_close(col);

@@ -14,7 +14,8 @@
   2. SIGHUP and SIGUSR1 do not stop it (they used to kill it).
   3. The web process killed (SIGKILL): the collector logs it, starts a new
      one (no capability either) and the API answers again; collection
-     never stopped.
+     never stopped, and no write found the database changed behind the
+     collector's back (the new reader saw its SQLite locks).
   4. SIGTERM stops both, with the final write (status stopped, exit 0).
   5. --user nobody: both processes run as nobody (uid, gid, no
      supplementary group), the collector with CAP_NET_ADMIN alone; an
@@ -256,7 +257,8 @@ def wait_gone(pid, timeout):
 
 
 def stop(lab, fail, ns, what):
-    """SIGTERM: exit 0, the web process gone, the final write landed."""
+    """SIGTERM: exit 0, the web process gone, the final write landed, and
+    no write ever found the database changed behind the collector."""
     web = [c for c in children(ns.pid) if b"run-web" in cmdline(c)]
     rc = lab.stop(ns.p, signal.SIGTERM, timeout=10)
     fail.check(rc == 0, "%s: SIGTERM: exit status %r, wanted 0\n%s"
@@ -267,6 +269,10 @@ def stop(lab, fail, ns, what):
     state = stored_state(ns.db)
     fail.check(state == "stopped", "%s: status %r after SIGTERM, wanted "
                "stopped" % (what, state))
+    text = ns.log_text()
+    fail.check("another connection changed" not in text and
+               "error" not in text.replace("errors", ""),
+               "%s: the log shows a failed write:\n%s" % (what, text))
 
 
 # ------------------------------------------------------------- tests
@@ -354,6 +360,16 @@ def test_user(lab, fail, work, root_db):
         fail.check((st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid),
                    "--user: %s owned by %d:%d, wanted nobody's"
                    % (p, st.st_uid, st.st_gid))
+    # a restart as nobody: the new reader must find the collector's
+    # SQLite locks in place (they are lost if the collector ever closes a
+    # descriptor of the file, e.g. to chown it after opening it)
+    os.kill(web, signal.SIGKILL)
+    new = web_child(ns, timeout=10, not_pid=web)
+    check_web(fail, ns, new, "--user nobody, restarted", uid=nobody.pw_uid)
+    conntrack_entry(lab, 40005, 50005)
+    got = wait_mappings(ns, 5)
+    fail.check(got == 5, "--user: after a restart %r mappings, wanted 5"
+               % (got,))
     stop(lab, fail, ns, "--user nobody")
     st = os.stat(ns.db)
     fail.check(st.st_uid == nobody.pw_uid, "--user: %s is not nobody's "
@@ -366,8 +382,8 @@ def test_user(lab, fail, work, root_db):
     ns = nslab.Natscope(lab, "gw", closed, port=19952,
                         extra=("--user", "nobody"), logname="../closed.log")
     ns.wait_status(lambda s: s.get("state") == "running", 20, "running")
-    got = wait_mappings(ns, 4)
-    fail.check(got == 4, "--user, root's directory: %r mappings, wanted 4"
+    got = wait_mappings(ns, 5)
+    fail.check(got == 5, "--user, root's directory: %r mappings, wanted 5"
                % (got,))
     for suffix in ("", "-wal", "-shm"):
         st = os.stat(ns.db + suffix)
