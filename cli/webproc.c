@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/capability.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -497,6 +498,11 @@ int cli_run_web(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* as run.c does for the collector, where the API used to be served:
+	 * SQLite frees its sorters after each query, and glibc would hand
+	 * those pages back to the kernel every time (a JSON answer ~10x
+	 * slower) */
+	mallopt(M_TRIM_THRESHOLD, 8 << 20);
 
 	wcfg.interval_s = interval;
 	wcfg.run_started_ms = started;
