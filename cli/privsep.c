@@ -53,14 +53,15 @@ int cli_priv_have_net_admin(void)
 	return capng_have_capability(CAPNG_PERMITTED, CAP_NET_ADMIN) ? 1 : 0;
 }
 
-/* Gives one file to u: opened without following a symbolic link (the
- * directory may be u's, who could plant one), a regular file with one
- * link, changed through the descriptor.  A missing file is fine. */
+/* Gives one file to u: reached through an O_PATH descriptor, which opens
+ * nothing (no device or FIFO side effect) and does not follow a symbolic
+ * link (the directory may be u's, who could plant one); only a regular
+ * file with one link is changed, through that descriptor.  A missing
+ * file is fine. */
 static int priv_chown_one(const char *path, const struct cli_priv_user *u)
 {
 	struct stat st;
-	int saved, fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-					   O_CLOEXEC);
+	int saved, fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd < 0) {
 		if (errno == ENOENT)
@@ -79,7 +80,7 @@ static int priv_chown_one(const char *path, const struct cli_priv_user *u)
 		goto err;
 	}
 	if ((st.st_uid != u->uid || st.st_gid != u->gid) &&
-	    fchown(fd, u->uid, u->gid) < 0) {
+	    fchownat(fd, "", u->uid, u->gid, AT_EMPTY_PATH) < 0) {
 		log_warn("--user %s: cannot give %s to that user", u->name,
 			 path);
 		goto err;

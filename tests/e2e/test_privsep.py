@@ -22,7 +22,9 @@
      existing root-owned database is given to nobody and the files the run
      makes (-wal, -shm) are nobody's; the API answers; SIGTERM stops it
      cleanly.  The same in a directory nobody cannot write (root's): the
-     database is made before the switch and given to nobody.
+     database is made before the switch and given to nobody.  A database
+     path that is a symbolic link (planted in nobody's directory) is
+     refused and its target keeps its owner.
   6. The collector killed (SIGKILL): the web process exits too.
 
 Namespaces nspriv-*, ports 19950-19959.  Exit 0 pass, 1 fail, 77 skip.
@@ -392,6 +394,27 @@ def test_user(lab, fail, work, root_db):
     stop(lab, fail, ns, "--user nobody, root's directory")
 
 
+def test_user_link(lab, fail, work):
+    """A database path that is a symbolic link, in a directory the user
+    owns: refused, and the link's target keeps its owner."""
+    nobody = pwd.getpwnam("nobody")
+    d = os.path.join(work, "planted")
+    os.mkdir(d)
+    os.chown(d, nobody.pw_uid, nobody.pw_gid)
+    target = os.path.join(work, "root-only")
+    with open(target, "w") as f:
+        f.write("root's\n")
+    os.symlink(target, os.path.join(d, "natscope.db"))
+    r = lab.run("gw", nslab.natscope_bin(), "run", "--user", "nobody",
+                "--db", os.path.join(d, "natscope.db"), "--listen",
+                "127.0.0.1:19954", check=False, timeout=10)
+    out = r.stdout + r.stderr
+    fail.check(r.returncode == 1 and "not a plain file" in out,
+               "--user, symbolic link: status %d: %r" % (r.returncode, out))
+    fail.check(os.stat(target).st_uid == 0, "--user, symbolic link: its "
+               "target was given to nobody")
+
+
 def test_parent_dies(lab, fail, work):
     d = os.path.join(work, "killed")
     os.mkdir(d)
@@ -417,6 +440,7 @@ def main(argv):
             lab.add_ns("gw")
             test_root(lab, fail, work)
             test_user(lab, fail, work, os.path.join(work, "natscope.db"))
+            test_user_link(lab, fail, work)
             test_parent_dies(lab, fail, work)
         except (nslab.LabError, subprocess.SubprocessError, OSError) as e:
             fail.add(str(e))
