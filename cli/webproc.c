@@ -13,9 +13,9 @@
  * which by then runs threads (and SQLite on one of them), is safe, and
  * the new image shares no memory with the collector.
  *
- * Descriptors the web process gets: 0-2 as the collector's, 3 the
- * listening socket, 4 a pipe on which it says it serves.  Every other
- * descriptor is closed before exec.
+ * Descriptors the web process gets: 0 /dev/null, 1 and 2 the collector's
+ * (its log), 3 the listening socket, 4 a pipe on which it says it serves.
+ * Every other descriptor is closed before exec.
  *
  * Lifecycle: if the web process dies, the supervisor thread logs how and
  * starts it again after 1 s, doubling up to 60 s while it keeps dying
@@ -64,6 +64,7 @@ struct cli_webproc {
 	struct cli_webproc_config cfg;
 	int listen_fd; /* kept to start the process again */
 	int exe_fd;    /* O_PATH on the binary */
+	int null_fd;   /* /dev/null, its stdin */
 	int stop_efd;  /* cli_webproc_stop() -> supervisor */
 	pid_t pid;     /* the web process, 0 none */
 	int pidfd;     /* on pid, -1 none */
@@ -103,7 +104,8 @@ static void webproc_child(struct cli_webproc *wp, int ready_w, pid_t parent)
 	l = fcntl(wp->listen_fd, F_DUPFD, 10);
 	r = fcntl(ready_w, F_DUPFD, 10);
 	e = fcntl(wp->exe_fd, F_DUPFD_CLOEXEC, 10);
-	if (l < 0 || r < 0 || e < 0 || dup2(l, WEBPROC_LISTEN_FD) < 0 ||
+	if (l < 0 || r < 0 || e < 0 || dup2(wp->null_fd, 0) < 0 ||
+	    dup2(l, WEBPROC_LISTEN_FD) < 0 ||
 	    dup2(r, WEBPROC_READY_FD) < 0 ||
 	    dup3(e, WEBPROC_EXE_FD, O_CLOEXEC) < 0)
 		_exit(127);
@@ -351,10 +353,15 @@ struct cli_webproc *cli_webproc_start(int listen_fd,
 	}
 	wp->cfg = *cfg;
 	wp->listen_fd = listen_fd;
-	wp->pidfd = wp->stop_efd = -1;
+	wp->pidfd = wp->stop_efd = wp->null_fd = -1;
 	wp->exe_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
 	if (wp->exe_fd < 0) {
 		log_warn("web: /proc/self/exe");
+		goto err;
+	}
+	wp->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (wp->null_fd < 0) {
+		log_warn("web: /dev/null");
 		goto err;
 	}
 	wp->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -414,6 +421,8 @@ void cli_webproc_stop(struct cli_webproc *wp)
 		close(wp->stop_efd);
 	if (wp->exe_fd >= 0)
 		close(wp->exe_fd);
+	if (wp->null_fd >= 0)
+		close(wp->null_fd);
 	if (wp->listen_fd >= 0)
 		close(wp->listen_fd);
 	free(wp);

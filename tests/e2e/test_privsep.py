@@ -198,6 +198,12 @@ def check_web(fail, ns, pid, what, uid=0):
         fail.check(st["Uid"].split() == [str(uid)] * 4,
                    "%s: web thread %s: Uid %r, wanted %d"
                    % (what, name, st["Uid"], uid))
+    try:
+        stdin = os.readlink("/proc/%d/fd/0" % pid)
+    except OSError as e:
+        stdin = repr(e)
+    fail.check(stdin == "/dev/null", "%s: the web process's stdin is %r, "
+               "wanted /dev/null" % (what, stdin))
     nl = socket_inodes(pid) & netlink_inodes(pid)
     fail.check(not nl, "%s: the web process holds netlink sockets %r"
                % (what, sorted(nl)))
