@@ -252,9 +252,9 @@ static void *webproc_main(void *arg)
 {
 	struct cli_webproc *wp = arg;
 	int64_t backoff_ms = WEBPROC_BACKOFF_MIN_MS, wait_until = -1, lived;
-	int status, stop = 0;
+	int status;
 
-	while (!stop) {
+	for (;;) {
 		struct pollfd p[3] = {
 			{ .fd = wp->stop_efd, .events = POLLIN },
 			{ .fd = wp->cfg.hup_fd, .events = POLLIN },

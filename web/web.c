@@ -41,7 +41,7 @@ struct web {
 	unsigned interval_s;
 	int64_t run_started_ms; /* answer only once the status row is this
 				   run's */
-	uint64_t run_pid;	/* written by this process */
+	uint64_t run_pid;	/* the process that writes that row */
 	int run_seen;		/* it was: no need to look again */
 	uint16_t port;
 	char addr[INET6_ADDRSTRLEN + 8]; /* what it listens on, for the log */
