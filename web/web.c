@@ -53,6 +53,7 @@ struct web {
 	int64_t run_started_ms; /* answer only once the status row is this
 				   run's */
 	struct web_page_cfg page; /* the overview's thresholds */
+	uint64_t run_pid;	/* the process that writes that row */
 	int run_seen;		/* it was: no need to look again */
 	char *index;		/* the JSON index, from web_routes[] */
 	pthread_mutex_t token_lock; /* token: set by web_set_token() */
@@ -1005,7 +1006,7 @@ static int web_run_begun(struct web *w)
 	if (!w->run_started_ms || w->run_seen)
 		return 1;
 	if (store_read_status(w->st, &s) == 0 &&
-	    s.started_ms == w->run_started_ms && s.pid == (uint64_t)getpid())
+	    s.started_ms == w->run_started_ms && s.pid == w->run_pid)
 		w->run_seen = 1;
 	return w->run_seen;
 }
@@ -1358,6 +1359,8 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 	w->page.warn = cfg->warn > 0 ? cfg->warn : 0.7;
 	w->page.critical = cfg->critical > 0 ? cfg->critical : 0.9;
 	w->page.refresh_s = cfg->interval_s ? cfg->interval_s : 5;
+	w->run_pid = cfg->run_pid > 0 ? (uint64_t)cfg->run_pid :
+					 (uint64_t)getpid();
 	if (web_sockname(listen_fd, w, &family) == -1) {
 		err = errno == ENOTSOCK ? EBADF : errno;
 		log_warn("web: descriptor %d is no listening socket",
