@@ -435,6 +435,59 @@ def test_parent_dies(lab, fail, work):
         web, "gone" if not alive(web) else "STILL THERE"))
 
 
+def test_listen_token(lab, fail, work):
+    """natscope run with two listening addresses and a token: the web
+    process serves both, asks for the token but on /healthz, and reads
+    the token file again when the collector gets SIGHUP; a restarted web
+    process still asks for it."""
+    tok = os.path.join(work, "token")
+    with open(tok, "w") as f:
+        f.write("run-token-1\n")
+    os.chmod(tok, 0o600)
+    ns = nslab.Natscope(lab, "gw", work, port=19955, logname="listen.log",
+                        extra=("--listen", "[::1]:19956",
+                               "--auth-token-file", tok,
+                               "--auth-open", "/healthz"))
+
+    def code(url, token=None):
+        argv = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                "--max-time", "5", url]
+        if token:
+            argv[1:1] = ["-H", "Authorization: Bearer " + token]
+        return lab.run("gw", *argv, check=False).stdout.strip()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 20 and \
+            code("http://127.0.0.1:19955/healthz") != "200":
+        time.sleep(0.2)
+    v4, v6 = "http://127.0.0.1:19955", "http://[::1]:19956"
+    fail.check(code(v4 + "/api/v1/status") == "401" and
+               code(v6 + "/api/v1/status") == "401",
+               "run: no token, 401 on both addresses")
+    fail.check(code(v4 + "/api/v1/status", "run-token-1") == "200" and
+               code(v6 + "/api/v1/status", "run-token-1") == "200",
+               "run: the token, 200 on both addresses")
+    with open(tok, "w") as f:
+        f.write("run-token-2\n")
+    os.kill(ns.pid, signal.SIGHUP)
+    time.sleep(1.0)
+    fail.check(ns.p.poll() is None and
+               code(v4 + "/api/v1/status", "run-token-1") == "401" and
+               code(v4 + "/api/v1/status", "run-token-2") == "200",
+               "run: SIGHUP, the new token taken, the old refused")
+    web = [c for c in children(ns.pid) if b"run-web" in cmdline(c)]
+    fail.check(len(web) == 1, "run: one web process: %s" % web)
+    for pid in web:
+        os.kill(pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 20 and \
+            code(v4 + "/api/v1/status", "run-token-2") != "200":
+        time.sleep(0.3)
+    fail.check(code(v4 + "/api/v1/status") == "401" and
+               code(v6 + "/api/v1/status", "run-token-2") == "200",
+               "run: the restarted web process asks for the token too")
+    lab.stop(ns.p, timeout=20)
+
+
 def main(argv):
     nslab.require_lab_tools()
     fail = nslab.Failures()
@@ -448,6 +501,7 @@ def main(argv):
             test_user(lab, fail, work, os.path.join(work, "natscope.db"))
             test_user_link(lab, fail, work)
             test_parent_dies(lab, fail, work)
+            test_listen_token(lab, fail, work)
         except (nslab.LabError, subprocess.SubprocessError, OSError) as e:
             fail.add(str(e))
         finally:
