@@ -373,11 +373,11 @@ def test_user(lab, fail, work, root_db):
     # descriptor of the file, e.g. to chown it after opening it)
     os.kill(web, signal.SIGKILL)
     new = web_child(ns, timeout=10, not_pid=web)
-    check_web(fail, ns, new, "--user nobody, restarted", uid=nobody.pw_uid)
     conntrack_entry(lab, 40005, 50005)
-    got = wait_mappings(ns, 5)
+    got = wait_mappings(ns, 5)  # (answers: the new process serves)
     fail.check(got == 5, "--user: after a restart %r mappings, wanted 5"
                % (got,))
+    check_web(fail, ns, new, "--user nobody, restarted", uid=nobody.pw_uid)
     stop(lab, fail, ns, "--user nobody")
     st = os.stat(ns.db)
     fail.check(st.st_uid == nobody.pw_uid, "--user: %s is not nobody's "
