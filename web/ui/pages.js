@@ -449,6 +449,9 @@
 		var s = span();
 		/* both charts over the range asked for, whatever was observed */
 		var xr = function () { return [s[0] / 1000, s[1] / 1000]; };
+		var yr = function (u, lo, hi) {
+			return [0, Math.max(1, (hi || 0) * 1.1)];
+		};
 
 		pts.forEach(function (p) {
 			xs.push(ms(p.ts) / 1000);
@@ -459,7 +462,7 @@
 		setTimeout(function () {
 			plot(box1, {
 				width: chartWidth(main), height: 220,
-				scales: { x: { time: true, range: xr },
+				scales: { x: { time: true, range: xr }, y: { range: yr },
 					  pct: { range: [0, 100] } },
 				axes: [{}, { label: 'ports', size: 60 },
 				       { scale: 'pct', side: 1, label: '% of bucket',
@@ -519,7 +522,8 @@
 			setTimeout(function () {
 				plot(box2, {
 					width: chartWidth(main), height: 200,
-					scales: { x: { time: true, range: xr } },
+					scales: { x: { time: true, range: xr },
+						  y: { range: yr } },
 					axes: [{}, { label: 'mappings (peak)', size: 60 }],
 					series: series,
 					hooks: { drawClear: [markHook(marks)] }
@@ -611,7 +615,8 @@
 			{ h: 'mappings', num: true, k: 'state-mappings',
 			  v: function (r) { return String(r.n); } },
 			{ h: 'share', num: true, v: function (r) {
-				return el('span', {}, [meter(r.n, mappings), ' ',
+				return el('span', {}, [el('meter', { min: 0,
+					max: mappings > 0 ? mappings : 1, value: r.n }), ' ',
 					pct(mappings > 0 ? r.n / mappings : 0)]);
 			} }], rows);
 	}
