@@ -493,6 +493,10 @@
 			hxs = Object.keys(tsSet).map(Number).sort(function (x, y) {
 				return x - y;
 			});
+			/* each value holds for its period: the last one too */
+			var step = doc.recorded && doc.recorded.resolution === 'hour' ?
+				3600 : 60;
+			var tail = hxs[hxs.length - 1] + step;
 			hosts.forEach(function (h, i) {
 				var byTs = {};
 
@@ -500,18 +504,23 @@
 				own.push(hxs.map(function (x) {
 					return byTs[x] === undefined ? 0 : byTs[x];
 				}));
+				own[i].push(own[i][own[i].length - 1]);
 				sums.push(own[i].map(function (v, j) {
 					return v + (i ? sums[i - 1][j] : 0);
 				}));
 			});
-			var series = [{}], data = [hxs];
+			var series = [{}], data = [hxs.concat([tail])];
+			var stepped = window.uPlot && window.uPlot.paths &&
+				window.uPlot.paths.stepped ?
+				window.uPlot.paths.stepped({ align: 1 }) : undefined;
 
 			for (var i = hosts.length - 1; i >= 0; i--) {
 				(function (i) {
 					var c = COLOURS[i % COLOURS.length];
 
 					series.push({ label: String(hosts[i].ip), stroke: c,
-						      width: 1, fill: c + '59',
+						      width: 1, fill: c + '59', paths: stepped,
+						      points: { show: false },
 						      value: function (u, v, si, idx) {
 							      return idx === null ? '\u2014' :
 								      String(own[i][idx]);
@@ -720,25 +729,39 @@
 			  { 'class': 'more' })]);
 	}
 
+	/* A range's tables are at its last observed period (its end may
+	 * be past what history holds). */
+	function lastPoint(series) {
+		var pts = isErr(series) ? [] : series.points || [];
+
+		return pts.length ? pts[pts.length - 1].ts : null;
+	}
+
 	function pageGateway() {
 		var ip = seg, proto = protoOf(), s = span(), limit = limitOf();
 		var base = '/api/v1/gateways/' + encodeURIComponent(ip);
-		var at = moment();
-		var atq = at ? '&at=' + encodeURIComponent(at) : '';
-		var sumPath = at ? '/api/v1/gateways?at=' + encodeURIComponent(at) :
-			'/api/v1/gateways';
+		var seriesReq = maybe('/api/v1/series?public_ip=' +
+			encodeURIComponent(ip) + '&proto=' + proto + '&from=' +
+			(s[0] / 1000).toFixed(3) + '&to=' + (s[1] / 1000).toFixed(3));
+		var ready = time.mode === 'range' ? seriesReq.then(lastPoint) :
+			Promise.resolve(moment());
 
-		return Promise.all([
-			maybe(sumPath),
-			maybe('/api/v1/series?public_ip=' + encodeURIComponent(ip) +
-			      '&proto=' + proto + '&from=' + (s[0] / 1000).toFixed(3) +
-			      '&to=' + (s[1] / 1000).toFixed(3)),
-			maybe('/api/v1/incidents?from=' + (s[0] / 1000).toFixed(3) +
-			      '&to=' + (s[1] / 1000).toFixed(3)),
-			maybe(base + '/hosts?proto=' + proto + '&limit=' + limit + atq),
-			maybe(base + '/destinations?proto=' + proto + '&limit=' +
-			      limit + atq)
-		]).then(function (r) {
+		return ready.then(function (at) {
+			var atq = at ? '&at=' + encodeURIComponent(at) : '';
+
+			return Promise.all([
+				maybe(at ? '/api/v1/gateways?at=' +
+				      encodeURIComponent(at) : '/api/v1/gateways'),
+				seriesReq,
+				maybe('/api/v1/incidents?from=' + (s[0] / 1000).toFixed(3) +
+				      '&to=' + (s[1] / 1000).toFixed(3)),
+				maybe(base + '/hosts?proto=' + proto + '&limit=' + limit +
+				      atq),
+				maybe(base + '/destinations?proto=' + proto + '&limit=' +
+				      limit + atq),
+				at]);
+		}).then(function (r) {
+			var at = r[5];
 			var out = [title('Gateway ' + hostPort(ip) + ' ' + proto),
 				   gwLinks(ip, proto)];
 			var g = null;
