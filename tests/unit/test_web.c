@@ -1693,7 +1693,12 @@ static void test_diagnosis(void **state)
 	assert_int_equal(jint(b, "$.remedies[3].fits"), 0); /* no local */
 	assert_jtext(b, "$.remedies[4].id", "short_time_wait");
 	assert_int_equal(jint(b, "$.remedies[4].fits"), 1);
-	assert_non_null(strstr(jtext(b, "$.warnings[0]"), "tcp_tw_recycle"));
+	{
+		char *w = jtext(b, "$.warnings[0]");
+
+		assert_non_null(strstr(w, "tcp_tw_recycle"));
+		free(w);
+	}
 	free(b);
 
 	/* UDP: no TIME_WAIT arithmetic */
