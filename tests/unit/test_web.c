@@ -1566,6 +1566,11 @@ static void test_series(void **state)
 	assert_int_equal(jint(b, "$.top_hosts[0].periods"), 1);
 	assert_jtext(b, "$.top_hosts[0].new_per_second", "2.0");
 	assert_int_equal(jint(b, "$.top_hosts[1].new_mappings"), 5);
+	/* each top host's own points: [unix s, mappings_peak, ports] */
+	assert_int_equal(jlen(b, "$.top_hosts[0].series"), 1);
+	assert_jtext(b, "$.top_hosts[0].series[0][0]", "1796119200.0");
+	assert_int_equal(jint(b, "$.top_hosts[0].series[0][1]"), 170);
+	assert_int_equal(jint(b, "$.top_hosts[0].series[0][2]"), 45);
 	free(b);
 
 	/* raw does not reach back to 09:50: minutes */
