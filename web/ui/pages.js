@@ -1440,6 +1440,13 @@
 		return 'live';
 	}
 
+	/* Whether the page is redrawn: live, and not a page of one fixed
+	 * thing (an incident, a lookup's answer). */
+	function refreshing() {
+		return time.mode === 'live' && kind !== 'lookup' &&
+			kind !== 'incident';
+	}
+
 	/* Draws the page; live, again every refreshMs (the port map only
 	 * when the pointer is not on it, so that its details stay). */
 	function draw() {
@@ -1462,7 +1469,7 @@
 			if (focused && document.getElementById(focused))
 				document.getElementById(focused).focus();
 			liveLine.className = '';
-			liveLine.textContent = describe() + (time.mode === 'live' ?
+			liveLine.textContent = describe() + (refreshing() ?
 				', refreshed ' + new Date().toLocaleTimeString() +
 				', every ' + refreshMs / 1000 + ' s' : '');
 		}).catch(function (e) {
@@ -1473,8 +1480,7 @@
 			main.setAttribute('aria-busy', 'false');
 			main.setAttribute('data-drawn', String(
 				(parseInt(main.getAttribute('data-drawn'), 10) || 0) + 1));
-			if (time.mode === 'live' && kind !== 'lookup' &&
-			    kind !== 'incident')
+			if (refreshing())
 				setTimeout(function again() {
 					if (kind === 'ports' && document.querySelector(
 						'#portmap:hover, #portmap:focus'))
