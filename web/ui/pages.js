@@ -796,12 +796,11 @@
 				sec = sec.concat(seriesCharts(r[1], m.marks));
 				sec.push(el('h3', {}, ['Incidents and gaps']));
 				sec.push(m.list);
-				if (time.mode === 'range' &&
-				    Array.isArray(r[1].top_hosts))
+				if (Array.isArray(r[1].top_hosts))
 					sec.push(table('range-hosts', 'Top hosts over ' +
-						'the range (by peak; history keeps each ' +
-						'period\u2019s top hosts)', hostCols(true),
-						r[1].top_hosts));
+						'the chart\u2019s range, with their rates (by ' +
+						'peak; history keeps each period\u2019s top hosts)',
+						hostCols(true), r[1].top_hosts));
 			}
 			out.push(section('Over time', sec, 'over-time'));
 
@@ -1145,6 +1144,62 @@
 
 	/* -- a host -- */
 
+	/* The host over time: its own points in the series of each public
+	 * IP it used (the first HOST_GATEWAYS of them), one line each. */
+	var HOST_GATEWAYS = 6;
+
+	function hostChart(ip, gws, s) {
+		var box = el('div', { 'class': 'chart', id: 'chart-host', role: 'img',
+				      'aria-label': 'this host\u2019s peak mappings ' +
+				      'per public IP over time' });
+
+		Promise.all(gws.slice(0, HOST_GATEWAYS).map(function (g) {
+			return maybe('/api/v1/series?public_ip=' +
+				encodeURIComponent(g.public_ip) + '&proto=' + g.proto +
+				'&limit=1000&from=' + (s[0] / 1000).toFixed(3) + '&to=' +
+				(s[1] / 1000).toFixed(3)).then(function (doc) {
+				var mine = isErr(doc) ? null : (doc.top_hosts || [])
+					.filter(function (x) { return x.ip === ip; })[0];
+
+				return { label: hostPort(g.public_ip) + ' ' + g.proto,
+					 points: mine && mine.series || [] };
+			});
+		})).then(function (lines) {
+			var xsSet = {}, xs, data, series = [{}];
+
+			lines.forEach(function (l) {
+				l.points.forEach(function (p) { xsSet[p[0]] = 1; });
+			});
+			xs = Object.keys(xsSet).map(Number).sort(function (x, y) {
+				return x - y;
+			});
+			data = [xs];
+			lines.forEach(function (l, i) {
+				var by = {};
+
+				l.points.forEach(function (p) { by[p[0]] = p[1]; });
+				data.push(xs.map(function (x) {
+					return by[x] === undefined ? null : by[x];
+				}));
+				series.push({ label: l.label, stroke: COLOURS[i %
+					COLOURS.length], width: 1.5, spanGaps: false });
+			});
+			if (!xs.length) {
+				box.appendChild(note('no period of this range recorded ' +
+						     'this host among the top ones'));
+				return;
+			}
+			plot(box, { width: chartWidth(main), height: 200,
+				    scales: { x: { time: true, range: function () {
+					    return [s[0] / 1000, s[1] / 1000]; } },
+					      y: { range: function (u, lo, hi) {
+						      return [0, Math.max(1, hi * 1.1)]; } } },
+				    axes: [{}, { label: 'mappings (peak)', size: 60 }],
+				    series: series }, data);
+		});
+		return box;
+	}
+
 	function pageHost() {
 		var ip = seg, s = span();
 
@@ -1171,6 +1226,8 @@
 					{ h: 'mappings', num: true, k: 'mappings',
 					  v: function (g) { return String(g.mappings); } }],
 					live.gateways || [], 'none now')], 'live-section'));
+			out.push(section('Over time', [hostChart(ip,
+				h.gateways || [], s)], 'host-time'));
 			out.push(section('Public IPs over the range', [
 				table('host-gateways', (h.recorded && h.recorded.note) ||
 				      'from history', [
