@@ -2,7 +2,9 @@
  * web.c - the HTTP service: libmicrohttpd on one internal epoll thread,
  * routing, validation and the mapping of store errors to HTTP statuses;
  * the dashboard's files compiled into the binary (web_assets[]) under
- * /ui/, and "/" as the overview page for browsers (overview.c).
+ * /ui/, "/" as the overview page for browsers (overview.c), and the
+ * other pages' shell at their paths (/gateway/{ip}, /host/{ip}, ...),
+ * which web/ui/pages.js draws from the URL and the API.
  *
  * Only that thread touches the read-only store connection, so requests
  * need no locking.  Every JSON document with data in it is built by
