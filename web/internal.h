@@ -67,6 +67,7 @@ struct web_page_cfg {
 };
 
 #define WEB_OVERVIEW_LIVE INT64_MIN /* web_overview()'s at_ms: now */
+#define WEB_OVERVIEW_ROWS 100 /* rows the overview shows unless ?limit= */
 
 /* Renders the overview page ("/" for a browser): the collector's health
  * and coverage, then every public IP x protocol sorted by pressure, from
@@ -76,9 +77,11 @@ struct web_page_cfg {
  * dash.js enhances it.  Returns a malloc'd page (caller frees) with its
  * length in *len, or NULL with errno: the store's (ENOENT before any
  * status row, EBUSY, EIO, ...; ERANGE: no history at at_ms), EPROTO for
- * an answer it cannot read, ENOMEM.  Call on the thread that owns st. */
+ * an answer it cannot read, ENOMEM.  Only the limit most pressed rows
+ * are rendered (a link offers the rest): 512 rows take a browser
+ * seconds to lay out.  Call on the thread that owns st. */
 char *web_overview(struct store *st, const struct web_page_cfg *cfg,
-		   int64_t now_ms, int64_t at_ms, size_t *len);
+		   int64_t now_ms, int64_t at_ms, unsigned limit, size_t *len);
 
 /* Appends a page's <head> up to its stylesheets (no </head>): title (a
  * fixed text, not escaped) and, when refresh, a meta refresh of 5 s. */

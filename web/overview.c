@@ -24,6 +24,7 @@
 
 #include "common/common.h"
 #include "store/store.h"
+#include "web/web.h"
 
 void web_buf_html(struct web_buf *b, const char *s)
 {
@@ -412,8 +413,9 @@ char *web_page_message(const char *msg, int refresh, size_t *len)
 }
 
 char *web_overview(struct store *st, const struct web_page_cfg *cfg,
-		   int64_t now_ms, int64_t at_ms, size_t *len)
+		   int64_t now_ms, int64_t at_ms, unsigned limit, size_t *len)
 {
+	size_t shown;
 	char at[NS_TIME_STRLEN + 8] = "";
 	json_t *status = NULL, *gws = NULL, *list, *g;
 	struct web_row *rows = NULL;
@@ -458,13 +460,14 @@ char *web_overview(struct store *st, const struct web_page_cfg *cfg,
 			r->ports_ratio : r->bucket_ratio;
 	}
 	qsort(rows, n, sizeof(*rows), web_row_cmp);
+	shown = n < limit ? n : limit;
 
 	web_page_head(&b, "natscope: overview", 0);
 	WEB_BUF_LIT(&b, "<script src=\"/ui/uPlot.min.js\" defer></script>\n"
 		    "<script src=\"/ui/dash.js\" defer></script>\n</head>\n");
 	web_buf_printf(&b, "<body data-refresh=\"%u\" data-warn=\"%.4f\" "
-		       "data-critical=\"%.4f\"", cfg->refresh_s, cfg->warn,
-		       cfg->critical);
+		       "data-critical=\"%.4f\" data-limit=\"%u\"", cfg->refresh_s,
+		       cfg->warn, cfg->critical, limit);
 	if (at[0]) { /* dash.js reads the same moment, once */
 		WEB_BUF_LIT(&b, " data-at=\"");
 		web_buf_html(&b, at + 4);
@@ -486,12 +489,20 @@ char *web_overview(struct store *st, const struct web_page_cfg *cfg,
 		       "<th scope=\"col\">TIME_WAIT</th>"
 		       "<th scope=\"col\">last hour</th></tr></thead>\n"
 		       "<tbody>\n", n);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < shown; i++)
 		web_row_html(&b, cfg, &rows[i], at);
 	if (n == 0)
 		WEB_BUF_LIT(&b, "<tr class=\"empty\"><td colspan=\"9\">no public "
 			    "IP has a mapping</td></tr>\n");
-	WEB_BUF_LIT(&b, "</tbody>\n</table>\n</main>\n</body>\n</html>\n");
+	WEB_BUF_LIT(&b, "</tbody>\n</table>\n");
+	if (shown < n) {
+		web_buf_printf(&b, "<p id=\"more-rows\">the %zu most pressed "
+			       "rows of %zu: <a class=\"more\" href=\"/?limit="
+			       "%u", shown, n, WEB_LIMIT_MAX);
+		web_buf_html(&b, at);
+		WEB_BUF_LIT(&b, "\">show every row</a></p>\n");
+	}
+	WEB_BUF_LIT(&b, "</main>\n</body>\n</html>\n");
 	if (b.err) {
 		errno = b.err;
 		goto err;

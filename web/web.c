@@ -697,7 +697,7 @@ static enum MHD_Result web_root(struct web *w, struct MHD_Connection *c,
 					"the previous run's figures", 1, &len);
 	} else if (!(body = web_overview(w->st, &w->page, q->now_ms,
 					 q->given & P_AT ? q->at_ms :
-					 WEB_OVERVIEW_LIVE, &len))) {
+					 WEB_OVERVIEW_LIVE, q->limit, &len))) {
 		if (errno == ERANGE) { /* no period of history holds at= */
 			code = MHD_HTTP_NOT_FOUND;
 			snprintf(msg, sizeof(msg), "no history at that moment "
@@ -1039,7 +1039,8 @@ static int web_run_begun(struct web *w)
 
 /* Every path the API answers, with the parameters each takes. */
 static const struct web_route web_routes[] = {
-	{ .path = "/", .handler = web_root, .params = P_AT, .before_run = 1 },
+	{ .path = "/", .handler = web_root, .params = P_AT | P_LIMIT,
+	  .limit = WEB_OVERVIEW_ROWS, .before_run = 1 },
 	{ .path = "/api/v1/", .handler = web_index_reply, .before_run = 1 },
 	{ .path = "/ui/{}", .seg = SEG_NAME, .handler = web_asset_reply,
 	  .before_run = 1 },

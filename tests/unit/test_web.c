@@ -920,6 +920,15 @@ static void test_pages(void **state)
 	http_full("GET", "/?at=yesterday", ACCEPT_HTML, NULL, &r);
 	assert_int_equal(r.status, 400);
 	resp_free(&r);
+	/* ?limit=: the most pressed rows, and a link to every one */
+	http_full("GET", "/?limit=2", ACCEPT_HTML, NULL, &r);
+	assert_html_reply(&r, 200);
+	assert_page_value(r.body, "count", "4");
+	assert_non_null(page_row(r.body, GW4, "tcp"));
+	assert_non_null(strstr(r.body, "the 2 most pressed rows of 4: <a "
+				       "class=\"more\" href=\"/?limit=10000\">"));
+	assert_null(strstr(r.body, "data-proto=\"icmp\""));
+	resp_free(&r);
 }
 
 /* Text from the database reaches the page escaped, through the one

@@ -8,7 +8,8 @@
  *  - each row gets a sparkline of its last hour of ports in use (the
  *    peak of each period), drawn by uPlot from /api/v1/series;
  *  - with data-at on <body> (the page shows a past moment, "/?at=") it
- *    reads /api/v1/gateways?at= once and does not refresh.
+ *    reads /api/v1/gateways?at= once and does not refresh;
+ *  - it draws the data-limit most pressed rows, as overview.c does.
  *
  * Everything from the API enters the page through textContent or
  * setAttribute, never as markup.  Requests go to this origin only.
@@ -30,6 +31,8 @@
 	var SPARK_ROWS = 50;   /* rows with a sparkline: the most pressed */
 	var sparks = {};       /* "ip proto" -> {box, plot, at} */
 	var at = body.getAttribute('data-at'); /* a past moment, or null */
+	/* the rows shown, the most pressed (overview.c's limit) */
+	var limit = parseInt(body.getAttribute('data-limit'), 10) || 100;
 	var live = document.createElement('p');
 
 	live.id = 'live';
@@ -234,7 +237,7 @@
 			.map(row).sort(byPressure);
 		var tbody = el('tbody');
 
-		rows.forEach(function (r) {
+		rows.slice(0, limit).forEach(function (r) {
 			tbody.appendChild(rowElement(r));
 		});
 		if (!rows.length)
@@ -244,7 +247,7 @@
 		table.replaceChild(tbody, table.tBodies[0]);
 		table.querySelector('[data-k="count"]').textContent =
 			String(rows.length);
-		return rows;
+		return rows.slice(0, limit);
 	}
 
 	/* ---- sparklines ---- */
