@@ -346,7 +346,7 @@ void web_page_nav(struct web_buf *b, const char *current)
 		{ "/lookup", "lookup" },
 	};
 
-	WEB_BUF_LIT(b, "<div class=\"bar\"><h1><a href=\"/\">natscope</a>"
+	WEB_BUF_LIT(b, "<div class=\"topbar\"><h1><a href=\"/\">natscope</a>"
 		    "</h1>\n<nav aria-label=\"pages\"><ul>");
 	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++)
 		web_buf_printf(b, "<li><a href=\"%s\"%s>%s</a></li>",
