@@ -175,6 +175,13 @@ async function visit(page, name, url, extra) {
 		await drawn(page);
 		out.pages.gateway_at.back = await page.evaluate(
 			() => location.pathname + location.search);
+		/* a range on the gateway page: the last 15 minutes */
+		await page.goto(cfg.base + '/gateway/' + gw + '?proto=' + proto);
+		await drawn(page);
+		await Promise.all([page.waitForURL('**from=**'),
+				   page.click('#picker button[data-minutes="15"]')]);
+		await drawn(page);
+		out.pages.gateway_range = await page.evaluate(readPage);
 
 		await visit(page, 'ports', '/gateway/' + gw + '/ports?proto=' +
 			    proto, async (r) => {

@@ -15,7 +15,7 @@ minute of history holding the traffic has closed, tests/e2e/pages.js
              destinations tables the API's, its chart drawn; then the
              time picker set to a past moment: the URL holds at=, the
              figures equal /api/v1/gateways?at=, the port map link keeps
-             at=, and "live" drops it;
+             at=, and "live" drops it; "last 15m" sets from= and to=;
   ports      the port map: every port whose cell is coloured is a public
              port `conntrack -L` shows for 203.0.113.1 (reply direction)
              and every such port is coloured, in the legend colour of
@@ -266,6 +266,13 @@ def run(lab, work, fail):
                % ga.get("followed"))
     fail.check("at=" not in ga.get("back", "at="),
                "back to live: %r" % ga.get("back"))
+    gr = P["gateway_range"]
+    fail.check("from=" in gr["url"] and "to=" in gr["url"] and
+               (gr["live"] or "").startswith("the range ") and
+               gr["charts"] >= 1 and gr["tables"].get("range-hosts"),
+               "the last 15 minutes: %r, %r, %d charts, range hosts %r"
+               % (gr["url"], gr["live"], gr["charts"],
+                  gr["tables"].get("range-hosts")))
 
     # the port map
     pm = P["ports"]
