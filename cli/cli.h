@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* natscope run: follow conntrack, keep the database, serve the API. */
 int cli_run(int argc, char **argv);
@@ -32,6 +33,10 @@ int cli_health(int argc, char **argv);
 /* Where the API listens unless told otherwise, and its URL. */
 #define CLI_DEFAULT_LISTEN "127.0.0.1:9628"
 #define CLI_DEFAULT_URL "http://" CLI_DEFAULT_LISTEN
+/* natscope run-web (internal, not for people): the web process natscope
+ * run starts (webproc.c).  It serves the API on descriptor 3, a listening
+ * socket, and writes one byte to descriptor 4 once it serves. */
+int cli_run_web(int argc, char **argv);
 
 struct store;
 struct web;
@@ -170,5 +175,91 @@ int cli_parse_size(const char *text, unsigned long long *out);
 /* Parses an age: a whole number with s, m, h or d ("90m", "7d") into
  * milliseconds.  Returns 0, or -1 with EINVAL or ERANGE. */
 int cli_parse_duration(const char *text, int64_t *ms);
+
+/* ---- privileges (privsep.c, libcap-ng) ----
+ *
+ * Capabilities belong to threads: these change the calling thread only,
+ * so call them before the process starts any thread. */
+
+struct cli_priv_user {
+	uid_t uid;
+	gid_t gid; /* the user's primary group */
+	char name[64];
+};
+
+/* Looks up a user by name.  Returns 0, or -1 with errno ENOENT (no such
+ * user), EINVAL (an empty or overlong name) or the lookup's error. */
+int cli_priv_user_lookup(const char *name, struct cli_priv_user *u);
+
+/* 1 if CAP_NET_ADMIN is in this thread's permitted set, else 0. */
+int cli_priv_have_net_admin(void);
+
+/* Gives u the database at path and its -wal, -shm and -journal files,
+ * those that exist, and when the database does not exist makes it, empty
+ * and u's (*made = 1): SQLite, opening it as root, then makes its -wal and
+ * -shm u's too.  Call before the database is opened: closing a descriptor
+ * of a file drops every POSIX lock the process holds on it, SQLite's
+ * included.  A symbolic link or a file with several links is refused
+ * (EPERM): the directory may be writable by u.  Needs CAP_CHOWN.  Returns
+ * 0, or -1 with errno (logged). */
+int cli_priv_chown_db(const char *path, const struct cli_priv_user *u,
+		      int *made);
+
+/* Removes the database at path and its -wal and -shm, made for a run
+ * that failed to start (cli_priv_chown_db()'s *made); logs what it
+ * cannot remove. */
+void cli_priv_unmake_db(const char *path);
+
+/* The collector's privileges: CAP_NET_ADMIN effective and permitted and
+ * no other capability; inheritable and ambient sets empty; the bounding
+ * set emptied when this process may (CAP_SETPCAP); no_new_privs set.
+ * With u (not NULL), also switches to u's uid and primary gid, without
+ * supplementary groups, keeping CAP_NET_ADMIN across the switch.  Checks
+ * the result with the kernel.  Returns 0, or -1 with errno EPERM
+ * (logged). */
+int cli_priv_keep_net_admin(const struct cli_priv_user *u);
+
+/* Drops every capability (the bounding set too when it may) and sets
+ * no_new_privs; checks with the kernel that none is left.  Returns 0, or
+ * -1 with errno EPERM (logged). */
+int cli_priv_drop_all(void);
+
+/* ---- the web process of natscope run (webproc.c) ----
+ *
+ * natscope run serves its API from a process of its own that holds no
+ * capability and shares nothing with the collector but the database file
+ * (read-only) and the listening socket.  It is started with fork() and
+ * exec of this same binary (natscope run-web), so it begins with a fresh
+ * image: nothing of the collector's memory, and safe to start again from
+ * a process that runs threads.  A supervisor thread restarts it when it
+ * dies (after 1 s, doubling up to 60 s while it keeps dying within a
+ * minute). */
+
+struct cli_webproc;
+
+struct cli_webproc_config {
+	const char *db_path;	/* the database the collector writes */
+	unsigned interval_s;	/* the collector's write interval */
+	int64_t run_started_ms; /* this run's start (web_config) */
+	int stop_fd; /* readable while the run is stopping (the signalfd for
+			SIGINT/SIGTERM): no restart then; -1 none */
+	int hup_fd;  /* a signalfd for SIGHUP and SIGUSR1, which the
+			supervisor reads and logs; -1 none */
+	int verbose; /* the web process logs debug lines too */
+	struct cli_net *net; /* its sockets (taken over), token, TLS */
+	double warn, critical; /* the dashboard's thresholds (0-1] */
+};
+
+/* Starts the web process serving on cfg->net's sockets, which it takes
+ * over (net->n_fds becomes 0; they are kept to start the process again
+ * and closed by cli_webproc_stop()), and waits until it serves.  Returns NULL with errno
+ * if it does not: EIO (it exited; its log says why), ETIMEDOUT (not
+ * serving within 10 s), or a fork/exec error.  Call from the thread that
+ * outlives the web process: it is the one whose exit signals it. */
+struct cli_webproc *cli_webproc_start(const struct cli_webproc_config *cfg);
+
+/* Stops the supervisor and the web process (SIGTERM, SIGKILL after 3 s)
+ * and frees wp.  NULL allowed. */
+void cli_webproc_stop(struct cli_webproc *wp);
 
 #endif

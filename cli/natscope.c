@@ -58,6 +58,8 @@ int main(int argc, char **argv)
 		return cli_lookup(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "health"))
 		return cli_health(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "run-web")) /* natscope run's web process */
+		return cli_run_web(argc - 1, argv + 1);
 	fprintf(stderr, "natscope: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

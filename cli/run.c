@@ -2,18 +2,26 @@
  * run.c - natscope run: wires kernel -> collector -> store -> web.
  *
  * Order matters: nothing is written to the database before everything
- * that can fail at start has succeeded.  Flags are parsed; the collector
- * opens its netlink sockets (a missing CAP_NET_ADMIN is reported before
- * anything is created); the HTTP socket is bound (a port in use is
- * reported before the database is touched); the database is opened,
- * locked against a second writer and migrated; the writer thread and the
- * web service start; only then does the run begin (the live tables are
- * emptied and the status says starting).  A database file this start
- * created is removed again if it fails.
+ * that can fail at start has succeeded.  Flags are parsed; the HTTP
+ * socket is bound (a port in use, or one below 1024 without the right to
+ * bind it, is reported first); a missing CAP_NET_ADMIN is reported
+ * before anything is created; the database is opened, locked against a
+ * second writer and migrated, and with --user given to that user;
+ * privileges are dropped (privsep.c): this process keeps CAP_NET_ADMIN
+ * and nothing else, as --user's uid if given, before it starts any
+ * thread, since capabilities belong to threads; the collector opens its
+ * netlink sockets; the writer thread starts, and the web process
+ * (webproc.c), which holds no capability and reads the database
+ * read-only; only then does the run begin (the live tables are emptied
+ * and the status says starting).  A database file this start created is
+ * removed again if it fails.
  *
  * SIGINT and SIGTERM are blocked in every thread and read from a signalfd
  * by the collector's loop, so a signal never interrupts anything half way.
- * The exit status says whether the final write landed: 1 if it did not.
+ * SIGHUP and SIGUSR1 are read by the web process's supervisor: they do
+ * not stop the run; SIGHUP makes the web process read its token file
+ * again.  The exit status says whether the
+ * final write landed: 1 if it did not.
  */
 #include "cli/cli.h"
 #include "collector/collector.h"
@@ -86,6 +94,10 @@ static void run_usage(FILE *f)
 	      "                        1-3650 (default 7)\n"
 	      "  --maplog-max-size SIZE  mapping log size cap, K/M/G suffixes, at\n"
 	      "                        least 1M (default 256M)\n"
+	      "  --user NAME           once the HTTP port is bound and the database\n"
+	      "                        open, run as this user (the database is\n"
+	      "                        given to it): the collector keeps\n"
+	      "                        CAP_NET_ADMIN, the web process holds nothing\n"
 	      "  -v, --verbose         debug logging\n"
 	      "  -h, --help            this text\n",
 	      f);
@@ -206,6 +218,7 @@ static const struct option run_opts[] = {
 	{ "critical", required_argument, NULL, 'c' },
 	{ "maplog-days", required_argument, NULL, 'D' },
 	{ "maplog-max-size", required_argument, NULL, 'Z' },
+	{ "user", required_argument, NULL, 'u' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -214,15 +227,19 @@ static const struct option run_opts[] = {
 static int run_main(int argc, char **argv)
 {
 	const struct option *opts = run_opts;
-	const char *db = DEFAULT_DB;
+	const char *db = DEFAULT_DB, *user = NULL, *why = "";
 	struct cli_net net = { 0 };
+	struct cli_priv_user u;
+	struct cli_webproc_config pcfg;
+	struct cli_webproc *webp = NULL;
+	sigset_t hupmask;
+	int hfd = -1, verbose = 0, made = 0;
 	unsigned interval = DEFAULT_INTERVAL;
 	unsigned long long evbuf = DEFAULT_EVENT_BUFFER, n;
 	struct store_history_config hcfg;
 	unsigned long long maplog_max = DEFAULT_MAPLOG_MAX_SIZE;
 	unsigned maplog_days = DEFAULT_MAPLOG_DAYS;
 	struct collector_config ccfg;
-	struct web_config wcfg;
 	struct collector *col = NULL;
 	struct store *st = NULL;
 	struct store_writer *writer = NULL;
@@ -230,7 +247,6 @@ static int run_main(int argc, char **argv)
 	char final[160] = "";
 	sigset_t mask;
 	int opt, sfd = -1, begun = 0, rc = 1, crc, err;
-	const char *why = "";
 	int64_t run_started_ms;
 
 	store_history_defaults(&hcfg);
@@ -328,8 +344,12 @@ static int run_main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'u':
+			user = optarg;
+			break;
 		case 'v':
 			log_init("natscope", NS_LOG_DEBUG);
+			verbose = 1;
 			break;
 		case 'h':
 			run_usage(stdout);
@@ -361,14 +381,28 @@ static int run_main(int argc, char **argv)
 		      stderr);
 		return 2;
 	}
+	if (user && cli_priv_user_lookup(user, &u) < 0) {
+		fprintf(stderr, "natscope run: --user '%s': %s\n", user,
+			errno == ENOENT ? "no such user" : strerror(errno));
+		return 2;
+	}
 
 	/* Signals go to the signalfd only, in every thread started below. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
+	/* SIGHUP and SIGUSR1 (which used to kill it) go to a signalfd of
+	 * their own, read by the web process's supervisor */
+	sigemptyset(&hupmask);
+	sigaddset(&hupmask, SIGHUP);
+	sigaddset(&hupmask, SIGUSR1);
 	if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0 ||
-	    (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+	    pthread_sigmask(SIG_BLOCK, &hupmask, NULL) != 0 ||
+	    (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0 ||
+	    (hfd = signalfd(-1, &hupmask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
 		log_warn("signalfd");
+		if (sfd >= 0)
+			close(sfd);
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
@@ -387,17 +421,46 @@ static int run_main(int argc, char **argv)
 					  .ready = run_ready };
 	/* each step that fails says why in detail (warnings); the run then
 	 * logs one error, at the end, naming the step */
-	why = "cannot follow the conntrack table";
-	col = collector_open(&ccfg);
-	if (!col)
-		goto out;
 	why = "cannot serve the API as asked";
-	if (cli_net_load(&net) < 0 || cli_net_listen(&net) < 0)
+	/* the token and TLS files are read here to say now what is wrong
+	 * with them; the web process reads them again itself */
+	if (cli_net_load(&net) < 0 ||
+	    cli_net_listen(&net) < 0) /* may need CAP_NET_BIND_SERVICE */
 		goto out;
+	why = "cannot follow the conntrack table";
+	/* Without CAP_NET_ADMIN nothing can follow conntrack: the collector
+	 * says what is missing, in its words, before anything is created. */
+	if (!cli_priv_have_net_admin()) {
+		col = collector_open(&ccfg);
+		if (col)
+			log_warnx("conntrack opened, but CAP_NET_ADMIN is not "
+				  "among this process's capabilities: refusing "
+				  "to run with privileges it cannot account for");
+		goto out;
+	}
+	/* The database is opened with every privilege this process was
+	 * given, as before (root may use a directory it does not own);
+	 * with --user it is that user's first, and SQLite, running as root,
+	 * gives the -wal and -shm it makes to the file's owner. */
 	why = "cannot use the database";
+	if (user && cli_priv_chown_db(db, &u, &made) < 0)
+		goto out;
 	st = store_open(db, STORE_READ_WRITE);
 	if (!st)
 		goto out;
+	why = "cannot drop the privileges it does not need";
+	/* Before any thread exists (each thread has its own capabilities):
+	 * CAP_NET_ADMIN and nothing else, as --user's user if given. */
+	if (cli_priv_keep_net_admin(user ? &u : NULL) < 0)
+		goto out;
+	if (user)
+		log_info("running as %s (uid %u, gid %u) with CAP_NET_ADMIN "
+			 "only", u.name, (unsigned)u.uid, (unsigned)u.gid);
+	why = "cannot follow the conntrack table";
+	col = collector_open(&ccfg);
+	if (!col)
+		goto out; /* the collector said why */
+	why = "cannot use the database";
 	if (store_history_configure(st, &hcfg) < 0) {
 		log_warn("history settings");
 		goto out;
@@ -409,19 +472,25 @@ static int run_main(int argc, char **argv)
 	if (!writer)
 		goto out;
 	run_initial_status(&status, interval, run_started_ms);
-	wcfg = (struct web_config){ .db_path = db, .interval_s = interval,
-				    .run_started_ms = status.started_ms,
-				    .warn = hcfg.warn,
-				    .critical = hcfg.critical };
+	pcfg = (struct cli_webproc_config){ .db_path = db,
+					    .interval_s = interval,
+					    .run_started_ms = status.started_ms,
+					    .stop_fd = sfd,
+					    .hup_fd = hfd,
+					    .verbose = verbose,
+					    .net = &net,
+					    .warn = hcfg.warn,
+					    .critical = hcfg.critical };
 	why = "cannot serve the API";
-	if (cli_net_start(&net, &wcfg) < 0)
+	webp = cli_webproc_start(&pcfg); /* takes net's sockets */
+	if (!webp)
 		goto out;
 	why = "cannot start a run in the database";
 	if (store_writer_begin(writer, &status) < 0)
 		goto out;
 	begun = 1;
 	log_info("natscope %s: database %s, API on %s://%s/%s, writing every "
-		 "%u s", NS_VERSION, db, net.cert ? "https" : "http",
+		 "%u s", NS_VERSION, db, net.tls_cert_file ? "https" : "http",
 		 net.listen[0], net.n_listen > 1 ? " and more" : "", interval);
 	crc = collector_run(col, writer);
 	sd_notify(0, "STOPPING=1");
@@ -437,15 +506,21 @@ static int run_main(int argc, char **argv)
 out:
 	if (!begun)
 		log_errx("not started: %s (%s)", why, db);
-	cli_net_stop(&net); /* read-only connections go before the writer's */
+	cli_webproc_stop(webp); /* it reads what the writer wrote last */
 	store_writer_stop(writer);
-	if (begun)
+	if (begun) {
 		store_close(st);
-	else
+	} else {
 		store_discard(st); /* a database created for nothing goes */
+		if (made)
+			cli_priv_unmake_db(db);
+	}
+	cli_net_stop(&net); /* sockets webproc did not take, secrets */
 	collector_close(col);
 	if (sfd >= 0)
 		close(sfd);
+	if (hfd >= 0)
+		close(hfd);
 	if (*final)
 		fatalx("%s", final);
 	return rc;

@@ -34,6 +34,8 @@ enum ns_log_format { NS_LOG_TEXT = 0, NS_LOG_JSON };
  * safe while other threads log (a line is either before or after). */
 void log_set_level(enum ns_log_level level);
 void log_set_format(enum ns_log_format format);
+enum ns_log_level log_get_level(void);
+enum ns_log_format log_get_format(void);
 
 /* "error", "warning", "info" or "debug"; "text" or "json".  Return 0 with
  * *out set, or -1 with errno EINVAL. */

@@ -31,6 +31,16 @@ void log_set_format(enum ns_log_format format)
 	log_format = format;
 }
 
+enum ns_log_level log_get_level(void)
+{
+	return log_level;
+}
+
+enum ns_log_format log_get_format(void)
+{
+	return log_format;
+}
+
 int log_parse_level(const char *text, enum ns_log_level *out)
 {
 	for (int i = NS_LOG_ERR; i <= NS_LOG_DEBUG; i++)

@@ -294,9 +294,13 @@ static const char sql_series[] =
 	"max(mappings_peak), 'ports_in_use_max', max(ports_in_use), "
 	"'new_mappings', sum(new_mappings), 'recorded_seconds', "
 	"sum(span_ms) / 1000.0, 'new_per_second', "
-	SQL_RATE("sum(new_mappings)", "sum(span_ms)") ", 'periods', count(*)) "
-	"AS o FROM hh GROUP BY ip ORDER BY max(mappings_peak) DESC, "
-	"sum(new_mappings) DESC, ip LIMIT ?7))))";
+	SQL_RATE("sum(new_mappings)", "sum(span_ms)") ", 'periods', count(*), "
+	/* its own points, for a chart stacked by host */
+	"'series', json((SELECT json_group_array(json_array(z.ts_ms / 1000.0, "
+	"z.mappings_peak, z.ports_in_use)) FROM (SELECT ts_ms, mappings_peak, "
+	"ports_in_use FROM hh z WHERE z.ip = hg.ip ORDER BY ts_ms) z))) "
+	"AS o FROM hh hg GROUP BY hg.ip ORDER BY max(mappings_peak) DESC, "
+	"sum(new_mappings) DESC, hg.ip LIMIT ?7))))";
 
 /*
  * ?1 now, ?2 host ip, ?3 from, ?4 to, ?5 the finest tier to read (the

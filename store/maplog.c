@@ -2156,7 +2156,7 @@ static char *hd_list(struct hd_recs *r, unsigned family, int64_t from,
 
 	if (!list || (r->n && !(scratch = malloc(2 * r->n * sizeof(int64_t)))))
 		goto out;
-	if (r->n) /* (qsort wants an array, even of nothing) */
+	if (r->n) /* qsort(NULL, 0, ...) is undefined behaviour */
 		qsort(r->v, r->n, sizeof(*r->v), hd_cmp);
 	for (size_t i = 0, j; i < r->n; i = j) {
 		char pub[NS_ADDR_STRLEN], dest[NS_ADDR_STRLEN];

@@ -70,16 +70,40 @@ struct web_page_cfg {
 	unsigned refresh_s;    /* the script's refresh period */
 };
 
+#define WEB_OVERVIEW_LIVE INT64_MIN /* web_overview()'s at_ms: now */
+#define WEB_OVERVIEW_ROWS 100 /* rows the overview shows unless ?limit= */
+
 /* Renders the overview page ("/" for a browser): the collector's health
  * and coverage, then every public IP x protocol sorted by pressure, from
  * the same JSON answers the API gives (store_json_status and
- * store_json_gateways, read back with jansson).  Works without script;
+ * store_json_gateways, or store_json_gateways_at for at_ms other than
+ * WEB_OVERVIEW_LIVE, read back with jansson).  Works without script;
  * dash.js enhances it.  Returns a malloc'd page (caller frees) with its
  * length in *len, or NULL with errno: the store's (ENOENT before any
- * status row, EBUSY, EIO, ...), EPROTO for an answer it cannot read,
- * ENOMEM.  Call on the thread that owns st. */
+ * status row, EBUSY, EIO, ...; ERANGE: no history at at_ms), EPROTO for
+ * an answer it cannot read, ENOMEM.  Only the limit most pressed rows
+ * are rendered (a link offers the rest): 512 rows take a browser
+ * seconds to lay out.  Call on the thread that owns st. */
 char *web_overview(struct store *st, const struct web_page_cfg *cfg,
-		   int64_t now_ms, size_t *len);
+		   int64_t now_ms, int64_t at_ms, unsigned limit, size_t *len);
+
+/* Appends a page's <head> up to its stylesheets (no </head>): title (a
+ * fixed text, not escaped) and, when refresh, a meta refresh of 5 s. */
+void web_page_head(struct web_buf *b, const char *title, int refresh);
+
+/* Appends the bar every page starts with: natscope's name, the links to
+ * the overview, incidents and lookup (current: the one that is this page,
+ * or NULL), and a <form id="picker"> the pages' script fills in. */
+void web_page_nav(struct web_buf *b, const char *current);
+
+/* The page every dashboard page but the overview is: the bar, an empty
+ * <main id="page" data-page=page> that web/ui/pages.js draws from the
+ * URL's path and query and the API, a <noscript> line that says so, and
+ * the scripts.  page is a route's fixed name ("gateway", "ports", ...),
+ * never text from the request.  Returns a malloc'd page (caller frees)
+ * with its length in *len, or NULL with errno ENOMEM. */
+char *web_page_shell(const char *page, const struct web_page_cfg *cfg,
+		     size_t *len);
 
 /* A minimal page that says msg (escaped), for when the overview cannot
  * be rendered; refresh: it reloads itself every few seconds (no script).

@@ -24,6 +24,7 @@
 
 #include "common/common.h"
 #include "store/store.h"
+#include "web/web.h"
 
 void web_buf_html(struct web_buf *b, const char *s)
 {
@@ -140,8 +141,17 @@ static void web_destination(struct web_buf *b, const json_t *d)
 		web_buf_printf(b, " zone %.0f", jnum(d, "zone"));
 }
 
+/* A bucket's mappings: now ("mappings"), or its peak in a period of
+ * history ("peak"). */
+static double web_bucket_mappings(const json_t *d)
+{
+	return json_object_get(d, "mappings") ? jnum(d, "mappings") :
+						jnum(d, "peak");
+}
+
+/* at: "" live, or "&at=<RFC 3339>" for links to the same moment */
 static void web_row_html(struct web_buf *b, const struct web_page_cfg *cfg,
-			 const struct web_row *r)
+			 const struct web_row *r, const char *at)
 {
 	const json_t *g = r->g, *d = json_object_get(g, "worst_destination");
 	const json_t *states = json_object_get(g, "states");
@@ -152,9 +162,14 @@ static void web_row_html(struct web_buf *b, const struct web_page_cfg *cfg,
 	web_buf_html(b, jstr(g, "public_ip"));
 	WEB_BUF_LIT(b, "\" data-proto=\"");
 	web_buf_html(b, jstr(g, "proto"));
-	WEB_BUF_LIT(b, "\">\n <th scope=\"row\" class=\"ip\">");
+	WEB_BUF_LIT(b, "\">\n <th scope=\"row\" class=\"ip\"><a href=\"/gateway/");
 	web_buf_html(b, jstr(g, "public_ip"));
-	WEB_BUF_LIT(b, "</th><td class=\"proto\" data-label=\"proto\">");
+	WEB_BUF_LIT(b, "?proto=");
+	web_buf_html(b, jstr(g, "proto"));
+	web_buf_html(b, at);
+	WEB_BUF_LIT(b, "\">");
+	web_buf_html(b, jstr(g, "public_ip"));
+	WEB_BUF_LIT(b, "</a></th><td class=\"proto\" data-label=\"proto\">");
 	web_buf_html(b, jstr(g, "proto"));
 	web_buf_printf(b, "</td>\n <td class=\"num\" data-label=\"pressure\" "
 		       "data-k=\"pressure\">%.1f %%</td>\n", r->pressure * 100);
@@ -175,11 +190,11 @@ static void web_row_html(struct web_buf *b, const struct web_page_cfg *cfg,
 			       web_level(cfg, r->bucket_ratio));
 		web_destination(b, d);
 		WEB_BUF_LIT(b, "</span> ");
-		web_meter(b, cfg, jnum(d, "mappings"), jnum(d, "capacity"));
+		web_meter(b, cfg, web_bucket_mappings(d), jnum(d, "capacity"));
 		web_buf_printf(b, " <span data-k=\"worst_mappings\">%.0f</span>"
 			       " of <span data-k=\"worst_capacity\">%.0f</span>"
 			       " <span class=\"pct\">%.1f %%</span></td>\n",
-			       jnum(d, "mappings"), jnum(d, "capacity"),
+			       web_bucket_mappings(d), jnum(d, "capacity"),
 			       r->bucket_ratio * 100);
 	} else {
 		web_buf_printf(b, " <td class=\"bar\" data-label=\"worst "
@@ -243,9 +258,20 @@ static void web_header_html(struct web_buf *b, const struct web_page_cfg *cfg,
 	size_t i;
 	json_t *gap;
 
-	web_buf_printf(b, "<header id=\"health\" class=\"health lvl-%s\">\n"
-		       "<h1>natscope</h1>\n<dl>\n",
+	web_buf_printf(b, "<header id=\"health\" class=\"health lvl-%s\">\n",
 		       web_health_level(state, complete));
+	web_page_nav(b, "overview");
+	WEB_BUF_LIT(b, "<dl>\n<div><dt>showing</dt><dd data-k=\"showing\">");
+	if (jstr(gateways, "at")) {
+		WEB_BUF_LIT(b, "the past: ");
+		web_buf_html(b, jstr(gateways, "resolution"));
+		WEB_BUF_LIT(b, " period holding ");
+		web_buf_html(b, jstr(gateways, "at"));
+		WEB_BUF_LIT(b, " (<a href=\"/\">live</a>)");
+	} else {
+		WEB_BUF_LIT(b, "live");
+	}
+	WEB_BUF_LIT(b, "</dd></div>\n");
 	WEB_BUF_LIT(b, "<div><dt>state</dt><dd data-k=\"state\">");
 	web_buf_html(b, state ? state : "unknown");
 	WEB_BUF_LIT(b, "</dd></div>\n<div><dt>follow</dt><dd data-k=\"follow\">");
@@ -298,7 +324,7 @@ static void web_header_html(struct web_buf *b, const struct web_page_cfg *cfg,
 
 /* ---- the page ---- */
 
-static void web_page_head(struct web_buf *b, const char *title, int refresh)
+void web_page_head(struct web_buf *b, const char *title, int refresh)
 {
 	web_buf_printf(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n"
 		       "<meta charset=\"utf-8\">\n<meta name=\"viewport\" "
@@ -311,6 +337,61 @@ static void web_page_head(struct web_buf *b, const char *title, int refresh)
 		       "<link rel=\"stylesheet\" href=\"/ui/uPlot.min.css\">\n"
 		       "<link rel=\"stylesheet\" href=\"/ui/dash.css\">\n",
 		       title);
+}
+
+void web_page_nav(struct web_buf *b, const char *current)
+{
+	static const char *const links[][2] = {
+		{ "/", "overview" }, { "/incidents", "incidents" },
+		{ "/lookup", "lookup" },
+	};
+
+	WEB_BUF_LIT(b, "<div class=\"topbar\"><h1><a href=\"/\">natscope</a>"
+		    "</h1>\n<nav aria-label=\"pages\"><ul>");
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++)
+		web_buf_printf(b, "<li><a href=\"%s\"%s>%s</a></li>",
+			       links[i][0], current && !strcmp(current,
+							       links[i][1]) ?
+			       " aria-current=\"page\"" : "", links[i][1]);
+	WEB_BUF_LIT(b, "</ul></nav>\n");
+	/* without script: a past moment by a plain GET (the overview reads
+	 * at=); pages.js replaces it with live / moment / range */
+	WEB_BUF_LIT(b, "<form id=\"picker\" class=\"picker\" method=\"get\" "
+		    "action=\"\"><label>at <input name=\"at\" type=\"text\" "
+		    "size=\"22\" placeholder=\"2026-12-02T14:02:00Z\" "
+		    "aria-label=\"a past moment, RFC 3339 or unix seconds\">"
+		    "</label> <button type=\"submit\">show</button> "
+		    "<a href=\"?\">live</a></form>\n</div>\n");
+}
+
+char *web_page_shell(const char *page, const struct web_page_cfg *cfg,
+		     size_t *len)
+{
+	struct web_buf b = { 0 };
+
+	web_page_head(&b, "natscope", 0);
+	WEB_BUF_LIT(&b, "<script src=\"/ui/uPlot.min.js\" defer></script>\n"
+		    "<script src=\"/ui/portmap.js\" defer></script>\n"
+		    "<script src=\"/ui/pages.js\" defer></script>\n</head>\n");
+	web_buf_printf(&b, "<body data-refresh=\"%u\" data-warn=\"%.4f\" "
+		       "data-critical=\"%.4f\">\n<header id=\"top\" "
+		       "class=\"health\">\n", cfg->refresh_s, cfg->warn,
+		       cfg->critical);
+	web_page_nav(&b, page);
+	WEB_BUF_LIT(&b, "<p id=\"live\" aria-live=\"polite\"></p>\n</header>\n");
+	WEB_BUF_LIT(&b, "<main id=\"page\" data-page=\"");
+	web_buf_html(&b, page);
+	WEB_BUF_LIT(&b, "\"><noscript><p>This page is drawn by JavaScript "
+		    "from the API (<a href=\"/api/v1/\">/api/v1/</a>); the "
+		    "<a href=\"/\">overview</a> works without it.</p>"
+		    "</noscript></main>\n</body>\n</html>\n");
+	if (b.err) {
+		web_buf_free(&b);
+		errno = ENOMEM;
+		return NULL;
+	}
+	*len = b.len;
+	return b.p;
 }
 
 char *web_page_message(const char *msg, int refresh, size_t *len)
@@ -332,8 +413,10 @@ char *web_page_message(const char *msg, int refresh, size_t *len)
 }
 
 char *web_overview(struct store *st, const struct web_page_cfg *cfg,
-		   int64_t now_ms, size_t *len)
+		   int64_t now_ms, int64_t at_ms, unsigned limit, size_t *len)
 {
+	size_t shown;
+	char at[NS_TIME_STRLEN + 8] = "";
 	json_t *status = NULL, *gws = NULL, *list, *g;
 	struct web_row *rows = NULL;
 	struct web_buf b = { 0 };
@@ -345,8 +428,16 @@ char *web_overview(struct store *st, const struct web_page_cfg *cfg,
 		return NULL;
 	if (!(status = web_parse_answer(text)))
 		return NULL;
-	if (store_json_gateways(st, now_ms, &text) == -1 ||
-	    !(gws = web_parse_answer(text)))
+	if (at_ms != WEB_OVERVIEW_LIVE) {
+		char t[NS_TIME_STRLEN];
+
+		snprintf(at, sizeof(at), "&at=%s", ns_time_format(at_ms, t));
+		if (store_json_gateways_at(st, at_ms, now_ms, &text) == -1)
+			goto err;
+	} else if (store_json_gateways(st, now_ms, &text) == -1) {
+		goto err;
+	}
+	if (!(gws = web_parse_answer(text)))
 		goto err;
 
 	list = json_object_get(gws, "gateways");
@@ -363,18 +454,26 @@ char *web_overview(struct store *st, const struct web_page_cfg *cfg,
 		r->ports_ratio = web_ratio(jnum(g, "ports_in_use"),
 					   jnum(g, "port_space"));
 		r->bucket_ratio = json_is_object(d) ?
-			web_ratio(jnum(d, "mappings"), jnum(d, "capacity")) : 0;
+			web_ratio(web_bucket_mappings(d),
+				  jnum(d, "capacity")) : 0;
 		r->pressure = r->ports_ratio > r->bucket_ratio ?
 			r->ports_ratio : r->bucket_ratio;
 	}
 	qsort(rows, n, sizeof(*rows), web_row_cmp);
+	shown = n < limit ? n : limit;
 
 	web_page_head(&b, "natscope: overview", 0);
 	WEB_BUF_LIT(&b, "<script src=\"/ui/uPlot.min.js\" defer></script>\n"
 		    "<script src=\"/ui/dash.js\" defer></script>\n</head>\n");
 	web_buf_printf(&b, "<body data-refresh=\"%u\" data-warn=\"%.4f\" "
-		       "data-critical=\"%.4f\">\n", cfg->refresh_s, cfg->warn,
-		       cfg->critical);
+		       "data-critical=\"%.4f\" data-limit=\"%u\"", cfg->refresh_s,
+		       cfg->warn, cfg->critical, limit);
+	if (at[0]) { /* dash.js reads the same moment, once */
+		WEB_BUF_LIT(&b, " data-at=\"");
+		web_buf_html(&b, at + 4);
+		WEB_BUF_LIT(&b, "\"");
+	}
+	WEB_BUF_LIT(&b, ">\n");
 	web_header_html(&b, cfg, status, gws);
 	web_buf_printf(&b, "<main>\n<table id=\"overview\">\n<caption>Public "
 		       "IPs by pressure: the fuller of their ports in use and "
@@ -390,12 +489,20 @@ char *web_overview(struct store *st, const struct web_page_cfg *cfg,
 		       "<th scope=\"col\">TIME_WAIT</th>"
 		       "<th scope=\"col\">last hour</th></tr></thead>\n"
 		       "<tbody>\n", n);
-	for (i = 0; i < n; i++)
-		web_row_html(&b, cfg, &rows[i]);
+	for (i = 0; i < shown; i++)
+		web_row_html(&b, cfg, &rows[i], at);
 	if (n == 0)
 		WEB_BUF_LIT(&b, "<tr class=\"empty\"><td colspan=\"9\">no public "
 			    "IP has a mapping</td></tr>\n");
-	WEB_BUF_LIT(&b, "</tbody>\n</table>\n</main>\n</body>\n</html>\n");
+	WEB_BUF_LIT(&b, "</tbody>\n</table>\n");
+	if (shown < n) {
+		web_buf_printf(&b, "<p id=\"more-rows\">the %zu most pressed "
+			       "rows of %zu: <a class=\"more\" href=\"/?limit="
+			       "%u", shown, n, WEB_LIMIT_MAX);
+		web_buf_html(&b, at);
+		WEB_BUF_LIT(&b, "\">show every row</a></p>\n");
+	}
+	WEB_BUF_LIT(&b, "</main>\n</body>\n</html>\n");
 	if (b.err) {
 		errno = b.err;
 		goto err;

@@ -2,7 +2,9 @@
  * web.c - the HTTP service: libmicrohttpd on one internal epoll thread,
  * routing, validation and the mapping of store errors to HTTP statuses;
  * the dashboard's files compiled into the binary (web_assets[]) under
- * /ui/, and "/" as the overview page for browsers (overview.c).
+ * /ui/, "/" as the overview page for browsers (overview.c), and the
+ * other pages' shell at their paths (/gateway/{ip}, /host/{ip}, ...),
+ * which web/ui/pages.js draws from the URL and the API.
  *
  * Only that thread touches the read-only store connection, so requests
  * need no locking.  Every JSON document with data in it is built by
@@ -53,6 +55,7 @@ struct web {
 	int64_t run_started_ms; /* answer only once the status row is this
 				   run's */
 	struct web_page_cfg page; /* the overview's thresholds */
+	uint64_t run_pid;	/* the process that writes that row */
 	int run_seen;		/* it was: no need to look again */
 	char *index;		/* the JSON index, from web_routes[] */
 	pthread_mutex_t token_lock; /* token: set by web_set_token() */
@@ -372,6 +375,10 @@ struct web_route {
 	unsigned limit;		 /* default limit */
 	int64_t span_ms;	 /* default from = to - span_ms */
 	int before_run;		 /* answered before this run's status row */
+	/* A dashboard page (web/ui/pages.js draws it): its name.  Its query
+	 * is the page's state, read by the page's script, which asks the API
+	 * (where every value is validated), so it is not parsed here. */
+	const char *page;
 };
 
 /* Writes the proto names, ", "-separated, into buf. */
@@ -697,8 +704,17 @@ static enum MHD_Result web_root(struct web *w, struct MHD_Connection *c,
 		extra = REPLY_RETRY_AFTER;
 		body = web_page_message("starting: the database still holds "
 					"the previous run's figures", 1, &len);
-	} else if (!(body = web_overview(w->st, &w->page, q->now_ms, &len))) {
-		code = web_store_error(errno, &extra, msg, sizeof(msg));
+	} else if (!(body = web_overview(w->st, &w->page, q->now_ms,
+					 q->given & P_AT ? q->at_ms :
+					 WEB_OVERVIEW_LIVE, q->limit, &len))) {
+		if (errno == ERANGE) { /* no period of history holds at= */
+			code = MHD_HTTP_NOT_FOUND;
+			snprintf(msg, sizeof(msg), "no history at that moment "
+				 "(/api/v1/gateways?at= says what exists)");
+		} else {
+			code = web_store_error(errno, &extra, msg,
+					       sizeof(msg));
+		}
 		body = web_page_message(msg, extra & REPLY_RETRY_AFTER, &len);
 	}
 	if (!body) {
@@ -707,6 +723,22 @@ static enum MHD_Result web_root(struct web *w, struct MHD_Connection *c,
 	}
 	return web_reply(c, code, CT_HTML, body, len, MHD_RESPMEM_MUST_FREE,
 			 extra | REPLY_HTML | REPLY_VARY);
+}
+
+/* A dashboard page other than the overview: the shell pages.js draws
+ * it in (web_page_shell); nothing from the URL enters it. */
+static enum MHD_Result web_page_reply(struct web *w, struct MHD_Connection *c,
+				      struct web_req *q)
+{
+	size_t len;
+	char *body = web_page_shell(q->route->page, &w->page, &len);
+
+	if (!body) {
+		log_warn("web: %s page", q->route->page);
+		return MHD_NO;
+	}
+	return web_reply(c, MHD_HTTP_OK, CT_HTML, body, len,
+			 MHD_RESPMEM_MUST_FREE, REPLY_HTML);
 }
 
 /* /ui/{name}: a file compiled into the binary, revalidated by its ETag
@@ -1005,7 +1037,7 @@ static int web_run_begun(struct web *w)
 	if (!w->run_started_ms || w->run_seen)
 		return 1;
 	if (store_read_status(w->st, &s) == 0 &&
-	    s.started_ms == w->run_started_ms && s.pid == (uint64_t)getpid())
+	    s.started_ms == w->run_started_ms && s.pid == w->run_pid)
 		w->run_seen = 1;
 	return w->run_seen;
 }
@@ -1016,10 +1048,26 @@ static int web_run_begun(struct web *w)
 
 /* Every path the API answers, with the parameters each takes. */
 static const struct web_route web_routes[] = {
-	{ .path = "/", .handler = web_root, .before_run = 1 },
+	{ .path = "/", .handler = web_root, .params = P_AT | P_LIMIT,
+	  .limit = WEB_OVERVIEW_ROWS, .before_run = 1 },
 	{ .path = "/api/v1/", .handler = web_index_reply, .before_run = 1 },
 	{ .path = "/ui/{}", .seg = SEG_NAME, .handler = web_asset_reply,
 	  .before_run = 1 },
+	/* the dashboard's pages: their state is in their own query */
+	{ .path = "/gateway/{}", .seg = SEG_NAME, .handler = web_page_reply,
+	  .before_run = 1, .page = "gateway" },
+	{ .path = "/gateway/{}/ports", .seg = SEG_NAME,
+	  .handler = web_page_reply, .before_run = 1, .page = "ports" },
+	{ .path = "/gateway/{}/diagnosis", .seg = SEG_NAME,
+	  .handler = web_page_reply, .before_run = 1, .page = "diagnosis" },
+	{ .path = "/host/{}", .seg = SEG_NAME, .handler = web_page_reply,
+	  .before_run = 1, .page = "host" },
+	{ .path = "/incidents", .handler = web_page_reply, .before_run = 1,
+	  .page = "incidents" },
+	{ .path = "/incidents/{}", .seg = SEG_NAME, .handler = web_page_reply,
+	  .before_run = 1, .page = "incident" },
+	{ .path = "/lookup", .handler = web_page_reply, .before_run = 1,
+	  .page = "lookup" },
 	{ .path = "/api/v1/gateways", .handler = web_gateways,
 	  .params = P_AT | P_FORMAT, .table = "$.gateways" },
 	{ .path = "/api/v1/gateways/{}/hosts", .seg = SEG_IP,
@@ -1108,7 +1156,7 @@ static char *web_build_index(size_t *len)
 		int sep = '?';
 
 		if (!strcmp(rt->path, "/") || !strcmp(rt->path, "/api/v1/") ||
-		    rt->seg == SEG_NAME)
+		    rt->seg == SEG_NAME || rt->page)
 			continue; /* the dashboard, this index, its files */
 		for (const char *p = rt->path; *p && q < end - 16; p++) {
 			if (p[0] == '{' && p[1] == '}') {
@@ -1217,7 +1265,8 @@ static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 				 "starting: the database still holds the previous "
 				 "run's figures");
 	q.now_ms = ns_now_ms();
-	if (web_parse_request(c, &q, err, sizeof(err)) == -1)
+	if (!q.route->page &&
+	    web_parse_request(c, &q, err, sizeof(err)) == -1)
 		return web_error(w, c, MHD_HTTP_BAD_REQUEST, 0, "%s", err);
 	return q.route->handler(w, c, &q);
 }
@@ -1358,6 +1407,8 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 	w->page.warn = cfg->warn > 0 ? cfg->warn : 0.7;
 	w->page.critical = cfg->critical > 0 ? cfg->critical : 0.9;
 	w->page.refresh_s = cfg->interval_s ? cfg->interval_s : 5;
+	w->run_pid = cfg->run_pid > 0 ? (uint64_t)cfg->run_pid :
+					 (uint64_t)getpid();
 	if (web_sockname(listen_fd, w, &family) == -1) {
 		err = errno == ENOTSOCK ? EBADF : errno;
 		log_warn("web: descriptor %d is no listening socket",

@@ -22,6 +22,10 @@ struct web_config {
 	 * but "/" is 503 "starting", since the tables are still the previous
 	 * run's.  0: serve the file as it is (a copied database). */
 	int64_t run_started_ms;
+	/* The process that writes that run's status row (its pid), when it
+	 * is not this one: natscope run serves from a process of its own.
+	 * 0: this process. */
+	int64_t run_pid;
 	/* Read the file as a frozen copy (store.h STORE_IMMUTABLE): for a
 	 * database in a directory this process cannot write. */
 	int frozen;

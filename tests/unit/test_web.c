@@ -870,6 +870,76 @@ static void test_overview(void **state)
 	resp_free(&r);
 }
 
+/* The other pages are one shell that pages.js draws: served at each of
+ * their paths whatever the query (their state, which the API the script
+ * asks validates), under the same policy, naming the page and nothing
+ * from the URL; they are not in the JSON index.  The overview's rows
+ * link to their gateway's page, and "/?at=" is the overview of a past
+ * moment (404 as a page where history has none). */
+static void test_pages(void **state)
+{
+	static const struct {
+		const char *path, *page;
+	} want[] = {
+		{ "/gateway/" GW4 "?proto=tcp&at=2026-12-01T10:00:00Z",
+		  "gateway" },
+		{ "/gateway/" GW4 "/ports?proto=udp&dst=198.51.100.7:443",
+		  "ports" },
+		{ "/gateway/" GW6 "/diagnosis", "diagnosis" },
+		{ "/host/198.18.0.2?from=1&to=2", "host" },
+		{ "/incidents", "incidents" },
+		{ "/incidents/7", "incident" },
+		{ "/lookup?public_ip=" GW4 "&port=40000&x=%3Cscript%3E",
+		  "lookup" },
+	};
+	char v[64];
+	struct resp r;
+
+	write_status(STORE_STATE_RUNNING, ns_now_ms());
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		char attr[64];
+
+		http_full("GET", want[i].path, ACCEPT_HTML, NULL, &r);
+		assert_html_reply(&r, 200);
+		snprintf(attr, sizeof(attr), "data-page=\"%s\"", want[i].page);
+		assert_non_null(strstr(r.body, attr));
+		assert_non_null(strstr(r.body, "<script src=\"/ui/pages.js\""));
+		assert_non_null(strstr(r.body, "<script src=\"/ui/portmap.js\""));
+		assert_non_null(strstr(r.body, "<form id=\"picker\""));
+		assert_null(strstr(r.body, "script%3E"));
+		assert_null(strstr(r.body, "198.18.0.2"));
+		resp_free(&r);
+	}
+	http_get("/api/v1/", &r);
+	assert_null(strstr(r.body, "/gateway/"));
+	assert_null(strstr(r.body, "\"/lookup"));
+	resp_free(&r);
+	expect_error("/gateway/", 404, "no such path '/gateway/'");
+
+	http_full("GET", "/", ACCEPT_HTML, NULL, &r);
+	assert_non_null(strstr(r.body, "<a href=\"/gateway/" GW4
+				       "?proto=tcp\">" GW4 "</a>"));
+	assert_page_value(r.body, "showing", "live");
+	resp_free(&r);
+	http_full("GET", "/?at=2001-01-01T00:00:00Z", ACCEPT_HTML, NULL, &r);
+	assert_int_equal(r.status, 404);
+	assert_int_equal(resp_header(&r, "Content-Type", v, sizeof(v)), 0);
+	assert_string_equal(v, "text/html; charset=utf-8");
+	resp_free(&r);
+	http_full("GET", "/?at=yesterday", ACCEPT_HTML, NULL, &r);
+	assert_int_equal(r.status, 400);
+	resp_free(&r);
+	/* ?limit=: the most pressed rows, and a link to every one */
+	http_full("GET", "/?limit=2", ACCEPT_HTML, NULL, &r);
+	assert_html_reply(&r, 200);
+	assert_page_value(r.body, "count", "4");
+	assert_non_null(page_row(r.body, GW4, "tcp"));
+	assert_non_null(strstr(r.body, "the 2 most pressed rows of 4: <a "
+				       "class=\"more\" href=\"/?limit=10000\">"));
+	assert_null(strstr(r.body, "data-proto=\"icmp\""));
+	resp_free(&r);
+}
+
 /* Text from the database reaches the page escaped, through the one
  * helper; a gap shows in the header. */
 static void test_overview_escapes(void **state)
@@ -911,6 +981,8 @@ static void test_assets(void **state)
 		const char *path, *ctype;
 	} want[] = {
 		{ "/ui/dash.js", "text/javascript; charset=utf-8" },
+		{ "/ui/pages.js", "text/javascript; charset=utf-8" },
+		{ "/ui/portmap.js", "text/javascript; charset=utf-8" },
 		{ "/ui/dash.css", "text/css; charset=utf-8" },
 		{ "/ui/uPlot.min.js", "text/javascript; charset=utf-8" },
 		{ "/ui/uPlot.min.css", "text/css; charset=utf-8" },
@@ -1512,6 +1584,11 @@ static void test_series(void **state)
 	assert_int_equal(jint(b, "$.top_hosts[0].periods"), 1);
 	assert_jtext(b, "$.top_hosts[0].new_per_second", "2.0");
 	assert_int_equal(jint(b, "$.top_hosts[1].new_mappings"), 5);
+	/* each top host's own points: [unix s, mappings_peak, ports] */
+	assert_int_equal(jlen(b, "$.top_hosts[0].series"), 1);
+	assert_jtext(b, "$.top_hosts[0].series[0][0]", "1796119200.0");
+	assert_int_equal(jint(b, "$.top_hosts[0].series[0][1]"), 170);
+	assert_int_equal(jint(b, "$.top_hosts[0].series[0][2]"), 45);
 	free(b);
 
 	/* raw does not reach back to 09:50: minutes */
@@ -1599,7 +1676,7 @@ static void test_series(void **state)
 static void test_diagnosis(void **state)
 {
 	int64_t minute = ns_now_ms() / 60000 * 60000 - 60000;
-	char sql[512], *b, *w0;
+	char sql[512], *b;
 
 	/* 24,000 new connections toward 198.51.100.7:443 in the last
 	 * complete minute: 400/s x 120 s of TIME_WAIT = 48,000 ports */
@@ -1639,10 +1716,12 @@ static void test_diagnosis(void **state)
 	assert_int_equal(jint(b, "$.remedies[3].fits"), 0); /* no local */
 	assert_jtext(b, "$.remedies[4].id", "short_time_wait");
 	assert_int_equal(jint(b, "$.remedies[4].fits"), 1);
-	w0 = jtext(b, "$.warnings[0]");
-	assert_non_null(w0);
-	assert_non_null(strstr(w0, "tcp_tw_recycle"));
-	free(w0);
+	{
+		char *w = jtext(b, "$.warnings[0]");
+
+		assert_non_null(strstr(w, "tcp_tw_recycle"));
+		free(w);
+	}
 	free(b);
 
 	/* UDP: no TIME_WAIT arithmetic */
@@ -2812,6 +2891,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_index),
 	cmocka_unit_test(test_overview),
 	cmocka_unit_test(test_overview_escapes),
+	cmocka_unit_test(test_pages),
 	cmocka_unit_test(test_overview_thresholds),
 	cmocka_unit_test(test_assets),
 	cmocka_unit_test(test_overview_unavailable),

@@ -6,7 +6,10 @@
  *    /api/v1/gateways and redraws the header and the rows as overview.c
  *    draws them (same order, same figures, same colours);
  *  - each row gets a sparkline of its last hour of ports in use (the
- *    peak of each period), drawn by uPlot from /api/v1/series.
+ *    peak of each period), drawn by uPlot from /api/v1/series;
+ *  - with data-at on <body> (the page shows a past moment, "/?at=") it
+ *    reads /api/v1/gateways?at= once and does not refresh;
+ *  - it draws the data-limit most pressed rows, as overview.c does.
  *
  * Everything from the API enters the page through textContent or
  * setAttribute, never as markup.  Requests go to this origin only.
@@ -27,6 +30,9 @@
 	var SPARK_MS = 60000;  /* a row's series is read again after this */
 	var SPARK_ROWS = 50;   /* rows with a sparkline: the most pressed */
 	var sparks = {};       /* "ip proto" -> {box, plot, at} */
+	var at = body.getAttribute('data-at'); /* a past moment, or null */
+	/* the rows shown, the most pressed (overview.c's limit) */
+	var limit = parseInt(body.getAttribute('data-limit'), 10) || 100;
 	var live = document.createElement('p');
 
 	live.id = 'live';
@@ -61,11 +67,16 @@
 		return text;
 	}
 
+	/* a bucket's mappings now, or its peak in a period of history */
+	function bucketMappings(d) {
+		return num(d.mappings !== undefined ? d.mappings : d.peak);
+	}
+
 	function row(g) {
 		var d = g.worst_destination && typeof g.worst_destination ===
 			'object' ? g.worst_destination : null;
 		var ports = ratio(num(g.ports_in_use), num(g.port_space));
-		var bucket = d ? ratio(num(d.mappings), num(d.capacity)) : 0;
+		var bucket = d ? ratio(bucketMappings(d), num(d.capacity)) : 0;
 
 		return { g: g, d: d, ports: ports, bucket: bucket,
 			 pressure: Math.max(ports, bucket) };
@@ -114,8 +125,8 @@
 				   'data-label': 'worst destination' }, [
 				el('span', { 'class': 'dst', 'data-k': 'worst' },
 				   [destination(d)]), ' ',
-				meter(num(d.mappings), num(d.capacity)), ' ',
-				value('worst_mappings', num(d.mappings)), ' of ',
+				meter(bucketMappings(d), num(d.capacity)), ' ',
+				value('worst_mappings', bucketMappings(d)), ' of ',
 				value('worst_capacity', num(d.capacity)), ' ',
 				el('span', { 'class': 'pct' }, [pct(r.bucket)])]) :
 			el('td', { 'class': 'bar',
@@ -125,8 +136,12 @@
 		return el('tr', { 'class': 'lvl-' + level(r.pressure),
 				  'data-ip': g.public_ip,
 				  'data-proto': g.proto }, [
-			el('th', { scope: 'row', 'class': 'ip' },
-			   [String(g.public_ip)]),
+			el('th', { scope: 'row', 'class': 'ip' }, [
+				el('a', { href: '/gateway/' +
+					  encodeURIComponent(g.public_ip) + '?' +
+					  new URLSearchParams(at ? { proto: g.proto,
+						  at: at } : { proto: g.proto }) },
+				   [String(g.public_ip)])]),
 			el('td', { 'class': 'proto', 'data-label': 'proto' },
 			   [String(g.proto)]),
 			el('td', { 'class': 'num', 'data-label': 'pressure',
@@ -191,6 +206,7 @@
 		var cov = gws.coverage || {};
 		var ct = status.conntrack;
 		var dl = el('dl', {}, [
+			item('showing', header.querySelector('[data-k="showing"]')),
 			item('state', el('dd', { 'data-k': 'state' },
 					 [String(status.state || 'unknown')])),
 			item('follow', el('dd', { 'data-k': 'follow' },
@@ -221,7 +237,7 @@
 			.map(row).sort(byPressure);
 		var tbody = el('tbody');
 
-		rows.forEach(function (r) {
+		rows.slice(0, limit).forEach(function (r) {
 			tbody.appendChild(rowElement(r));
 		});
 		if (!rows.length)
@@ -231,7 +247,7 @@
 		table.replaceChild(tbody, table.tBodies[0]);
 		table.querySelector('[data-k="count"]').textContent =
 			String(rows.length);
-		return rows;
+		return rows.slice(0, limit);
 	}
 
 	/* ---- sparklines ---- */
@@ -336,12 +352,14 @@
 
 	function refresh() {
 		Promise.all([getJSON('/api/v1/status'),
-			     getJSON('/api/v1/gateways')])
+			     getJSON('/api/v1/gateways' + (at ? '?at=' +
+				     encodeURIComponent(at) : ''))])
 			.then(function (docs) {
 				drawHeader(docs[0], docs[1]);
 				drawSparks(drawRows(docs[1]), docs[1].as_of);
 				live.className = '';
-				live.textContent = 'refreshed ' +
+				live.textContent = at ? 'refreshed once: the ' +
+					'past does not change' : 'refreshed ' +
 					new Date().toLocaleTimeString() +
 					', every ' + refreshMs / 1000 + ' s';
 			}).catch(function (e) {
@@ -349,7 +367,8 @@
 				live.textContent = 'not refreshed: ' + e.message +
 					' (the figures above may be old)';
 			}).then(function () {
-				setTimeout(refresh, refreshMs);
+				if (!at)
+					setTimeout(refresh, refreshMs);
 			});
 	}
 
