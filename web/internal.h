@@ -38,7 +38,8 @@ void web_buf_free(struct web_buf *b);
 int web_token_equal(const char *given, const char *want);
 
 /* Builds the Prometheus text exposition (format 0.0.4) of everything in
- * the store.  Returns a malloc'd NUL-terminated body (caller frees) with
+ * the store, and the process_* families of the process serving it (from
+ * /proc/self: under natscope run, its web process).  Returns a malloc'd NUL-terminated body (caller frees) with
  * its length in *len, or NULL with errno (the store's errno: EBUSY,
  * EIO, ...; ENOMEM).  Call on the thread that owns st. */
 char *web_metrics(struct store *st, size_t *len);
