@@ -49,6 +49,9 @@ struct cli_config {
 	size_t n;
 	char **argv;   /* the argument vector getopt reads */
 	int argc;
+	const char *path;  /* the file, NULL none */
+	int orig_argc;	   /* the command line as given */
+	char **orig_argv;
 };
 
 /* Puts in front of the command line the flags that NATSCOPE_* variables
@@ -61,6 +64,13 @@ struct cli_config {
 int cli_config(struct cli_config *c, const struct option *opts, int *argc,
 	       char ***argv);
 void cli_config_free(struct cli_config *c);
+
+/* For SIGHUP: what the file now says of name, unless the command line or
+ * the environment gives it (neither can change while the process runs).
+ * Returns 1 with out set, 0 (nothing to reload), or -1 when the file
+ * cannot be read or has an unknown setting (said). */
+int cli_config_reread(const struct cli_config *c, const struct option *opts,
+		      const char *name, char *out, size_t n);
 
 /* --log-format and --log-level, for the long-running commands. */
 enum { CLI_LOG_FORMAT = 0x1100, CLI_LOG_LEVEL };
@@ -248,6 +258,12 @@ struct cli_webproc_config {
 	int verbose; /* the web process logs debug lines too */
 	struct cli_net *net; /* its sockets (taken over), token, TLS */
 	double warn, critical; /* the dashboard's thresholds (0-1] */
+	/* At SIGHUP, on the supervisor's thread: reloads what can be and
+	 * updates cfg's thresholds.  Returns 1 when the web process must be
+	 * started again to show it, 0 when not, -1 when nothing could be
+	 * reloaded (said).  NULL: SIGHUP only goes on to the web process. */
+	int (*reload)(void *arg, struct cli_webproc_config *cfg);
+	void *reload_arg;
 };
 
 /* Starts the web process serving on cfg->net's sockets, which it takes

@@ -198,6 +198,9 @@ int cli_config(struct cli_config *c, const struct option *opts, int *argc,
 	}
 	if (path && *path && cfg_read_file(path, opts, &file, &nfile) < 0)
 		goto out;
+	c->path = path && *path ? path : NULL;
+	c->orig_argc = *argc;
+	c->orig_argv = *argv;
 	for (const struct option *o = opts; o->name; o++) {
 		char env[80], *v, where[128];
 
@@ -301,4 +304,32 @@ int cli_log_option(int opt, const char *arg, const char *cmd)
 		return 1;
 	}
 	return 0;
+}
+
+int cli_config_reread(const struct cli_config *c, const struct option *opts,
+		      const char *name, char *out, size_t n)
+{
+	struct cfg_line *file;
+	size_t nfile;
+	char env[80];
+	int found = 0;
+
+	snprintf(env, sizeof(env), "NATSCOPE_%s", name);
+	for (char *p = env; *p; p++)
+		*p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+	if (!c->path || (getenv(env) && *getenv(env)) ||
+	    cfg_on_command_line(c->orig_argc, c->orig_argv, name))
+		return 0;
+	if (cfg_read_file(c->path, opts, &file, &nfile) < 0)
+		return -1;
+	for (size_t i = 0; i < nfile; i++) {
+		if (!strcmp(file[i].name, name)) {
+			snprintf(out, n, "%s", file[i].value);
+			found = 1; /* the last line wins, as at start */
+		}
+		free(file[i].name);
+		free(file[i].value);
+	}
+	free(file);
+	return found;
 }

@@ -224,13 +224,89 @@ static const struct option run_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static int run_main(int argc, char **argv)
+/* What SIGHUP reloads, from the configuration file. */
+struct run_reload {
+	const struct cli_config *conf;
+	struct store_writer *writer;
+};
+
+/* SIGHUP (the web process's supervisor calls it): the log level and the
+ * incident thresholds as the configuration file now gives them (what the
+ * command line or the environment gives stays).  See
+ * cli_webproc_config.reload. */
+static int run_reload(void *arg, struct cli_webproc_config *pc)
+{
+	const struct run_reload *rr = arg;
+	enum ns_log_level level = log_get_level();
+	double warn = pc->warn, critical = pc->critical, v;
+	char text[64];
+	int r, changed = 0;
+
+	if (!rr->conf->path) {
+		log_info("SIGHUP: no --config file: the token file is read "
+			 "again, nothing else");
+		return 0;
+	}
+	if ((r = cli_config_reread(rr->conf, run_opts, "log-level", text,
+				   sizeof(text))) < 0)
+		goto bad;
+	if (r && log_parse_level(text, &level) < 0) {
+		log_warnx("SIGHUP: %s: log-level '%s' is not error, warning, "
+			  "info or debug: nothing reloaded", rr->conf->path,
+			  text);
+		return -1;
+	}
+	for (int k = 0; k < 2; k++) {
+		const char *name = k ? "critical" : "warn";
+
+		if ((r = cli_config_reread(rr->conf, run_opts, name, text,
+					   sizeof(text))) < 0)
+			goto bad;
+		if (!r)
+			continue;
+		if ((v = run_parse_percent(text)) < 0) {
+			log_warnx("SIGHUP: %s: %s '%s' is not a percentage "
+				  "from 1 to 100: nothing reloaded",
+				  rr->conf->path, name, text);
+			return -1;
+		}
+		*(k ? &critical : &warn) = v;
+	}
+	if (warn > critical) {
+		log_warnx("SIGHUP: %s: warn above critical: nothing reloaded",
+			  rr->conf->path);
+		return -1;
+	}
+	if (level != log_get_level()) {
+		log_set_level(level);
+		changed = 1;
+	}
+	if (warn != pc->warn || critical != pc->critical) {
+		store_writer_set_thresholds(rr->writer, warn, critical);
+		pc->warn = warn;
+		pc->critical = critical;
+		changed = 1;
+	}
+	log_info("SIGHUP: %s read again: warn %.0f %%, critical %.0f %%, "
+		 "log level %s%s", rr->conf->path, warn * 100, critical * 100,
+		 (const char *const[]){ "error", "warning", "info",
+					"debug" }[log_get_level()],
+		 changed ? "" : " (unchanged)");
+	return changed;
+bad:
+	log_warnx("SIGHUP: nothing reloaded (%s could not be used)",
+		  rr->conf->path);
+	return -1;
+}
+
+static int run_main(int argc, char **argv, const struct cli_config *conf)
 {
 	const struct option *opts = run_opts;
 	const char *db = DEFAULT_DB, *user = NULL, *why = "";
 	struct cli_net net = { 0 };
 	struct cli_priv_user u;
 	struct cli_webproc_config pcfg;
+	struct run_reload reload = { .conf = conf };
 	struct cli_webproc *webp = NULL;
 	sigset_t hupmask;
 	int hfd = -1, verbose = 0, made = 0;
@@ -480,7 +556,10 @@ static int run_main(int argc, char **argv)
 					    .verbose = verbose,
 					    .net = &net,
 					    .warn = hcfg.warn,
-					    .critical = hcfg.critical };
+					    .critical = hcfg.critical,
+					    .reload = run_reload,
+					    .reload_arg = &reload };
+	reload.writer = writer;
 	why = "cannot serve the API";
 	webp = cli_webproc_start(&pcfg); /* takes net's sockets */
 	if (!webp)
@@ -533,7 +612,7 @@ int cli_run(int argc, char **argv)
 
 	if (cli_config(&conf, run_opts, &argc, &argv) < 0)
 		return 2;
-	rc = run_main(argc, argv);
+	rc = run_main(argc, argv, &conf);
 	cli_config_free(&conf);
 	return rc;
 }

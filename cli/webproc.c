@@ -246,15 +246,52 @@ static int webproc_pending(int fd)
 	return fd >= 0 && poll(&p, 1, 0) > 0;
 }
 
-/* Reads SIGHUP/SIGUSR1 from the supervisor's signalfd: SIGHUP goes on to
- * the web process (it reads its token file again); SIGUSR1 is logged. */
-static void webproc_read_hup(struct cli_webproc *wp)
+static void webproc_argv(struct cli_webproc *wp);
+
+/* The web process stopped and started again with the arguments as they
+ * are now (SIGHUP changed what it shows).  Returns 0, or -1 (logged; the
+ * supervisor's restart takes over). */
+static int webproc_respawn(struct cli_webproc *wp)
+{
+	int status;
+
+	/* SIGKILL, not SIGTERM: a web process that stops cleanly shuts its
+	 * listening sockets down (libmicrohttpd), and they are shared with
+	 * this process and the next web process; it holds no state, and
+	 * what it was answering is retried by the client */
+	if (wp->pid) {
+		kill(wp->pid, SIGKILL);
+		webproc_reap(wp, -1, &status);
+	}
+	webproc_argv(wp);
+	if (webproc_spawn(wp) < 0)
+		return -1;
+	log_info("web: process %d serves, with the reloaded settings",
+		 (int)wp->pid);
+	return 0;
+}
+
+/* Reads SIGHUP/SIGUSR1 from the supervisor's signalfd.  SIGHUP reloads
+ * what can be (cfg.reload: the log level and the thresholds); if that
+ * changes what the web process shows it is started again, else the
+ * signal goes on to it (it reads its token file again).  SIGUSR1 is
+ * logged.  Returns 1 when the web process was replaced. */
+static int webproc_read_hup(struct cli_webproc *wp)
 {
 	struct signalfd_siginfo si;
+	int replaced = 0;
 
 	while (read(wp->cfg.hup_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo != SIGHUP) {
 			log_info("SIGUSR1: nothing to do; still running");
+			continue;
+		}
+		if (wp->cfg.reload && wp->cfg.reload(wp->cfg.reload_arg,
+						     &wp->cfg) == 1 && wp->pid) {
+			if (webproc_respawn(wp) < 0 && wp->pidfd < 0)
+				log_warnx("web: not serving until it is "
+					  "started again");
+			replaced = 1;
 			continue;
 		}
 		if (!wp->pid)
@@ -265,6 +302,7 @@ static void webproc_read_hup(struct cli_webproc *wp)
 		else
 			log_info("SIGHUP: passed on to the web process");
 	}
+	return replaced;
 }
 
 /* The supervisor: restarts the web process when it dies, until told to
@@ -295,8 +333,8 @@ static void *webproc_main(void *arg)
 		}
 		if (n > 0 && p[0].revents)
 			break;
-		if (n > 0 && p[1].revents)
-			webproc_read_hup(wp);
+		if (n > 0 && p[1].revents && webproc_read_hup(wp))
+			continue; /* a new process, a new pidfd */
 		if (n > 0 && p[2].revents && wp->pid) {
 			pid_t pid = wp->pid;
 
@@ -392,6 +430,11 @@ static void webproc_argv(struct cli_webproc *wp)
 	}
 	if (wp->cfg.verbose || log_get_level() == NS_LOG_DEBUG)
 		wp->argv[i++] = (char *)"--verbose";
+	else if (log_get_level() < NS_LOG_INFO) {
+		wp->argv[i++] = (char *)"--log-level";
+		wp->argv[i++] = (char *)(log_get_level() == NS_LOG_ERR ?
+					 "error" : "warning");
+	}
 	wp->argv[i] = NULL;
 }
 

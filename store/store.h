@@ -743,6 +743,12 @@ struct store_writer;
  * store_writer_stop().  NULL with errno on failure. */
 struct store_writer *store_writer_start(struct store *st);
 
+/* Sets the incident thresholds (of capacity, 0 < warn <= critical <= 1)
+ * that the writer uses from its next write on: SIGHUP's reload.  Safe from
+ * any thread. */
+void store_writer_set_thresholds(struct store_writer *w, double warn,
+				 double critical);
+
 /* Has the thread begin the run (store_begin_run() with status) and waits
  * for it.  Call once, before the first store_writer_acquire().  Returns 0,
  * or -1 with errno (nothing was written then). */

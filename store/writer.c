@@ -28,6 +28,8 @@ struct store_writer {
 	int stopping;
 	int need_full; /* no write yet, or the last one failed */
 	int last_errno; /* of the last write, 0 if it succeeded */
+	int thresholds_set; /* new thresholds for the next write */
+	double warn, critical;
 };
 
 static void *writer_main(void *arg)
@@ -42,6 +44,11 @@ static void *writer_main(void *arg)
 			pthread_cond_wait(&w->work, &w->mu);
 		if (!w->in_flight)
 			break; /* stopping, nothing left to write */
+		if (w->thresholds_set) { /* the writer owns st: set here */
+			w->st->hist_cfg.warn = w->warn;
+			w->st->hist_cfg.critical = w->critical;
+			w->thresholds_set = 0;
+		}
 		pthread_mutex_unlock(&w->mu);
 		if (w->begin)
 			rc = store_begin_run(w->st, &w->begin_status);
@@ -166,4 +173,14 @@ void store_writer_stop(struct store_writer *w)
 	pthread_mutex_destroy(&w->mu);
 	store_batch_free(&w->batch);
 	free(w);
+}
+
+void store_writer_set_thresholds(struct store_writer *w, double warn,
+				 double critical)
+{
+	pthread_mutex_lock(&w->mu);
+	w->warn = warn;
+	w->critical = critical;
+	w->thresholds_set = 1;
+	pthread_mutex_unlock(&w->mu);
 }

@@ -43,6 +43,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import checks  # noqa: E402
 import nslab  # noqa: E402
 from nslab import log  # noqa: E402
 
@@ -488,6 +489,73 @@ def test_listen_token(lab, fail, work):
     lab.stop(ns.p, timeout=20)
 
 
+def test_sighup_settings(lab, fail, work):
+    """SIGHUP reloads the log level and the incident thresholds from the
+    --config file: the overview's colours move to the new thresholds (its
+    web process is started again with them), the collector opens an
+    incident at the new warn threshold that the old one would not have,
+    and a file that says warn above critical changes nothing."""
+    checks.require_ctgen()
+    conf = os.path.join(work, "hup.conf")
+    with open(conf, "w") as f:
+        f.write("warn = 70\ncritical = 90\n")
+    ns = nslab.Natscope(lab, "gw", work, port=19957, logname="hup.log",
+                        extra=("--config", conf))
+    ns.wait_status(lambda s: s.get("state") == "running", 20, "running")
+
+    def page():
+        with ns.netns():
+            import http.client
+            c = http.client.HTTPConnection("127.0.0.1", 19957, timeout=5)
+            try:
+                c.request("GET", "/", headers={"Accept": "text/html"})
+                return c.getresponse().read().decode(errors="replace")
+            finally:
+                c.close()
+    fail.check('data-warn="0.7000" data-critical="0.9000"' in page(),
+               "hup: the overview starts at 70/90 %")
+    with open(conf, "w") as f:
+        f.write("warn = 50\ncritical = 80\nlog-level = debug\n")
+    os.kill(ns.pid, signal.SIGHUP)
+    t0, html = time.monotonic(), ""
+    while time.monotonic() - t0 < 15:
+        try:
+            html = page()
+        except OSError:
+            html = ""
+        if 'data-warn="0.5000" data-critical="0.8000"' in html:
+            break
+        time.sleep(0.3)
+    fail.check('data-warn="0.5000" data-critical="0.8000"' in html,
+               "hup: after SIGHUP the overview shows 50/80 %")
+    text = ns.log_text()
+    fail.check("read again: warn 50 %, critical 80 %, log level debug" in
+               text, "hup: the reload is logged")
+    # 60 % of a bucket: a warn incident at 50 %, none at 70 %
+    checks.ctgen(lab, "gw", "--count", 38700, "--proto", "udp",
+                 "--public-ips", 1, "--dests", 1, "--hosts", 1,
+                 "--host-base", 4100, "--seed", 91)
+    t0, inc = time.monotonic(), []
+    while time.monotonic() - t0 < 20 and not inc:
+        inc = [i for i in ns.get_json("/api/v1/incidents").get(
+            "incidents") or [] if i.get("kind") == "bucket"]
+        time.sleep(0.5)
+    fail.check(len(inc) == 1 and inc[0].get("severity") == "warn",
+               "hup: a warn bucket incident at 60 %% under the new 50 %% "
+               "threshold: %s" % inc)
+    fail.check(" debug: " in ns.log_text()[len(text):],
+               "hup: debug lines after the reload")
+    with open(conf, "w") as f:
+        f.write("warn = 95\ncritical = 80\n")
+    os.kill(ns.pid, signal.SIGHUP)
+    time.sleep(1.0)
+    fail.check("warn above critical: nothing reloaded" in ns.log_text() and
+               'data-warn="0.5000"' in page() and ns.p.poll() is None,
+               "hup: warn above critical changes nothing")
+    lab.run("gw", "conntrack", "-D", "-p", "udp", check=False)
+    lab.stop(ns.p, timeout=20)
+
+
 def main(argv):
     nslab.require_lab_tools()
     fail = nslab.Failures()
@@ -502,6 +570,7 @@ def main(argv):
             test_user_link(lab, fail, work)
             test_parent_dies(lab, fail, work)
             test_listen_token(lab, fail, work)
+            test_sighup_settings(lab, fail, work)
         except (nslab.LabError, subprocess.SubprocessError, OSError) as e:
             fail.add(str(e))
         finally:
