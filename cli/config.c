@@ -33,6 +33,15 @@ static int cfg_repeatable(const char *name)
 	return !strcmp(name, "listen") || !strcmp(name, "local");
 }
 
+/* The environment variable of setting name: NATSCOPE_ and the name in
+ * capitals, '_' for '-'. */
+static void cfg_env_name(const char *name, char *env, size_t n)
+{
+	snprintf(env, n, "NATSCOPE_%s", name);
+	for (char *p = env; *p; p++)
+		*p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+}
+
 /* Whether the command line gives --name (or --name=...). */
 static int cfg_on_command_line(int argc, char **argv, const char *name)
 {
@@ -207,9 +216,7 @@ int cli_config(struct cli_config *c, const struct option *opts, int *argc,
 		if (!cfg_find(opts, o->name) ||
 		    cfg_on_command_line(*argc, *argv, o->name))
 			continue;
-		snprintf(env, sizeof(env), "NATSCOPE_%s", o->name);
-		for (char *p = env; *p; p++)
-			*p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+		cfg_env_name(o->name, env, sizeof(env));
 		if ((v = getenv(env)) && *v) {
 			char *copy = strdup(v), *save = NULL, *tok;
 
@@ -314,9 +321,7 @@ int cli_config_reread(const struct cli_config *c, const struct option *opts,
 	char env[80];
 	int found = 0;
 
-	snprintf(env, sizeof(env), "NATSCOPE_%s", name);
-	for (char *p = env; *p; p++)
-		*p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+	cfg_env_name(name, env, sizeof(env));
 	if (!c->path || (getenv(env) && *getenv(env)) ||
 	    cfg_on_command_line(c->orig_argc, c->orig_argv, name))
 		return 0;

@@ -122,71 +122,26 @@ static void log_vline(enum ns_log_level level, int with_errno, int saved_errno,
 			ts.tv_nsec / 1000000, log_prog, names[level], msg);
 }
 
-void log_warn(const char *fmt, ...)
-{
-	int saved = errno;
-	va_list ap;
+/* The logging functions of common.h: each keeps errno for its caller and
+ * logs at its level, with strerror(errno) appended or not. */
+#define LOG_FUNCTION(name, level, with_errno)                               \
+	void name(const char *fmt, ...)                                     \
+	{                                                                   \
+		int saved = errno;                                          \
+		va_list ap;                                                 \
+									    \
+		va_start(ap, fmt);                                          \
+		log_vline(level, with_errno, saved, fmt, ap);               \
+		va_end(ap);                                                 \
+		errno = saved;                                              \
+	}
 
-	va_start(ap, fmt);
-	log_vline(NS_LOG_WARN, 1, saved, fmt, ap);
-	va_end(ap);
-	errno = saved;
-}
-
-void log_warnx(const char *fmt, ...)
-{
-	int saved = errno;
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_vline(NS_LOG_WARN, 0, 0, fmt, ap);
-	va_end(ap);
-	errno = saved;
-}
-
-void log_info(const char *fmt, ...)
-{
-	int saved = errno;
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_vline(NS_LOG_INFO, 0, 0, fmt, ap);
-	va_end(ap);
-	errno = saved;
-}
-
-void log_debug(const char *fmt, ...)
-{
-	int saved = errno;
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_vline(NS_LOG_DEBUG, 0, 0, fmt, ap);
-	va_end(ap);
-	errno = saved;
-}
-
-void log_err(const char *fmt, ...)
-{
-	int saved = errno;
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_vline(NS_LOG_ERR, 1, saved, fmt, ap);
-	va_end(ap);
-	errno = saved;
-}
-
-void log_errx(const char *fmt, ...)
-{
-	int saved = errno;
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_vline(NS_LOG_ERR, 0, 0, fmt, ap);
-	va_end(ap);
-	errno = saved;
-}
+LOG_FUNCTION(log_warn, NS_LOG_WARN, 1)
+LOG_FUNCTION(log_warnx, NS_LOG_WARN, 0)
+LOG_FUNCTION(log_info, NS_LOG_INFO, 0)
+LOG_FUNCTION(log_debug, NS_LOG_DEBUG, 0)
+LOG_FUNCTION(log_err, NS_LOG_ERR, 1)
+LOG_FUNCTION(log_errx, NS_LOG_ERR, 0)
 
 void fatal(const char *fmt, ...)
 {
