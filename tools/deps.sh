@@ -16,7 +16,7 @@ set -euo pipefail
 want=(build-essential cmake pkg-config libmnl-dev libnetfilter-conntrack-dev
       libnfnetlink-dev libsqlite3-dev libmicrohttpd-dev libexpat1-dev
       libcurl4-openssl-dev libjansson-dev libzstd-dev libsystemd-dev
-      libcap-ng-dev)
+      libcap-ng-dev libgnutls28-dev)
 case "${1:-build}" in
   build) ;;
   test)  want+=(libcmocka-dev python3 nftables conntrack iproute2 iputils-ping

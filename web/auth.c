@@ -10,10 +10,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <gnutls/crypto.h>
+
 #include "common/common.h"
 #include "web/web.h"
-
-#define WEB_TOKEN_MAX 4096
 
 char *web_read_token_file(const char *path)
 {
@@ -64,4 +64,66 @@ int web_token_equal(const char *given, const char *want)
 	for (size_t i = 0; i < wl; i++)
 		d |= (unsigned char)(want[i] ^ (i < gl ? given[i] : 0));
 	return d == 0;
+}
+
+/* ---- the login cookie ----
+ *
+ * A browser cannot add "Authorization: Bearer" to a navigation, so
+ * /login trades the token for a cookie: "<expiry>.<HMAC-SHA256>", the
+ * MAC keyed by the token over the expiry.  No state on the server: a
+ * cookie is valid until its expiry, or until the token changes (SIGHUP),
+ * which invalidates every cookie made with the old one.  The cookie is
+ * not the token: a cookie jar that leaks gives access for hours, not the
+ * token itself. */
+
+static int web_session_mac(const char *token, long long exp_s,
+			   char hex[WEB_SESSION_MAC_HEX + 1])
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned char mac[WEB_SESSION_MAC_HEX / 2];
+	char msg[64];
+	int n = snprintf(msg, sizeof(msg), "natscope session %lld", exp_s);
+
+	if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, token, strlen(token), msg,
+			     (size_t)n, mac) < 0) {
+		log_warnx("web: HMAC-SHA256 is not available");
+		errno = ENOSYS;
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(mac); i++) {
+		hex[2 * i] = digits[mac[i] >> 4];
+		hex[2 * i + 1] = digits[mac[i] & 15];
+	}
+	hex[WEB_SESSION_MAC_HEX] = '\0';
+	return 0;
+}
+
+int web_session_make(const char *token, long long exp_s,
+		     char out[WEB_SESSION_MAX])
+{
+	char hex[WEB_SESSION_MAC_HEX + 1];
+
+	if (web_session_mac(token, exp_s, hex) == -1)
+		return -1;
+	snprintf(out, WEB_SESSION_MAX, "%lld.%s", exp_s, hex);
+	return 0;
+}
+
+int web_session_valid(const char *cookie, const char *token,
+		      long long now_s)
+{
+	char hex[WEB_SESSION_MAC_HEX + 1];
+	long long exp_s = 0;
+	const char *p = cookie;
+
+	if (!cookie || !token)
+		return 0;
+	for (; *p >= '0' && *p <= '9' && p - cookie < 12; p++)
+		exp_s = exp_s * 10 + (*p - '0');
+	if (p == cookie || *p != '.' || exp_s <= now_s ||
+	    exp_s > now_s + WEB_SESSION_S + 60)
+		return 0;
+	if (web_session_mac(token, exp_s, hex) == -1)
+		return 0;
+	return web_token_equal(p + 1, hex);
 }

@@ -33,9 +33,26 @@ void web_buf_add(struct web_buf *b, const char *s, size_t len);
 /* Releases the buffer's memory and zeroes it. */
 void web_buf_free(struct web_buf *b);
 
+/* The longest token a token file may hold. */
+#define WEB_TOKEN_MAX 4096
+
 /* Whether given equals want, in time that depends on want's length only
  * (auth.c). */
 int web_token_equal(const char *given, const char *want);
+
+/* The login cookie (auth.c): "<expiry, unix s>.<HMAC-SHA256 of it keyed
+ * by the token, hex>", valid WEB_SESSION_S after /login made it.
+ * web_session_make() writes one expiring at exp_s into out; returns 0, or
+ * -1 with errno ENOSYS (no HMAC in GnuTLS; logged).  web_session_valid()
+ * says whether cookie is one made with token that has not expired at
+ * now_s (compared in constant time). */
+#define WEB_SESSION_S (12 * 3600)
+#define WEB_SESSION_MAC_HEX 64
+#define WEB_SESSION_MAX (WEB_SESSION_MAC_HEX + 24)
+int web_session_make(const char *token, long long exp_s,
+		     char out[WEB_SESSION_MAX]);
+int web_session_valid(const char *cookie, const char *token,
+		      long long now_s);
 
 /* Builds the Prometheus text exposition (format 0.0.4) of everything in
  * the store, and the process_* families of the process serving it (from
@@ -110,5 +127,11 @@ char *web_page_shell(const char *page, const struct web_page_cfg *cfg,
  * be rendered; refresh: it reloads itself every few seconds (no script).
  * Returns a malloc'd page with its length in *len, or NULL (ENOMEM). */
 char *web_page_message(const char *msg, int refresh, size_t *len);
+
+/* The login page (a form that POSTs the token to /login); next: where
+ * the browser goes afterwards (a path and query on this origin, escaped
+ * here); msg: an error to show, or NULL.  Returns a malloc'd page with its
+ * length in *len, or NULL (ENOMEM). */
+char *web_page_login(const char *next, const char *msg, size_t *len);
 
 #endif

@@ -412,6 +412,42 @@ char *web_page_message(const char *msg, int refresh, size_t *len)
 	return b.p;
 }
 
+char *web_page_login(const char *next, const char *msg, size_t *len)
+{
+	struct web_buf b = { 0 };
+
+	web_page_head(&b, "natscope: token", 0);
+	WEB_BUF_LIT(&b, "</head>\n<body>\n<header id=\"top\" class=\"health\">"
+		    "<div class=\"topbar\"><h1>natscope</h1></div></header>\n"
+		    "<main class=\"login\">\n<form method=\"post\" "
+		    "action=\"/login\">\n<p>This natscope asks for its bearer "
+		    "token (the first line of its <code>--auth-token-file</code>)"
+		    ".  The browser keeps a cookie made from it for 12 hours, "
+		    "or until the token changes.</p>\n");
+	if (msg) {
+		WEB_BUF_LIT(&b, "<p class=\"lvl-crit\" role=\"alert\" "
+			    "id=\"login-error\">");
+		web_buf_html(&b, msg);
+		WEB_BUF_LIT(&b, "</p>\n");
+	}
+	WEB_BUF_LIT(&b, "<p><label for=\"token\">Token</label> <input "
+		    "type=\"password\" id=\"token\" name=\"token\" "
+		    "autocomplete=\"current-password\" required autofocus>"
+		    "</p>\n<input type=\"hidden\" name=\"next\" value=\"");
+	web_buf_html(&b, next);
+	WEB_BUF_LIT(&b, "\">\n<p><button type=\"submit\">Open</button></p>\n"
+		    "</form>\n<p>Scripts and scrapers send <code>Authorization: "
+		    "Bearer TOKEN</code> instead.</p>\n</main>\n</body>\n"
+		    "</html>\n");
+	if (b.err) {
+		web_buf_free(&b);
+		errno = ENOMEM;
+		return NULL;
+	}
+	*len = b.len;
+	return b.p;
+}
+
 char *web_overview(struct store *st, const struct web_page_cfg *cfg,
 		   int64_t now_ms, int64_t at_ms, unsigned limit, size_t *len)
 {

@@ -60,6 +60,9 @@ struct web {
 	char *index;		/* the JSON index, from web_routes[] */
 	pthread_mutex_t token_lock; /* token: set by web_set_token() */
 	char *token;		/* NULL: no authentication */
+	char cookie[32];	/* the login cookie's name: per port */
+	unsigned failed_logins; /* wrong tokens at /login, since logged */
+	int64_t failed_logged_ms;
 	unsigned open_paths;	/* WEB_OPEN_* */
 	int tls;
 	size_t index_len;
@@ -221,7 +224,9 @@ static enum MHD_Result web_reply_cached(struct MHD_Connection *c,
 	    ((extra & REPLY_HTML) &&
 	     (MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP) ==
 		      MHD_NO ||
-	      MHD_add_response_header(r, "Referrer-Policy", "no-referrer") ==
+	      /* nothing to other origins; to its own, the Origin a login
+	       * form's POST must carry (web_same_origin()) */
+	      MHD_add_response_header(r, "Referrer-Policy", "same-origin") ==
 		      MHD_NO)) ||
 	    ((extra & REPLY_VARY) &&
 	     MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "Accept") ==
@@ -379,6 +384,9 @@ struct web_route {
 	 * is the page's state, read by the page's script, which asks the API
 	 * (where every value is validated), so it is not parsed here. */
 	const char *page;
+	/* Answered without the token: holds no figure (the dashboard's
+	 * files, the login page). */
+	int open;
 };
 
 /* Writes the proto names, ", "-separated, into buf. */
@@ -741,6 +749,301 @@ static enum MHD_Result web_page_reply(struct web *w, struct MHD_Connection *c,
 			 MHD_RESPMEM_MUST_FREE, REPLY_HTML);
 }
 
+/* ---- the login page and cookie (the cookie: auth.c) ---- */
+
+#define WEB_NEXT_MAX (2 * WEB_MAX_PATH)	/* where /login sends one after */
+#define WEB_LOGIN_BODY_MAX 8192		/* a bigger form is refused */
+
+/* A POST to /login being read (web_access()). */
+struct web_login {
+	struct MHD_PostProcessor *pp;
+	char token[WEB_TOKEN_MAX + 1];
+	char next[WEB_NEXT_MAX + 1];
+	size_t token_len, next_len, body;
+	int overflow, not_form;
+};
+
+/* Whether next may be sent to as a Location: a path on this origin ("/"
+ * but not "//" or "/\"), no control characters, no backslash. */
+static int web_next_ok(const char *next)
+{
+	if (!next || next[0] != '/' || next[1] == '/' ||
+	    strlen(next) > WEB_NEXT_MAX)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)next; *p; p++)
+		if (*p < 0x20 || *p == 0x7f || *p == '\\')
+			return 0;
+	return 1;
+}
+
+/* Appends s to out (cap bytes, NUL-terminated), percent-encoding all but
+ * unreserved characters and those keep names.  Returns -1 when it does
+ * not fit. */
+static int web_pct_append(char *out, size_t cap, const char *s,
+			  const char *keep)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(out);
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			    (*p >= '0' && *p <= '9') || strchr("-._~", *p) ||
+			    strchr(keep, *p);
+
+		if (n + (plain ? 1 : 3) >= cap)
+			return -1;
+		if (plain) {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+struct web_target {
+	char *out;
+	size_t cap;
+	int args, over;
+};
+
+static enum MHD_Result web_target_arg(void *cls, enum MHD_ValueKind kind,
+				      const char *key, const char *value)
+{
+	struct web_target *t = cls;
+
+	(void)kind;
+	if (web_pct_append(t->out, t->cap, t->args++ ? "&" : "?", "&?") ||
+	    web_pct_append(t->out, t->cap, key, ":") ||
+	    (value && (web_pct_append(t->out, t->cap, "=", "=") ||
+		       web_pct_append(t->out, t->cap, value, ":"))))
+		t->over = 1;
+	return t->over ? MHD_NO : MHD_YES;
+}
+
+/* The path and query the client asked for (url is MHD's decoded path),
+ * encoded again, for the login form to come back to; just the path when
+ * the whole does not fit. */
+static void web_request_target(struct MHD_Connection *c, const char *url,
+			       char *out, size_t cap)
+{
+	struct web_target t = { .out = out, .cap = cap };
+
+	out[0] = '\0';
+	if (web_pct_append(out, cap, url, "/:") == -1) {
+		snprintf(out, cap, "/");
+		return;
+	}
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, web_target_arg,
+				  &t);
+	if (t.over) {
+		out[0] = '\0';
+		web_pct_append(out, cap, url, "/:");
+	}
+}
+
+/* The login page, with status code (200, or 401 where a page needed the
+ * token). */
+static enum MHD_Result web_login_reply(struct MHD_Connection *c,
+				       unsigned code, const char *next,
+				       const char *msg)
+{
+	size_t len;
+	char *body = web_page_login(next, msg, &len);
+
+	if (!body) {
+		log_warn("web: login page");
+		return MHD_NO;
+	}
+	return web_reply(c, code, CT_HTML, body, len, MHD_RESPMEM_MUST_FREE,
+			 REPLY_HTML | (code == MHD_HTTP_UNAUTHORIZED ?
+				       REPLY_AUTH : 0));
+}
+
+/* 303 See Other to next; with cookie not NULL, sets the login cookie to it
+ * for max_age seconds (0 and "": removes it). */
+static enum MHD_Result web_redirect(struct web *w, struct MHD_Connection *c,
+				    const char *next, const char *cookie,
+				    long max_age)
+{
+	char set[WEB_SESSION_MAX + 128];
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(0, (void *)"",
+					    MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	snprintf(set, sizeof(set), "%s=%s; Path=/; Max-Age=%ld; HttpOnly; "
+		 "SameSite=Lax%s", w->cookie, cookie ? cookie : "", max_age,
+		 w->tls ? "; Secure" : "");
+	if (MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, next) ==
+		    MHD_NO ||
+	    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+				    "no-store") == MHD_NO ||
+	    (cookie && MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE,
+					       set) == MHD_NO)) {
+		MHD_destroy_response(r);
+		return MHD_NO;
+	}
+	ret = MHD_queue_response(c, MHD_HTTP_SEE_OTHER, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* Whether a form comes from this origin: browsers say so in
+ * Sec-Fetch-Site, or (older ones) send Origin with a POST, which must
+ * name the host the request went to.  Neither: not a browser's form. */
+static int web_same_origin(struct MHD_Connection *c)
+{
+	const char *site = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						       "Sec-Fetch-Site");
+	const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+							 "Origin");
+	const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+						       MHD_HTTP_HEADER_HOST);
+	const char *p;
+
+	if (site)
+		return !strcmp(site, "same-origin");
+	if (!origin)
+		return 1;
+	p = strstr(origin, "://");
+	return host && p && !strcmp(p + 3, host);
+}
+
+/* A wrong token at /login: logged, at most once a minute with the count. */
+static void web_login_failed(struct web *w, struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci;
+	char addr[INET6_ADDRSTRLEN] = "?";
+	int64_t now = ns_now_ms();
+
+	w->failed_logins++;
+	if (now - w->failed_logged_ms < 60000)
+		return;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)
+					     (const void *)sa)->sin_addr,
+				  addr, sizeof(addr));
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)
+					      (const void *)sa)->sin6_addr,
+				  addr, sizeof(addr));
+	}
+	log_warnx("web: wrong token at /login from %s (%u since the last "
+		  "such line; one a minute at most)", addr, w->failed_logins);
+	w->failed_logins = 0;
+	w->failed_logged_ms = now;
+}
+
+/* GET /login: the form (or, with no token to ask for, straight on). */
+static enum MHD_Result web_login_get(struct web *w, struct MHD_Connection *c,
+				     struct web_req *q)
+{
+	const char *next = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+						       "next");
+	int open;
+
+	(void)q;
+	if (!web_next_ok(next))
+		next = "/";
+	pthread_mutex_lock(&w->token_lock);
+	open = !w->token;
+	pthread_mutex_unlock(&w->token_lock);
+	if (open)
+		return web_redirect(w, c, next, NULL, 0);
+	return web_login_reply(c, MHD_HTTP_OK, next, NULL);
+}
+
+/* GET /logout: the cookie removed, then the form. */
+static enum MHD_Result web_logout(struct web *w, struct MHD_Connection *c,
+				  struct web_req *q)
+{
+	(void)q;
+	return web_redirect(w, c, "/login", "", 0);
+}
+
+/* POST /login with its form read: the right token sets the cookie and
+ * sends the browser on to next; a wrong one shows the form again. */
+static enum MHD_Result web_login_post(struct web *w, struct MHD_Connection *c,
+				      struct web_login *l)
+{
+	char cookie[WEB_SESSION_MAX];
+	const char *next = l->next_len && web_next_ok(l->next) ? l->next : "/";
+	int ok, made = -1;
+
+	if (l->not_form)
+		return web_error(w, c, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, 0, "%s",
+				 "/login takes a form (application/"
+				 "x-www-form-urlencoded) with the token");
+	if (l->overflow)
+		return web_login_reply(c, MHD_HTTP_CONTENT_TOO_LARGE, next,
+				       "The form was too large: the token is "
+				       "at most 4096 bytes.");
+	if (!web_same_origin(c))
+		return web_error(w, c, MHD_HTTP_FORBIDDEN, 0, "%s",
+				 "a login form from another origin is refused");
+	pthread_mutex_lock(&w->token_lock);
+	ok = !w->token || web_token_equal(l->token, w->token);
+	if (ok && w->token)
+		made = web_session_make(w->token, ns_now_ms() / 1000 +
+					WEB_SESSION_S, cookie);
+	pthread_mutex_unlock(&w->token_lock);
+	if (!ok) {
+		web_login_failed(w, c);
+		return web_login_reply(c, MHD_HTTP_UNAUTHORIZED, next,
+				       "That is not this natscope's token.");
+	}
+	return web_redirect(w, c, next, made == 0 ? cookie : NULL,
+			    WEB_SESSION_S);
+}
+
+static enum MHD_Result web_login_field(void *cls, enum MHD_ValueKind kind,
+				       const char *key, const char *filename,
+				       const char *ctype, const char *enc,
+				       const char *data, uint64_t off,
+				       size_t size)
+{
+	struct web_login *l = cls;
+	size_t *len, cap;
+	char *dst;
+
+	(void)kind, (void)filename, (void)ctype, (void)enc, (void)off;
+	if (!strcmp(key, "token")) {
+		dst = l->token, len = &l->token_len;
+		cap = sizeof(l->token) - 1;
+	} else if (!strcmp(key, "next")) {
+		dst = l->next, len = &l->next_len;
+		cap = sizeof(l->next) - 1;
+	} else {
+		return MHD_YES;
+	}
+	if (size > cap - *len) {
+		l->overflow = 1;
+		return MHD_NO;
+	}
+	memcpy(dst + *len, data, size);
+	*len += size;
+	dst[*len] = '\0';
+	return MHD_YES;
+}
+
+static void web_login_free(struct web_login *l)
+{
+	if (l->pp)
+		MHD_destroy_post_processor(l->pp);
+	explicit_bzero(l->token, sizeof(l->token));
+	free(l);
+}
+
 /* /ui/{name}: a file compiled into the binary, revalidated by its ETag
  * (a content hash), so a new binary's files are never served stale. */
 static enum MHD_Result web_asset_reply(struct web *w, struct MHD_Connection *c,
@@ -1052,7 +1355,12 @@ static const struct web_route web_routes[] = {
 	  .limit = WEB_OVERVIEW_ROWS, .before_run = 1 },
 	{ .path = "/api/v1/", .handler = web_index_reply, .before_run = 1 },
 	{ .path = "/ui/{}", .seg = SEG_NAME, .handler = web_asset_reply,
-	  .before_run = 1 },
+	  .before_run = 1, .open = 1 },
+	/* a browser's way to the token (a cookie), and out again */
+	{ .path = "/login", .handler = web_login_get, .before_run = 1,
+	  .open = 1, .page = "login" },
+	{ .path = "/logout", .handler = web_logout, .before_run = 1,
+	  .open = 1, .page = "logout" },
 	/* the dashboard's pages: their state is in their own query */
 	{ .path = "/gateway/{}", .seg = SEG_NAME, .handler = web_page_reply,
 	  .before_run = 1, .page = "gateway" },
@@ -1189,26 +1497,33 @@ static char *web_build_index(size_t *len)
 	return text;
 }
 
-/* Whether the request may be answered: no token is set, the path is
- * one open_paths leaves open, or it carries "Authorization: Bearer" with
- * the token. */
+/* Whether the request may be answered: no token is set, the route is
+ * open (no figure in it) or one open_paths leaves open, or it carries
+ * "Authorization: Bearer" with the token, or the login cookie /login made
+ * with it. */
 static int web_authorized(struct web *w, struct MHD_Connection *c,
-			  const char *url)
+			  const struct web_route *rt)
 {
-	const char *h;
+	const char *h, *ck;
 	int ok;
 
-	if (((w->open_paths & WEB_OPEN_HEALTHZ) && !strcmp(url, "/healthz")) ||
-	    ((w->open_paths & WEB_OPEN_METRICS) && !strcmp(url, "/metrics")))
+	if (rt->open ||
+	    ((w->open_paths & WEB_OPEN_HEALTHZ) &&
+	     !strcmp(rt->path, "/healthz")) ||
+	    ((w->open_paths & WEB_OPEN_METRICS) &&
+	     !strcmp(rt->path, "/metrics")))
 		return 1;
 	h = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 					MHD_HTTP_HEADER_AUTHORIZATION);
+	ck = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, w->cookie);
 	pthread_mutex_lock(&w->token_lock);
 	if (!w->token)
 		ok = 1;
 	else
-		ok = h && !strncasecmp(h, "Bearer ", 7) &&
-		     web_token_equal(h + 7, w->token);
+		ok = (h && !strncasecmp(h, "Bearer ", 7) &&
+		      web_token_equal(h + 7, w->token)) ||
+		     (ck && web_session_valid(ck, w->token,
+					      ns_now_ms() / 1000));
 	pthread_mutex_unlock(&w->token_lock);
 	return ok;
 }
@@ -1236,6 +1551,7 @@ static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 {
 	struct web_req q = { 0 };
 	char err[WEB_MAX_PATH + 200];
+	int get;
 
 	if (strlen(url) > WEB_MAX_PATH)
 		return web_error(w, c, MHD_HTTP_BAD_REQUEST, 0,
@@ -1249,12 +1565,25 @@ static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
 	if (!q.route)
 		return web_error(w, c, MHD_HTTP_NOT_FOUND, 0,
 				 "no such path '%s'", url);
-	if (!web_authorized(w, c, url))
+	get = !strcmp(method, MHD_HTTP_METHOD_GET) ||
+	      !strcmp(method, MHD_HTTP_METHOD_HEAD);
+	if (!web_authorized(w, c, q.route)) {
+		char next[WEB_NEXT_MAX + 1];
+
+		/* a browser asking for a page gets the login form, which
+		 * brings it back to this very URL */
+		if (get && (q.route->page || (q.route->handler == web_root &&
+					      web_wants_html(c)))) {
+			web_request_target(c, url, next, sizeof(next));
+			return web_login_reply(c, MHD_HTTP_UNAUTHORIZED, next,
+					       NULL);
+		}
 		return web_error(w, c, MHD_HTTP_UNAUTHORIZED, REPLY_AUTH, "%s",
 				 "this natscope wants a bearer token "
-				 "(Authorization: Bearer TOKEN)");
-	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+				 "(Authorization: Bearer TOKEN), or a "
+				 "browser's login at /login");
+	}
+	if (!get)
 		return web_error(w, c, MHD_HTTP_METHOD_NOT_ALLOWED, REPLY_ALLOW,
 				 "method '%s' not allowed (use GET or HEAD)",
 				 method);
@@ -1276,29 +1605,75 @@ static enum MHD_Result web_answer(struct web *w, struct MHD_Connection *c,
  * first call makes it close the connection (the body is never read), so
  * GET and HEAD are answered at the last call and keep-alive works; other
  * methods are refused at once without reading what they send. */
+/* Their addresses mark how far a request is (web_access()). */
+static int web_headers_seen, web_answered;
+
 static enum MHD_Result web_access(void *cls, struct MHD_Connection *c,
 				  const char *url, const char *method,
 				  const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
 {
-	static int headers_seen, answered; /* their addresses mark a request */
 	struct web *w = cls;
+	enum MHD_Result ret;
 
 	if (*con_cls == NULL) {
 		if (strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
 		    strcmp(method, MHD_HTTP_METHOD_HEAD) == 0) {
-			*con_cls = &headers_seen;
+			*con_cls = &web_headers_seen;
 			return MHD_YES;
 		}
-		*con_cls = &answered;
+		if (!strcmp(method, MHD_HTTP_METHOD_POST) &&
+		    !strcmp(url, "/login")) {
+			struct web_login *l = calloc(1, sizeof(*l));
+
+			if (!l)
+				return MHD_NO;
+			*con_cls = l;
+			l->pp = MHD_create_post_processor(c, 1024,
+							  web_login_field, l);
+			if (!l->pp) /* not a form */
+				l->not_form = 1;
+			return MHD_YES;
+		}
+		*con_cls = &web_answered;
 		return web_answer(w, c, url, method);
 	}
-	if (*upload_data_size != 0 || *con_cls == &answered) {
+	if (*con_cls != &web_headers_seen && *con_cls != &web_answered) {
+		struct web_login *l = *con_cls; /* a POST to /login */
+
+		if (*upload_data_size != 0) {
+			l->body += *upload_data_size;
+			if (l->not_form)
+				;
+			else if (l->body > WEB_LOGIN_BODY_MAX ||
+				 MHD_post_process(l->pp, upload_data,
+					     *upload_data_size) == MHD_NO)
+				l->overflow = 1;
+			*upload_data_size = 0;
+			return MHD_YES;
+		}
+		ret = web_login_post(w, c, l);
+		web_login_free(l);
+		*con_cls = &web_answered;
+		return ret;
+	}
+	if (*upload_data_size != 0 || *con_cls == &web_answered) {
 		*upload_data_size = 0; /* a body nobody asked for: dropped */
 		return MHD_YES;
 	}
-	*con_cls = &answered;
+	*con_cls = &web_answered;
 	return web_answer(w, c, url, method);
+}
+
+/* A request ends: a login form whose connection went away is freed. */
+static void web_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			  enum MHD_RequestTerminationCode toe)
+{
+	(void)cls, (void)c, (void)toe;
+	if (*con_cls && *con_cls != &web_headers_seen &&
+	    *con_cls != &web_answered)
+		web_login_free(*con_cls);
+	*con_cls = NULL;
 }
 
 /* ---- the daemon ---- */
@@ -1380,6 +1755,10 @@ static int web_sockname(int fd, struct web *w, int *family)
 		errno = EAFNOSUPPORT;
 		return -1;
 	}
+	/* cookies are not kept apart by port: one name per port keeps two
+	 * natscopes on one host from overwriting each other's */
+	snprintf(w->cookie, sizeof(w->cookie), "natscope_%u",
+		 (unsigned)w->port);
 	return 0;
 }
 
@@ -1447,6 +1826,7 @@ struct web *web_start(int listen_fd, const struct web_config *cfg)
 		(unsigned)WEB_PER_IP_CONNECTIONS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WEB_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)WEB_CONN_MEMORY,
+		MHD_OPTION_NOTIFY_COMPLETED, web_completed, NULL,
 		/* ignored without MHD_USE_TLS */
 		w->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END,
 		cfg->tls_cert, MHD_OPTION_HTTPS_MEM_KEY, cfg->tls_key,

@@ -11,6 +11,16 @@ capture (the same flags are `natscope run`'s: cli/net.c parses both).
      the file (old token refused, new one taken), and an unreadable file
      at SIGHUP keeps the token in use; a token file anyone can read is
      refused at start (exit 1).
+  2b. The login cookie, for browsers (they cannot send the header): a
+     page asked for without the token gets 401 with the login form,
+     which comes back to the very URL asked for (its query kept, and
+     escaped); /login with the wrong token 401 and nothing set; with the
+     token 303 to that URL and an HttpOnly SameSite=Lax cookie the API
+     then takes; a tampered cookie, an expired one, one from another
+     port's natscope and a cross-origin form are refused; "next" cannot
+     leave the origin; /logout removes it; a new token (SIGHUP)
+     invalidates every cookie made with the old one.  Over TLS the
+     cookie is Secure.
   3. --tls-cert/--tls-key: HTTPS with a certificate made here (openssl),
      verified by the client; plain HTTP to that port gets no answer.
   5. Settings from a file (--config) and NATSCOPE_* variables, with the
@@ -119,6 +129,120 @@ def get(host, port, path, token=None, ctx=None, src=None, timeout=5):
         c.close()
 
 
+def request(port, method, path, body=None, headers=None, ctx=None):
+    """(status, headers, body) of one request; body a dict: a form."""
+    import urllib.parse
+    c = (http.client.HTTPSConnection("127.0.0.1", port, timeout=5,
+                                     context=ctx) if ctx else
+         http.client.HTTPConnection("127.0.0.1", port, timeout=5))
+    h = dict(headers or {})
+    data = None
+    if body is not None:
+        data = urllib.parse.urlencode(body)
+        h["Content-Type"] = "application/x-www-form-urlencoded"
+    try:
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        c.close()
+
+
+def part_login(db, work):
+    tok = os.path.join(work, "login-token")
+    with open(tok, "w") as f:
+        f.write("login-token-abcdef0123456789\n")
+    os.chmod(tok, 0o600)
+    p = free_port()
+    s = Serve(db, "--listen", "127.0.0.1:%d" % p, "--auth-token-file", tok)
+    if not check(s.wait_up("127.0.0.1", p), "serve with a token starts"):
+        print(s.stop(), s.out)
+        return
+    html = {"Accept": "text/html"}
+    page = "/gateway/203.0.113.1?at=2026-12-01T10:00:00Z&proto=tcp&q=<a>"
+    st, hd, body = request(p, "GET", page, headers=html)
+    want_next = ('value="/gateway/203.0.113.1?at=2026-12-01T10:00:00Z'
+                 '&amp;proto=tcp&amp;q=%3Ca%3E"')
+    check(st == 401 and b'action="/login"' in body and
+          want_next.encode() in body and
+          "frame-ancestors" in hd.get("Content-Security-Policy", ""),
+          "a page without the token: 401 with the login form, coming back "
+          "to that URL, escaped (%d %r)" % (st, body[-400:]))
+    st, _, body = request(p, "GET", "/api/v1/status", headers=html)
+    check(st == 401 and body.startswith(b"{"),
+          "an API path wants the token still, in JSON (%d)" % st)
+    check(request(p, "GET", "/ui/dash.css")[0] == 200,
+          "the dashboard's files are open (the form needs its style)")
+    st, hd, body = request(p, "POST", "/login",
+                           {"token": "login-token-abcdef012345678X",
+                            "next": "/host/198.18.0.5"})
+    check(st == 401 and "Set-Cookie" not in hd and
+          b"not this natscope" in body and
+          b'value="/host/198.18.0.5"' in body,
+          "a wrong token: 401, the form again, no cookie (%d)" % st)
+    st, hd, _ = request(p, "POST", "/login",
+                        {"token": "login-token-abcdef0123456789",
+                         "next": "/host/198.18.0.5?at=1"},
+                        {"Origin": "http://127.0.0.1:%d" % p})
+    setc = hd.get("Set-Cookie", "")
+    cookie = setc.split(";")[0]
+    attrs = [a.strip() for a in setc.split(";")[1:]]
+    check(st == 303 and hd.get("Location") == "/host/198.18.0.5?at=1" and
+          cookie.startswith("natscope_%d=" % p) and "HttpOnly" in attrs and
+          "SameSite=Lax" in attrs and "Path=/" in attrs and
+          "Max-Age=43200" in attrs and "Secure" not in attrs,
+          "the token: 303 back, an HttpOnly SameSite=Lax cookie for 12 h "
+          "(%d %r %r)" % (st, hd.get("Location"), setc))
+    check(request(p, "GET", "/api/v1/status", headers={"Cookie": cookie})[0]
+          == 200 and request(p, "GET", page, headers=dict(
+              html, Cookie=cookie))[0] == 200,
+          "the cookie opens the API and the pages")
+    name, val = cookie.split("=", 1)
+    exp, mac = val.split(".")
+    bad = {
+        "tampered": "%s=%s.%s" % (name, exp, mac[:-1] +
+                                  ("0" if mac[-1] != "0" else "1")),
+        "a later expiry, same MAC": "%s=%d.%s" % (name, int(exp) + 1, mac),
+        "expired (forged)": "%s=%d.%s" % (name, int(time.time()) - 5, mac),
+        "another port's": "natscope_%d=%s" % (p + 1, val),
+        "the token itself": "%s=login-token-abcdef0123456789" % name,
+    }
+    for what, ck in bad.items():
+        st = request(p, "GET", "/api/v1/status", headers={"Cookie": ck})[0]
+        check(st == 401, "a cookie %s: 401 (%d)" % (what, st))
+    st, hd, _ = request(p, "POST", "/login",
+                        {"token": "login-token-abcdef0123456789"},
+                        {"Origin": "http://attacker.example"})
+    check(st == 403 and "Set-Cookie" not in hd,
+          "a login form from another origin: 403 (%d)" % st)
+    for nxt in ("//attacker.example/", "https://attacker.example/",
+                "/\\attacker.example", "/a\r\nSet-Cookie: x=1"):
+        st, hd, _ = request(p, "POST", "/login",
+                            {"token": "login-token-abcdef0123456789",
+                             "next": nxt})
+        check(st == 303 and hd.get("Location") == "/",
+              "next=%r cannot leave the origin: Location / (%r)"
+              % (nxt, hd.get("Location")))
+    st, _, _ = request(p, "POST", "/login", headers={
+        "Content-Type": "application/json"})
+    check(st == 415, "/login without a form: 415 (%d)" % st)
+    st, _, _ = request(p, "POST", "/login", {"token": "x" * 9000})
+    check(st == 413, "a form over 8 KB: 413 (%d)" % st)
+    st, hd, _ = request(p, "GET", "/logout", headers={"Cookie": cookie})
+    check(st == 303 and hd.get("Location") == "/login" and
+          "Max-Age=0" in hd.get("Set-Cookie", ""),
+          "/logout removes the cookie (%d %r)" % (st, hd))
+    with open(tok, "w") as f:
+        f.write("login-token-the-next-one\n")
+    s.p.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    check(request(p, "GET", "/api/v1/status", headers={"Cookie": cookie})[0]
+          == 401, "a new token (SIGHUP): the old cookie is refused")
+    s.stop()
+    check("wrong token at /login from 127.0.0.1" in s.out,
+          "a wrong token is logged with the client's address")
+
+
 def part_listen(db):
     p = free_port()
     s = Serve(db, "--listen", ":%d" % p)
@@ -209,15 +333,26 @@ def part_tls(db, work):
     if not check(r.returncode == 0, "openssl made a certificate: %s"
                  % r.stderr[-300:]):
         return
+    tok = os.path.join(work, "tls-token")
+    with open(tok, "w") as f:
+        f.write("tls-token\n")
+    os.chmod(tok, 0o600)
     p = free_port()
     s = Serve(db, "--listen", "127.0.0.1:%d" % p, "--tls-cert", cert,
-              "--tls-key", key)
+              "--tls-key", key, "--auth-token-file", tok, "--auth-open",
+              "/healthz")
     ctx = ssl.create_default_context(cafile=cert)
     if check(s.wait_up("127.0.0.1", p, ctx), "HTTPS answers, the "
              "certificate verified"):
-        st, _, body = get("127.0.0.1", p, "/api/v1/status", ctx=ctx)
+        st, _, body = get("127.0.0.1", p, "/api/v1/status", "tls-token",
+                          ctx=ctx)
         check(st == 200 and json.loads(body).get("state") == "stopped",
               "an HTTPS answer: %d" % st)
+        st, hd, _ = request(p, "POST", "/login", {"token": "tls-token"},
+                            ctx=ctx)
+        check(st == 303 and "; Secure" in hd.get("Set-Cookie", ""),
+              "over TLS the login cookie is Secure (%d %r)"
+              % (st, hd.get("Set-Cookie")))
         try:
             st = get("127.0.0.1", p, "/healthz", timeout=3)[0]
         except (OSError, http.client.HTTPException):
@@ -365,6 +500,7 @@ def main():
         return 1
     part_listen(db)
     part_token(db, work)
+    part_login(db, work)
     part_tls(db, work)
     part_config(db, work)
     part_limits(db)

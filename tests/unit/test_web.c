@@ -2067,6 +2067,42 @@ static void test_method_not_allowed(void **state)
 	resp_free(&r);
 }
 
+/* The login cookie (auth.c): its MAC equals an independent HMAC-SHA256
+ * (Python's hmac module), and it is valid exactly until its expiry, for
+ * its token only. */
+static void test_session(void **state)
+{
+	const long long exp = 1796270000;
+	char c[WEB_SESSION_MAX], bad[WEB_SESSION_MAX + 2];
+	static const char *const junk[] = {
+		"", ".", "1796270000", "1796270000.", "x1796270000.00",
+		"1796270000.f9f94b4a", "-1.f9f94b4a",
+	};
+
+	(void)state;
+	assert_int_equal(web_session_make("login-token", exp, c), 0);
+	assert_string_equal(c, "1796270000.f9f94b4a32b7cb6167e98906d6be3ed3"
+			       "00d74cdaa457f6f96ebbc1bcbc67e05e");
+	assert_true(web_session_valid(c, "login-token", exp - 1));
+	assert_true(web_session_valid(c, "login-token",
+				      exp - WEB_SESSION_S));
+	assert_false(web_session_valid(c, "login-token", exp));
+	assert_false(web_session_valid(c, "login-token", exp + 3600));
+	/* made with a longer life than /login gives: refused */
+	assert_false(web_session_valid(c, "login-token",
+				       exp - WEB_SESSION_S - 61));
+	assert_false(web_session_valid(c, "login-token2", exp - 1));
+	assert_false(web_session_valid(c, NULL, exp - 1));
+	assert_false(web_session_valid(NULL, "login-token", exp - 1));
+	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+		assert_false(web_session_valid(junk[i], "login-token", 0));
+	snprintf(bad, sizeof(bad), "%s", c);
+	bad[strlen(bad) - 1] = 'f';
+	assert_false(web_session_valid(bad, "login-token", exp - 1));
+	snprintf(bad, sizeof(bad), "%sa", c);
+	assert_false(web_session_valid(bad, "login-token", exp - 1));
+}
+
 static void test_head(void **state)
 {
 	static const char req[] = "HEAD /api/v1/gateways HTTP/1.1\r\n"
@@ -2912,6 +2948,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_long_path),
 	cmocka_unit_test(test_not_found),
 	cmocka_unit_test(test_method_not_allowed),
+	cmocka_unit_test(test_session),
 	cmocka_unit_test(test_head),
 	cmocka_unit_test(test_keepalive),
 	cmocka_unit_test(test_status),

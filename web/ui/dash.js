@@ -291,6 +291,8 @@
 		s.at = Date.now();
 		return fetch(url, { headers: { Accept: 'application/json' } })
 			.then(function (res) {
+				if (res.status === 401)
+					toLogin();
 				if (!res.ok)
 					throw new Error('series: HTTP ' + res.status);
 				return res.json();
@@ -338,9 +340,18 @@
 
 	/* ---- refreshing ---- */
 
+	/* The login cookie expired (or the token changed): the form, which
+	 * comes back here. */
+	function toLogin() {
+		location.assign('/login?next=' + encodeURIComponent(
+			location.pathname + location.search));
+	}
+
 	function getJSON(path) {
 		return fetch(path, { headers: { Accept: 'application/json' } })
 			.then(function (res) {
+				if (res.status === 401)
+					toLogin();
 				return res.json().then(function (doc) {
 					if (!res.ok)
 						throw new Error(doc.error ||

@@ -265,10 +265,19 @@
 
 	/* ---- the API ---- */
 
+	/* The login cookie expired (or the token changed): the form, which
+	 * comes back here. */
+	function toLogin() {
+		location.assign('/login?next=' + encodeURIComponent(
+			location.pathname + location.search));
+	}
+
 	function getJSON(path) {
 		pending++;
 		return fetch(path, { headers: { Accept: 'application/json' } })
 			.then(function (res) {
+				if (res.status === 401)
+					toLogin();
 				return res.json().then(function (doc) {
 					if (!res.ok) {
 						var e = new Error(doc.error ||
