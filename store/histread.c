@@ -133,6 +133,80 @@ static const char sql_gateways_at[] =
 	"FROM hist_gateway h WHERE h.tier = per.tier AND h.ts_ms = per.ts_ms "
 	"ORDER BY h.family, h.ip_bin, h.proto)))) FROM per)";
 
+/*
+ * Every gateway over [?2, ?3) at tier ?4 (?1 now): its peaks (and when),
+ * the bucket that came closest to full (and when), totals and rates.
+ * The rows are read once (h); two groupings take each gateway's maxima,
+ * with SQLite's bare columns giving the row of the maximum (one of them
+ * when several periods tie).
+ */
+static const char sql_gateways_range[] =
+	"WITH k AS (SELECT tier, ts_ms, span_ms, exact, ts_ms + "
+	SQL_PERIOD("tier", "span_ms") " AS end_ms FROM hist_kernel k WHERE "
+	"k.tier = ?4 AND " SQL_IN_RANGE("k", "?2", "?3") "), "
+	"cov AS (" SQL_GAPS_OVERLAP("?2", "?3") "), "
+	"holes AS (SELECT prev_end, ts_ms FROM (SELECT ts_ms, lag(end_ms) "
+	"OVER (ORDER BY ts_ms) AS prev_end FROM k) WHERE prev_end < ts_ms "
+	/* the range's start not observed; its end, in a range past by a
+	 * minute (a live run writes the latest periods within seconds) */
+	"UNION ALL SELECT ?2, min(ts_ms) FROM k HAVING min(ts_ms) > ?2 "
+	"UNION ALL SELECT max(end_ms), ?3 FROM k HAVING max(end_ms) < ?3 "
+	"AND ?3 <= ?1 - 60000), "
+	"h AS MATERIALIZED (SELECT public_ip, proto, family, ip_bin, ts_ms, "
+	"span_ms, exact, ports_peak, ports_avg, mappings_peak, hosts, "
+	"destinations, new_mappings, time_wait_peak, worst_ip, worst_port, "
+	"worst_zone, worst_peak, worst_capacity, worst_peak * 1.0 / "
+	"max(coalesce(worst_capacity, 1), 1) AS wr FROM hist_gateway h "
+	"WHERE h.tier = ?4 AND " SQL_IN_RANGE("h", "?2", "?3") "), "
+	"a AS (SELECT public_ip, proto, family, ip_bin, "
+	"max(ports_peak) AS ports_peak, ts_ms AS peak_ms, count(*) AS n, "
+	"sum(span_ms) AS span, min(exact) AS exact, sum(ports_avg * span_ms) "
+	"AS ports_sum, max(mappings_peak) AS mappings_peak, max(hosts) AS "
+	"hosts, max(destinations) AS destinations, sum(new_mappings) AS "
+	"new_mappings, max(time_wait_peak) AS time_wait_peak FROM h "
+	"GROUP BY family, ip_bin, proto), "
+	"w AS (SELECT family, ip_bin, proto, max(wr) AS wr, worst_ip, "
+	"worst_port, worst_zone, worst_peak, worst_capacity, ts_ms FROM h "
+	"GROUP BY family, ip_bin, proto) "
+	"SELECT json_object('generated_at', " SQL_TIME("?1") ", "
+	"'as_of', (SELECT " SQL_TIME("max(end_ms)") " FROM k), "
+	"'from', " SQL_TIME("?2") ", 'to', " SQL_TIME("?3") ", "
+	"'resolution', " SQL_TIER_NAME("?4") ", "
+	"'resolution_seconds', CASE ?4 WHEN 0 THEN (SELECT max(span_ms) "
+	"FROM k) / 1000.0 WHEN 1 THEN 60 ELSE 3600 END, "
+	"'periods', (SELECT count(*) FROM k), "
+	"'exact', " SQL_BOOL("NOT EXISTS (SELECT 1 FROM k WHERE NOT exact)")
+	", 'coverage', json_object('complete', " SQL_BOOL(
+		"NOT EXISTS (SELECT 1 FROM cov) AND NOT EXISTS (SELECT 1 FROM "
+		"holes) AND NOT EXISTS (SELECT 1 FROM k WHERE NOT exact) AND "
+		"EXISTS (SELECT 1 FROM k)") ", 'source', 'history', "
+	"'first', (SELECT " SQL_TIME("min(ts_ms)") " FROM k), "
+	"'last', (SELECT " SQL_TIME("max(end_ms)") " FROM k), "
+	"'observed_seconds', (SELECT coalesce(sum(span_ms), 0) / 1000.0 "
+	"FROM k), 'not_exact_periods', (SELECT count(*) FROM k WHERE NOT "
+	"exact), 'unobserved', json((SELECT json_group_array(json(o)) FROM "
+	"(SELECT json_object('start', " SQL_TIME("prev_end") ", 'end', "
+	SQL_TIME("ts_ms") ") AS o FROM holes ORDER BY prev_end))), "
+	"'gaps', " SQL_GAPS_ARRAY("cov") "), "
+	"'gateways', json((SELECT json_group_array(json(o)) FROM (SELECT "
+	"json_object('public_ip', a.public_ip, 'proto', a.proto, "
+	"'exact', " SQL_BOOL("a.exact") ", 'periods', a.n, "
+	"'observed_seconds', a.span / 1000.0, "
+	"'port_space', ns_port_space(a.proto), "
+	"'ports_peak', a.ports_peak, 'ports_peak_at', " SQL_TIME("a.peak_ms")
+	", 'ports_avg', round(a.ports_sum / max(a.span, 1), 1), "
+	"'mappings_peak', a.mappings_peak, 'hosts_max', a.hosts, "
+	"'destinations_max', a.destinations, "
+	"'new_mappings', a.new_mappings, 'new_per_second', "
+	SQL_RATE("a.new_mappings", "a.span") ", "
+	"'time_wait_peak', CASE WHEN a.proto = 'tcp' THEN a.time_wait_peak "
+	"END, 'worst_destination', json(CASE WHEN w.worst_peak > 0 THEN "
+	"json_object('ip', w.worst_ip, 'port', w.worst_port, 'zone', "
+	"w.worst_zone, 'peak', w.worst_peak, 'capacity', w.worst_capacity, "
+	"'at', " SQL_TIME("w.ts_ms") ") END)) AS o "
+	"FROM a JOIN w USING (family, ip_bin, proto) "
+	"ORDER BY a.family, a.ip_bin, a.proto))))";
+
 /* ?3 public_ip, ?4 proto, ?5 limit.  First column: 1 when no period
  * holds at, 2 when the gateway has no row in it, else 0. */
 #define SQL_WITH_AT_GW(tab)                                                 \
@@ -588,6 +662,36 @@ static enum store_tier hist_pick_tier(const struct hist_tiers *t,
 		if (t->count[i] > 0)
 			return (enum store_tier)i;
 	return STORE_TIER_HOUR;
+}
+
+int store_json_gateways_range(struct store *st, int64_t from_ms,
+			      int64_t to_ms, int64_t now_ms, char **out)
+{
+	struct hist_tiers t;
+	sqlite3_stmt *s;
+	int rc;
+
+	*out = NULL;
+	if (from_ms >= to_ms) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (store_read_begin(st) == -1) /* the tier and the rows agree */
+		return -1;
+	if (hist_tiers(st, from_ms, to_ms, &t) == -1 ||
+	    !(s = store_stmt(st, STMT_HIST_GATEWAYS_RANGE,
+			     sql_gateways_range))) {
+		store_read_end(st);
+		return -1;
+	}
+	sqlite3_bind_int64(s, 1, now_ms);
+	sqlite3_bind_int64(s, 2, from_ms);
+	sqlite3_bind_int64(s, 3, to_ms);
+	sqlite3_bind_int(s, 4, hist_pick_tier(&t, from_ms,
+					      STORE_SERIES_FIT_POINTS));
+	rc = hist_answer(st, s, NULL, 0, "reading history", out);
+	store_read_end(st);
+	return rc;
 }
 
 int store_json_series(struct store *st, const struct ns_addr *gateway,

@@ -946,6 +946,21 @@ int store_history_range(struct store *st, int64_t at_ms,
  * hosts/destinations ENOENT when the gateway had no mapping in it. */
 int store_json_gateways_at(struct store *st, int64_t at_ms, int64_t now_ms,
 			   char **out);
+/* Every gateway over [from_ms, to_ms) from history, at the tier a series
+ * of that range would be read at (finest with at most
+ * STORE_SERIES_FIT_POINTS periods that reaches back as far): per gateway
+ * its peaks (ports_peak and when, mappings_peak, hosts_max,
+ * destinations_max, time_wait_peak), ports_avg, new mappings and their
+ * rate, the bucket that came closest to full (with when), the periods
+ * and seconds observed and whether all were exact; the answer's
+ * "coverage" lists gaps, unobserved stretches (between periods; before
+ * the first when it starts after from_ms; after the last when it ends
+ * before a to_ms over a minute past) and inexact periods in the range.  Hour periods reach past the range's edges: the answer's
+ * "first" and "last" say what was read.  A range with no history has no
+ * gateways and coverage not complete.  Returns 0, or -1 with errno
+ * (EINVAL: from_ms >= to_ms). */
+int store_json_gateways_range(struct store *st, int64_t from_ms,
+			      int64_t to_ms, int64_t now_ms, char **out);
 int store_json_hosts_at(struct store *st, const struct ns_addr *gateway,
 			uint8_t proto, unsigned limit, int64_t at_ms,
 			int64_t now_ms, char **out);

@@ -95,7 +95,9 @@ struct web_page_cfg {
  * and coverage, then every public IP x protocol sorted by pressure, from
  * the same JSON answers the API gives (store_json_status and
  * store_json_gateways, or store_json_gateways_at for at_ms other than
- * WEB_OVERVIEW_LIVE, read back with jansson).  Works without script;
+ * WEB_OVERVIEW_LIVE, or store_json_gateways_range over [from_ms, to_ms)
+ * when from_ms is not WEB_OVERVIEW_LIVE: then each column shows its peak
+ * in the range; read back with jansson).  Works without script;
  * dash.js enhances it.  Returns a malloc'd page (caller frees) with its
  * length in *len, or NULL with errno: the store's (ENOENT before any
  * status row, EBUSY, EIO, ...; ERANGE: no history at at_ms), EPROTO for
@@ -103,7 +105,8 @@ struct web_page_cfg {
  * are rendered (a link offers the rest): 512 rows take a browser
  * seconds to lay out.  Call on the thread that owns st. */
 char *web_overview(struct store *st, const struct web_page_cfg *cfg,
-		   int64_t now_ms, int64_t at_ms, unsigned limit, size_t *len);
+		   int64_t now_ms, int64_t at_ms, int64_t from_ms,
+		   int64_t to_ms, unsigned limit, size_t *len);
 
 /* Appends a page's <head> up to its stylesheets (no </head>): title (a
  * fixed text, not escaped) and, when refresh, a meta refresh of 5 s. */

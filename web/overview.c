@@ -86,6 +86,18 @@ static json_t *web_parse_answer(char *text)
 
 /* ---- one gateway row ---- */
 
+/* Which of a gateway's figures the columns show: at the end of the
+ * period (live, or the period holding at=), or the peaks over a range
+ * (from=/to=; each its own peak, not one moment's). */
+struct web_cols {
+	const char *ports, *hosts, *mappings;
+	int range;
+};
+static const struct web_cols web_cols_now = { "ports_in_use", "hosts",
+					      "mappings", 0 };
+static const struct web_cols web_cols_range = { "ports_peak", "hosts_max",
+						"mappings_peak", 1 };
+
 struct web_row {
 	json_t *g;	   /* the gateway's object in the answer */
 	double pressure;   /* max(ports ratio, worst bucket ratio) */
@@ -149,13 +161,16 @@ static double web_bucket_mappings(const json_t *d)
 						jnum(d, "peak");
 }
 
-/* at: "" live, or "&at=<RFC 3339>" for links to the same moment */
+/* at: "" live, or "&at=<RFC 3339>" (or "&from=...&to=...") for links to
+ * the same moment (range) */
 static void web_row_html(struct web_buf *b, const struct web_page_cfg *cfg,
-			 const struct web_row *r, const char *at)
+			 const struct web_cols *cols, const struct web_row *r,
+			 const char *at)
 {
 	const json_t *g = r->g, *d = json_object_get(g, "worst_destination");
 	const json_t *states = json_object_get(g, "states");
-	double mappings = jnum(g, "mappings");
+	double mappings = jnum(g, cols->mappings);
+	double ports = jnum(g, cols->ports);
 
 	web_buf_printf(b, "<tr class=\"lvl-%s\" data-ip=\"",
 		       web_level(cfg, r->pressure));
@@ -176,12 +191,17 @@ static void web_row_html(struct web_buf *b, const struct web_page_cfg *cfg,
 
 	web_buf_printf(b, " <td class=\"bar lvl-%s\" data-label=\"ports in "
 		       "use\">", web_level(cfg, r->ports_ratio));
-	web_meter(b, cfg, jnum(g, "ports_in_use"), jnum(g, "port_space"));
+	web_meter(b, cfg, ports, jnum(g, "port_space"));
 	web_buf_printf(b, " <span data-k=\"ports_in_use\">%.0f</span> of "
 		       "<span data-k=\"port_space\">%.0f</span> "
-		       "<span class=\"pct\">%.1f %%</span></td>\n",
-		       jnum(g, "ports_in_use"), jnum(g, "port_space"),
-		       r->ports_ratio * 100);
+		       "<span class=\"pct\">%.1f %%</span>", ports,
+		       jnum(g, "port_space"), r->ports_ratio * 100);
+	if (cols->range && jstr(g, "ports_peak_at")) {
+		WEB_BUF_LIT(b, " <time class=\"when\" data-k=\"ports_peak_at\">");
+		web_buf_html(b, jstr(g, "ports_peak_at"));
+		WEB_BUF_LIT(b, "</time>");
+	}
+	WEB_BUF_LIT(b, "</td>\n");
 
 	if (json_is_object(d)) {
 		web_buf_printf(b, " <td class=\"bar lvl-%s\" "
@@ -193,9 +213,16 @@ static void web_row_html(struct web_buf *b, const struct web_page_cfg *cfg,
 		web_meter(b, cfg, web_bucket_mappings(d), jnum(d, "capacity"));
 		web_buf_printf(b, " <span data-k=\"worst_mappings\">%.0f</span>"
 			       " of <span data-k=\"worst_capacity\">%.0f</span>"
-			       " <span class=\"pct\">%.1f %%</span></td>\n",
+			       " <span class=\"pct\">%.1f %%</span>",
 			       web_bucket_mappings(d), jnum(d, "capacity"),
 			       r->bucket_ratio * 100);
+		if (cols->range && jstr(d, "at")) {
+			WEB_BUF_LIT(b, " <time class=\"when\" "
+				    "data-k=\"worst_at\">");
+			web_buf_html(b, jstr(d, "at"));
+			WEB_BUF_LIT(b, "</time>");
+		}
+		WEB_BUF_LIT(b, "</td>\n");
 	} else {
 		web_buf_printf(b, " <td class=\"bar\" data-label=\"worst "
 			       "destination\"><span data-k=\"worst\">none"
@@ -205,16 +232,21 @@ static void web_row_html(struct web_buf *b, const struct web_page_cfg *cfg,
 	web_buf_printf(b, " <td class=\"num\" data-label=\"hosts\" "
 		       "data-k=\"hosts\">%.0f</td><td class=\"num\" "
 		       "data-label=\"mappings\" data-k=\"mappings\">%.0f</td>",
-		       jnum(g, "hosts"), mappings);
-	if (json_is_object(states) && mappings > 0)
+		       jnum(g, cols->hosts), mappings);
+	if (cols->range && json_is_number(json_object_get(g, "time_wait_peak")))
+		web_buf_printf(b, "<td class=\"num\" data-label=\"TIME_WAIT\" "
+			       "data-k=\"time_wait\">peak %.0f</td>",
+			       jnum(g, "time_wait_peak"));
+	else if (!cols->range && json_is_object(states) && mappings > 0)
 		web_buf_printf(b, "<td class=\"num\" data-label=\"TIME_WAIT\" "
 			       "data-k=\"time_wait\">%.1f %%</td>",
 			       100 * jnum(states, "time_wait") / mappings);
 	else
 		web_buf_printf(b, "<td class=\"num\" data-label=\"TIME_WAIT\" "
 			       "data-k=\"time_wait\">&#8212;</td>");
-	web_buf_printf(b, "<td class=\"spark\" data-label=\"last hour\">"
-		       "</td>\n</tr>\n");
+	web_buf_printf(b, "<td class=\"spark\" data-label=\"%s\">"
+		       "</td>\n</tr>\n", cols->range ? "the range" :
+		       "last hour");
 }
 
 /* ---- the header: health and coverage ---- */
@@ -268,6 +300,14 @@ static void web_header_html(struct web_buf *b, const struct web_page_cfg *cfg,
 		WEB_BUF_LIT(b, " period holding ");
 		web_buf_html(b, jstr(gateways, "at"));
 		WEB_BUF_LIT(b, " (<a href=\"/\">live</a>)");
+	} else if (jstr(gateways, "from")) {
+		WEB_BUF_LIT(b, "the past: peaks from ");
+		web_buf_html(b, jstr(gateways, "from"));
+		WEB_BUF_LIT(b, " to ");
+		web_buf_html(b, jstr(gateways, "to"));
+		web_buf_printf(b, " (%.0f ", jnum(gateways, "periods"));
+		web_buf_html(b, jstr(gateways, "resolution"));
+		WEB_BUF_LIT(b, " periods; <a href=\"/\">live</a>)");
 	} else {
 		WEB_BUF_LIT(b, "live");
 	}
@@ -360,7 +400,12 @@ void web_page_nav(struct web_buf *b, const char *current)
 		    "action=\"\"><label>at <input name=\"at\" type=\"text\" "
 		    "size=\"22\" placeholder=\"2026-12-02T14:02:00Z\" "
 		    "aria-label=\"a past moment, RFC 3339 or unix seconds\">"
-		    "</label> <button type=\"submit\">show</button> "
+		    "</label> or <label>from <input name=\"from\" "
+		    "type=\"text\" size=\"22\" placeholder=\"2026-12-02T13:00"
+		    ":00Z\" aria-label=\"the start of a range\"></label> "
+		    "<label>to <input name=\"to\" type=\"text\" size=\"22\" "
+		    "placeholder=\"now\" aria-label=\"the end of a range (empty:"
+		    " now)\"></label> <button type=\"submit\">show</button> "
 		    "<a href=\"?\">live</a></form>\n</div>\n");
 }
 
@@ -449,10 +494,13 @@ char *web_page_login(const char *next, const char *msg, size_t *len)
 }
 
 char *web_overview(struct store *st, const struct web_page_cfg *cfg,
-		   int64_t now_ms, int64_t at_ms, unsigned limit, size_t *len)
+		   int64_t now_ms, int64_t at_ms, int64_t from_ms,
+		   int64_t to_ms, unsigned limit, size_t *len)
 {
+	const struct web_cols *cols = from_ms != WEB_OVERVIEW_LIVE ?
+				      &web_cols_range : &web_cols_now;
 	size_t shown;
-	char at[NS_TIME_STRLEN + 8] = "";
+	char at[2 * NS_TIME_STRLEN + 16] = "";
 	json_t *status = NULL, *gws = NULL, *list, *g;
 	struct web_row *rows = NULL;
 	struct web_buf b = { 0 };
@@ -464,7 +512,15 @@ char *web_overview(struct store *st, const struct web_page_cfg *cfg,
 		return NULL;
 	if (!(status = web_parse_answer(text)))
 		return NULL;
-	if (at_ms != WEB_OVERVIEW_LIVE) {
+	if (cols->range) {
+		char t1[NS_TIME_STRLEN], t2[NS_TIME_STRLEN];
+
+		snprintf(at, sizeof(at), "&from=%s&to=%s",
+			 ns_time_format(from_ms, t1), ns_time_format(to_ms, t2));
+		if (store_json_gateways_range(st, from_ms, to_ms, now_ms,
+					      &text) == -1)
+			goto err;
+	} else if (at_ms != WEB_OVERVIEW_LIVE) {
 		char t[NS_TIME_STRLEN];
 
 		snprintf(at, sizeof(at), "&at=%s", ns_time_format(at_ms, t));
@@ -487,7 +543,7 @@ char *web_overview(struct store *st, const struct web_page_cfg *cfg,
 		struct web_row *r = &rows[n++];
 
 		r->g = g;
-		r->ports_ratio = web_ratio(jnum(g, "ports_in_use"),
+		r->ports_ratio = web_ratio(jnum(g, cols->ports),
 					   jnum(g, "port_space"));
 		r->bucket_ratio = json_is_object(d) ?
 			web_ratio(web_bucket_mappings(d),
@@ -504,7 +560,13 @@ char *web_overview(struct store *st, const struct web_page_cfg *cfg,
 	web_buf_printf(&b, "<body data-refresh=\"%u\" data-warn=\"%.4f\" "
 		       "data-critical=\"%.4f\" data-limit=\"%u\"", cfg->refresh_s,
 		       cfg->warn, cfg->critical, limit);
-	if (at[0]) { /* dash.js reads the same moment, once */
+	if (cols->range) { /* dash.js draws the sparklines over it */
+		char t[NS_TIME_STRLEN];
+
+		web_buf_printf(&b, " data-from=\"%s\"",
+			       ns_time_format(from_ms, t));
+		web_buf_printf(&b, " data-to=\"%s\"", ns_time_format(to_ms, t));
+	} else if (at[0]) { /* dash.js reads the same moment, once */
 		WEB_BUF_LIT(&b, " data-at=\"");
 		web_buf_html(&b, at + 4);
 		WEB_BUF_LIT(&b, "\"");
@@ -513,21 +575,28 @@ char *web_overview(struct store *st, const struct web_page_cfg *cfg,
 	web_header_html(&b, cfg, status, gws);
 	web_buf_printf(&b, "<main>\n<table id=\"overview\">\n<caption>Public "
 		       "IPs by pressure: the fuller of their ports in use and "
-		       "their worst destination bucket (<span "
+		       "their worst destination bucket%s (<span "
 		       "data-k=\"count\">%zu</span> rows)</caption>\n"
 		       "<thead><tr><th scope=\"col\">public IP</th>"
 		       "<th scope=\"col\">proto</th>"
 		       "<th scope=\"col\">pressure</th>"
-		       "<th scope=\"col\">ports in use</th>"
-		       "<th scope=\"col\">worst destination</th>"
-		       "<th scope=\"col\">hosts</th>"
-		       "<th scope=\"col\">mappings</th>"
+		       "<th scope=\"col\">ports in use%s</th>"
+		       "<th scope=\"col\">worst destination%s</th>"
+		       "<th scope=\"col\">hosts%s</th>"
+		       "<th scope=\"col\">mappings%s</th>"
 		       "<th scope=\"col\">TIME_WAIT</th>"
-		       "<th scope=\"col\">last hour</th></tr></thead>\n"
-		       "<tbody>\n", n);
+		       "<th scope=\"col\">%s</th></tr></thead>\n"
+		       "<tbody>\n", cols->range ? ", each at its peak in the "
+		       "range" : "", n, cols->range ? " (peak)" : "",
+		       cols->range ? " (peak)" : "", cols->range ? " (most)" : "",
+		       cols->range ? " (peak)" : "",
+		       cols->range ? "the range" : "last hour");
 	for (i = 0; i < shown; i++)
-		web_row_html(&b, cfg, &rows[i], at);
-	if (n == 0)
+		web_row_html(&b, cfg, cols, &rows[i], at);
+	if (n == 0 && cols->range)
+		WEB_BUF_LIT(&b, "<tr class=\"empty\"><td colspan=\"9\">no "
+			    "history of any public IP in this range</td></tr>\n");
+	else if (n == 0)
 		WEB_BUF_LIT(&b, "<tr class=\"empty\"><td colspan=\"9\">no public "
 			    "IP has a mapping</td></tr>\n");
 	WEB_BUF_LIT(&b, "</tbody>\n</table>\n");

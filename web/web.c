@@ -387,6 +387,9 @@ struct web_route {
 	/* Answered without the token: holds no figure (the dashboard's
 	 * files, the login page). */
 	int open;
+	/* An empty value ("at=") counts as not given: a plain HTML form
+	 * sends every field, filled or not. */
+	int empty_absent;
 };
 
 /* Writes the proto names, ", "-separated, into buf. */
@@ -516,6 +519,7 @@ static const struct {
 /* What the walk over a request's query arguments found. */
 struct web_args {
 	unsigned accepted; /* the route's P_* */
+	int empty_absent;  /* the route's: "key=" counts as not given */
 	unsigned seen;
 	char bad[128];	   /* the first unknown or repeated key, quoted */
 };
@@ -531,6 +535,8 @@ static enum MHD_Result web_arg_check(void *cls, enum MHD_ValueKind kind,
 		if (strcmp(key, web_params[i].name) != 0 ||
 		    !(a->accepted & web_params[i].bit))
 			continue;
+		if (a->empty_absent && (!value || !*value))
+			return MHD_YES;
 		if (a->seen & web_params[i].bit)
 			snprintf(a->bad, sizeof(a->bad),
 				 "parameter '%.64s' given twice", key);
@@ -563,7 +569,8 @@ static int web_parse_request(struct MHD_Connection *c, struct web_req *q,
 			     char *err, size_t n)
 {
 	const struct web_route *rt = q->route;
-	struct web_args a = { .accepted = rt->params };
+	struct web_args a = { .accepted = rt->params,
+			      .empty_absent = rt->empty_absent };
 	size_t off = 0;
 	const char *v;
 	int rc;
@@ -606,6 +613,8 @@ static int web_parse_request(struct MHD_Connection *c, struct web_req *q,
 		if (!(rt->params & web_params[i].bit))
 			continue;
 		rc = web_query(c, name, &v);
+		if (rc == 1 && !*v && rt->empty_absent)
+			rc = 0;
 		if (rc == 0 && (rt->required & web_params[i].bit)) {
 			snprintf(err, n, "%s is required", name);
 			return -1;
@@ -712,9 +721,16 @@ static enum MHD_Result web_root(struct web *w, struct MHD_Connection *c,
 		extra = REPLY_RETRY_AFTER;
 		body = web_page_message("starting: the database still holds "
 					"the previous run's figures", 1, &len);
+	} else if ((q->given & P_AT) && (q->given & (P_FROM | P_TO))) {
+		code = MHD_HTTP_BAD_REQUEST;
+		body = web_page_message("at (a moment) and from/to (a range) "
+					"exclude each other", 0, &len);
 	} else if (!(body = web_overview(w->st, &w->page, q->now_ms,
 					 q->given & P_AT ? q->at_ms :
-					 WEB_OVERVIEW_LIVE, q->limit, &len))) {
+					 WEB_OVERVIEW_LIVE,
+					 q->given & (P_FROM | P_TO) ?
+					 q->from_ms : WEB_OVERVIEW_LIVE,
+					 q->to_ms, q->limit, &len))) {
 		if (errno == ERANGE) { /* no period of history holds at= */
 			code = MHD_HTTP_NOT_FOUND;
 			snprintf(msg, sizeof(msg), "no history at that moment "
@@ -1077,7 +1093,14 @@ static enum MHD_Result web_gateways(struct web *w, struct MHD_Connection *c,
 	char *body;
 	int rc;
 
-	if (q->given & P_AT)
+	if ((q->given & P_AT) && (q->given & (P_FROM | P_TO)))
+		return web_error(w, c, MHD_HTTP_BAD_REQUEST, 0, "%s",
+				 "at (a moment) and from/to (a range) "
+				 "exclude each other");
+	if (q->given & (P_FROM | P_TO))
+		rc = store_json_gateways_range(w->st, q->from_ms, q->to_ms,
+					       q->now_ms, &body);
+	else if (q->given & P_AT)
 		rc = store_json_gateways_at(w->st, q->at_ms, q->now_ms, &body);
 	else
 		rc = store_json_gateways(w->st, q->now_ms, &body);
@@ -1351,8 +1374,9 @@ static int web_run_begun(struct web *w)
 
 /* Every path the API answers, with the parameters each takes. */
 static const struct web_route web_routes[] = {
-	{ .path = "/", .handler = web_root, .params = P_AT | P_LIMIT,
-	  .limit = WEB_OVERVIEW_ROWS, .before_run = 1 },
+	{ .path = "/", .handler = web_root,
+	  .params = P_AT | P_FROM | P_TO | P_LIMIT, .limit = WEB_OVERVIEW_ROWS,
+	  .span_ms = HOUR_MS, .before_run = 1, .empty_absent = 1 },
 	{ .path = "/api/v1/", .handler = web_index_reply, .before_run = 1 },
 	{ .path = "/ui/{}", .seg = SEG_NAME, .handler = web_asset_reply,
 	  .before_run = 1, .open = 1 },
@@ -1377,7 +1401,8 @@ static const struct web_route web_routes[] = {
 	{ .path = "/lookup", .handler = web_page_reply, .before_run = 1,
 	  .page = "lookup" },
 	{ .path = "/api/v1/gateways", .handler = web_gateways,
-	  .params = P_AT | P_FORMAT, .table = "$.gateways" },
+	  .params = P_AT | P_FROM | P_TO | P_FORMAT, .table = "$.gateways",
+	  .span_ms = HOUR_MS },
 	{ .path = "/api/v1/gateways/{}/hosts", .seg = SEG_IP,
 	  .handler = web_hosts, .params = P_PROTO | P_LIMIT | P_AT | P_FORMAT,
 	  .table = "$.hosts", .limit = WEB_LIMIT_DEFAULT },

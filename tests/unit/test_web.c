@@ -710,7 +710,8 @@ static void assert_index(const struct resp *r)
 	/* every route of the API, from the route table, with its
 	 * parameters */
 	assert_int_equal(jlen(r->body, "$.endpoints"), 14);
-	assert_jtext(r->body, "$.endpoints[0]", "/api/v1/gateways?at=");
+	assert_jtext(r->body, "$.endpoints[0]",
+		     "/api/v1/gateways?at=&from=&to=");
 	assert_jtext(r->body, "$.endpoints[1]",
 		     "/api/v1/gateways/{public_ip}/hosts?proto=&limit=&at=");
 	assert_jtext(r->body, "$.endpoints[7]", "/healthz");
@@ -1459,6 +1460,102 @@ static void test_at_gateways(void **state)
 		     "unix seconds, not 'yesterday'");
 }
 
+/* /api/v1/gateways?from=&to= and the overview of a range: each figure
+ * its own peak over the periods read, with when; gaps, inexact periods
+ * and unobserved stretches (inside, before the first period, after the
+ * last) make it not complete. */
+static void test_range_gateways(void **state)
+{
+	struct resp r;
+	char *b, *g;
+
+	(void)state;
+	/* raw periods 0..11 of the fixture: 6 is not exact, a gap in it */
+	b = get_json("/api/v1/gateways?from=" T0S "&to=1796119260");
+	assert_jtext(b, "$.resolution", "raw");
+	assert_jtext(b, "$.from", "2026-12-01T10:00:00.000Z");
+	assert_jtext(b, "$.to", "2026-12-01T10:01:00.000Z");
+	assert_int_equal(jint(b, "$.periods"), 12);
+	assert_int_equal(jint(b, "$.exact"), 0);
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	assert_int_equal(jint(b, "$.coverage.not_exact_periods"), 1);
+	assert_int_equal(jlen(b, "$.coverage.gaps"), 1);
+	assert_int_equal(jlen(b, "$.coverage.unobserved"), 0);
+	assert_int_equal(jlen(b, "$.gateways"), 2);
+	g = jfind_gateway(b, GW4, "tcp");
+	assert_int_equal(jint(g, "$.periods"), 12);
+	assert_int_equal(jint(g, "$.exact"), 0);
+	assert_int_equal(jint(g, "$.ports_peak"), 211);
+	assert_jtext(g, "$.ports_peak_at", "2026-12-01T10:00:55.000Z");
+	assert_int_equal(jint(g, "$.mappings_peak"), 311);
+	assert_int_equal(jint(g, "$.hosts_max"), 2);
+	assert_int_equal(jint(g, "$.new_mappings"), 660); /* 10 x (0..11) */
+	assert_jtext(g, "$.new_per_second", "11.0");
+	assert_int_equal(jint(g, "$.time_wait_peak"), 131);
+	assert_int_equal(jint(g, "$.worst_destination.peak"), 261);
+	assert_jtext(g, "$.worst_destination.at", "2026-12-01T10:00:55.000Z");
+	free(g);
+	g = jfind_gateway(b, GW6, "tcp");
+	assert_int_equal(jint(g, "$.ports_peak"), 8);
+	assert_null(jtext(g, "$.worst_destination"));
+	free(g);
+	free(b);
+
+	/* across the stretch nothing observed (10:01:00-10:01:10) */
+	b = get_json("/api/v1/gateways?from=1796119250&to=1796119280");
+	assert_int_equal(jint(b, "$.periods"), 4);
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	assert_int_equal(jlen(b, "$.coverage.unobserved"), 1);
+	assert_jtext(b, "$.coverage.unobserved[0].start",
+		     "2026-12-01T10:01:00.000Z");
+	assert_jtext(b, "$.coverage.unobserved[0].end",
+		     "2026-12-01T10:01:10.000Z");
+	g = jfind_gateway(b, GW4, "tcp");
+	assert_int_equal(jint(g, "$.ports_peak"), 215);
+	assert_jtext(g, "$.ports_peak_at", "2026-12-01T10:01:15.000Z");
+	free(g);
+	free(b);
+
+	/* past the history's end (10:02): the stretch after it */
+	b = get_json("/api/v1/gateways?from=1796119300&to=1796119400");
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	assert_jtext(b, "$.coverage.unobserved[0].start",
+		     "2026-12-01T10:02:00.000Z");
+	assert_jtext(b, "$.coverage.unobserved[0].end",
+		     "2026-12-01T10:03:20.000Z");
+	free(b);
+
+	/* before any history: nothing, and not complete */
+	b = get_json("/api/v1/gateways?from=2026-11-01T00:00:00Z"
+		     "&to=2026-11-02T00:00:00Z");
+	assert_int_equal(jint(b, "$.periods"), 0);
+	assert_int_equal(jlen(b, "$.gateways"), 0);
+	assert_int_equal(jint(b, "$.coverage.complete"), 0);
+	free(b);
+
+	expect_error("/api/v1/gateways?at=" T0S "&from=" T0S, 400,
+		     "at (a moment) and from/to (a range) exclude each other");
+
+	/* the overview of that range, as a form without script sends it
+	 * (an empty at= is no moment) */
+	http_full("GET", "/?at=&from=" T0S "&to=1796119260", ACCEPT_HTML, NULL,
+		  &r);
+	assert_html_reply(&r, 200);
+	assert_non_null(strstr(r.body, "data-from=\"2026-12-01T10:00:00.000Z\""));
+	assert_non_null(strstr(r.body, "peaks from 2026-12-01T10:00:00.000Z"));
+	g = (char *)page_row(r.body, GW4, "tcp");
+	assert_page_value(g, "ports_in_use", "211");
+	assert_page_value(g, "ports_peak_at", "2026-12-01T10:00:55.000Z");
+	assert_page_value(g, "worst_mappings", "261");
+	assert_page_value(g, "mappings", "311");
+	assert_page_value(g, "time_wait", "peak 131");
+	assert_non_null(strstr(r.body, "<strong>NOT COMPLETE</strong>: the "
+			       "figures may be off (enobufs gap from "
+			       "2026-12-01T10:00:31.000Z to "
+			       "2026-12-01T10:00:33.000Z, 42 events lost)"));
+	resp_free(&r);
+}
+
 static void test_at_lists(void **state)
 {
 	struct resp r;
@@ -1900,7 +1997,8 @@ static void test_params(void **state)
 	struct resp r;
 
 	expect_error("/api/v1/gateways?bogus=1", 400,
-		     "unknown parameter 'bogus' (this path takes at, format)");
+		     "unknown parameter 'bogus' (this path takes at, from, to, "
+		     "format)");
 	expect_error("/api/v1/status?format=csv", 400,
 		     "unknown parameter 'format' (this path takes none)");
 	expect_error("/api/v1/gateways?format=xml", 400,
@@ -2935,6 +3033,7 @@ static const struct CMUnitTest tests[] = {
 	cmocka_unit_test(test_hosts),
 	cmocka_unit_test(test_destinations),
 	cmocka_unit_test(test_at_gateways),
+	cmocka_unit_test(test_range_gateways),
 	cmocka_unit_test(test_at_lists),
 	cmocka_unit_test(test_series),
 	cmocka_unit_test(test_diagnosis),

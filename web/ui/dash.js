@@ -9,6 +9,9 @@
  *    peak of each period), drawn by uPlot from /api/v1/series;
  *  - with data-at on <body> (the page shows a past moment, "/?at=") it
  *    reads /api/v1/gateways?at= once and does not refresh;
+ *  - with data-from and data-to (a range, "/?from=&to=": every column a
+ *    peak, as overview.c renders it) it leaves the rows alone and draws
+ *    each sparkline over the range;
  *  - it draws the data-limit most pressed rows, as overview.c does.
  *
  * Everything from the API enters the page through textContent or
@@ -31,6 +34,8 @@
 	var SPARK_ROWS = 50;   /* rows with a sparkline: the most pressed */
 	var sparks = {};       /* "ip proto" -> {box, plot, at} */
 	var at = body.getAttribute('data-at'); /* a past moment, or null */
+	var from = body.getAttribute('data-from'); /* a range, or null */
+	var to = body.getAttribute('data-to');
 	/* the rows shown, the most pressed (overview.c's limit) */
 	var limit = parseInt(body.getAttribute('data-limit'), 10) || 100;
 	var live = document.createElement('p');
@@ -279,14 +284,17 @@
 	}
 
 	/* The hour before the figures' time (as_of: now for a live run, the
-	 * capture's time for a copied or imported database). */
+	 * capture's time for a copied or imported database), or the page's
+	 * range. */
 	function loadSpark(key, g, asOf) {
 		var s = sparks[key];
-		var to = (Date.parse(asOf) || Date.now()) / 1000 + 1;
+		var end = (Date.parse(asOf) || Date.now()) / 1000 + 1;
 		var url = '/api/v1/series?public_ip=' +
 			encodeURIComponent(g.public_ip) + '&proto=' +
-			encodeURIComponent(g.proto) + '&from=' +
-			(to - 3600).toFixed(3) + '&to=' + to.toFixed(3);
+			encodeURIComponent(g.proto) + (from && to ?
+			'&from=' + encodeURIComponent(from) + '&to=' +
+			encodeURIComponent(to) : '&from=' + (end - 3600).toFixed(3) +
+			'&to=' + end.toFixed(3));
 
 		s.at = Date.now();
 		return fetch(url, { headers: { Accept: 'application/json' } })
@@ -300,8 +308,8 @@
 				var data = sparkData(doc);
 
 				s.box.setAttribute('title', 'ports in use, peak per ' +
-					'period, last hour (' + data[0].length +
-					' points)');
+					'period, ' + (from ? 'the range' : 'last hour') +
+					' (' + data[0].length + ' points)');
 				if (s.plot)
 					s.plot.setData(data);
 				else if (window.uPlot)
@@ -383,5 +391,19 @@
 			});
 	}
 
-	refresh();
+	/* A range: the rows are the server's (peaks); only the sparklines. */
+	function rangeSparks() {
+		var rows = Array.prototype.map.call(
+			table.querySelectorAll('tbody tr[data-ip]'), function (tr) {
+				return { g: { public_ip: tr.getAttribute('data-ip'),
+					      proto: tr.getAttribute('data-proto') } };
+			});
+		drawSparks(rows, to);
+		live.textContent = 'a range: the past does not change';
+	}
+
+	if (from && to)
+		rangeSparks();
+	else
+		refresh();
 }());
