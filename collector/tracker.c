@@ -429,7 +429,7 @@ static void tracker_update_follow(struct tracker *t)
 
 static void tracker_ranges(struct tracker *t)
 {
-	uint32_t local = 28232; /* the kernel default 32768-60999 */
+	uint32_t local = NS_LOCAL_PORT_HI - NS_LOCAL_PORT_LO + 1;
 
 	if (t->ks.port_lo >= 0 && t->ks.port_hi >= t->ks.port_lo)
 		local = (uint32_t)(t->ks.port_hi - t->ks.port_lo + 1);

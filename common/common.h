@@ -98,6 +98,11 @@ int ns_proto_has_ports(uint8_t proto);
 #define NS_TCP_STATE_UNKNOWN 0xff
 #define NS_TCP_TIME_WAIT 7 /* holds a port after the connection closed */
 
+/* The kernel's default net.ipv4.ip_local_port_range: what a local
+ * mapping's port is drawn from when the host's own setting is unknown. */
+#define NS_LOCAL_PORT_LO 32768
+#define NS_LOCAL_PORT_HI 60999
+
 /* "none", "syn_sent", "syn_recv", "established", "fin_wait", "close_wait",
  * "last_ack", "time_wait", "close", "syn_sent2"; NULL when out of range. */
 const char *ns_tcp_state_name(unsigned state);

@@ -38,7 +38,8 @@ static const struct diag_range {
 	const char *os;
 	unsigned lo, hi;
 } diag_os_ranges[] = {
-	{ "Linux (net.ipv4.ip_local_port_range)", 32768, 60999 },
+	{ "Linux (net.ipv4.ip_local_port_range)", NS_LOCAL_PORT_LO,
+	  NS_LOCAL_PORT_HI },
 	{ "Windows, macOS, FreeBSD (the IANA dynamic range)", 49152, 65535 },
 };
 

@@ -711,8 +711,8 @@ static int pm_context(struct store *st, int64_t *last, struct pm_state *ps)
 	int rc;
 
 	*last = -1;
-	ps->local_lo = 32768;
-	ps->local_hi = 60999;
+	ps->local_lo = NS_LOCAL_PORT_LO;
+	ps->local_hi = NS_LOCAL_PORT_HI;
 	rc = sqlite3_prepare_v2(st->db,
 		"SELECT (SELECT max(last_ms) FROM maplog_runs), "
 		"(SELECT sysctl_port_range_lo FROM status WHERE id = 1), "
