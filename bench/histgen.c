@@ -20,8 +20,11 @@
  * so only the last --fine-days days are written at --interval, period by
  * period, as natscope would write them.  The days before, back to the
  * minute tier's retention (7 days by default), are written one period per
- * --mid-interval (60 s: one period per minute, so every minute row and its
- * hosts and buckets exist as they would); older days, of which only hour
+ * --mid-interval (60 s: one period per minute, so every gateway's minute
+ * row exists as it would; hosts and buckets only in the first period of
+ * each hour when --fine-days covers their minutes' retention, a day:
+ * older minutes of theirs are trimmed, and their hour rows are one per
+ * host or bucket whichever minutes they come from); older days, of which only hour
  * rows survive, one period per --old-interval (3600 s).  Coarser periods
  * give the same rows in the minute and hour tiers (one per gateway, host
  * or bucket and period; their spans add up to the same minutes and hours)
@@ -472,7 +475,7 @@ static void hg_status(struct store_status *x, const struct hg_model *m,
  * and the history, as ledger_snapshot() and ledger_history() do. */
 static void hg_batch(struct store_batch *b, struct hg_model *m,
 		     int64_t started, int64_t start, int64_t end,
-		     unsigned interval, int full, int no_live)
+		     unsigned interval, int full, int no_live, int lists)
 {
 	struct store_history *h = &b->hist;
 
@@ -525,7 +528,7 @@ static void hg_batch(struct store_batch *b, struct hg_model *m,
 		struct store_hist_host *r;
 		struct store_host_row *lr;
 
-		if (p->pick) {
+		if (p->pick && lists) {
 			if (!(r = store_batch_add_hist_host(b)))
 				hg_fail("batch");
 			r->end.gateway = m->gw[p->gw].ip;
@@ -553,7 +556,7 @@ static void hg_batch(struct store_batch *b, struct hg_model *m,
 		struct store_hist_dest *r;
 		struct store_dest_row *lr;
 
-		if (k->pick) {
+		if (k->pick && lists) {
 			if (!(r = store_batch_add_hist_dest(b)))
 				hg_fail("batch");
 			r->end.gateway = m->gw[k->gw].ip;
@@ -626,6 +629,10 @@ struct hg_phase {
 	double *per;		/* CPU of each write */
 	size_t n_per;
 	double p99_cpu_s;
+	/* hosts and buckets only in a period that starts an hour: their
+	 * minutes this old are trimmed (kept a day), their hours are one
+	 * row per host or bucket whichever minutes they come from */
+	int lists_hourly;
 };
 
 /* Writes `days` days of periods of `interval` seconds from *t, through
@@ -643,12 +650,16 @@ static void hg_run_phase(struct store *st, struct hg_model *m,
 	ph->per = calloc(cap, sizeof(double));
 	if (!ph->per)
 		hg_fail("memory");
+	int64_t hour = -1;
+
 	while (*t + step <= end) {
+		int lists = !ph->lists_hourly || *t / 3600000 != hour;
 		double c0, c;
 
+		hour = *t / 3600000;
 		hg_model_step(m, (double)ph->interval, 0.5);
 		hg_batch(b, m, started, *t, *t + step, report_interval, *first,
-			 no_live);
+			 no_live, lists);
 		c0 = hg_cpu_s();
 		if (store_write(st, b) < 0)
 			hg_fail("store_write");
@@ -984,6 +995,8 @@ int main(int argc, char **argv)
 		if (mid > 0) {
 			ph[n_ph].name = "mid";
 			ph[n_ph].interval = mid_interval;
+			ph[n_ph].lists_hourly = fine * HG_DAY_MS >=
+				(double)cfg.keep_top_minute_ms;
 			ph[n_ph++].days = mid;
 		}
 		if (fine > 0) {
