@@ -94,6 +94,20 @@
 	"'observed_seconds', per.span_ms / 1000.0, "                        \
 	"'gaps', " SQL_GAPS_ARRAY("cov") "), "
 
+/*
+ * The periods of tier t overlapping [lo, hi) (k: tier, ts_ms, span_ms,
+ * exact, end_ms), the gaps overlapping the range (cov) and the stretches
+ * between periods nothing observed (holes: prev_end, ts_ms), left open
+ * for a UNION with more stretches: close it with ")".
+ */
+#define SQL_WITH_RANGE(t, lo, hi)                                           \
+	"WITH k AS (SELECT tier, ts_ms, span_ms, exact, ts_ms + "           \
+	SQL_PERIOD("tier", "span_ms") " AS end_ms FROM hist_kernel k WHERE " \
+	"k.tier = " t " AND " SQL_IN_RANGE("k", lo, hi) "), "                \
+	"cov AS (" SQL_GAPS_OVERLAP(lo, hi) "), "                           \
+	"holes AS (SELECT prev_end, ts_ms FROM (SELECT ts_ms, lag(end_ms) "  \
+	"OVER (ORDER BY ts_ms) AS prev_end FROM k) WHERE prev_end < ts_ms "
+
 /* The TCP states of a row; x is its table prefix ("h."), NULL as 0. */
 #define SQL_ST(x, n) "'" n "', coalesce(" x "state_" n ", 0)"
 #define SQL_STATES(x)                                                       \
@@ -141,12 +155,7 @@ static const char sql_gateways_at[] =
  * when several periods tie).
  */
 static const char sql_gateways_range[] =
-	"WITH k AS (SELECT tier, ts_ms, span_ms, exact, ts_ms + "
-	SQL_PERIOD("tier", "span_ms") " AS end_ms FROM hist_kernel k WHERE "
-	"k.tier = ?4 AND " SQL_IN_RANGE("k", "?2", "?3") "), "
-	"cov AS (" SQL_GAPS_OVERLAP("?2", "?3") "), "
-	"holes AS (SELECT prev_end, ts_ms FROM (SELECT ts_ms, lag(end_ms) "
-	"OVER (ORDER BY ts_ms) AS prev_end FROM k) WHERE prev_end < ts_ms "
+	SQL_WITH_RANGE("?4", "?2", "?3")
 	/* the range's start not observed; its end, in a range past by a
 	 * minute (a live run writes the latest periods within seconds) */
 	"UNION ALL SELECT ?2, min(ts_ms) FROM k HAVING min(ts_ms) > ?2 "
@@ -322,12 +331,7 @@ static const char sql_tiers[] =
 	" END), 'time_wait_peak', CASE WHEN ?3 = 'tcp' THEN "               \
 	"coalesce(time_wait_peak, 0) END)"
 static const char sql_series[] =
-	"WITH k AS (SELECT tier, ts_ms, span_ms, exact, ts_ms + "
-	SQL_PERIOD("tier", "span_ms") " AS end_ms FROM hist_kernel k WHERE "
-	"k.tier = ?6 AND " SQL_IN_RANGE("k", "?4", "?5") "), "
-	"cov AS (" SQL_GAPS_OVERLAP("?4", "?5") "), "
-	"holes AS (SELECT prev_end, ts_ms FROM (SELECT ts_ms, lag(end_ms) "
-	"OVER (ORDER BY ts_ms) AS prev_end FROM k) WHERE prev_end < ts_ms), "
+	SQL_WITH_RANGE("?6", "?4", "?5") "), "
 	SQL_HOST_TIER("?6", "y.public_ip = ?2 AND y.proto = ?3", "?4", "?5")
 	"hh AS (SELECT x.* FROM hist_host x WHERE x.public_ip = ?2 AND "
 	"x.proto = ?3 AND x.tier = (SELECT ht FROM htier) AND "

@@ -16,8 +16,7 @@
 'use strict';
 
 const path = require('path');
-const modules = path.join(__dirname, '..', '..', 'web', 'ui', 'node_modules');
-const { chromium } = require(path.join(modules, 'playwright-core'));
+const { launch, watch } = require('./chromium');
 
 const cfg = JSON.parse(process.argv[2]);
 
@@ -58,14 +57,7 @@ async function visit(browser, js, name) {
 	const context = await browser.newContext({ javaScriptEnabled: js,
 		viewport: { width: 1280, height: 800 } });
 	const page = await context.newPage();
-	const out = { console: [], errors: [], failed: [], requests: [] };
-
-	page.on('console', (m) => out.console.push({
-		type: m.type(), text: m.text(), url: m.location().url }));
-	page.on('pageerror', (e) => out.errors.push(String(e)));
-	page.on('requestfailed', (r) => out.failed.push(
-		r.url() + ' ' + (r.failure() ? r.failure().errorText : '')));
-	page.on('request', (r) => out.requests.push(r.url()));
+	const out = watch(page, {});
 
 	const res = await page.goto(cfg.base + '/', { waitUntil: 'load' });
 	out.status = res.status();
@@ -101,19 +93,8 @@ async function visit(browser, js, name) {
 }
 
 (async () => {
-	let browser;
+	const browser = await launch(cfg.chromium);
 
-	try {
-		browser = await chromium.launch({
-			executablePath: cfg.chromium,
-			args: ['--no-sandbox', '--disable-gpu', '--disable-quic',
-			       '--no-first-run', '--disable-background-networking',
-			       '--disable-component-update', '--disable-sync'] });
-	} catch (e) {
-		process.stderr.write('cannot start ' + cfg.chromium + ': ' + e +
-				     '\n');
-		process.exit(2);
-	}
 	try {
 		const report = { js: await visit(browser, true, cfg.name),
 				 nojs: await visit(browser, false, cfg.name) };
