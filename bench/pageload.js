@@ -12,7 +12,8 @@
  * as_of), the gateway with the most ports then, and that gateway's top
  * host, and loads each page --runs times in one browser (its files
  * cached as a returning user's are): the overview at that moment, the
- * gateway page at it and over the hour before it, the host page, the
+ * overview over the day and the 30 days before it (every figure a peak),
+ * the gateway page at it and over the hour before it, the host page, the
  * incidents list, the port map and the diagnosis (these two need the
  * mapping log and live tables: a database without them answers 404,
  * reported as such).  A page counts as loaded when it is drawn and no
@@ -94,6 +95,11 @@ function iso(ms) {
 	const q = (o) => '?' + new URLSearchParams(o).toString();
 	const pages = [
 		['overview (at)', '/' + q({ at: at }), 'overview'],
+		['overview (24 h range)', '/' + q({
+			from: iso(Date.parse(at) - 86400000), to: at }), 'range'],
+		['overview (30 d range)', '/' + q({
+			from: iso(Date.parse(at) - 30 * 86400000), to: at }),
+		 'range'],
 		['gateway (at)', '/gateway/' + gp + q({ proto: g.proto, at: at })],
 		['gateway (1 h range)', '/gateway/' + gp +
 		 q({ proto: g.proto, from: from, to: at })],
@@ -129,10 +135,13 @@ function iso(ms) {
 		for (let i = 0; i < a.runs; i++) {
 			const t0 = Date.now();
 			await page.goto(a.base + url, { waitUntil: 'load' });
-			if (kind === 'overview') {
-				await page.waitForFunction(() => (document
-					.getElementById('live') || {}).textContent
-					.startsWith('refreshed'), null, { timeout: 60000 });
+			if (kind === 'overview' || kind === 'range') {
+				/* a range's rows are the server's: there at load */
+				if (kind === 'overview')
+					await page.waitForFunction(() => (document
+						.getElementById('live') || {}).textContent
+						.startsWith('refreshed'), null,
+						{ timeout: 60000 });
 				firsts.push(Date.now() - t0); /* rows, before sparklines */
 				await page.waitForFunction(() => document
 					.querySelectorAll('#overview td.spark canvas')
