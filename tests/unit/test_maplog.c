@@ -227,7 +227,20 @@ static void test_codec_round_trip(void **state)
 						(i == 7 ? 400 * DAY_MS : 0);
 				e[i].end_ms = ended ? e[i].start_ms +
 						      (int64_t)(x >> 50) : 0;
-				e[i].flags = (uint8_t)((x >> 20) & 0x1e);
+				e[i].flags = (uint8_t)((x >> 20) & 0x1e) |
+					     (uint8_t)((x >> 24) & 0xc0);
+				/* states: none kept, a start's, a change */
+				e[i].state_start = i % 11 == 0 ?
+					NS_TCP_STATE_UNKNOWN :
+					(uint8_t)((x >> 9) % NS_TCP_STATES);
+				e[i].state_last = NS_TCP_STATE_UNKNOWN;
+				e[i].state_ms = 0;
+				if (i % 3 == 0) {
+					e[i].state_last = (uint8_t)((x >> 13) %
+								    NS_TCP_STATES);
+					e[i].state_ms = e[i].start_ms +
+							(int64_t)(x >> 52);
+				}
 				e[i].zone = (uint16_t)(i % 97 == 0 ? 65535 : 0);
 				e[i].public_port = (uint16_t)(x >> 17);
 				e[i].host_port = (uint16_t)(x >> 33);
@@ -287,15 +300,18 @@ static void test_codec_round_trip(void **state)
 		memcpy(r4.public_ip, (uint8_t[]){ 203, 0, 113, 1 }, 4);
 		memcpy(r4.host_ip, (uint8_t[]){ 198, 18, 0, 2 }, 4);
 		memcpy(r4.dest_ip, (uint8_t[]){ 198, 51, 100, 7 }, 4);
-		assert_int_equal(store_maplog_pack(&r4, buf), 31);
-		assert_int_equal(store_maplog_unpack(buf, 31, &back), 31);
+		r4.state = 7;
+		assert_int_equal(store_maplog_pack(&r4, buf), 32);
+		assert_int_equal(store_maplog_unpack(buf, 32, &back), 32);
 		assert_memory_equal(&back, &r4, sizeof(r4));
-		assert_int_equal(store_maplog_unpack(buf, 30, &back), 0);
+		assert_int_equal(store_maplog_unpack(buf, 31, &back), 0);
 		r6 = r4;
 		r6.family = AF_INET6;
+		r6.flags = STORE_MAPLOG_STATE | STORE_MAPLOG_STATE_SEEN;
+		r6.state = NS_TCP_STATE_UNKNOWN;
 		memset(r6.dest_ip, 0x20, 16);
-		assert_int_equal(store_maplog_pack(&r6, buf), 67);
-		assert_int_equal(store_maplog_unpack(buf, 67, &back), 67);
+		assert_int_equal(store_maplog_pack(&r6, buf), 68);
+		assert_int_equal(store_maplog_unpack(buf, 68, &back), 68);
 		assert_memory_equal(&back, &r6, sizeof(r6));
 		r6.family = 0;
 		assert_int_equal(store_maplog_pack(&r6, buf), 0);
@@ -314,6 +330,11 @@ static void test_codec_round_trip(void **state)
 		e[i].host_ip[3] = (uint8_t)((x >> 8) % 200);
 		e[i].dest_ip[0] = 198; e[i].dest_ip[1] = 51; e[i].dest_ip[2] = 100;
 		e[i].dest_ip[3] = (uint8_t)((x >> 30) % 20);
+		/* syn_sent at the start, time_wait for its last 120 s */
+		e[i].state_start = 1;
+		e[i].state_last = NS_TCP_TIME_WAIT;
+		e[i].state_ms = e[i].end_ms - 120000;
+		e[i].flags = STORE_MAPLOG_STATE_BETWEEN;
 	}
 	assert_int_equal(store_maplog_encode(e, 4096, 4, 1, &data, &len), 0);
 	printf("maplog: a block of 4096 ended IPv4 mappings: %zu bytes, "
