@@ -518,16 +518,18 @@ void store_maplog_state_at(const struct store_maplog_entry *e, uint8_t proto,
 		out->exact = !(e->flags & STORE_MAPLOG_STATE_SEEN);
 		out->why = out->exact ? STORE_STATE_KNOWN
 				      : STORE_STATE_CHANGE_SEEN;
-	} else if (changed && ((e->flags & (STORE_MAPLOG_STATE_BETWEEN |
-					    STORE_MAPLOG_STATE_SEEN)) ||
-			       e->state_start >= NS_TCP_STATES)) {
+	} else if (changed && t != e->start_ms &&
+		   ((e->flags & (STORE_MAPLOG_STATE_BETWEEN |
+				 STORE_MAPLOG_STATE_SEEN)) ||
+		    e->state_start >= NS_TCP_STATES)) {
 		/* before the last change, which is not the only one (or
 		 * came at a moment not known): the state is not kept */
 		out->why = STORE_STATE_BETWEEN;
 	} else if (e->state_start >= NS_TCP_STATES) {
 		out->why = STORE_STATE_NOT_KEPT;
 	} else {
-		/* the start's state, until the one change if any */
+		/* the start's state, until the one change if any (and at
+		 * the start's own millisecond whatever came after) */
 		out->state = e->state_start;
 		out->since_ms = e->start_ms;
 		out->exact = !(e->flags & STORE_MAPLOG_START_UNKNOWN);
@@ -966,9 +968,11 @@ static int ml_reserve(void *arr, size_t want, size_t *cap, size_t size)
 	return 0;
 }
 
+/* (replace: the rowid of an open block whose members are still those
+ * of items, in place: their open-table slots stay valid; else 0.) */
 static int64_t insert_block(struct store *st, struct store_maplog *ml,
 			    const struct ml_item *items, const uint32_t *order,
-			    size_t n, int open)
+			    size_t n, int open, int64_t replace)
 {
 	const struct ml_group *g =
 		&ml->groups[items[order ? order[0] : 0].group];
@@ -1011,6 +1015,26 @@ static int64_t insert_block(struct store *st, struct store_maplog *ml,
 			   &len);
 	if (rc < 0)
 		return -1;
+	if (replace) {
+		s = store_stmt(st, STMT_MAPLOG_REPLACE,
+			       "UPDATE maplog_blocks SET t_first = ?2, "
+			       "port_lo = ?3, port_hi = ?4, n = ?5, data = ?6 "
+			       "WHERE id = ?1 AND open = 1");
+		if (!s) {
+			free(data);
+			return -1;
+		}
+		sqlite3_bind_int64(s, 1, replace);
+		sqlite3_bind_int64(s, 2, t_first);
+		sqlite3_bind_int(s, 3, port_lo);
+		sqlite3_bind_int(s, 4, port_hi);
+		sqlite3_bind_int64(s, 5, (int64_t)n);
+		sqlite3_bind_blob(s, 6, data, (int)len, free);
+		if (store_step_done(st, s, "writing the mapping log") < 0)
+			return -1;
+		ml->bytes_delta += (int64_t)len;
+		return replace;
+	}
 	s = store_stmt(st, STMT_MAPLOG_INSERT,
 		       "INSERT INTO maplog_blocks (family, ip_bin, proto, open, "
 		       "t_first, t_last, port_lo, port_hi, n, data) VALUES "
@@ -1144,7 +1168,7 @@ static int write_items(struct store *st, struct store_maplog *ml,
 		       ML_AT(j)->group == ML_AT(i)->group)
 			j++;
 		if (insert_block(st, ml, order ? v->v : v->v + i,
-				 order ? order + i : NULL, j - i, open) < 0)
+				 order ? order + i : NULL, j - i, open, 0) < 0)
 			return -1;
 		i = j;
 	}
@@ -1300,18 +1324,13 @@ static void item_pend_state(struct ml_item *it, const uint8_t *recs, int64_t v)
 		item_state(it, recs + PV_STATE(v) - 1, (v & PV_SEVERAL) != 0);
 }
 
-/* v with the state change record at offset off added: the state before
- * it is cur (what v's last change, else the start, says); a change to
- * the same state is none. */
-static int64_t pv_add_state(int64_t v, const uint8_t *recs, int64_t off,
-			    uint8_t cur)
+/* v with the state change record at offset off added.  The collector
+ * appends a record only for a real change, so the records are not read
+ * here (they are not in the cache: a read of each was a tenth of the
+ * writer's time); were one a repeat, "several" would only make the log
+ * say less than it could, never something wrong. */
+static int64_t pv_add_state(int64_t v, int64_t off)
 {
-	uint8_t state = pk_state(recs + off);
-
-	if (PV_STATE(v))
-		cur = pk_state(recs + PV_STATE(v) - 1);
-	if (state >= NS_TCP_STATES || state == cur)
-		return v;
 	if (PV_STATE(v))
 		v |= PV_SEVERAL;
 	return (v & (ML_OFF_MAX | PV_SEVERAL)) | (off + 1) << 31;
@@ -1412,18 +1431,19 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 		if (i + ML_PREFETCH < n) {
 			uint64_t ahead = fps[i + ML_PREFETCH];
 
-			__builtin_prefetch(&ml->open.s[ahead & ml->open.mask]);
 			__builtin_prefetch(&ml->ends.s[ahead & ml->ends.mask]);
 			if (ml->states.n)
 				__builtin_prefetch(&ml->states.s[ahead &
 								 ml->states.mask]);
 		}
-		o = tab_find(&ml->open, fp);
 		end = tab_find(&ml->ends, fp);
 		if (ml->states.n)
 			chg = tab_find(&ml->states, fp);
-
-		if (!o || o->val != id)
+		/* A member this batch ends or changes must be the one open
+		 * here (the open table is large: the others are not looked
+		 * up, and stay as they were). */
+		if (((end && end->val >= 0) || (chg && chg->val >= 0)) &&
+		    (!(o = tab_find(&ml->open, fp)) || o->val != id))
 			continue; /* not open here (cannot happen) */
 		it = end && end->val >= 0 ? items_add(&ml->ended) : &kept[nk++];
 		if (!it)
@@ -1449,16 +1469,20 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 		}
 	}
 	ml->bytes_delta -= (int64_t)old_len;
+	if (nk) {
+		/* the members still open stay in this block, rewritten in
+		 * place: their open-table slots still point at it */
+		if (insert_block(st, ml, kept, NULL, nk, 1, id) < 0)
+			goto out;
+		ret = 0;
+		goto out;
+	}
 	s = store_stmt(st, STMT_MAPLOG_DELETE,
 		       "DELETE FROM maplog_blocks WHERE id = ?1");
 	if (!s)
 		goto out;
 	sqlite3_bind_int64(s, 1, id);
 	if (store_step_done(st, s, "writing the mapping log") < 0)
-		goto out;
-	/* the members still open go into a new block: their open-table
-	 * slots are re-pointed by plan_ins() */
-	if (nk && insert_block(st, ml, kept, NULL, nk, 1) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -1724,15 +1748,13 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 			 * ended), or of a mapping open on disk. */
 			if (p) {
 				if (p->val >= 0)
-					p->val = pv_add_state(p->val, recs, i,
-						pk_state(recs + PV_START(p->val)));
+					p->val = pv_add_state(p->val, i);
 			} else if (tab_find(&ml->open, fp) &&
 				   !tab_find(&ml->ends, fp)) {
 				if ((c = tab_find(&ml->states, fp)))
-					c->val = pv_add_state(c->val, recs, i,
-							      NS_TCP_STATE_UNKNOWN);
+					c->val = pv_add_state(c->val, i);
 				else if (tab_set(&ml->states, fp,
-						 (i + 1) << 31) < 0)
+						 pv_add_state(0, i)) < 0)
 					return -1;
 			}
 			continue;

@@ -748,8 +748,9 @@ struct store_maplog_entry {
 /* What the log says of an entry's TCP state at a moment t (start_ms <= t
  * <= its end), from store_maplog_state_at():
  *  - state: at t, or NS_TCP_STATE_UNKNOWN when the log cannot say (no
- *    state kept, or t falls between the start and the last change when
- *    other changes came between or the last one was only seen);
+ *    state kept, or t falls after the start's millisecond and before the
+ *    last change when other changes came between or the last one was
+ *    only seen);
  *  - since_ms: when that state began, as far as the log knows (0 when
  *    state is unknown);
  *  - exact: 1 when both are exact; 0 when the state began at or before
