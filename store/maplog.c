@@ -1431,6 +1431,7 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 		if (i + ML_PREFETCH < n) {
 			uint64_t ahead = fps[i + ML_PREFETCH];
 
+			__builtin_prefetch(&ml->open.s[ahead & ml->open.mask]);
 			__builtin_prefetch(&ml->ends.s[ahead & ml->ends.mask]);
 			if (ml->states.n)
 				__builtin_prefetch(&ml->states.s[ahead &
@@ -1440,8 +1441,8 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 		if (ml->states.n)
 			chg = tab_find(&ml->states, fp);
 		/* A member this batch ends or changes must be the one open
-		 * here (the open table is large: the others are not looked
-		 * up, and stay as they were). */
+		 * here (the others are not looked up, and stay as they
+		 * were). */
 		if (((end && end->val >= 0) || (chg && chg->val >= 0)) &&
 		    (!(o = tab_find(&ml->open, fp)) || o->val != id))
 			continue; /* not open here (cannot happen) */
@@ -1736,6 +1737,12 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 			if (ml->open.s)
 				__builtin_prefetch(&ml->open.s[ahead &
 							       ml->open.mask]);
+			if (ml->ends.s)
+				__builtin_prefetch(&ml->ends.s[ahead &
+							       ml->ends.mask]);
+			if (ml->states.s)
+				__builtin_prefetch(&ml->states.s[ahead &
+								 ml->states.mask]);
 		}
 		j++;
 		struct ml_slot *p = tab_find(&ml->pend, fp);
