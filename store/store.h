@@ -855,7 +855,15 @@ int store_json_status(struct store *st, int64_t now_ms, char **out);
  *                 "internal": {"ip", "port"},
  *                 "destination": {"ip", "port"}, "zone",
  *                 "start", "start_known": bool, "end" (null while open),
+ *                 "state", "state_since", "state_exact": bool,
+ *                 "state_note",
  *                 "uncertain": bool, "reasons": [text...]}]}
+ * "state" is a TCP holder's state at at_ms (store_maplog_state_at()),
+ * null when not known then (or not TCP); "state_since" when it began as
+ * far as the log knows; "state_exact" true only when both are exact and
+ * no gap or lost records overlap [state_since, at_ms] and at_ms is not
+ * after the log's last write; "state_note" (null when exact) says why
+ * not.
  * A holder is uncertain when its start is unknown (first seen by a dump),
  * its end was not reported (removed by a resync, or natscope stopped), or
  * a gap covers its start, its end or at_ms.  The answer is uncertain when
@@ -891,11 +899,17 @@ int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
  *    (ports held toward more than one destination),
  *    "multi_host_ports" (ports held by more than one host),
  *    "start_unknown" (mappings first seen by a dump),
+ *    "tcp_states" (TCP: the state names, kernel order), "states" (TCP:
+ *    {name: mappings} in each state at the moment), "state_unknown"
+ *    (TCP: mappings whose state the log does not know then); null for
+ *    other protocols,
  *    "hosts": [{"ip", "kind", "ports", "mappings"}] (most ports first),
  *    "destinations": [{"ip", "port", "zone", "mappings", "capacity",
  *                      "range": [lo, hi]}] (most mappings first),
  *    "runs": [[first_port, count, host_index, destination_index]...]}
- * A run is consecutive public ports held by one host toward one bucket;
+ *    (TCP: [..., state], state an index into "tcp_states" or null)
+ * A run is consecutive public ports held by one host toward one bucket
+ * (TCP: in one state);
  * every (port, host, bucket) held is in exactly one run, so a port held
  * toward several destinations is in several runs.  Runs are sorted by
  * first port, then destination and host index.  The answer is uncertain

@@ -962,7 +962,13 @@
 				['held by several hosts', value('multi_host_ports',
 					doc.multi_host_ports)],
 				['start unknown', value('start_unknown',
-							doc.start_unknown)]]));
+							doc.start_unknown)]].concat(
+				doc.states ? [['TCP states', value('states',
+					Object.keys(doc.states).map(function (k) {
+						return k + ' ' + doc.states[k];
+					}).concat(doc.state_unknown ? ['not known ' +
+						doc.state_unknown] : []).join(', ') ||
+					'none')]] : [])));
 			out.push(el('p', {}, [el('label', { 'for': 'dst' },
 						 ['show ']), sel]));
 			out.push(el('div', { 'class': 'mapwrap' }, [
@@ -981,16 +987,19 @@
 		});
 	}
 
-	/* The details of port p: its holders from the map at once, then
-	 * the mapping log's (internal ip:port, start, end) from the
-	 * lookup. */
+	/* The details of port p: its holders from the map at once (with
+	 * their TCP state), then the mapping log's (internal ip:port, TCP
+	 * state and since when, start, end) from the lookup. */
 	function showPort(pm, doc, ip, proto, p, box) {
 		var holders = pm.holders(p);
 		var head = el('p', { 'class': 'port' }, [
 			el('strong', { 'data-k': 'port' }, ['port ' + p]), ' ',
 			holders.length ? holders.map(function (h) {
 				return String(h.host.ip) + ' \u2192 ' +
-					dest(h.destination);
+					dest(h.destination) +
+					(h.state === undefined ? '' : ' (' +
+					 (h.state === null ? 'state not known' :
+					  h.state) + ')');
 			}).join('; ') : 'free']);
 
 		box.textContent = '';
@@ -1013,7 +1022,20 @@
 		}, 150);
 	}
 
+	/* A TCP holder's state at the lookup's moment: "NAME since TIME",
+	 * and why it is not exact, or why it is not known. */
+	function stateText(h) {
+		if (typeof h.state === 'string')
+			return h.state + ' since ' + String(h.state_since) +
+				(h.state_exact === true ? '' : ' (not exact' +
+				 (h.state_note ? ': ' + h.state_note : '') + ')');
+		return 'not known' + (h.state_note ? ': ' + h.state_note : '');
+	}
+
 	function holdersTable(lk, id) {
+		var state = lk.proto === 'tcp' ? [{ h: 'state', k: 'state',
+			v: function (h) { return stateText(h); } }] : [];
+
 		return table(id, 'who held ' + hostPort(lk.public_ip, lk.port) +
 			     ' ' + lk.proto + ' at ' + lk.at +
 			     (lk.uncertain ? ' (uncertain: ' +
@@ -1027,7 +1049,7 @@
 			{ h: 'destination', k: 'destination', v: function (h) {
 				return dest({ ip: h.destination.ip,
 					      port: h.destination.port, zone: h.zone });
-			} },
+			} }].concat(state, [
 			{ h: 'since', k: 'start', v: function (h) {
 				return String(h.start) + (h.start_known ? '' :
 					' (first seen by a dump)');
@@ -1038,7 +1060,7 @@
 			{ h: 'sure', v: function (h) {
 				return h.uncertain ? 'no: ' +
 					(h.reasons || []).join('; ') : 'yes';
-			} }], lk.holders || [], 'nobody held it then');
+			} }]), lk.holders || [], 'nobody held it then');
 	}
 
 	/* -- diagnosis -- */
