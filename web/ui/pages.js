@@ -1008,7 +1008,9 @@
 		if (!holders.length)
 			return;
 		mapState.timer = setTimeout(function () {
-			var at = doc.live ? null : doc.at;
+			/* the map's own moment, live too (its last write):
+			 * the holders and their states as the map shows them */
+			var at = doc.at;
 
 			getJSON('/api/v1/lookup?public_ip=' + encodeURIComponent(ip) +
 				'&port=' + p + '&proto=' + proto + (at ? '&at=' +
