@@ -32,13 +32,17 @@
  *
  * TCP states.  A start record carries the state at the start; a state
  * record (STORE_MAPLOG_STATE) each change the collector saw.  An entry
- * keeps two: the state at its start and the last change with its time
- * (a flag says when more than one change came, so that the states in
- * between, not kept, are never shown as the start's).  A change of a
- * mapping that starts in the same batch costs a probe of the pairing
- * table the start is in anyway; a change of a mapping open on disk is
- * kept in a table of its own (fp -> the record) and rewrites its open
- * block in the same pass as the ends do, once a block per batch.
+ * keeps three, fixed-size: the state at its start, the last change with
+ * its time, and the state it held longest between two changes that
+ * events bounded, with that interval (a TCP connection's ESTABLISHED,
+ * between its handshake and its close); a flag says when more than one
+ * change came, so that the states in between, not kept, are never shown
+ * as the start's.  A change of a mapping that starts in the same batch
+ * costs a probe of the pairing table the start is in anyway and a small
+ * record of the batch's changes (struct ml_chg); a change of a mapping
+ * open on disk is kept in a table of its own (fp -> that record) and
+ * rewrites its open block, in place, in the same pass as the ends do,
+ * once a block per batch.
  *
  * Block encoding (before zstd), for n mappings sorted by (public port,
  * start); varints are LEB128, zigzag where signed:
@@ -52,7 +56,9 @@
  *   each), destination port (u16 BE);
  *   version 2 only: states (u8 each: the start's in the low nibble, the
  *   last change's in the high one, 0xf none), state time (varint: 0 no
- *   change, else state_ms - start + 1).
+ *   change, else state_ms - start + 1), longest state (u8, 0xf none),
+ *   its start (varint: 0 none, else long_ms - start + 1), its length
+ *   (varint ms).
  * Version 1 blocks (written before the log kept states) still decode:
  * their mappings have no state (NS_TCP_STATE_UNKNOWN), and say so.  The
  * writer writes version 2 only; a version 1 open block becomes version 2
@@ -77,7 +83,7 @@
 
 #define ML_VERSION 2	     /* written; 1 (no states) is still read */
 #define ML_COLS_V1 9
-#define ML_COLS 11
+#define ML_COLS 14
 #define ML_STATE_NONE 0xf	     /* a state nibble: none, or unknown */
 #define ML_BLOCK_MAX 4096	     /* mappings per block */
 #define ML_ZSTD_LEVEL 1
@@ -236,6 +242,13 @@ static int state_changed(const struct store_maplog_entry *e)
 	return e->state_ms && e->state_last < NS_TCP_STATES;
 }
 
+/* Whether e has a longest held state to write. */
+static int state_held(const struct store_maplog_entry *e)
+{
+	return e->state_long < NS_TCP_STATES && e->long_end > e->long_ms &&
+	       e->long_ms >= e->start_ms;
+}
+
 /* Column col of e[0..n) into b, as its byte length and bytes.  Room for
  * the widest column (a 10-byte varint or a 16-byte address a mapping) is
  * made once, then written without checks: byte-at-a-time appends were a
@@ -282,6 +295,17 @@ static void put_column(struct ml_buf *b, struct ml_buf *tmp, int col,
 		case 10: q = put_varint(q, state_changed(&e[i]) ?
 					   (uint64_t)(e[i].state_ms -
 						      e[i].start_ms) + 1 : 0);
+			break;
+		case 11: *q++ = (uint8_t)(state_held(&e[i]) ? e[i].state_long
+							    : ML_STATE_NONE);
+			break;
+		case 12: q = put_varint(q, state_held(&e[i]) ?
+					   (uint64_t)(e[i].long_ms -
+						      e[i].start_ms) + 1 : 0);
+			break;
+		case 13: q = put_varint(q, state_held(&e[i]) ?
+					   (uint64_t)(e[i].long_end -
+						      e[i].long_ms) : 0);
 			break;
 		}
 	}
@@ -354,7 +378,9 @@ int store_maplog_encode(const struct store_maplog_entry *e, size_t n,
 				  "starts");
 			return -1;
 		}
-		if (e[i].state_ms && e[i].state_ms < e[i].start_ms) {
+		if ((e[i].state_ms && e[i].state_ms < e[i].start_ms) ||
+		    (e[i].long_end > e[i].long_ms &&
+		     e[i].long_ms < e[i].start_ms)) {
 			errno = EINVAL;
 			log_warnx("store: maplog: a state change before the "
 				  "mapping's start");
@@ -448,6 +474,23 @@ static int decode_raw(const uint8_t *p, size_t len,
 				e[i].state_ms = start + (int64_t)(d - 1);
 			}
 		}
+		e[i].state_long = NS_TCP_STATE_UNKNOWN;
+		if (cols > ML_COLS_V1 && (x = rd_take(&c[11], 1))) {
+			uint64_t from = rd_varint(&c[12]);
+			uint64_t held = rd_varint(&c[13]);
+
+			if ((*x >= NS_TCP_STATES && *x != ML_STATE_NONE) ||
+			    (from == 0) != (*x == ML_STATE_NONE) ||
+			    (from == 0) != (held == 0) ||
+			    from > (uint64_t)INT64_MAX / 4 ||
+			    held > (uint64_t)INT64_MAX / 4)
+				goto bad;
+			if (from) {
+				e[i].state_long = *x;
+				e[i].long_ms = start + (int64_t)(from - 1);
+				e[i].long_end = e[i].long_ms + (int64_t)held;
+			}
+		}
 		for (int col = 0; col < cols; col++)
 			if (c[col].bad)
 				goto bad;
@@ -511,6 +554,13 @@ void store_maplog_state_at(const struct store_maplog_entry *e, uint8_t proto,
 	out->state = NS_TCP_STATE_UNKNOWN;
 	if (proto != IPPROTO_TCP) {
 		out->why = STORE_STATE_NOT_TCP;
+	} else if (e->state_long < NS_TCP_STATES && t >= e->long_ms &&
+		   t < e->long_end && (!changed || t < e->state_ms)) {
+		/* the longest held state, bounded by events: exact */
+		out->state = e->state_long;
+		out->since_ms = e->long_ms;
+		out->exact = 1;
+		out->why = STORE_STATE_KNOWN;
 	} else if (changed && t >= e->state_ms) {
 		/* the last change: exact unless it was only found */
 		out->state = e->state_last;
@@ -621,12 +671,12 @@ struct ml_table {
 
 /* One mapping on its way into a block: a struct store_maplog_entry,
  * packed, with the index of its (public IP, proto) in the write's group
- * table: 71 bytes (a batch holds hundreds of thousands of these). */
+ * table: 88 bytes (a batch holds hundreds of thousands of these). */
 struct ml_item {
-	int64_t start_ms, end_ms, state_ms;
+	int64_t start_ms, end_ms, state_ms, long_ms, long_end;
 	uint32_t group;
 	uint16_t zone, public_port, host_port, dest_port;
-	uint8_t flags, state_start, state_last;
+	uint8_t flags, state_start, state_last, state_long;
 	uint8_t host_ip[16], dest_ip[16];
 } __attribute__((packed));
 
@@ -670,6 +720,8 @@ struct store_maplog {
 	size_t cap_keys, cap_order;
 	uint32_t *radix; /* its digit counts (65,536) */
 	struct ml_table pend, ends, states;
+	struct ml_chg *chg; /* the batch's state changes (pend, states) */
+	size_t n_chg, cap_chg;
 	struct ml_items ended, opened;
 	struct ml_group *groups;
 	size_t n_groups, cap_groups;
@@ -712,6 +764,7 @@ void store_maplog_free(struct store *st)
 	free(ml->gidx.s);
 	free(ml->ends.s);
 	free(ml->states.s);
+	free(ml->chg);
 	free(ml->carry);
 	free(ml->del_fp);
 	free(ml->ins);
@@ -927,6 +980,9 @@ static void item_from_entry(struct ml_item *it,
 	it->state_ms = e->state_ms;
 	it->state_start = e->state_start;
 	it->state_last = e->state_last;
+	it->state_long = e->state_long;
+	it->long_ms = e->long_ms;
+	it->long_end = e->long_end;
 	it->group = group;
 	it->zone = e->zone;
 	it->public_port = e->public_port;
@@ -997,6 +1053,9 @@ static int64_t insert_block(struct store *st, struct store_maplog *ml,
 		e[i].state_ms = v->state_ms;
 		e[i].state_start = v->state_start;
 		e[i].state_last = v->state_last;
+		e[i].state_long = v->state_long;
+		e[i].long_ms = v->long_ms;
+		e[i].long_end = v->long_end;
 		e[i].flags = v->flags;
 		e[i].zone = v->zone;
 		e[i].public_port = v->public_port;
@@ -1189,7 +1248,7 @@ static int item_from_rec(struct store_maplog *ml, struct ml_item *it,
 	it->start_ms = r->ms;
 	it->flags = r->flags & (STORE_MAPLOG_START_UNKNOWN | STORE_MAPLOG_LOCAL);
 	it->state_start = NS_TCP_STATE_UNKNOWN; /* (only ends come here) */
-	it->state_last = NS_TCP_STATE_UNKNOWN;
+	it->state_last = it->state_long = NS_TCP_STATE_UNKNOWN;
 	it->zone = r->zone;
 	it->public_port = r->public_port;
 	it->host_port = r->host_port;
@@ -1273,7 +1332,7 @@ static int item_from_packed(struct store_maplog *ml, struct ml_item *it,
 	it->flags = p[0] & (STORE_MAPLOG_START_UNKNOWN | STORE_MAPLOG_LOCAL);
 	it->state_start = p[1] == IPPROTO_TCP && pk_state(p) < NS_TCP_STATES ?
 			  pk_state(p) : NS_TCP_STATE_UNKNOWN;
-	it->state_last = NS_TCP_STATE_UNKNOWN;
+	it->state_last = it->state_long = NS_TCP_STATE_UNKNOWN;
 	it->zone = pk_port(p, 0);
 	it->public_port = pk_port(p, 1);
 	it->host_port = pk_port(p, 2);
@@ -1283,57 +1342,122 @@ static int item_from_packed(struct store_maplog *ml, struct ml_item *it,
 	return 0;
 }
 
+/* The state changes of one mapping within a batch: the first, the
+ * current (last) one, and the longest interval between two of them that
+ * events bounded (a state held exactly from long_ms to long_end). */
+struct ml_chg {
+	int64_t first_ms, cur_ms, long_ms, long_end;
+	uint8_t first_state, cur_state, long_state;
+	uint8_t first_seen, cur_seen, several;
+};
+
 /* A value of the pend table (a start of this batch) and of the states
  * table (a change of a mapping open on disk): bits 0-30 the start
- * record's offset (pend only), bits 31-61 the offset + 1 of the last
- * state change record since (0: none), bit 62 set when more than one
- * change came (the earlier ones are not kept).  A batch's records take
- * less than 2^30 bytes (MAPBUF_MAX and ML_CARRY_MAX), checked at its
- * start. */
+ * record's offset (pend only), bits 31-61 the index + 1 of the
+ * mapping's ml_chg (0: no change yet).  A batch's records take less
+ * than 2^30 bytes (MAPBUF_MAX and ML_CARRY_MAX), checked at its start. */
 #define ML_OFF_MAX ((1LL << 31) - 1)
 #define PV_START(v) ((v) & ML_OFF_MAX)
-#define PV_STATE(v) (((v) >> 31) & ML_OFF_MAX)
-#define PV_SEVERAL (1LL << 62)
+#define PV_CHG(v) (((v) >> 31) & ML_OFF_MAX)
 
-/* The state change record at p (later than any applied) applied to it;
- * several: other changes came before it, not kept. */
-static void item_state(struct ml_item *it, const uint8_t *p, int several)
+/* v with the state change record at p added to its mapping's ml_chg
+ * (new when v has none).  Reads p (the record being paired, in cache),
+ * never the start record.  Returns the new v, or -1 with ENOMEM. */
+static int64_t pv_add_state(struct store_maplog *ml, int64_t v,
+			    const uint8_t *p)
 {
 	uint8_t state = pk_state(p);
-	uint8_t cur = it->state_ms ? it->state_last : it->state_start;
 	int64_t ms = pk_ms(p);
+	uint8_t seen = (p[0] & STORE_MAPLOG_STATE_SEEN) != 0;
+	struct ml_chg *c;
 
-	if (state >= NS_TCP_STATES || (state == cur && !several))
+	if (state >= NS_TCP_STATES)
+		return v;
+	if (!PV_CHG(v)) {
+		if (store_grow(&ml->chg, ml->n_chg, &ml->cap_chg,
+			       sizeof(*ml->chg)) < 0)
+			return -1;
+		c = &ml->chg[ml->n_chg++];
+		memset(c, 0, sizeof(*c));
+		c->first_ms = c->cur_ms = ms;
+		c->first_state = c->cur_state = state;
+		c->first_seen = c->cur_seen = seen;
+		c->long_state = NS_TCP_STATE_UNKNOWN;
+		return (v & ML_OFF_MAX) | (int64_t)ml->n_chg << 31;
+	}
+	c = &ml->chg[PV_CHG(v) - 1];
+	if (state == c->cur_state)
+		return v; /* (the collector appends real changes only) */
+	if (ms < c->cur_ms)
+		ms = c->cur_ms;
+	if (!c->cur_seen && !seen &&
+	    ms - c->cur_ms > c->long_end - c->long_ms) {
+		c->long_ms = c->cur_ms;
+		c->long_end = ms;
+		c->long_state = c->cur_state;
+	}
+	c->cur_ms = ms;
+	c->cur_state = state;
+	c->cur_seen = seen;
+	c->several = 1;
+	return v;
+}
+
+/* it's longest exactly bounded interval becomes [from, to) in state
+ * when that is longer. */
+static void item_long(struct ml_item *it, uint8_t state, int64_t from,
+		      int64_t to)
+{
+	if (state < NS_TCP_STATES && to > from &&
+	    to - from > it->long_end - it->long_ms) {
+		it->state_long = state;
+		it->long_ms = from;
+		it->long_end = to;
+	}
+}
+
+/* The state changes a pend or states value v holds, applied to it (the
+ * changes come after any it has). */
+static void item_chg(const struct store_maplog *ml, struct ml_item *it,
+		     int64_t v)
+{
+	const struct ml_chg *c;
+	uint8_t cur;
+	int64_t since, ms;
+	int exact;
+
+	if (!PV_CHG(v))
 		return;
-	if (it->state_ms || several)
+	c = &ml->chg[PV_CHG(v) - 1];
+	cur = it->state_ms ? it->state_last : it->state_start;
+	since = it->state_ms ? it->state_ms : it->start_ms;
+	exact = it->state_ms ? !(it->flags & STORE_MAPLOG_STATE_SEEN)
+			     : !(it->flags & STORE_MAPLOG_START_UNKNOWN);
+	if (c->first_state == cur) {
+		if (!c->several)
+			return; /* no change */
+	} else {
+		/* the interval the first change ends */
+		if (exact && !c->first_seen)
+			item_long(it, cur, since, c->first_ms);
+		if (it->state_ms)
+			it->flags |= STORE_MAPLOG_STATE_BETWEEN;
+	}
+	/* (when the first "change" was none, the interval it begins began
+	 * earlier: not exact) */
+	if (!(c->first_state == cur && c->long_ms == c->first_ms))
+		item_long(it, c->long_state, c->long_ms, c->long_end);
+	if (c->several)
 		it->flags |= STORE_MAPLOG_STATE_BETWEEN;
+	ms = c->cur_ms;
 	if (ms < it->start_ms)
 		ms = it->start_ms;
 	if (ms < it->state_ms)
 		ms = it->state_ms;
-	it->state_last = state;
+	it->state_last = c->cur_state;
 	it->state_ms = ms;
 	it->flags = (uint8_t)((it->flags & ~STORE_MAPLOG_STATE_SEEN) |
-			      (p[0] & STORE_MAPLOG_STATE_SEEN));
-}
-
-/* The state changes a pend or states value v holds, applied to it. */
-static void item_pend_state(struct ml_item *it, const uint8_t *recs, int64_t v)
-{
-	if (PV_STATE(v))
-		item_state(it, recs + PV_STATE(v) - 1, (v & PV_SEVERAL) != 0);
-}
-
-/* v with the state change record at offset off added.  The collector
- * appends a record only for a real change, so the records are not read
- * here (they are not in the cache: a read of each was a tenth of the
- * writer's time); were one a repeat, "several" would only make the log
- * say less than it could, never something wrong. */
-static int64_t pv_add_state(int64_t v, int64_t off)
-{
-	if (PV_STATE(v))
-		v |= PV_SEVERAL;
-	return (v & (ML_OFF_MAX | PV_SEVERAL)) | (off + 1) << 31;
+			      (c->cur_seen ? STORE_MAPLOG_STATE_SEEN : 0));
 }
 
 /* item_end() with the packed end record at p. */
@@ -1452,7 +1576,7 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 		item_from_entry(it, &e[i], (uint32_t)group);
 		if (chg && chg->val >= 0) {
 			/* (its changes all came before its end) */
-			item_pend_state(it, recs, chg->val);
+			item_chg(ml, it, chg->val);
 			chg->val = -1; /* done */
 		}
 		if (end && end->val >= 0) {
@@ -1680,6 +1804,7 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 	tab_reset(&ml->states);
 	tab_reset(&ml->gidx);
 	ml->n_groups = 0;
+	ml->n_chg = 0;
 	if (len >= (size_t)1 << 30) { /* (cannot happen: see PV_START) */
 		errno = EINVAL;
 		log_warnx("store: maplog: a batch of %zu bytes", len);
@@ -1754,15 +1879,19 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 			/* A change of a start of this batch (none once it
 			 * ended), or of a mapping open on disk. */
 			if (p) {
-				if (p->val >= 0)
-					p->val = pv_add_state(p->val, i);
+				if (p->val >= 0 &&
+				    (p->val = pv_add_state(ml, p->val, r)) < 0)
+					return -1;
 			} else if (tab_find(&ml->open, fp) &&
 				   !tab_find(&ml->ends, fp)) {
-				if ((c = tab_find(&ml->states, fp)))
-					c->val = pv_add_state(c->val, i);
-				else if (tab_set(&ml->states, fp,
-						 pv_add_state(0, i)) < 0)
+				int64_t v = (c = tab_find(&ml->states, fp)) ?
+					    c->val : 0;
+
+				if ((v = pv_add_state(ml, v, r)) < 0 ||
+				    (!c && tab_set(&ml->states, fp, v) < 0))
 					return -1;
+				if (c)
+					c->val = v;
 			}
 			continue;
 		}
@@ -1778,7 +1907,7 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 				if (item_from_packed(ml, it,
 						     recs + PV_START(p->val)) < 0)
 					return -1;
-				item_pend_state(it, recs, p->val);
+				item_chg(ml, it, p->val);
 				item_end(it, &end);
 			} else if (!p && tab_find(&ml->open, fp) &&
 				   !tab_find(&ml->ends, fp)) {
@@ -1796,7 +1925,7 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 			if (item_from_packed(ml, it,
 					     recs + PV_START(p->val)) < 0)
 				return -1;
-			item_pend_state(it, recs, p->val);
+			item_chg(ml, it, p->val);
 			item_end_packed(it, r);
 			p->val = -1;
 		} else if (!p && tab_find(&ml->open, fp) &&
@@ -1867,7 +1996,7 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 			return -1;
 		if (item_from_packed(ml, it, recs + PV_START(p->val)) < 0)
 			return -1;
-		item_pend_state(it, recs, p->val);
+		item_chg(ml, it, p->val);
 	}
 	if (write_items(st, ml, &ml->ended, 0) < 0 ||
 	    write_items(st, ml, &ml->opened, 1) < 0)
@@ -1908,6 +2037,7 @@ static void ml_trim_scratch(struct store_maplog *ml, size_t records)
 		       ml->cap_del * sizeof(*ml->del_fp) +
 		       ml->cap_ins * sizeof(*ml->ins) +
 		       ml->cap_keys * sizeof(*ml->keys) +
+		       ml->cap_chg * sizeof(*ml->chg) +
 		       ml->cap_order * sizeof(*ml->order);
 
 	if (bytes <= ML_SCRATCH_KEEP || bytes <= records * 4 * 160)
@@ -1939,6 +2069,9 @@ static void ml_trim_scratch(struct store_maplog *ml, size_t records)
 	free(ml->keys);
 	ml->keys = NULL;
 	ml->cap_keys = 0;
+	free(ml->chg);
+	ml->chg = NULL;
+	ml->cap_chg = ml->n_chg = 0;
 	free(ml->order);
 	ml->order = NULL;
 	ml->cap_order = 0;
@@ -2207,12 +2340,21 @@ static const char *state_note(const struct store_maplog_entry *e,
 			 "dump or a check, no event said when: it began at or "
 			 "before then", ns_time_format(s->since_ms, t1));
 		return buf;
-	case STORE_STATE_BETWEEN:
-		snprintf(buf, size, "%s%s at its start (%s), %s from %s%s: "
+	case STORE_STATE_BETWEEN: {
+		char t3[NS_TIME_STRLEN], t4[NS_TIME_STRLEN], held[128] = "";
+		const char *ln = ns_tcp_state_name(e->state_long);
+
+		if (ln && e->long_end > e->long_ms &&
+		    !(e->long_ms == e->start_ms &&
+		      e->state_long == e->state_start))
+			snprintf(held, sizeof(held), ", %s from %s to %s", ln,
+				 ns_time_format(e->long_ms, t3),
+				 ns_time_format(e->long_end, t4));
+		snprintf(buf, size, "%s%s at its start (%s)%s, %s from %s%s: "
 			 "the states between are not kept, so the state at "
 			 "this moment is not known",
 			 first ? "" : "state unknown", first ? first : "",
-			 ns_time_format(e->start_ms, t1),
+			 ns_time_format(e->start_ms, t1), held,
 			 ns_tcp_state_name(e->state_last) ?
 			 ns_tcp_state_name(e->state_last) : "?",
 			 ns_time_format(e->state_ms, t2),
@@ -2220,6 +2362,7 @@ static const char *state_note(const struct store_maplog_entry *e,
 			 " (found then by a table dump or a check: it changed "
 			 "earlier)" : "");
 		return buf;
+	}
 	}
 	return NULL;
 }
@@ -2230,7 +2373,7 @@ static int add_hit(struct store *st, char **hits, uint8_t family,
 		   uint8_t proto, int64_t at_ms,
 		   const struct store_maplog_entry *e)
 {
-	char hi[NS_ADDR_STRLEN], di[NS_ADDR_STRLEN], nb[320];
+	char hi[NS_ADDR_STRLEN], di[NS_ADDR_STRLEN], nb[512];
 	struct ns_addr a = { .family = family };
 	struct store_maplog_state sa;
 	const unsigned char *text;

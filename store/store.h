@@ -596,10 +596,11 @@ int store_history_configure(struct store *st,
  *    mappings);
  *  - "ended" blocks: complete records (start, end), never rewritten,
  *    trimmed by age and by size (store_maplog_configure()).
- * A TCP mapping also carries its state: the state at its start, and the
+ * A TCP mapping also carries its state: the state at its start, the
  * last state change the collector saw with its time (one record per
- * change; the changes in between are not kept, and the log says so:
- * store_maplog_state_at()).  An open mapping's state change rewrites its
+ * change), and the state it held longest between two changes with that
+ * interval; other changes are not kept, and the log says so:
+ * store_maplog_state_at().  An open mapping's state change rewrites its
  * open block like an end does.
  * See schema/006_maplog.sql. */
 
@@ -625,7 +626,8 @@ enum store_maplog_flag {
 	 * before ms.  Kept on the entry for its last state. */
 	STORE_MAPLOG_STATE_SEEN = 64,
 	/* entry (set by the store): more than one state change was logged,
-	 * so the states between the start's and the last are not kept */
+	 * so the states between the start's and the last (but the longest
+	 * held) are not kept */
 	STORE_MAPLOG_STATE_BETWEEN = 128,
 };
 
@@ -734,13 +736,16 @@ int store_maplog_stats(struct store *st, struct store_maplog_stats *out);
  * block's).  end_ms 0: still open.  TCP state (else
  * NS_TCP_STATE_UNKNOWN, as in blocks written before the log kept
  * states): state_start at start_ms; state_last since state_ms (0: no
- * change was logged, state_last is then NS_TCP_STATE_UNKNOWN). */
+ * change was logged, state_last is then NS_TCP_STATE_UNKNOWN); and
+ * state_long held exactly from long_ms until long_end (exclusive): the
+ * longest interval between two changes (or the start and a change) that
+ * events bounded, NS_TCP_STATE_UNKNOWN when none. */
 struct store_maplog_entry {
 	int64_t start_ms, end_ms;
-	int64_t state_ms;
+	int64_t state_ms, long_ms, long_end;
 	uint8_t flags; /* STORE_MAPLOG_START_UNKNOWN, _END_UNCERTAIN,
 			  _END_STOPPED, _LOCAL, _STATE_SEEN, _STATE_BETWEEN */
-	uint8_t state_start, state_last;
+	uint8_t state_start, state_last, state_long;
 	uint16_t zone, public_port, host_port, dest_port;
 	uint8_t host_ip[16], dest_ip[16];
 };
@@ -748,9 +753,9 @@ struct store_maplog_entry {
 /* What the log says of an entry's TCP state at a moment t (start_ms <= t
  * <= its end), from store_maplog_state_at():
  *  - state: at t, or NS_TCP_STATE_UNKNOWN when the log cannot say (no
- *    state kept, or t falls after the start's millisecond and before the
- *    last change when other changes came between or the last one was
- *    only seen);
+ *    state kept, or t falls after the start's millisecond, outside the
+ *    longest held state's interval and before the last change, when
+ *    other changes came between or the last one was only seen);
  *  - since_ms: when that state began, as far as the log knows (0 when
  *    state is unknown);
  *  - exact: 1 when both are exact; 0 when the state began at or before

@@ -237,11 +237,21 @@ static void test_codec_round_trip(void **state)
 					(uint8_t)((x >> 9) % NS_TCP_STATES);
 				e[i].state_last = NS_TCP_STATE_UNKNOWN;
 				e[i].state_ms = 0;
+				e[i].state_long = NS_TCP_STATE_UNKNOWN;
+				e[i].long_ms = e[i].long_end = 0;
 				if (i % 3 == 0) {
 					e[i].state_last = (uint8_t)((x >> 13) %
 								    NS_TCP_STATES);
 					e[i].state_ms = e[i].start_ms +
 							(int64_t)(x >> 52);
+				}
+				if (i % 6 == 0) {
+					e[i].state_long = (uint8_t)((x >> 17) %
+								    NS_TCP_STATES);
+					e[i].long_ms = e[i].start_ms +
+						       (int64_t)(x >> 58);
+					e[i].long_end = e[i].long_ms + 1 +
+							(int64_t)(x >> 54);
 				}
 				e[i].zone = (uint16_t)(i % 97 == 0 ? 65535 : 0);
 				e[i].public_port = (uint16_t)(x >> 17);
@@ -332,10 +342,14 @@ static void test_codec_round_trip(void **state)
 		e[i].host_ip[3] = (uint8_t)((x >> 8) % 200);
 		e[i].dest_ip[0] = 198; e[i].dest_ip[1] = 51; e[i].dest_ip[2] = 100;
 		e[i].dest_ip[3] = (uint8_t)((x >> 30) % 20);
-		/* syn_sent at the start, time_wait for its last 120 s */
+		/* syn_sent at the start, established 1 ms later, time_wait
+		 * for its last 120 s */
 		e[i].state_start = 1;
 		e[i].state_last = NS_TCP_TIME_WAIT;
 		e[i].state_ms = e[i].end_ms - 120000;
+		e[i].state_long = 3;
+		e[i].long_ms = e[i].start_ms + 1;
+		e[i].long_end = e[i].state_ms - 2;
 		e[i].flags = STORE_MAPLOG_STATE_BETWEEN;
 	}
 	assert_int_equal(store_maplog_encode(e, 4096, 4, 1, &data, &len), 0);
@@ -994,6 +1008,36 @@ static void test_state_at(void **state)
 	e.state_ms = T0 + 100;
 	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 100, &s);
 	assert_int_equal(s.state, 3);
+	/* the longest held state: exact within its interval, before the
+	 * last change */
+	e = st_entry(1);
+	e.flags = STORE_MAPLOG_STATE_BETWEEN;
+	e.state_long = 3;
+	e.long_ms = T0 + 101;
+	e.long_end = T0 + 5000;
+	e.state_last = NS_TCP_TIME_WAIT;
+	e.state_ms = T0 + 5001;
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 100, &s);
+	assert_int_equal(s.state, 1);
+	assert_int_equal(s.exact, 1);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 101, &s);
+	assert_int_equal(s.state, 3);
+	assert_int_equal(s.since_ms, T0 + 101);
+	assert_int_equal(s.exact, 1);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 4999, &s);
+	assert_int_equal(s.state, 3);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 5000, &s);
+	assert_int_equal(s.state, NS_TCP_STATE_UNKNOWN);
+	assert_int_equal(s.why, STORE_STATE_BETWEEN);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 5001, &s);
+	assert_int_equal(s.state, NS_TCP_TIME_WAIT);
+	assert_int_equal(s.since_ms, T0 + 5001);
+	/* ending where the last change begins */
+	e.long_end = T0 + 5001;
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 5000, &s);
+	assert_int_equal(s.state, 3);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 5001, &s);
+	assert_int_equal(s.state, NS_TCP_TIME_WAIT);
 	/* no state kept (a version 1 block), or the start's not known */
 	e = st_entry(NS_TCP_STATE_UNKNOWN);
 	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 100, &s);
@@ -1219,12 +1263,20 @@ static void test_states_in_log(void **state)
 	assert_int_equal(store_maplog_stats(st, &ms), 0);
 	assert_int_equal(ms.open, 3);
 	assert_int_equal(ms.blocks, 1);
-	/* A: what batch 1 said exact is now between two changes */
+	/* A: established, held longest (from the handshake to the close,
+	 * both events), stays exact; the fin_wait millisecond between two
+	 * changes is not kept */
 	assert_string_equal(state_of(st, 41000, T0 + 101),
+			    "established 2026-11-25T10:00:00.101Z 1 (missing)");
+	assert_string_equal(state_of(st, 41000, T0 + 5999),
+			    "established 2026-11-25T10:00:00.101Z 1 (missing)");
+	assert_string_equal(state_of(st, 41000, T0 + 6000),
 			    "(missing) (missing) 0 syn_sent at its start "
-			    "(2026-11-25T10:00:00.100Z), time_wait from "
-			    "2026-11-25T10:00:06.001Z: the states between are "
-			    "not kept, so the state at this moment is not known");
+			    "(2026-11-25T10:00:00.100Z), established from "
+			    "2026-11-25T10:00:00.101Z to 2026-11-25T10:00:06.000Z, "
+			    "time_wait from 2026-11-25T10:00:06.001Z: the states "
+			    "between are not kept, so the state at this moment "
+			    "is not known");
 	assert_string_equal(state_of(st, 41000, T0 + 100),
 			    "syn_sent 2026-11-25T10:00:00.100Z 1 (missing)");
 	assert_string_equal(state_of(st, 41000, T0 + 6001),
@@ -1276,9 +1328,30 @@ static void test_states_in_log(void **state)
 	add(&b, srec(T0 + 11000, STORE_MAPLOG_STATE, 41001, 3, 8));
 	add(&b, srec(T0 + 11500, STORE_MAPLOG_END, 41001, 3, 8));
 	add(&b, srec(T0 + 12000, STORE_MAPLOG_END, 41000, 2, 7));
+	/* D (41003): a whole connection's changes in one batch */
+	add(&b, srec(T0 + 12100, 0, 41003, 5, 1));
+	add(&b, srec(T0 + 12101, STORE_MAPLOG_STATE, 41003, 5, 2));
+	add(&b, srec(T0 + 12102, STORE_MAPLOG_STATE, 41003, 5, 3));
+	add(&b, srec(T0 + 13102, STORE_MAPLOG_STATE, 41003, 5, 4));
+	add(&b, srec(T0 + 13103, STORE_MAPLOG_STATE, 41003, 5, 7));
 	write_at(st, &b, T0, T0 + 15000);
+	assert_string_equal(state_of(st, 41003, T0 + 12100),
+			    "syn_sent 2026-11-25T10:00:12.100Z 1 (missing)");
+	assert_string_equal(state_of(st, 41003, T0 + 12102),
+			    "established 2026-11-25T10:00:12.102Z 1 (missing)");
+	assert_string_equal(state_of(st, 41003, T0 + 13101),
+			    "established 2026-11-25T10:00:12.102Z 1 (missing)");
+	assert_string_equal(state_of(st, 41003, T0 + 13102),
+			    "(missing) (missing) 0 syn_sent at its start "
+			    "(2026-11-25T10:00:12.100Z), established from "
+			    "2026-11-25T10:00:12.102Z to 2026-11-25T10:00:13.102Z, "
+			    "time_wait from 2026-11-25T10:00:13.103Z: the states "
+			    "between are not kept, so the state at this moment "
+			    "is not known");
+	assert_string_equal(state_of(st, 41003, T0 + 13103),
+			    "time_wait 2026-11-25T10:00:13.103Z 1 (missing)");
 	assert_int_equal(store_maplog_stats(st, &ms), 0);
-	assert_int_equal(ms.open, 1);
+	assert_int_equal(ms.open, 2);
 	assert_int_equal(ms.ended, 2);
 	assert_string_equal(state_of(st, 41001, T0 + 11500),
 			    "close 2026-11-25T10:00:11.000Z 1 (missing)");
