@@ -27,8 +27,9 @@
  *
  * Memory, per mapping of the batch in flight: its packed records in the
  * collector's two swapped buffers (2 x 32 bytes for IPv4, and 32 a TCP
- * state change), and in the writer a 71-byte item, a fingerprint and
- * pairing-table slots (~130 bytes), freed for reuse by the next batch.
+ * state change), and in the writer an 88-byte item, a fingerprint and
+ * pairing-table slots (~150 bytes), and a 40-byte struct ml_chg when it
+ * changed state in the batch, freed for reuse by the next batch.
  *
  * TCP states.  A start record carries the state at the start; a state
  * record (STORE_MAPLOG_STATE) each change the collector saw.  An entry
