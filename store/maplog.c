@@ -1986,11 +1986,22 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		if (plan_del(ml, e->fp) < 0)
 			return -1;
 	}
-	/* Starts still open. */
+	/* Starts still open (in slot order: their records and changes are
+	 * fetched ahead) */
 	for (size_t k = 0; ml->pend.n && k <= ml->pend.mask; k++) {
 		struct ml_slot *p = &ml->pend.s[k];
 		struct ml_item *it;
 
+		if (k + ML_PREFETCH <= ml->pend.mask) {
+			const struct ml_slot *a = &ml->pend.s[k + ML_PREFETCH];
+
+			if (a->fp && a->val >= 0) {
+				__builtin_prefetch(recs + PV_START(a->val));
+				if (PV_CHG(a->val))
+					__builtin_prefetch(&ml->chg[PV_CHG(a->val) -
+								   1]);
+			}
+		}
 		if (!p->fp || p->val < 0)
 			continue;
 		if (!(it = items_add(&ml->opened)))
