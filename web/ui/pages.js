@@ -1025,13 +1025,18 @@
 	}
 
 	/* A TCP holder's state at the lookup's moment: "NAME since TIME",
-	 * and why it is not exact, or why it is not known. */
+	 * "(not exact)" or "not known"; the why goes to the "sure" column
+	 * (stateWhy), which has the room. */
 	function stateText(h) {
 		if (typeof h.state === 'string')
 			return h.state + ' since ' + String(h.state_since) +
-				(h.state_exact === true ? '' : ' (not exact' +
-				 (h.state_note ? ': ' + h.state_note : '') + ')');
-		return 'not known' + (h.state_note ? ': ' + h.state_note : '');
+				(h.state_exact === true ? '' : ' (not exact)');
+		return 'not known';
+	}
+
+	function stateWhy(lk, h) {
+		return lk.proto === 'tcp' && h.state_exact !== true &&
+			h.state_note ? 'state: ' + h.state_note : null;
 	}
 
 	function holdersTable(lk, id) {
@@ -1060,8 +1065,11 @@
 				return h.end ? String(h.end) : 'open';
 			} },
 			{ h: 'sure', v: function (h) {
-				return h.uncertain ? 'no: ' +
-					(h.reasons || []).join('; ') : 'yes';
+				var why = stateWhy(lk, h);
+
+				return (h.uncertain ? 'no: ' +
+					(h.reasons || []).join('; ') : 'yes') +
+					(why ? '; ' + why : '');
 			} }]), lk.holders || [], 'nobody held it then');
 	}
 
