@@ -9,15 +9,22 @@
  *   maplogstat --append N   times the collector's part instead: N
  *                           mappings' start and end appended to a warm
  *                           buffer (collector/mapbuf.c), ns per mapping
- *   maplogstat --write DB RATE SECONDS LIFETIME
+ *   maplogstat --write DB RATE SECONDS LIFETIME [--states]
  *                           times the writer's part alone: RATE new
- *                           mappings a second for SECONDS, each ending
- *                           LIFETIME seconds later, handed over every
- *                           5 s of simulated time (no sleeping) to
+ *                           TCP mappings a second for SECONDS, each
+ *                           ending LIFETIME seconds later, handed over
+ *                           every 5 s of simulated time (no sleeping) to
  *                           store_write() on a fresh database DB; prints
  *                           the CPU of store_write() per mapping (what
  *                           bench/run's maplog scenario measures on the
- *                           ns-writer thread, without the kernel)
+ *                           ns-writer thread, without the kernel) and
+ *                           the log's bytes per mapping (payload, and
+ *                           the table's pages when SQLite has dbstat).
+ *                           With --states each mapping also changes
+ *                           state twice, as a TCP connection's do:
+ *                           established 1 ms after its start, time_wait
+ *                           120 s before its end (half its life when
+ *                           shorter)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -102,17 +109,58 @@ static void write_mapping(struct ledger_mapping *m, uint64_t i,
 	*host_port = (uint16_t)(32768 + (h >> 8) % 28000);
 }
 
+/* Bytes of the pages of the log's table and indexes (dbstat), or -1
+ * when this SQLite has no dbstat. */
+static long long table_bytes(sqlite3 *db)
+{
+	sqlite3_stmt *s;
+	long long pages = -1;
+
+	if (sqlite3_prepare_v2(db, "SELECT sum(pgsize) FROM dbstat WHERE "
+			       "name LIKE 'maplog_blocks%'", -1, &s,
+			       NULL) == SQLITE_OK) {
+		if (sqlite3_step(s) == SQLITE_ROW)
+			pages = sqlite3_column_int64(s, 0);
+		sqlite3_finalize(s);
+	}
+	return pages;
+}
+
+/* The times of mapping i's records (ms): start, established, time_wait,
+ * end (the --write mode's stream k). */
+static int64_t write_time(int k, uint64_t i, int64_t t0, double rate,
+			  double lifetime)
+{
+	int64_t ts = t0 + (int64_t)(i * 1000 / rate);
+	int64_t te = t0 + (int64_t)((i / rate + lifetime) * 1000);
+	int64_t tw = (int64_t)(lifetime * 1000) / 2;
+
+	if (tw > 120000)
+		tw = 120000;
+	switch (k) {
+	case 0: return ts;
+	case 1: return ts + 1;
+	case 2: return te - tw;
+	default: return te;
+	}
+}
+
 static int write_bench(const char *path, double rate, double seconds,
-		       double lifetime)
+		       double lifetime, int states)
 {
 	struct mapbuf mb;
 	struct store_batch b;
 	struct store_status x;
+	struct store_maplog_stats ms;
 	struct ledger_mapping m;
 	struct store *st;
+	sqlite3 *db;
 	const int64_t t0 = 1796083200000LL;
-	uint64_t made = 0, ended = 0, total = (uint64_t)(rate * seconds);
+	uint64_t total = (uint64_t)(rate * seconds);
+	uint64_t next[4] = { 0, 0, 0, 0 }; /* start, est., time_wait, end */
 	int64_t end_ms = t0 + (int64_t)((seconds + lifetime) * 1000) + 5000;
+	long long pages;
+	uint64_t made;
 	uint16_t hp;
 	double cpu = 0;
 
@@ -131,22 +179,43 @@ static int write_bench(const char *path, double rate, double seconds,
 	for (int64_t now = t0 + 5000; now <= end_ms; now += 5000) {
 		double c0;
 
-		/* starts and ends of (now - 5 s, now], in time order */
+		/* starts, state changes and ends of (now - 5 s, now], in
+		 * time order (at one ms: a start first, an end last) */
 		for (;;) {
-			int64_t ts = made < total ?
-				t0 + (int64_t)(made * 1000 / rate) : INT64_MAX;
-			int64_t te = ended < made ?
-				t0 + (int64_t)((ended / rate + lifetime) * 1000)
-				: INT64_MAX;
+			int64_t best = INT64_MAX;
+			int k = -1;
 
-			if (ts > now && te > now)
+			for (int s = 0; s < 4; s++) {
+				int64_t t;
+
+				if ((s == 1 || s == 2) && !states)
+					continue;
+				if (next[s] >= (s ? next[0] : total))
+					continue;
+				t = write_time(s, next[s], t0, rate, lifetime);
+				if (t < best) {
+					best = t;
+					k = s;
+				}
+			}
+			if (k < 0 || best > now)
 				break;
-			if (ts <= te) {
-				write_mapping(&m, made++, &hp);
-				mapbuf_start(&mb, &m, hp, ts, 0);
-			} else {
-				write_mapping(&m, ended++, &hp);
-				mapbuf_end(&mb, &m, hp, te, 0);
+			write_mapping(&m, next[k]++, &hp);
+			switch (k) {
+			case 0:
+				m.tcp_state = 1; /* syn_sent */
+				mapbuf_start(&mb, &m, hp, best, 0);
+				break;
+			case 1:
+				m.tcp_state = 3; /* established */
+				mapbuf_state(&mb, &m, best, 0);
+				break;
+			case 2:
+				m.tcp_state = NS_TCP_TIME_WAIT;
+				mapbuf_state(&mb, &m, best, 0);
+				break;
+			default:
+				mapbuf_end(&mb, &m, hp, best, 0);
 			}
 		}
 		mapbuf_hand(&mb, &b);
@@ -160,11 +229,24 @@ static int write_bench(const char *path, double rate, double seconds,
 		cpu += cpu_now() - c0;
 		store_batch_clear(&b);
 	}
-	printf("{\"mappings\": %llu, \"writer_us_per_mapping\": %.3f}\n",
-	       (unsigned long long)made, 1e6 * cpu / (double)made);
+	made = next[0];
+	if (store_maplog_stats(st, &ms) < 0)
+		return 1;
 	mapbuf_free(&mb);
 	store_batch_free(&b);
 	store_close(st);
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return 1;
+	pages = table_bytes(db);
+	sqlite3_close(db);
+	printf("{\"mappings\": %llu, \"state_changes\": %llu, "
+	       "\"writer_us_per_mapping\": %.3f, "
+	       "\"payload_bytes_per_mapping\": %.2f, "
+	       "\"table_bytes_per_mapping\": %.2f}\n",
+	       (unsigned long long)made,
+	       (unsigned long long)(next[1] + next[2]),
+	       1e6 * cpu / (double)made, (double)ms.bytes / (double)made,
+	       pages < 0 ? -1.0 : (double)pages / (double)made);
 	return 0;
 }
 
@@ -179,12 +261,13 @@ int main(int argc, char **argv)
 	log_init("maplogstat", NS_LOG_WARN);
 	if (argc == 3 && !strcmp(argv[1], "--append"))
 		return append_bench((unsigned)atoi(argv[2]));
-	if (argc == 6 && !strcmp(argv[1], "--write"))
+	if ((argc == 6 || (argc == 7 && !strcmp(argv[6], "--states"))) &&
+	    !strcmp(argv[1], "--write"))
 		return write_bench(argv[2], atof(argv[3]), atof(argv[4]),
-				   atof(argv[5]));
+				   atof(argv[5]), argc == 7);
 	if (argc != 2) {
 		fputs("usage: maplogstat DB | --append N | --write DB RATE "
-		      "SECONDS LIFETIME\n", stderr);
+		      "SECONDS LIFETIME [--states]\n", stderr);
 		return 2;
 	}
 	if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READONLY, NULL) !=
@@ -221,13 +304,7 @@ int main(int argc, char **argv)
 		free(e);
 	}
 	sqlite3_finalize(s);
-	if (sqlite3_prepare_v2(db, "SELECT sum(pgsize) FROM dbstat WHERE "
-			       "name LIKE 'maplog_blocks%'", -1, &s,
-			       NULL) == SQLITE_OK) {
-		if (sqlite3_step(s) == SQLITE_ROW)
-			pages = sqlite3_column_int64(s, 0);
-		sqlite3_finalize(s);
-	}
+	pages = table_bytes(db);
 	sqlite3_close(db);
 	printf("{\"blocks\": %llu, \"payload_bytes\": %llu, "
 	       "\"table_bytes\": %lld, \"ended\": %llu, \"open\": %llu, "

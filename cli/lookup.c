@@ -84,11 +84,31 @@ static void lookup_endpoint(char *out, size_t n, json_t *e)
 		 (long long)json_integer_value(json_object_get(e, "port")));
 }
 
+/* A TCP holder's state at the moment, on a line of its own: "state
+ * NAME since TIME", "?" after the time when it is not exact, and the
+ * answer's note. */
+static void lookup_state(json_t *h, FILE *out)
+{
+	json_t *st = json_object_get(h, "state");
+	json_t *note = json_object_get(h, "state_note");
+
+	if (json_is_string(st))
+		fprintf(out, "      state %s since %s%s\n", json_string_value(st),
+			lstr(h, "state_since"),
+			json_is_true(json_object_get(h, "state_exact")) ?
+				"" : " ?");
+	else if (json_is_string(note))
+		fprintf(out, "      state unknown\n");
+	if (json_is_string(note) && !json_is_true(json_object_get(h,
+								  "state_exact")))
+		fprintf(out, "      ? %s\n", json_string_value(note));
+}
+
 static void lookup_print(json_t *doc, FILE *out)
 {
 	json_t *holders = json_object_get(doc, "holders"), *h, *r;
 	size_t i, j;
-	int wa = 8, wb = 11;
+	int wa = 8, wb = 11, tcp;
 
 	fprintf(out, "%s:%lld/%s at %s: %zu holder%s%s\n", lstr(doc, "public_ip"),
 		(long long)json_integer_value(json_object_get(doc, "port")),
@@ -100,6 +120,7 @@ static void lookup_print(json_t *doc, FILE *out)
 		fprintf(out, "  ! %s\n", json_string_value(r));
 	if (!json_array_size(holders))
 		return;
+	tcp = !strcmp(lstr(doc, "proto"), "tcp");
 	/* columns as wide as their longest address */
 	for (int pass = 0; pass < 2; pass++) {
 		json_array_foreach(holders, i, h) {
@@ -129,6 +150,8 @@ static void lookup_print(json_t *doc, FILE *out)
 					"(open)" : lstr(h, "end"));
 			json_array_foreach(json_object_get(h, "reasons"), j, r)
 				fprintf(out, "      ! %s\n", json_string_value(r));
+			if (tcp)
+				lookup_state(h, out);
 		}
 	}
 }

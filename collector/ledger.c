@@ -222,6 +222,7 @@ struct ledger_fpset {
 
 struct ledger {
 	uint64_t seed[2];
+	int state_changed; /* ledger_state_changed() */
 	struct ledger_gw *gws;
 	uint32_t n_gws, cap_gws, free_gw;
 	struct ledger_host *hosts;
@@ -1107,6 +1108,11 @@ static int ledger_upsert_other(struct ledger *l, const struct ledger_mapping *m,
 	return LEDGER_ADDED;
 }
 
+int ledger_state_changed(const struct ledger *l)
+{
+	return l->state_changed;
+}
+
 int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 		  int source)
 {
@@ -1117,6 +1123,7 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 			     source == LEDGER_DUMP_REPORTED;
 	int rc;
 
+	l->state_changed = 0;
 	if (m->kind == NS_KIND_OTHER)
 		return ledger_upsert_other(l, m, source);
 	if (m->kind != NS_KIND_NAT && m->kind != NS_KIND_LOCAL) {
@@ -1190,6 +1197,7 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 			}
 			r->state = state;
 			r->flags = flags;
+			l->state_changed = changed;
 			if (source == LEDGER_EVENT_NEW)
 				ledger_created(l, gwi, di, hi);
 			return changed ? LEDGER_CHANGED : LEDGER_UNCHANGED;
@@ -1200,6 +1208,7 @@ int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 		goto nomem;
 	r = ledger_mt_probe(&l->mt, di + 1, m->public_port); /* may have moved */
 	if (had) {
+		l->state_changed = r->state != state;
 		ledger_sub_counts(l, di, r);
 	} else {
 		r->dest1 = di + 1;

@@ -120,6 +120,11 @@ enum ledger_source {
 int ledger_upsert(struct ledger *l, const struct ledger_mapping *m,
 		  int source);
 
+/* Whether the last ledger_upsert() changed an existing mapping's TCP
+ * state (0 for an added one, another protocol, an unknown state, a
+ * refusal or an error): the mapping log's state changes. */
+int ledger_state_changed(const struct ledger *l);
+
 /* Starts loading the table slots an upsert or remove of m will touch into
  * the cache.  The collector calls it for a batch of entries before
  * applying them, so the cache misses of a 1M-entry table overlap instead of

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netinet/in.h>
+
 void mapbuf_init(struct mapbuf *mb)
 {
 	memset(mb, 0, sizeof(*mb));
@@ -60,6 +62,7 @@ static void mapbuf_put(struct mapbuf *mb, const struct ledger_mapping *m,
 	r.family = m->family;
 	r.proto = m->proto;
 	r.flags = (uint8_t)flags;
+	r.state = m->proto == IPPROTO_TCP ? m->tcp_state : NS_TCP_STATE_UNKNOWN;
 	r.zone = m->zone;
 	r.public_port = m->public_port;
 	r.host_port = host_port;
@@ -87,6 +90,15 @@ void mapbuf_end(struct mapbuf *mb, const struct ledger_mapping *m,
 {
 	flags &= STORE_MAPLOG_END_UNCERTAIN;
 	mapbuf_put(mb, m, host_port, ms, flags | STORE_MAPLOG_END);
+}
+
+void mapbuf_state(struct mapbuf *mb, const struct ledger_mapping *m,
+		  int64_t ms, unsigned flags)
+{
+	if (m->proto != IPPROTO_TCP || m->tcp_state >= NS_TCP_STATES)
+		return;
+	flags &= STORE_MAPLOG_STATE_SEEN;
+	mapbuf_put(mb, m, 0, ms, flags | STORE_MAPLOG_STATE);
 }
 
 void mapbuf_sweep_hook(void *arg, const struct ledger_mapping *m)

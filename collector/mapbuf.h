@@ -1,6 +1,7 @@
 /*
  * mapbuf.h - the collector's side of the mapping log (issue 7): the
- * starts and ends of NAT and local mappings, appended as the tracker
+ * starts and ends of NAT and local mappings, and TCP mappings' state
+ * changes (issue 8), appended as the tracker
  * applies events and dump records, handed to the store in the interval's
  * batch (store.h, "the mapping log").
  *
@@ -20,8 +21,8 @@
 #include "collector/ledger.h"
 #include "store/store.h"
 
-/* Bytes of records held at most while the writer lags (31 B a record
- * for IPv4, 67 for IPv6). */
+/* Bytes of records held at most while the writer lags (32 B a record
+ * for IPv4, 68 for IPv6). */
 #define MAPBUF_MAX (512u << 20)
 
 struct mapbuf {
@@ -42,6 +43,13 @@ void mapbuf_free(struct mapbuf *mb);
  * UPDATE. */
 void mapbuf_start(struct mapbuf *mb, const struct ledger_mapping *m,
 		  uint16_t host_port, int64_t ms, unsigned flags);
+
+/* Appends a TCP state change of the mapping with m's key: in
+ * m->tcp_state since ms (ignored for other protocols and an unknown
+ * state); flags STORE_MAPLOG_STATE_SEEN when a dump or a check found it
+ * changed, without the event that says when. */
+void mapbuf_state(struct mapbuf *mb, const struct ledger_mapping *m,
+		  int64_t ms, unsigned flags);
 
 /* Appends the end of the mapping with m's key at ms; host_port may be 0;
  * flags STORE_MAPLOG_END_UNCERTAIN when its end was not reported. */

@@ -320,6 +320,11 @@ static void tracker_apply(struct tracker *t, const struct tracker_item *it)
 	if (r == LEDGER_ADDED || e->type == CTMSG_NEW)
 		mapbuf_start(&t->maplog, &it->m, e->orig.sport, it->now,
 			     e->type == CTMSG_NEW ? 0 : STORE_MAPLOG_START_UNKNOWN);
+	/* maplog: a TCP state change.  An event says when; a dump only
+	 * that it changed by now. */
+	else if (r == LEDGER_CHANGED && ledger_state_changed(t->ledger))
+		mapbuf_state(&t->maplog, &it->m, it->now,
+			     e->type == CTMSG_DUMP ? STORE_MAPLOG_STATE_SEEN : 0);
 	if (e->type == CTMSG_DUMP && t->initial_done) {
 		if (r == LEDGER_ADDED)
 			t->rs_added++;
@@ -954,6 +959,10 @@ void tracker_sample_result(struct tracker *t, unsigned i,
 		if (ledger_upsert(t->ledger, &got, have.silent ? LEDGER_DUMP :
 								 LEDGER_EVENT) < 0)
 			tracker_ledger_error(t, now);
+		else if (!host_moved && ledger_state_changed(t->ledger))
+			/* maplog: found in another state */
+			mapbuf_state(&t->maplog, &got, now,
+				     STORE_MAPLOG_STATE_SEEN);
 		if (host_moved && !have.silent) {
 			/* another entry holds this tuple now, and no event
 			 * said the first one ended */

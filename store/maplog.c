@@ -26,20 +26,44 @@
  * writer thread, which the collector does not wait for.
  *
  * Memory, per mapping of the batch in flight: its packed records in the
- * collector's two swapped buffers (2 x 31 bytes for IPv4), and in the
- * writer a 61-byte item, a fingerprint and pairing-table slots (~120
- * bytes), freed for reuse by the next batch.
+ * collector's two swapped buffers (2 x 32 bytes for IPv4, and 32 a TCP
+ * state change), and in the writer an 88-byte item, a fingerprint and
+ * pairing-table slots (~150 bytes), and a 40-byte struct ml_chg when it
+ * changed state in the batch, freed for reuse by the next batch.
+ *
+ * TCP states.  A start record carries the state at the start; a state
+ * record (STORE_MAPLOG_STATE) each change the collector saw.  An entry
+ * keeps three, fixed-size: the state at its start, the last change with
+ * its time, and the state it held longest between two changes that
+ * events bounded, with that interval (a TCP connection's ESTABLISHED,
+ * between its handshake and its close); a flag says when more than one
+ * change came, so that the states in between, not kept, are never shown
+ * as the start's.  A change of a mapping that starts in the same batch
+ * costs a probe of the pairing table the start is in anyway and a small
+ * record of the batch's changes (struct ml_chg); a change of a mapping
+ * open on disk is kept in a table of its own (fp -> that record) and
+ * rewrites its open block, in place, in the same pass as the ends do,
+ * once a block per batch.
  *
  * Block encoding (before zstd), for n mappings sorted by (public port,
  * start); varints are LEB128, zigzag where signed:
- *   u8 version (1), u8 alen (4 or 16), u8 ended, varint n,
+ *   u8 version (1 or 2), u8 alen (4 or 16), u8 ended, varint n,
  *   zigzag base (the first start, ms),
  *   then columns, each as varint byte length + bytes:
  *   flags (u8 each), start (zigzag delta from the previous start),
  *   duration (varint end - start; ended blocks only), zone (varint),
  *   public port (varint delta from the previous: sorted, so small),
  *   host ip (alen each), host port (u16 BE), destination ip (alen
- *   each), destination port (u16 BE).
+ *   each), destination port (u16 BE);
+ *   version 2 only: states (u8 each: the start's in the low nibble, the
+ *   last change's in the high one, 0xf none), state time (varint: 0 no
+ *   change, else state_ms - start + 1), longest state (u8, 0xf none),
+ *   its start (varint: 0 none, else long_ms - start + 1), its length
+ *   (varint ms).
+ * Version 1 blocks (written before the log kept states) still decode:
+ * their mappings have no state (NS_TCP_STATE_UNKNOWN), and say so.  The
+ * writer writes version 2 only; a version 1 open block becomes version 2
+ * when it is rewritten.
  * Columns put alike bytes together, so zstd finds the repeated internal
  * hosts and destinations: an IPv4 mapping takes ~10-20 bytes.
  */
@@ -53,10 +77,15 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+
 #include <jansson.h>
 #include <zstd.h>
 
-#define ML_VERSION 1
+#define ML_VERSION 2	     /* written; 1 (no states) is still read */
+#define ML_COLS_V1 9
+#define ML_COLS 14
+#define ML_STATE_NONE 0xf	     /* a state nibble: none, or unknown */
 #define ML_BLOCK_MAX 4096	     /* mappings per block */
 #define ML_ZSTD_LEVEL 1
 #define ML_FRAME_MAX (64u << 20)     /* a decoded block, at most */
@@ -202,6 +231,25 @@ static uint8_t *put_varint(uint8_t *q, uint64_t v)
 	return q;
 }
 
+/* A TCP state as a nibble of the states column. */
+static unsigned state_nibble(uint8_t state)
+{
+	return state < NS_TCP_STATES ? state : ML_STATE_NONE;
+}
+
+/* Whether e has a state change to write (one to a known state). */
+static int state_changed(const struct store_maplog_entry *e)
+{
+	return e->state_ms && e->state_last < NS_TCP_STATES;
+}
+
+/* Whether e has a longest held state to write. */
+static int state_held(const struct store_maplog_entry *e)
+{
+	return e->state_long < NS_TCP_STATES && e->long_end > e->long_ms &&
+	       e->long_ms >= e->start_ms;
+}
+
 /* Column col of e[0..n) into b, as its byte length and bytes.  Room for
  * the widest column (a 10-byte varint or a 16-byte address a mapping) is
  * made once, then written without checks: byte-at-a-time appends were a
@@ -241,6 +289,25 @@ static void put_column(struct ml_buf *b, struct ml_buf *tmp, int col,
 		case 8: *q++ = (uint8_t)(e[i].dest_port >> 8);
 			*q++ = (uint8_t)e[i].dest_port;
 			break;
+		case 9: *q++ = (uint8_t)(state_nibble(e[i].state_start) |
+					 (state_changed(&e[i]) ?
+					  e[i].state_last : ML_STATE_NONE) << 4);
+			break;
+		case 10: q = put_varint(q, state_changed(&e[i]) ?
+					   (uint64_t)(e[i].state_ms -
+						      e[i].start_ms) + 1 : 0);
+			break;
+		case 11: *q++ = (uint8_t)(state_held(&e[i]) ? e[i].state_long
+							    : ML_STATE_NONE);
+			break;
+		case 12: q = put_varint(q, state_held(&e[i]) ?
+					   (uint64_t)(e[i].long_ms -
+						      e[i].start_ms) + 1 : 0);
+			break;
+		case 13: q = put_varint(q, state_held(&e[i]) ?
+					   (uint64_t)(e[i].long_end -
+						      e[i].long_ms) : 0);
+			break;
 		}
 	}
 	tmp->n = (size_t)(q - tmp->p);
@@ -263,7 +330,7 @@ static int encode_sorted(ZSTD_CCtx *cctx, const struct store_maplog_entry *e,
 	buf_put(&raw, head, 3);
 	buf_varint(&raw, n);
 	buf_varint(&raw, zigzag(e[0].start_ms));
-	for (int col = 0; col < 9; col++)
+	for (int col = 0; col < ML_COLS; col++)
 		if (col != 2 || ended)
 			put_column(&raw, &tmp, col, e, n, alen);
 	free(tmp.p);
@@ -305,11 +372,19 @@ int store_maplog_encode(const struct store_maplog_entry *e, size_t n,
 			  "addresses", n, alen);
 		return -1;
 	}
-	for (size_t i = 0; ended && i < n; i++) {
-		if (e[i].end_ms < e[i].start_ms) {
+	for (size_t i = 0; i < n; i++) {
+		if (ended && e[i].end_ms < e[i].start_ms) {
 			errno = EINVAL;
 			log_warnx("store: maplog: a mapping that ends before it "
 				  "starts");
+			return -1;
+		}
+		if ((e[i].state_ms && e[i].state_ms < e[i].start_ms) ||
+		    (e[i].long_end > e[i].long_ms &&
+		     e[i].long_ms < e[i].start_ms)) {
+			errno = EINVAL;
+			log_warnx("store: maplog: a state change before the "
+				  "mapping's start");
 			return -1;
 		}
 	}
@@ -327,23 +402,25 @@ int store_maplog_encode(const struct store_maplog_entry *e, size_t n,
 static int decode_raw(const uint8_t *p, size_t len,
 		      struct store_maplog_entry **out, size_t *n_out)
 {
-	struct ml_rd r = { p, p + len, 0 }, c[9];
+	struct ml_rd r = { p, p + len, 0 }, c[ML_COLS];
 	struct store_maplog_entry *e = NULL;
 	const uint8_t *h = rd_take(&r, 3);
 	uint64_t n;
 	int64_t start, base;
 	unsigned alen;
-	int ended;
+	int ended, cols;
 
-	if (!h || h[0] != ML_VERSION || (h[1] != 4 && h[1] != 16) || h[2] > 1)
+	if (!h || (h[0] != 1 && h[0] != 2) || (h[1] != 4 && h[1] != 16) ||
+	    h[2] > 1)
 		goto bad;
+	cols = h[0] == 1 ? ML_COLS_V1 : ML_COLS;
 	alen = h[1];
 	ended = h[2];
 	n = rd_varint(&r);
 	base = unzigzag(rd_varint(&r));
 	if (r.bad || n == 0 || n > len) /* every mapping takes > 1 byte */
 		goto bad;
-	for (int col = 0; col < 9; col++) {
+	for (int col = 0; col < cols; col++) {
 		if (col == 2 && !ended) {
 			c[col].p = c[col].end = NULL;
 			c[col].bad = 0;
@@ -381,11 +458,45 @@ static int decode_raw(const uint8_t *p, size_t len,
 			memcpy(e[i].dest_ip, x, alen);
 		if ((x = rd_take(&c[8], 2)))
 			e[i].dest_port = (uint16_t)(x[0] << 8 | x[1]);
-		for (int col = 0; col < 9; col++)
+		e[i].state_start = e[i].state_last = NS_TCP_STATE_UNKNOWN;
+		if (cols > ML_COLS_V1 && (x = rd_take(&c[9], 1))) {
+			unsigned s0 = *x & 0xf, s1 = *x >> 4;
+			uint64_t d = rd_varint(&c[10]);
+
+			if ((s0 >= NS_TCP_STATES && s0 != ML_STATE_NONE) ||
+			    (s1 >= NS_TCP_STATES && s1 != ML_STATE_NONE) ||
+			    (d == 0) != (s1 == ML_STATE_NONE) ||
+			    d > (uint64_t)INT64_MAX / 2)
+				goto bad;
+			if (s0 != ML_STATE_NONE)
+				e[i].state_start = (uint8_t)s0;
+			if (d) {
+				e[i].state_last = (uint8_t)s1;
+				e[i].state_ms = start + (int64_t)(d - 1);
+			}
+		}
+		e[i].state_long = NS_TCP_STATE_UNKNOWN;
+		if (cols > ML_COLS_V1 && (x = rd_take(&c[11], 1))) {
+			uint64_t from = rd_varint(&c[12]);
+			uint64_t held = rd_varint(&c[13]);
+
+			if ((*x >= NS_TCP_STATES && *x != ML_STATE_NONE) ||
+			    (from == 0) != (*x == ML_STATE_NONE) ||
+			    (from == 0) != (held == 0) ||
+			    from > (uint64_t)INT64_MAX / 4 ||
+			    held > (uint64_t)INT64_MAX / 4)
+				goto bad;
+			if (from) {
+				e[i].state_long = *x;
+				e[i].long_ms = start + (int64_t)(from - 1);
+				e[i].long_end = e[i].long_ms + (int64_t)held;
+			}
+		}
+		for (int col = 0; col < cols; col++)
 			if (c[col].bad)
 				goto bad;
 	}
-	for (int col = 0; col < 9; col++)
+	for (int col = 0; col < cols; col++)
 		if (c[col].p != c[col].end)
 			goto bad;
 	*out = e;
@@ -433,7 +544,57 @@ int store_maplog_decode(const void *data, size_t len,
 	return rc;
 }
 
+/* ---- a mapping's TCP state at a moment ---- */
+
+void store_maplog_state_at(const struct store_maplog_entry *e, uint8_t proto,
+			   int64_t t, struct store_maplog_state *out)
+{
+	int changed = e->state_ms && e->state_last < NS_TCP_STATES;
+
+	memset(out, 0, sizeof(*out));
+	out->state = NS_TCP_STATE_UNKNOWN;
+	if (proto != IPPROTO_TCP) {
+		out->why = STORE_STATE_NOT_TCP;
+	} else if (e->state_long < NS_TCP_STATES && t >= e->long_ms &&
+		   t < e->long_end && (!changed || t < e->state_ms)) {
+		/* the longest held state, bounded by events: exact */
+		out->state = e->state_long;
+		out->since_ms = e->long_ms;
+		out->exact = 1;
+		out->why = STORE_STATE_KNOWN;
+	} else if (changed && t >= e->state_ms) {
+		/* the last change: exact unless it was only found */
+		out->state = e->state_last;
+		out->since_ms = e->state_ms;
+		out->exact = !(e->flags & STORE_MAPLOG_STATE_SEEN);
+		out->why = out->exact ? STORE_STATE_KNOWN
+				      : STORE_STATE_CHANGE_SEEN;
+	} else if (changed && t != e->start_ms &&
+		   ((e->flags & (STORE_MAPLOG_STATE_BETWEEN |
+				 STORE_MAPLOG_STATE_SEEN)) ||
+		    e->state_start >= NS_TCP_STATES)) {
+		/* before the last change, which is not the only one (or
+		 * came at a moment not known): the state is not kept */
+		out->why = STORE_STATE_BETWEEN;
+	} else if (e->state_start >= NS_TCP_STATES) {
+		out->why = STORE_STATE_NOT_KEPT;
+	} else {
+		/* the start's state, until the one change if any (and at
+		 * the start's own millisecond whatever came after) */
+		out->state = e->state_start;
+		out->since_ms = e->start_ms;
+		out->exact = !(e->flags & STORE_MAPLOG_START_UNKNOWN);
+		out->why = out->exact ? STORE_STATE_KNOWN
+				      : STORE_STATE_START_SEEN;
+	}
+}
+
 /* ---- packed records (store.h) ---- */
+
+/* The packed layout: flags, proto, 4 or 6, state, ms (8, host order),
+ * zone, public port, host port, destination port (2 each, host order),
+ * then the public, host and destination addresses (alen each). */
+#define PK_IPS 20
 
 size_t store_maplog_pack(const struct store_maplog_rec *r, uint8_t *out)
 {
@@ -446,12 +607,13 @@ size_t store_maplog_pack(const struct store_maplog_rec *r, uint8_t *out)
 	out[0] = r->flags;
 	out[1] = r->proto;
 	out[2] = alen == 4 ? 4 : 6;
-	memcpy(out + 3, &r->ms, 8);
-	memcpy(out + 11, ports, 8);
-	memcpy(out + 19, r->public_ip, alen);
-	memcpy(out + 19 + alen, r->host_ip, alen);
-	memcpy(out + 19 + 2 * alen, r->dest_ip, alen);
-	return 19 + 3 * alen;
+	out[3] = r->state;
+	memcpy(out + 4, &r->ms, 8);
+	memcpy(out + 12, ports, 8);
+	memcpy(out + PK_IPS, r->public_ip, alen);
+	memcpy(out + PK_IPS + alen, r->host_ip, alen);
+	memcpy(out + PK_IPS + 2 * alen, r->dest_ip, alen);
+	return PK_IPS + 3 * alen;
 }
 
 size_t store_maplog_unpack(const uint8_t *p, size_t len,
@@ -460,25 +622,26 @@ size_t store_maplog_unpack(const uint8_t *p, size_t len,
 	unsigned alen;
 	uint16_t ports[4];
 
-	if (len < 19 || (p[2] != 4 && p[2] != 6))
+	if (len < PK_IPS || (p[2] != 4 && p[2] != 6))
 		return 0;
 	alen = p[2] == 4 ? 4 : 16;
-	if (len < 19 + 3 * alen)
+	if (len < PK_IPS + 3 * alen)
 		return 0;
 	memset(r, 0, sizeof(*r));
 	r->flags = p[0];
 	r->proto = p[1];
 	r->family = alen == 4 ? AF_INET : AF_INET6;
-	memcpy(&r->ms, p + 3, 8);
-	memcpy(ports, p + 11, 8);
+	r->state = p[3];
+	memcpy(&r->ms, p + 4, 8);
+	memcpy(ports, p + 12, 8);
 	r->zone = ports[0];
 	r->public_port = ports[1];
 	r->host_port = ports[2];
 	r->dest_port = ports[3];
-	memcpy(r->public_ip, p + 19, alen);
-	memcpy(r->host_ip, p + 19 + alen, alen);
-	memcpy(r->dest_ip, p + 19 + 2 * alen, alen);
-	return 19 + 3 * alen;
+	memcpy(r->public_ip, p + PK_IPS, alen);
+	memcpy(r->host_ip, p + PK_IPS + alen, alen);
+	memcpy(r->dest_ip, p + PK_IPS + 2 * alen, alen);
+	return PK_IPS + 3 * alen;
 }
 
 /* The record at byte offset off of buf (written by the store's own
@@ -509,12 +672,12 @@ struct ml_table {
 
 /* One mapping on its way into a block: a struct store_maplog_entry,
  * packed, with the index of its (public IP, proto) in the write's group
- * table: 61 bytes (a batch holds hundreds of thousands of these). */
+ * table: 88 bytes (a batch holds hundreds of thousands of these). */
 struct ml_item {
-	int64_t start_ms, end_ms;
+	int64_t start_ms, end_ms, state_ms, long_ms, long_end;
 	uint32_t group;
 	uint16_t zone, public_port, host_port, dest_port;
-	uint8_t flags;
+	uint8_t flags, state_start, state_last, state_long;
 	uint8_t host_ip[16], dest_ip[16];
 } __attribute__((packed));
 
@@ -557,7 +720,9 @@ struct store_maplog {
 	uint32_t *order;
 	size_t cap_keys, cap_order;
 	uint32_t *radix; /* its digit counts (65,536) */
-	struct ml_table pend, ends;
+	struct ml_table pend, ends, states;
+	struct ml_chg *chg; /* the batch's state changes (pend, states) */
+	size_t n_chg, cap_chg;
 	struct ml_items ended, opened;
 	struct ml_group *groups;
 	size_t n_groups, cap_groups;
@@ -599,6 +764,8 @@ void store_maplog_free(struct store *st)
 	free(ml->groups);
 	free(ml->gidx.s);
 	free(ml->ends.s);
+	free(ml->states.s);
+	free(ml->chg);
 	free(ml->carry);
 	free(ml->del_fp);
 	free(ml->ins);
@@ -811,6 +978,12 @@ static void item_from_entry(struct ml_item *it,
 {
 	it->start_ms = e->start_ms;
 	it->end_ms = e->end_ms;
+	it->state_ms = e->state_ms;
+	it->state_start = e->state_start;
+	it->state_last = e->state_last;
+	it->state_long = e->state_long;
+	it->long_ms = e->long_ms;
+	it->long_end = e->long_end;
 	it->group = group;
 	it->zone = e->zone;
 	it->public_port = e->public_port;
@@ -852,9 +1025,11 @@ static int ml_reserve(void *arr, size_t want, size_t *cap, size_t size)
 	return 0;
 }
 
+/* (replace: the rowid of an open block whose members are still those
+ * of items, in place: their open-table slots stay valid; else 0.) */
 static int64_t insert_block(struct store *st, struct store_maplog *ml,
 			    const struct ml_item *items, const uint32_t *order,
-			    size_t n, int open)
+			    size_t n, int open, int64_t replace)
 {
 	const struct ml_group *g =
 		&ml->groups[items[order ? order[0] : 0].group];
@@ -876,6 +1051,12 @@ static int64_t insert_block(struct store *st, struct store_maplog *ml,
 
 		e[i].start_ms = v->start_ms;
 		e[i].end_ms = v->end_ms;
+		e[i].state_ms = v->state_ms;
+		e[i].state_start = v->state_start;
+		e[i].state_last = v->state_last;
+		e[i].state_long = v->state_long;
+		e[i].long_ms = v->long_ms;
+		e[i].long_end = v->long_end;
 		e[i].flags = v->flags;
 		e[i].zone = v->zone;
 		e[i].public_port = v->public_port;
@@ -894,6 +1075,26 @@ static int64_t insert_block(struct store *st, struct store_maplog *ml,
 			   &len);
 	if (rc < 0)
 		return -1;
+	if (replace) {
+		s = store_stmt(st, STMT_MAPLOG_REPLACE,
+			       "UPDATE maplog_blocks SET t_first = ?2, "
+			       "port_lo = ?3, port_hi = ?4, n = ?5, data = ?6 "
+			       "WHERE id = ?1 AND open = 1");
+		if (!s) {
+			free(data);
+			return -1;
+		}
+		sqlite3_bind_int64(s, 1, replace);
+		sqlite3_bind_int64(s, 2, t_first);
+		sqlite3_bind_int(s, 3, port_lo);
+		sqlite3_bind_int(s, 4, port_hi);
+		sqlite3_bind_int64(s, 5, (int64_t)n);
+		sqlite3_bind_blob(s, 6, data, (int)len, free);
+		if (store_step_done(st, s, "writing the mapping log") < 0)
+			return -1;
+		ml->bytes_delta += (int64_t)len;
+		return replace;
+	}
 	s = store_stmt(st, STMT_MAPLOG_INSERT,
 		       "INSERT INTO maplog_blocks (family, ip_bin, proto, open, "
 		       "t_first, t_last, port_lo, port_hi, n, data) VALUES "
@@ -1027,7 +1228,7 @@ static int write_items(struct store *st, struct store_maplog *ml,
 		       ML_AT(j)->group == ML_AT(i)->group)
 			j++;
 		if (insert_block(st, ml, order ? v->v : v->v + i,
-				 order ? order + i : NULL, j - i, open) < 0)
+				 order ? order + i : NULL, j - i, open, 0) < 0)
 			return -1;
 		i = j;
 	}
@@ -1047,6 +1248,8 @@ static int item_from_rec(struct store_maplog *ml, struct ml_item *it,
 	it->group = (uint32_t)g;
 	it->start_ms = r->ms;
 	it->flags = r->flags & (STORE_MAPLOG_START_UNKNOWN | STORE_MAPLOG_LOCAL);
+	it->state_start = NS_TCP_STATE_UNKNOWN; /* (only ends come here) */
+	it->state_last = it->state_long = NS_TCP_STATE_UNKNOWN;
 	it->zone = r->zone;
 	it->public_port = r->public_port;
 	it->host_port = r->host_port;
@@ -1067,14 +1270,14 @@ static unsigned pk_alen(const uint8_t *p)
 
 static size_t pk_len(const uint8_t *p)
 {
-	return 19 + 3 * pk_alen(p);
+	return PK_IPS + 3 * pk_alen(p);
 }
 
 static uint16_t pk_port(const uint8_t *p, int k)
 {
 	uint16_t v;
 
-	memcpy(&v, p + 11 + 2 * k, 2);
+	memcpy(&v, p + 12 + 2 * k, 2);
 	return v;
 }
 
@@ -1082,15 +1285,20 @@ static int64_t pk_ms(const uint8_t *p)
 {
 	int64_t v;
 
-	memcpy(&v, p + 3, 8);
+	memcpy(&v, p + 4, 8);
 	return v;
+}
+
+static uint8_t pk_state(const uint8_t *p)
+{
+	return p[3];
 }
 
 /* The length of the packed record at p (len bytes left), or 0 if it is
  * not one. */
 static size_t pk_check(const uint8_t *p, size_t len)
 {
-	if (len < 19 || (p[2] != 4 && p[2] != 6) || len < pk_len(p))
+	if (len < PK_IPS || (p[2] != 4 && p[2] != 6) || len < pk_len(p))
 		return 0;
 	return pk_len(p);
 }
@@ -1101,8 +1309,8 @@ static uint64_t pk_fp(const struct store_maplog *ml, const uint8_t *p)
 	uint8_t ip[16] = { 0 }, dest[16] = { 0 };
 	unsigned alen = pk_alen(p);
 
-	memcpy(ip, p + 19, alen);
-	memcpy(dest, p + 19 + 2 * alen, alen);
+	memcpy(ip, p + PK_IPS, alen);
+	memcpy(dest, p + PK_IPS + 2 * alen, alen);
 	return ml_fp(ml, alen == 4 ? AF_INET : AF_INET6, p[1], ip,
 		     pk_port(p, 0), pk_port(p, 1), dest, pk_port(p, 3));
 }
@@ -1115,7 +1323,7 @@ static int item_from_packed(struct store_maplog *ml, struct ml_item *it,
 	uint8_t ip[16] = { 0 };
 	int64_t g;
 
-	memcpy(ip, p + 19, alen);
+	memcpy(ip, p + PK_IPS, alen);
 	g = group_of(ml, alen == 4 ? AF_INET : AF_INET6, p[1], ip);
 	if (g < 0)
 		return -1;
@@ -1123,13 +1331,134 @@ static int item_from_packed(struct store_maplog *ml, struct ml_item *it,
 	it->group = (uint32_t)g;
 	it->start_ms = pk_ms(p);
 	it->flags = p[0] & (STORE_MAPLOG_START_UNKNOWN | STORE_MAPLOG_LOCAL);
+	it->state_start = p[1] == IPPROTO_TCP && pk_state(p) < NS_TCP_STATES ?
+			  pk_state(p) : NS_TCP_STATE_UNKNOWN;
+	it->state_last = it->state_long = NS_TCP_STATE_UNKNOWN;
 	it->zone = pk_port(p, 0);
 	it->public_port = pk_port(p, 1);
 	it->host_port = pk_port(p, 2);
 	it->dest_port = pk_port(p, 3);
-	memcpy(it->host_ip, p + 19 + alen, alen);
-	memcpy(it->dest_ip, p + 19 + 2 * alen, alen);
+	memcpy(it->host_ip, p + PK_IPS + alen, alen);
+	memcpy(it->dest_ip, p + PK_IPS + 2 * alen, alen);
 	return 0;
+}
+
+/* The state changes of one mapping within a batch: the first, the
+ * current (last) one, and the longest interval between two of them that
+ * events bounded (a state held exactly from long_ms to long_end). */
+struct ml_chg {
+	int64_t first_ms, cur_ms, long_ms, long_end;
+	uint8_t first_state, cur_state, long_state;
+	uint8_t first_seen, cur_seen, several;
+};
+
+/* A value of the pend table (a start of this batch) and of the states
+ * table (a change of a mapping open on disk): bits 0-30 the start
+ * record's offset (pend only), bits 31-61 the index + 1 of the
+ * mapping's ml_chg (0: no change yet).  A batch's records take less
+ * than 2^30 bytes (MAPBUF_MAX and ML_CARRY_MAX), checked at its start. */
+#define ML_OFF_MAX ((1LL << 31) - 1)
+#define PV_START(v) ((v) & ML_OFF_MAX)
+#define PV_CHG(v) (((v) >> 31) & ML_OFF_MAX)
+
+/* v with the state change record at p added to its mapping's ml_chg
+ * (new when v has none).  Reads p (the record being paired, in cache),
+ * never the start record.  Returns the new v, or -1 with ENOMEM. */
+static int64_t pv_add_state(struct store_maplog *ml, int64_t v,
+			    const uint8_t *p)
+{
+	uint8_t state = pk_state(p);
+	int64_t ms = pk_ms(p);
+	uint8_t seen = (p[0] & STORE_MAPLOG_STATE_SEEN) != 0;
+	struct ml_chg *c;
+
+	if (state >= NS_TCP_STATES)
+		return v;
+	if (!PV_CHG(v)) {
+		if (store_grow(&ml->chg, ml->n_chg, &ml->cap_chg,
+			       sizeof(*ml->chg)) < 0)
+			return -1;
+		c = &ml->chg[ml->n_chg++];
+		memset(c, 0, sizeof(*c));
+		c->first_ms = c->cur_ms = ms;
+		c->first_state = c->cur_state = state;
+		c->first_seen = c->cur_seen = seen;
+		c->long_state = NS_TCP_STATE_UNKNOWN;
+		return (v & ML_OFF_MAX) | (int64_t)ml->n_chg << 31;
+	}
+	c = &ml->chg[PV_CHG(v) - 1];
+	if (state == c->cur_state)
+		return v; /* (the collector appends real changes only) */
+	if (ms < c->cur_ms)
+		ms = c->cur_ms;
+	if (!c->cur_seen && !seen &&
+	    ms - c->cur_ms > c->long_end - c->long_ms) {
+		c->long_ms = c->cur_ms;
+		c->long_end = ms;
+		c->long_state = c->cur_state;
+	}
+	c->cur_ms = ms;
+	c->cur_state = state;
+	c->cur_seen = seen;
+	c->several = 1;
+	return v;
+}
+
+/* it's longest exactly bounded interval becomes [from, to) in state
+ * when that is longer. */
+static void item_long(struct ml_item *it, uint8_t state, int64_t from,
+		      int64_t to)
+{
+	if (state < NS_TCP_STATES && to > from &&
+	    to - from > it->long_end - it->long_ms) {
+		it->state_long = state;
+		it->long_ms = from;
+		it->long_end = to;
+	}
+}
+
+/* The state changes a pend or states value v holds, applied to it (the
+ * changes come after any it has). */
+static void item_chg(const struct store_maplog *ml, struct ml_item *it,
+		     int64_t v)
+{
+	const struct ml_chg *c;
+	uint8_t cur;
+	int64_t since, ms;
+	int exact;
+
+	if (!PV_CHG(v))
+		return;
+	c = &ml->chg[PV_CHG(v) - 1];
+	cur = it->state_ms ? it->state_last : it->state_start;
+	since = it->state_ms ? it->state_ms : it->start_ms;
+	exact = it->state_ms ? !(it->flags & STORE_MAPLOG_STATE_SEEN)
+			     : !(it->flags & STORE_MAPLOG_START_UNKNOWN);
+	if (c->first_state == cur) {
+		if (!c->several)
+			return; /* no change */
+	} else {
+		/* the interval the first change ends */
+		if (exact && !c->first_seen)
+			item_long(it, cur, since, c->first_ms);
+		if (it->state_ms)
+			it->flags |= STORE_MAPLOG_STATE_BETWEEN;
+	}
+	/* (when the first "change" was none, the interval it begins began
+	 * earlier: not exact) */
+	if (!(c->first_state == cur && c->long_ms == c->first_ms))
+		item_long(it, c->long_state, c->long_ms, c->long_end);
+	if (c->several)
+		it->flags |= STORE_MAPLOG_STATE_BETWEEN;
+	ms = c->cur_ms;
+	if (ms < it->start_ms)
+		ms = it->start_ms;
+	if (ms < it->state_ms)
+		ms = it->state_ms;
+	it->state_last = c->cur_state;
+	it->state_ms = ms;
+	it->flags = (uint8_t)((it->flags & ~STORE_MAPLOG_STATE_SEEN) |
+			      (c->cur_seen ? STORE_MAPLOG_STATE_SEEN : 0));
 }
 
 /* item_end() with the packed end record at p. */
@@ -1171,7 +1500,8 @@ static struct store_maplog_rec end_rec(const uint8_t *recs, size_t len,
 }
 
 /* Rewrites the open block id: its members whose end is in ml->ends leave
- * it as ended items; the rest stay.  recs are the batch's records. */
+ * it as ended items; the rest stay; the state changes in ml->states are
+ * applied to theirs.  recs are the batch's records. */
 static int close_in_block(struct store *st, struct store_maplog *ml,
 			  int64_t id, const uint8_t *recs, size_t len)
 {
@@ -1220,7 +1550,7 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 			       e[i].public_port, e[i].dest_ip, e[i].dest_port);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t fp = fps[i];
-		struct ml_slot *o, *end;
+		struct ml_slot *o, *end, *chg = NULL;
 		struct ml_item *it;
 
 		if (i + ML_PREFETCH < n) {
@@ -1228,16 +1558,28 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 
 			__builtin_prefetch(&ml->open.s[ahead & ml->open.mask]);
 			__builtin_prefetch(&ml->ends.s[ahead & ml->ends.mask]);
+			if (ml->states.n)
+				__builtin_prefetch(&ml->states.s[ahead &
+								 ml->states.mask]);
 		}
-		o = tab_find(&ml->open, fp);
 		end = tab_find(&ml->ends, fp);
-
-		if (!o || o->val != id)
+		if (ml->states.n)
+			chg = tab_find(&ml->states, fp);
+		/* A member this batch ends or changes must be the one open
+		 * here (the others are not looked up, and stay as they
+		 * were). */
+		if (((end && end->val >= 0) || (chg && chg->val >= 0)) &&
+		    (!(o = tab_find(&ml->open, fp)) || o->val != id))
 			continue; /* not open here (cannot happen) */
 		it = end && end->val >= 0 ? items_add(&ml->ended) : &kept[nk++];
 		if (!it)
 			goto out;
 		item_from_entry(it, &e[i], (uint32_t)group);
+		if (chg && chg->val >= 0) {
+			/* (its changes all came before its end) */
+			item_chg(ml, it, chg->val);
+			chg->val = -1; /* done */
+		}
 		if (end && end->val >= 0) {
 			if (end->val & ML_END_AT_START) {
 				struct store_maplog_rec er =
@@ -1253,16 +1595,20 @@ static int close_in_block(struct store *st, struct store_maplog *ml,
 		}
 	}
 	ml->bytes_delta -= (int64_t)old_len;
+	if (nk) {
+		/* the members still open stay in this block, rewritten in
+		 * place: their open-table slots still point at it */
+		if (insert_block(st, ml, kept, NULL, nk, 1, id) < 0)
+			goto out;
+		ret = 0;
+		goto out;
+	}
 	s = store_stmt(st, STMT_MAPLOG_DELETE,
 		       "DELETE FROM maplog_blocks WHERE id = ?1");
 	if (!s)
 		goto out;
 	sqlite3_bind_int64(s, 1, id);
 	if (store_step_done(st, s, "writing the mapping log") < 0)
-		goto out;
-	/* the members still open go into a new block: their open-table
-	 * slots are re-pointed by plan_ins() */
-	if (nk && insert_block(st, ml, kept, NULL, nk, 1) < 0)
 		goto out;
 	ret = 0;
 out:
@@ -1456,10 +1802,17 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 	ml->ended.n = ml->opened.n = 0;
 	tab_reset(&ml->pend);
 	tab_reset(&ml->ends);
+	tab_reset(&ml->states);
 	tab_reset(&ml->gidx);
 	ml->n_groups = 0;
+	ml->n_chg = 0;
+	if (len >= (size_t)1 << 30) { /* (cannot happen: see PV_START) */
+		errno = EINVAL;
+		log_warnx("store: maplog: a batch of %zu bytes", len);
+		return -1;
+	}
 	{
-		size_t n_start = 0, n_end = 0;
+		size_t n_start = 0, n_end = 0, n_state = 0;
 
 		/* first pass: counts, and every fingerprint, so that the
 		 * pairing pass can prefetch the table slots it will probe
@@ -1471,21 +1824,26 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 					  "truncated record");
 				return -1;
 			}
-			if (store_grow(&ml->fps, n_start + n_end, &ml->cap_fps,
+			if (store_grow(&ml->fps, nrec, &ml->cap_fps,
 				       sizeof(*ml->fps)) < 0)
 				return -1;
-			ml->fps[n_start + n_end] = pk_fp(ml, recs + off);
+			ml->fps[nrec++] = pk_fp(ml, recs + off);
 			if (recs[off] & STORE_MAPLOG_END)
 				n_end++;
+			else if (recs[off] & STORE_MAPLOG_STATE)
+				n_state++;
 			else
 				n_start++;
 		}
-		nrec = n_start + n_end;
 		/* ends: the ends of open mappings, and the starts that
-		 * close one (at most one per open mapping) */
+		 * close one (at most one per open mapping); states: the
+		 * changes of open mappings */
 		if (tab_grow(&ml->pend, n_start) < 0 ||
 		    tab_grow(&ml->ends, n_end + (n_start < ml->open.n ?
-						 n_start : ml->open.n)) < 0)
+						 n_start : ml->open.n)) < 0 ||
+		    (n_state && ml->open.n &&
+		     tab_grow(&ml->states, n_state < ml->open.n ?
+					   n_state : ml->open.n) < 0))
 			return -1;
 	}
 
@@ -1505,11 +1863,39 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 			if (ml->open.s)
 				__builtin_prefetch(&ml->open.s[ahead &
 							       ml->open.mask]);
+			if (ml->ends.s)
+				__builtin_prefetch(&ml->ends.s[ahead &
+							       ml->ends.mask]);
+			if (ml->states.s)
+				__builtin_prefetch(&ml->states.s[ahead &
+								 ml->states.mask]);
 		}
 		j++;
 		struct ml_slot *p = tab_find(&ml->pend, fp);
 		struct ml_item *it;
 
+		if (r[0] & STORE_MAPLOG_STATE) {
+			struct ml_slot *c;
+
+			/* A change of a start of this batch (none once it
+			 * ended), or of a mapping open on disk. */
+			if (p) {
+				if (p->val >= 0 &&
+				    (p->val = pv_add_state(ml, p->val, r)) < 0)
+					return -1;
+			} else if (tab_find(&ml->open, fp) &&
+				   !tab_find(&ml->ends, fp)) {
+				int64_t v = (c = tab_find(&ml->states, fp)) ?
+					    c->val : 0;
+
+				if ((v = pv_add_state(ml, v, r)) < 0 ||
+				    (!c && tab_set(&ml->states, fp, v) < 0))
+					return -1;
+				if (c)
+					c->val = v;
+			}
+			continue;
+		}
 		if (!(r[0] & STORE_MAPLOG_END)) {
 			/* A second start with no end between: the first
 			 * ended unseen, by this start at the latest. */
@@ -1519,8 +1905,10 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 
 				if (!(it = items_add(&ml->ended)))
 					return -1;
-				if (item_from_packed(ml, it, recs + p->val) < 0)
+				if (item_from_packed(ml, it,
+						     recs + PV_START(p->val)) < 0)
 					return -1;
+				item_chg(ml, it, p->val);
 				item_end(it, &end);
 			} else if (!p && tab_find(&ml->open, fp) &&
 				   !tab_find(&ml->ends, fp)) {
@@ -1535,8 +1923,10 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		if (p && p->val >= 0) {
 			if (!(it = items_add(&ml->ended)))
 				return -1;
-			if (item_from_packed(ml, it, recs + p->val) < 0)
+			if (item_from_packed(ml, it,
+					     recs + PV_START(p->val)) < 0)
 				return -1;
+			item_chg(ml, it, p->val);
 			item_end_packed(it, r);
 			p->val = -1;
 		} else if (!p && tab_find(&ml->open, fp) &&
@@ -1566,6 +1956,18 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		    close_in_block(st, ml, o->val, recs, len) < 0)
 			return -1;
 	}
+	/* State changes of mappings open on disk whose blocks no end
+	 * rewrote: rewrite those too. */
+	for (size_t k = 0; ml->states.n && k <= ml->states.mask; k++) {
+		struct ml_slot *c = &ml->states.s[k];
+		struct ml_slot *o;
+
+		if (!c->fp || c->val < 0)
+			continue;
+		if ((o = tab_find(&ml->open, c->fp)) &&
+		    close_in_block(st, ml, o->val, recs, len) < 0)
+			return -1;
+	}
 	for (size_t k = 0; ml->ends.n && k <= ml->ends.mask; k++) {
 		struct ml_slot *e = &ml->ends.s[k];
 		struct store_maplog_rec end;
@@ -1584,17 +1986,29 @@ int store_maplog_write(struct store *st, const struct store_batch *b,
 		if (plan_del(ml, e->fp) < 0)
 			return -1;
 	}
-	/* Starts still open. */
+	/* Starts still open (in slot order: their records and changes are
+	 * fetched ahead) */
 	for (size_t k = 0; ml->pend.n && k <= ml->pend.mask; k++) {
 		struct ml_slot *p = &ml->pend.s[k];
 		struct ml_item *it;
 
+		if (k + ML_PREFETCH <= ml->pend.mask) {
+			const struct ml_slot *a = &ml->pend.s[k + ML_PREFETCH];
+
+			if (a->fp && a->val >= 0) {
+				__builtin_prefetch(recs + PV_START(a->val));
+				if (PV_CHG(a->val))
+					__builtin_prefetch(&ml->chg[PV_CHG(a->val) -
+								   1]);
+			}
+		}
 		if (!p->fp || p->val < 0)
 			continue;
 		if (!(it = items_add(&ml->opened)))
 			return -1;
-		if (item_from_packed(ml, it, recs + p->val) < 0)
+		if (item_from_packed(ml, it, recs + PV_START(p->val)) < 0)
 			return -1;
+		item_chg(ml, it, p->val);
 	}
 	if (write_items(st, ml, &ml->ended, 0) < 0 ||
 	    write_items(st, ml, &ml->opened, 1) < 0)
@@ -1628,12 +2042,14 @@ static void ml_trim_scratch(struct store_maplog *ml, size_t records)
 	size_t bytes = ml->cap_fps * sizeof(*ml->fps) +
 		       (ml->pend.s ? (ml->pend.mask + 1) * sizeof(struct ml_slot) : 0) +
 		       (ml->ends.s ? (ml->ends.mask + 1) * sizeof(struct ml_slot) : 0) +
+		       (ml->states.s ? (ml->states.mask + 1) * sizeof(struct ml_slot) : 0) +
 		       (ml->gidx.s ? (ml->gidx.mask + 1) * sizeof(struct ml_slot) : 0) +
 		       (ml->ended.cap + ml->opened.cap) * sizeof(struct ml_item) +
 		       ml->cap_groups * sizeof(*ml->groups) +
 		       ml->cap_del * sizeof(*ml->del_fp) +
 		       ml->cap_ins * sizeof(*ml->ins) +
 		       ml->cap_keys * sizeof(*ml->keys) +
+		       ml->cap_chg * sizeof(*ml->chg) +
 		       ml->cap_order * sizeof(*ml->order);
 
 	if (bytes <= ML_SCRATCH_KEEP || bytes <= records * 4 * 160)
@@ -1643,9 +2059,11 @@ static void ml_trim_scratch(struct store_maplog *ml, size_t records)
 	ml->cap_fps = 0;
 	free(ml->pend.s);
 	free(ml->ends.s);
+	free(ml->states.s);
 	free(ml->gidx.s);
 	memset(&ml->pend, 0, sizeof(ml->pend));
 	memset(&ml->ends, 0, sizeof(ml->ends));
+	memset(&ml->states, 0, sizeof(ml->states));
 	memset(&ml->gidx, 0, sizeof(ml->gidx));
 	free(ml->ended.v);
 	free(ml->opened.v);
@@ -1663,6 +2081,9 @@ static void ml_trim_scratch(struct store_maplog *ml, size_t records)
 	free(ml->keys);
 	ml->keys = NULL;
 	ml->cap_keys = 0;
+	free(ml->chg);
+	ml->chg = NULL;
+	ml->cap_chg = ml->n_chg = 0;
 	free(ml->order);
 	ml->order = NULL;
 	ml->cap_order = 0;
@@ -1826,14 +2247,32 @@ int store_maplog_stats(struct store *st, struct store_maplog_stats *out)
 #define SQL_COVERS(t) "g.start_ms <= " t " AND " SQL_GAP_END " >= " t
 
 /* ?1 now, ?2 public ip text, ?3 proto name, ?4 port, ?5 at, ?6 the hits:
- * [{"s", "e" (null: open), "f" flags, "z", "hi", "hp", "di", "dp"}]. */
+ * [{"s", "e" (null: open), "f" flags, "z", "hi", "hp", "di", "dp",
+ *   "st" state name, "ss" its since, "sx" exact as the log says, "sn"
+ *   the log's note (store_maplog_state_at())}].  The state is not exact
+ * either when a gap or lost records overlap [since, at] (a change may
+ * have been missed), or at is after the log's last write. */
 static const char sql_json_lookup[] =
 	"WITH h AS (SELECT json_extract(value, '$.s') AS s, "
 	"json_extract(value, '$.e') AS e, json_extract(value, '$.f') AS f, "
 	"json_extract(value, '$.z') AS z, json_extract(value, '$.hi') AS hi, "
 	"json_extract(value, '$.hp') AS hp, json_extract(value, '$.di') AS di, "
-	"json_extract(value, '$.dp') AS dp FROM json_each(?6)), "
-	"hr AS (SELECT h.*, (SELECT json_group_array(r) FROM ("
+	"json_extract(value, '$.dp') AS dp, json_extract(value, '$.st') AS st, "
+	"json_extract(value, '$.ss') AS ss, json_extract(value, '$.sx') AS sx, "
+	"json_extract(value, '$.sn') AS sn FROM json_each(?6)), "
+	"hr AS (SELECT h.*, (SELECT group_concat(r, '; ') FROM ("
+	"SELECT " SQL_GAP_TEXT " || ' covers part of its time in this state: "
+	"a change may have been missed' AS r FROM gaps g WHERE h.ss IS NOT NULL "
+	"AND g.start_ms <= ?5 AND " SQL_GAP_END " >= h.ss "
+	"UNION ALL SELECT records || ' mapping-log records of ' || "
+	SQL_TIME("start_ms") " || ' to ' || " SQL_TIME("end_ms") " || ' were "
+	"lost: a change may be missing' FROM maplog_losses WHERE h.ss IS NOT "
+	"NULL AND start_ms <= ?5 AND end_ms >= h.ss "
+	"UNION ALL SELECT 'after the log''s last write (' || "
+	SQL_TIME("(SELECT max(last_ms) FROM maplog_runs)") " || '): a later "
+	"change is not in it' WHERE h.ss IS NOT NULL AND ?5 > (SELECT "
+	"max(last_ms) FROM maplog_runs))) AS sr, "
+	"(SELECT json_group_array(r) FROM ("
 	"SELECT 'start unknown: first seen by a table dump at ' || "
 	SQL_TIME("h.s") " AS r WHERE h.f & 2 "
 	"UNION ALL SELECT 'end not reported: found gone at ' || "
@@ -1878,18 +2317,79 @@ static const char sql_json_lookup[] =
 	"'destination', json_object('ip', di, 'port', dp), 'zone', z, "
 	"'start', " SQL_TIME("s") ", 'start_known', json(CASE WHEN f & 2 "
 	"THEN 'false' ELSE 'true' END), 'end', " SQL_TIME("e") ", "
+	"'state', st, 'state_since', " SQL_TIME("ss") ", "
+	"'state_exact', json(CASE WHEN sx AND sr IS NULL THEN 'true' "
+	"ELSE 'false' END), 'state_note', CASE WHEN sn IS NOT NULL AND sr IS "
+	"NOT NULL THEN sn || '; ' || sr ELSE coalesce(sn, sr) END, "
 	"'uncertain', json(CASE WHEN json_array_length(reasons) > 0 "
 	"THEN 'true' ELSE 'false' END), 'reasons', json(reasons)) AS o "
 	"FROM hr ORDER BY di, dp, z, s)))) FROM top";
 
+/* What the log says of a state (s->why), for "state_note": into buf,
+ * or NULL when there is nothing to say. */
+static const char *state_note(const struct store_maplog_entry *e,
+			      const struct store_maplog_state *s,
+			      char *buf, size_t size)
+{
+	char t1[NS_TIME_STRLEN], t2[NS_TIME_STRLEN];
+	const char *first = ns_tcp_state_name(e->state_start);
+
+	switch (s->why) {
+	case STORE_STATE_KNOWN:
+		return NULL;
+	case STORE_STATE_NOT_TCP:
+		return "only TCP mappings have a state";
+	case STORE_STATE_NOT_KEPT:
+		return "not in the log (logged before natscope kept TCP "
+		       "states, or the kernel did not report it)";
+	case STORE_STATE_START_SEEN:
+		snprintf(buf, size, "first seen in this state by a table dump "
+			 "at %s: it began earlier", ns_time_format(s->since_ms,
+								    t1));
+		return buf;
+	case STORE_STATE_CHANGE_SEEN:
+		snprintf(buf, size, "found in this state at %s by a table "
+			 "dump or a check, no event said when: it began at or "
+			 "before then", ns_time_format(s->since_ms, t1));
+		return buf;
+	case STORE_STATE_BETWEEN: {
+		char t3[NS_TIME_STRLEN], t4[NS_TIME_STRLEN], held[128] = "";
+		const char *ln = ns_tcp_state_name(e->state_long);
+
+		if (ln && e->long_end > e->long_ms &&
+		    !(e->long_ms == e->start_ms &&
+		      e->state_long == e->state_start))
+			snprintf(held, sizeof(held), ", %s from %s to %s", ln,
+				 ns_time_format(e->long_ms, t3),
+				 ns_time_format(e->long_end, t4));
+		snprintf(buf, size, "%s%s at its start (%s)%s, %s from %s%s: "
+			 "the states between are not kept, so the state at "
+			 "this moment is not known",
+			 first ? "" : "state unknown", first ? first : "",
+			 ns_time_format(e->start_ms, t1), held,
+			 ns_tcp_state_name(e->state_last) ?
+			 ns_tcp_state_name(e->state_last) : "?",
+			 ns_time_format(e->state_ms, t2),
+			 e->flags & STORE_MAPLOG_STATE_SEEN ?
+			 " (found then by a table dump or a check: it changed "
+			 "earlier)" : "");
+		return buf;
+	}
+	}
+	return NULL;
+}
+
 /* Appends one holder to the JSON array *hits (malloc'd), with SQLite's
- * JSON functions. */
+ * JSON functions; its state is the one at at_ms. */
 static int add_hit(struct store *st, char **hits, uint8_t family,
+		   uint8_t proto, int64_t at_ms,
 		   const struct store_maplog_entry *e)
 {
-	char hi[NS_ADDR_STRLEN], di[NS_ADDR_STRLEN];
+	char hi[NS_ADDR_STRLEN], di[NS_ADDR_STRLEN], nb[512];
 	struct ns_addr a = { .family = family };
+	struct store_maplog_state sa;
 	const unsigned char *text;
+	const char *sname, *note;
 	sqlite3_stmt *s;
 	char *copy;
 	int rc;
@@ -1898,10 +2398,14 @@ static int add_hit(struct store *st, char **hits, uint8_t family,
 	ns_addr_format(&a, hi);
 	memcpy(a.bytes, e->dest_ip, alen_of(family));
 	ns_addr_format(&a, di);
+	store_maplog_state_at(e, proto, at_ms, &sa);
+	sname = ns_tcp_state_name(sa.state);
+	note = state_note(e, &sa, nb, sizeof(nb));
 	s = store_stmt(st, STMT_MAPLOG_HIT,
 		       "SELECT json_insert(?1, '$[#]', json_object('s', ?2, "
 		       "'e', ?3, 'f', ?4, 'z', ?5, 'hi', ?6, 'hp', ?7, "
-		       "'di', ?8, 'dp', ?9))");
+		       "'di', ?8, 'dp', ?9, 'st', ?10, 'ss', ?11, 'sx', ?12, "
+		       "'sn', ?13))");
 	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, *hits, -1, SQLITE_STATIC);
@@ -1916,6 +2420,19 @@ static int add_hit(struct store *st, char **hits, uint8_t family,
 	sqlite3_bind_int(s, 7, e->host_port);
 	sqlite3_bind_text(s, 8, di, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 9, e->dest_port);
+	if (sname)
+		sqlite3_bind_text(s, 10, sname, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 10);
+	if (sa.since_ms)
+		sqlite3_bind_int64(s, 11, sa.since_ms);
+	else
+		sqlite3_bind_null(s, 11);
+	sqlite3_bind_int(s, 12, sa.exact);
+	if (note)
+		sqlite3_bind_text(s, 13, note, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, 13);
 	rc = sqlite3_step(s);
 	if (rc != SQLITE_ROW || !(text = sqlite3_column_text(s, 0))) {
 		sqlite3_reset(s);
@@ -1983,7 +2500,8 @@ int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
 			if (e[i].public_port != port || e[i].start_ms > at_ms ||
 			    (e[i].end_ms && e[i].end_ms < at_ms))
 				continue;
-			if (add_hit(st, &hits, public_ip->family, &e[i]) < 0) {
+			if (add_hit(st, &hits, public_ip->family, proto, at_ms,
+				    &e[i]) < 0) {
 				free(e);
 				sqlite3_reset(s);
 				goto out;

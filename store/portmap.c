@@ -97,11 +97,15 @@ struct pm_dest {
 	uint32_t rank;
 };
 
-/* One mapping held at the moment. */
+/* One mapping held at the moment, with its TCP state then (a kernel
+ * number, PM_STATE_NONE when not known or not TCP). */
 struct pm_item {
 	uint32_t host, dest;
 	uint16_t port;
+	uint8_t state;
 };
+
+#define PM_STATE_NONE 0xf
 
 /* Open addressing over indexes into a key array (slot value index + 1,
  * 0 empty); keys are compared whole. */
@@ -136,6 +140,9 @@ struct pm_state {
 	size_t n_items, cap_items;
 	struct pm_index hidx, didx;
 	uint64_t start_unknown; /* mappings shown first seen by a dump */
+	/* TCP: mappings in each state at the moment, and those whose state
+	 * the log does not know then */
+	uint32_t states[NS_TCP_STATES], state_unknown;
 	/* a JSON array: end ms of the shown mappings whose end was not
 	 * reported (at= only) */
 	struct pm_buf ends;
@@ -225,10 +232,11 @@ static void pm_range(const struct pm_state *ps, uint8_t proto,
 	}
 }
 
-/* Adds one mapping held at the moment. */
+/* Adds one mapping held at the moment (at_ms). */
 static int pm_add(struct pm_state *ps, uint8_t proto, unsigned alen,
-		  const struct store_maplog_entry *e, int live)
+		  const struct store_maplog_entry *e, int live, int64_t at_ms)
 {
+	struct store_maplog_state sa;
 	struct { uint8_t ip[16]; uint8_t kind; } hk;
 	struct { uint8_t ip[16]; uint16_t port, zone; } dk;
 	struct pm_item *it;
@@ -256,6 +264,16 @@ static int pm_add(struct pm_state *ps, uint8_t proto, unsigned alen,
 	it->host = (uint32_t)h;
 	it->dest = (uint32_t)di;
 	it->port = e->public_port;
+	it->state = PM_STATE_NONE;
+	if (proto == IPPROTO_TCP) {
+		store_maplog_state_at(e, proto, at_ms, &sa);
+		if (sa.state < NS_TCP_STATES) {
+			it->state = sa.state;
+			ps->states[sa.state]++;
+		} else {
+			ps->state_unknown++;
+		}
+	}
 	ps->hosts[h].mappings++;
 	d = &ps->dests[di];
 	d->mappings++;
@@ -380,9 +398,11 @@ static int pm_rank(struct pm_state *ps, uint32_t **horder, uint32_t **dorder)
 	return 0;
 }
 
-/* Appends "[a,b,c,d]" (with a comma before all but the first) without
- * printf: the runs are most of a big answer. */
-static void pm_put_run(struct pm_buf *b, int first, const uint32_t x[4])
+/* Appends "[a,b,c,d]", or "[a,b,c,d,s]" with a state s (a number, or
+ * null for PM_STATE_NONE) when with_state, with a comma before all but
+ * the first, without printf: the runs are most of a big answer. */
+static void pm_put_run(struct pm_buf *b, int first, const uint32_t x[4],
+		       int with_state, unsigned state)
 {
 	char tmp[64], *p = tmp;
 
@@ -413,7 +433,16 @@ static void pm_put_run(struct pm_buf *b, int first, const uint32_t x[4])
 		} while (v);
 		while (k)
 			*p++ = d[--k];
-		*p++ = i < 3 ? ',' : ']';
+		*p++ = i < 3 || with_state ? ',' : ']';
+	}
+	if (with_state) {
+		if (state < NS_TCP_STATES) {
+			*p++ = (char)('0' + state); /* (one digit) */
+		} else {
+			memcpy(p, "null", 4);
+			p += 4;
+		}
+		*p++ = ']';
 	}
 	memcpy(b->p + b->n, tmp, (size_t)(p - tmp));
 	b->n += (size_t)(p - tmp);
@@ -425,6 +454,7 @@ static void pm_put_run(struct pm_buf *b, int first, const uint32_t x[4])
 struct pm_out {
 	uint32_t ports_in_use, shared_ports, multi_host_ports;
 	struct pm_buf hosts, dests, runs;
+	struct pm_buf names, counts; /* TCP: "tcp_states", "states" */
 };
 
 /* Key bits: a host or bucket index takes at most 32 bits, but there are
@@ -433,7 +463,12 @@ struct pm_out {
 #define PM_INDEX_BITS 24
 #define PM_INDEX_MAX (1u << PM_INDEX_BITS)
 
-static int pm_build(struct pm_state *ps, unsigned family, struct pm_out *o)
+/* A run's count and its state travel in one pm_kv.v. */
+#define PM_RUN_COUNT(v) ((v) & 0xffffff)
+#define PM_RUN_STATE(v) ((v) >> 24)
+
+static int pm_build(struct pm_state *ps, unsigned family, uint8_t proto,
+		    struct pm_out *o)
 {
 	uint16_t *per_port = NULL;    /* mappings on each port (saturating) */
 	uint32_t *port_host = NULL;   /* the first host seen on it, + 1 */
@@ -488,9 +523,9 @@ static int pm_build(struct pm_state *ps, unsigned family, struct pm_out *o)
 			ps->hosts[kv[i].k >> 16].ports++;
 	if (pm_rank(ps, &horder, &dorder) < 0)
 		goto out;
-	/* runs: consecutive ports of one host toward one bucket, each
-	 * (port, host, bucket) once; items by (bucket, host, port) in
-	 * answer ranks */
+	/* runs: consecutive ports of one host toward one bucket in one
+	 * state, each (port, host, bucket) once; items by (bucket, host,
+	 * port) in answer ranks */
 	for (size_t i = 0; i < n; i++) {
 		const struct pm_item *it = &ps->items[i];
 
@@ -502,14 +537,17 @@ static int pm_build(struct pm_state *ps, unsigned family, struct pm_out *o)
 		uint64_t k = kv[i].k;
 		struct pm_kv *r = n_runs ? &runs[n_runs - 1] : NULL;
 
+		uint32_t state = ps->items[kv[i].v].state;
+
 		if (i && k == kv[i - 1].k)
 			continue; /* the same port again */
-		if (r && k == kv[i - 1].k + 1 && (k & 0xffff) != 0) {
+		if (r && k == kv[i - 1].k + 1 && (k & 0xffff) != 0 &&
+		    PM_RUN_STATE(r->v) == state) {
 			r->v++;
 			continue;
 		}
 		runs[n_runs].k = k;
-		runs[n_runs++].v = 1;
+		runs[n_runs++].v = 1 | state << 24;
 	}
 	/* runs by (first port, bucket, host) */
 	for (size_t i = 0; i < n_runs; i++) {
@@ -549,11 +587,12 @@ static int pm_build(struct pm_state *ps, unsigned family, struct pm_out *o)
 	pm_printf(&o->runs, "[");
 	for (size_t i = 0; i < n_runs; i++) {
 		uint64_t k = runs[i].k;
-		uint32_t x[4] = { (uint32_t)(k >> 48), runs[i].v,
+		uint32_t x[4] = { (uint32_t)(k >> 48), PM_RUN_COUNT(runs[i].v),
 				  (uint32_t)(k & (PM_INDEX_MAX - 1)),
 				  (uint32_t)((k >> 24) & (PM_INDEX_MAX - 1)) };
 
-		pm_put_run(&o->runs, i == 0, x);
+		pm_put_run(&o->runs, i == 0, x, proto == IPPROTO_TCP,
+			   PM_RUN_STATE(runs[i].v));
 	}
 	pm_printf(&o->runs, "]");
 	if (o->hosts.failed || o->dests.failed || o->runs.failed) {
@@ -574,6 +613,35 @@ out:
 	return ret;
 }
 
+/* The TCP state names (the runs' state numbers index them) and the
+ * mappings in each state, as JSON, for TCP.  Returns 0, or -1 with
+ * ENOMEM. */
+static int pm_states(const struct pm_state *ps, uint8_t proto,
+		     struct pm_out *o)
+{
+	int any = 0;
+
+	if (proto != IPPROTO_TCP)
+		return 0;
+	pm_printf(&o->names, "[");
+	pm_printf(&o->counts, "{");
+	for (unsigned i = 0; i < NS_TCP_STATES; i++) {
+		pm_printf(&o->names, "%s\"%s\"", i ? "," : "",
+			  ns_tcp_state_name(i));
+		if (ps->states[i])
+			pm_printf(&o->counts, "%s\"%s\":%u", any++ ? "," : "",
+				  ns_tcp_state_name(i), ps->states[i]);
+	}
+	pm_printf(&o->names, "]");
+	pm_printf(&o->counts, "}");
+	if (o->names.failed || o->counts.failed) {
+		errno = ENOMEM;
+		log_warn("store: port map");
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- the answer ---- */
 
 /* A gap's end for coverage: its end, else (open) its run's last write,
@@ -589,7 +657,9 @@ out:
 
 /* ?1 now, ?2 public ip text, ?3 proto name, ?4 the moment (at, or the
  * log's last write), ?5 live (1) or at= (0), ?6 hosts, ?7 destinations,
- * ?8 unused, ?9 ports in use, ?10 mappings, ?11 shared
+ * ?8 the TCP state names (TCP only, else NULL), ?15 the mappings in each
+ * state, ?16 those whose state is not known, ?9 ports in use, ?10
+ * mappings, ?11 shared
  * ports, ?12 ports of several hosts, ?13 mappings with an unknown start,
  * ?14 the ends (ms) of shown mappings whose end was not reported, as a
  * JSON array.  Such a mapping was certainly held at ?4 when a gap
@@ -672,6 +742,7 @@ static const char sql_json_ports[] =
 	"'port_space', 65535, 'ports_in_use', ?9, 'mappings', ?10, "
 	"'shared_ports', ?11, 'multi_host_ports', ?12, "
 	"'start_unknown', ?13, "
+	"'tcp_states', json(?8), 'states', json(?15), 'state_unknown', ?16, "
 	"'hosts', json(?6), 'destinations', json(?7), 'runs', json('[]')) "
 	"FROM top";
 
@@ -776,7 +847,7 @@ static int pm_collect(struct store *st, struct pm_state *ps,
 			if (!live && (e[i].start_ms > at_ms ||
 				      (e[i].end_ms && e[i].end_ms < at_ms)))
 				continue;
-			if (pm_add(ps, proto, alen, &e[i], live) < 0) {
+			if (pm_add(ps, proto, alen, &e[i], live, at_ms) < 0) {
 				free(e);
 				sqlite3_reset(s);
 				return -1;
@@ -833,7 +904,8 @@ int store_json_ports(struct store *st, const struct ns_addr *public_ip,
 	}
 	moment = live ? last : at_ms;
 	if (pm_collect(st, &ps, public_ip, proto, moment, live) < 0 ||
-	    pm_build(&ps, public_ip->family, &o) < 0)
+	    pm_build(&ps, public_ip->family, proto, &o) < 0 ||
+	    pm_states(&ps, proto, &o) < 0)
 		goto out;
 	if (!(s = store_stmt(st, STMT_PORTS_JSON, sql_json_ports)))
 		goto out;
@@ -850,6 +922,13 @@ int store_json_ports(struct store *st, const struct ns_addr *public_ip,
 	sqlite3_bind_int64(s, 12, o.multi_host_ports);
 	sqlite3_bind_int64(s, 13, (int64_t)ps.start_unknown);
 	sqlite3_bind_text(s, 14, ps.ends.p, (int)ps.ends.n, SQLITE_STATIC);
+	if (proto == IPPROTO_TCP) {
+		sqlite3_bind_text(s, 8, o.names.p, (int)o.names.n,
+				  SQLITE_STATIC);
+		sqlite3_bind_text(s, 15, o.counts.p, (int)o.counts.n,
+				  SQLITE_STATIC);
+		sqlite3_bind_int64(s, 16, ps.state_unknown);
+	}
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW && sqlite3_column_text(s, 0)) {
 		if (pm_splice_runs((const char *)sqlite3_column_text(s, 0),
@@ -866,6 +945,8 @@ out:
 	free(o.hosts.p);
 	free(o.dests.p);
 	free(o.runs.p);
+	free(o.names.p);
+	free(o.counts.p);
 	if (own) {
 		int err = errno;
 

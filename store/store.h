@@ -596,6 +596,12 @@ int store_history_configure(struct store *st,
  *    mappings);
  *  - "ended" blocks: complete records (start, end), never rewritten,
  *    trimmed by age and by size (store_maplog_configure()).
+ * A TCP mapping also carries its state: the state at its start, the
+ * last state change the collector saw with its time (one record per
+ * change), and the state it held longest between two changes with that
+ * interval; other changes are not kept, and the log says so:
+ * store_maplog_state_at().  An open mapping's state change rewrites its
+ * open block like an end does.
  * See schema/006_maplog.sql. */
 
 /* Flags of a record (store_maplog_rec.flags and what the log keeps). */
@@ -612,24 +618,38 @@ enum store_maplog_flag {
 	 * the last write of that run */
 	STORE_MAPLOG_END_STOPPED = 8,
 	STORE_MAPLOG_LOCAL = 16, /* start: kind LOCAL (else NAT) */
+	/* a TCP state change (neither a start nor an end): the mapping is
+	 * in state since ms */
+	STORE_MAPLOG_STATE = 32,
+	/* state record: a table dump or a check (GET) found the mapping in
+	 * state at ms, and no event said when it changed: it did at or
+	 * before ms.  Kept on the entry for its last state. */
+	STORE_MAPLOG_STATE_SEEN = 64,
+	/* entry (set by the store): more than one state change was logged,
+	 * so the states between the start's and the last (but the longest
+	 * held) are not kept */
+	STORE_MAPLOG_STATE_BETWEEN = 128,
 };
 
-/* One start or end as the collector saw it.  The key (family, proto,
- * zone, public ip:port, destination ip:port) pairs an end with its start;
- * host_port may be 0 in an end (the start's is kept). */
+/* One start, end or state change as the collector saw it.  The key
+ * (family, proto, zone, public ip:port, destination ip:port) pairs an
+ * end or a state change with its start; host_port may be 0 in an end or
+ * a state change (the start's is kept).  state: the TCP state (kernel
+ * numbering, see ns_tcp_state_name()) at a start or from a state
+ * change, NS_TCP_STATE_UNKNOWN when not known or not TCP. */
 struct store_maplog_rec {
 	int64_t ms;
-	uint8_t family, proto, flags;
+	uint8_t family, proto, flags, state;
 	uint16_t zone, public_port, host_port, dest_port;
 	uint8_t public_ip[16], host_ip[16], dest_ip[16];
 };
 
-/* Batches carry records packed: 31 bytes for IPv4, 67 for IPv6, at most
+/* Batches carry records packed: 32 bytes for IPv4, 68 for IPv6, at most
  * STORE_MAPLOG_PACKED_MAX.  store_maplog_pack() writes r into out and
  * returns its length (0 for a family other than AF_INET/AF_INET6);
  * store_maplog_unpack() reads one from p (len bytes available) into *r
  * and returns its length, or 0 when p does not hold a whole record. */
-#define STORE_MAPLOG_PACKED_MAX 67
+#define STORE_MAPLOG_PACKED_MAX 68
 size_t store_maplog_pack(const struct store_maplog_rec *r, uint8_t *out);
 size_t store_maplog_unpack(const uint8_t *p, size_t len,
 			   struct store_maplog_rec *r);
@@ -713,14 +733,55 @@ struct store_maplog_stats {
 int store_maplog_stats(struct store *st, struct store_maplog_stats *out);
 
 /* One mapping as the log keeps it (family, proto and public ip are its
- * block's).  end_ms 0: still open. */
+ * block's).  end_ms 0: still open.  TCP state (else
+ * NS_TCP_STATE_UNKNOWN, as in blocks written before the log kept
+ * states): state_start at start_ms; state_last since state_ms (0: no
+ * change was logged, state_last is then NS_TCP_STATE_UNKNOWN); and
+ * state_long held exactly from long_ms until long_end (exclusive): the
+ * longest interval between two changes (or the start and a change) that
+ * events bounded, NS_TCP_STATE_UNKNOWN when none. */
 struct store_maplog_entry {
 	int64_t start_ms, end_ms;
+	int64_t state_ms, long_ms, long_end;
 	uint8_t flags; /* STORE_MAPLOG_START_UNKNOWN, _END_UNCERTAIN,
-			  _END_STOPPED, _LOCAL */
+			  _END_STOPPED, _LOCAL, _STATE_SEEN, _STATE_BETWEEN */
+	uint8_t state_start, state_last, state_long;
 	uint16_t zone, public_port, host_port, dest_port;
 	uint8_t host_ip[16], dest_ip[16];
 };
+
+/* What the log says of an entry's TCP state at a moment t (start_ms <= t
+ * <= its end), from store_maplog_state_at():
+ *  - state: at t, or NS_TCP_STATE_UNKNOWN when the log cannot say (no
+ *    state kept, or t falls after the start's millisecond, outside the
+ *    longest held state's interval and before the last change, when
+ *    other changes came between or the last one was only seen);
+ *  - since_ms: when that state began, as far as the log knows (0 when
+ *    state is unknown);
+ *  - exact: 1 when both are exact; 0 when the state began at or before
+ *    since_ms (first seen by a dump, or found changed by a dump or a
+ *    check) or is unknown;
+ *  - why: enum store_maplog_state_why, what a reader must be told.
+ * Gaps and lost records are not known to the entry: the caller adds
+ * them (a gap over [since_ms, t] makes the state not exact). */
+enum store_maplog_state_why {
+	STORE_STATE_KNOWN = 0,	    /* exact */
+	STORE_STATE_NOT_TCP,	    /* only TCP mappings have a state */
+	STORE_STATE_NOT_KEPT,	    /* the log has no state for it */
+	STORE_STATE_START_SEEN,	    /* first seen in it by a dump at since */
+	STORE_STATE_CHANGE_SEEN,    /* found in it at since, changed before */
+	STORE_STATE_BETWEEN,	    /* t is between the start and the last
+				       change, and states between are not
+				       kept (or the change was only seen) */
+};
+struct store_maplog_state {
+	uint8_t state;
+	int exact;
+	int64_t since_ms;
+	enum store_maplog_state_why why;
+};
+void store_maplog_state_at(const struct store_maplog_entry *e, uint8_t proto,
+			   int64_t t, struct store_maplog_state *out);
 
 /* The block codec (exposed for tests).  Encodes n entries (n >= 1, sorted
  * or not; alen 4 or 16 bytes per address; ended: every end_ms is set) into
@@ -799,7 +860,15 @@ int store_json_status(struct store *st, int64_t now_ms, char **out);
  *                 "internal": {"ip", "port"},
  *                 "destination": {"ip", "port"}, "zone",
  *                 "start", "start_known": bool, "end" (null while open),
+ *                 "state", "state_since", "state_exact": bool,
+ *                 "state_note",
  *                 "uncertain": bool, "reasons": [text...]}]}
+ * "state" is a TCP holder's state at at_ms (store_maplog_state_at()),
+ * null when not known then (or not TCP); "state_since" when it began as
+ * far as the log knows; "state_exact" true only when both are exact and
+ * no gap or lost records overlap [state_since, at_ms] and at_ms is not
+ * after the log's last write; "state_note" (null when exact) says why
+ * not.
  * A holder is uncertain when its start is unknown (first seen by a dump),
  * its end was not reported (removed by a resync, or natscope stopped), or
  * a gap covers its start, its end or at_ms.  The answer is uncertain when
@@ -835,11 +904,17 @@ int store_json_lookup(struct store *st, const struct ns_addr *public_ip,
  *    (ports held toward more than one destination),
  *    "multi_host_ports" (ports held by more than one host),
  *    "start_unknown" (mappings first seen by a dump),
+ *    "tcp_states" (TCP: the state names, kernel order), "states" (TCP:
+ *    {name: mappings} in each state at the moment), "state_unknown"
+ *    (TCP: mappings whose state the log does not know then); null for
+ *    other protocols,
  *    "hosts": [{"ip", "kind", "ports", "mappings"}] (most ports first),
  *    "destinations": [{"ip", "port", "zone", "mappings", "capacity",
  *                      "range": [lo, hi]}] (most mappings first),
  *    "runs": [[first_port, count, host_index, destination_index]...]}
- * A run is consecutive public ports held by one host toward one bucket;
+ *    (TCP: [..., state], state an index into "tcp_states" or null)
+ * A run is consecutive public ports held by one host toward one bucket
+ * (TCP: in one state);
  * every (port, host, bucket) held is in exactly one run, so a port held
  * toward several destinations is in several runs.  Runs are sorted by
  * first port, then destination and host index.  The answer is uncertain

@@ -192,12 +192,31 @@ async function visit(page, name, url, extra) {
 			await page.mouse.move(box.x + ((p & 255) + 0.5) * box.width / 256,
 					      box.y + ((p >> 8) + 0.5) * box.height / 256);
 			await page.waitForSelector('#port-holders', { timeout: 10000 });
-			r.hover = await page.evaluate(() => ({
+			const readHover = () => ({
 				head: document.querySelector('#port-detail .port')
 					.textContent,
 				rows: Array.from(document.querySelectorAll(
 					'#port-holders tbody tr')).map((tr) =>
-					Array.from(tr.cells).map((td) => td.textContent)) }));
+					Array.from(tr.cells).map((td) => td.textContent)) });
+			r.hover = await page.evaluate(readHover);
+			/* and on cfg.port_tw's (a TIME_WAIT mapping), once its
+			 * holders table is there */
+			const hoverOn = async (q) => {
+				await page.mouse.move(
+					box.x + ((q & 255) + 0.5) * box.width / 256,
+					box.y + ((q >> 8) + 0.5) * box.height / 256);
+				await page.waitForFunction((port) => {
+					const c = document.querySelector(
+						'#port-holders caption');
+					return c && c.textContent.indexOf(':' + port +
+									  ' ') >= 0;
+				}, q, { timeout: 10000 });
+			};
+			if (cfg.port_tw !== undefined) {
+				await hoverOn(cfg.port_tw);
+				r.hover_tw = await page.evaluate(readHover);
+				await hoverOn(p); /* back, for the keyboard */
+			}
 			/* the keyboard: one cell to the right */
 			await page.mouse.move(0, 0);
 			await page.focus('#portmap');

@@ -3,7 +3,8 @@
 
 The NAT lab (namespaces nspage-*, IPv4) with natscope in the gateway
 (--interval 1, API on 127.0.0.1:19720): held TCP connections from c1
-(masqueraded to 203.0.113.1), the gateway's own from 203.0.113.1 (kind
+(masqueraded to 203.0.113.1) and a few it closed (TIME_WAIT in the
+gateway), the gateway's own from 203.0.113.1 (kind
 local), c2's SNATed to 203.0.113.9, UDP exchanges, and a ctgen burst of
 47,000 UDP entries toward one destination on 203.0.113.21 (72.9 % of its
 bucket: a warn incident).  Once the figures equal `conntrack -L` and a
@@ -19,8 +20,12 @@ minute of history holding the traffic has closed, tests/e2e/pages.js
   ports      the port map: every port whose cell is coloured is a public
              port `conntrack -L` shows for 203.0.113.1 (reply direction)
              and every such port is coloured, in the legend colour of
-             the host holding it; the pointer on one port shows the
-             lookup's holder (internal ip:port) and an arrow key moves
+             the host holding it; every run's TCP state is the state
+             `conntrack -L` shows for its mappings; the pointer on one
+             port shows the lookup's holder (internal ip:port) and its
+             state and since when, for an ESTABLISHED port and a
+             TIME_WAIT one (both as `conntrack -L` says, exact, as the
+             lookup at the map's moment says), and an arrow key moves
              to the next port; one bucket chosen is kept in the URL;
   diagnosis  figures and buckets equal the API's, the tcp_tw_recycle
              warning is shown;
@@ -141,6 +146,68 @@ def check_gateway(fail, what, page, g, hosts, dests):
     fail.check(page["charts"] >= 1, "%s: no chart drawn" % what)
 
 
+def check_states(fail, T, doc):
+    """The live map's runs: each (port, host, destination) in the state
+    `conntrack -L` shows it in."""
+    names = doc.get("tcp_states") or []
+    hosts, dests = doc["hosts"], doc["destinations"]
+    got, bad = {}, []
+    for run in doc["runs"]:
+        if len(run) != 5 or not (run[4] is None or
+                                 0 <= run[4] < len(names)):
+            bad.append(run)
+            continue
+        for p in range(run[0], run[0] + run[1]):
+            got[(p, hosts[run[2]]["ip"], dests[run[3]]["ip"],
+                 dests[run[3]]["port"])] = (None if run[4] is None
+                                            else names[run[4]])
+    want = {(m.public_port, m.host, m.dest_ip, m.dest_port): m.state
+            for m in T.mappings if m.public_ip == GW1 and m.proto == "tcp"}
+    fail.check(not bad, "runs without a TCP state: %s" % bad[:5])
+    wrong = sorted((k, got.get(k), v) for k, v in want.items()
+                   if got.get(k) != v)
+    fail.check(not wrong and set(got) == set(want),
+               "port map states (mapping, shown, conntrack -L): %s"
+               % wrong[:8])
+    counts = {}
+    for v in want.values():
+        counts[v] = counts.get(v, 0) + 1
+    fail.check(doc.get("states") == counts and doc.get("state_unknown") == 0,
+               "port map: states %r (%r unknown), conntrack -L %r"
+               % (doc.get("states"), doc.get("state_unknown"), counts))
+    log("port map: %d mappings on %s in the states conntrack -L shows: %s"
+        % (len(want), GW1, counts))
+
+
+def check_state_lookup(fail, what, T, look, port, at):
+    """A lookup at the map's moment of a port c1 holds: its holder's
+    state is conntrack -L's, exact, since a moment at or before it."""
+    want = [m.state for m in T.mappings if m.public_ip == GW1 and
+            m.proto == "tcp" and m.public_port == port]
+    h = look["holders"][0] if len(look["holders"]) == 1 else {}
+    fail.check(len(want) == 1 and h.get("state") == want[0] and
+               h.get("state_exact") is True and h.get("state_note") is None
+               and h.get("state_since") and h["state_since"] <= at,
+               "%s: lookup of port %d at %s: state %r since %r exact %r "
+               "(%r); conntrack -L %r" % (what, port, at, h.get("state"),
+                                          h.get("state_since"),
+                                          h.get("state_exact"),
+                                          h.get("state_note"), want))
+
+
+def check_state_hover(fail, what, hover, look, port):
+    """The hover of port: the map's line names the state, the holders
+    table says "state since" as the lookup does."""
+    h = look["holders"][0] if look["holders"] else {}
+    want = "%s since %s" % (h.get("state"), h.get("state_since"))
+    rows = hover.get("rows") or []
+    fail.check(hover.get("head", "").startswith("port %d %s" % (port, C1))
+               and hover.get("head", "").endswith("(%s)" % h.get("state"))
+               and len(rows) == 1 and rows[0][3] == want,
+               "%s: hover on port %d: %r %r, want the state %r"
+               % (what, port, hover.get("head"), rows, want))
+
+
 def check_ports(fail, page, T, doc):
     want = owners(T, GW1, "tcp")
     fail.check(set(want) == reply_ports(T, GW1, "tcp"),
@@ -181,6 +248,7 @@ def run(lab, work, fail):
     t_traffic = time.time()
     c1("tcp_hold", dst=S4, port=443, n=40, tag="a")
     c1("tcp_hold", dst=S4, port=8443, n=12, tag="b")
+    c1("tcp_short", dst=S4, port=443, n=4)   # TIME_WAIT in the gateway
     c1("udp", dst=S4, port=53, n=8)
     gw("tcp_hold", dst=S4, port=443, n=3, tag="local", src=GW1)
     c2("tcp_hold", dst=S4, port=443, n=6, tag="c2")
@@ -215,11 +283,22 @@ def run(lab, work, fail):
     diag = api(ns, "/api/v1/gateways/%s/diagnosis?proto=tcp" % GW1)
     incs = api(ns, "/api/v1/incidents?limit=1000")
     host = api(ns, "/api/v1/hosts/%s" % C1)
+    c1_state = {m.public_port: m.state for m in T.mappings
+                if m.public_ip == GW1 and m.proto == "tcp" and m.host == C1}
     c1_ports = sorted(p for p, hs in owners(T, GW1, "tcp").items()
-                      if hs == {C1})
+                      if hs == {C1} and c1_state[p] == "established")
     probe = c1_ports[len(c1_ports) // 2]
-    look = api(ns, "/api/v1/lookup?public_ip=%s&port=%d&proto=tcp"
-               % (GW1, probe))
+    tw_ports = sorted(p for p, hs in owners(T, GW1, "tcp").items()
+                      if hs == {C1} and c1_state[p] == "time_wait")
+    fail.check(tw_ports, "conntrack -L shows no TIME_WAIT of c1 on %s: %s"
+               % (GW1, sorted(set(c1_state.values()))))
+    probe_tw = tw_ports[0] if tw_ports else probe
+    # the hover asks the lookup at the map's moment (its last write)
+    q_map = urllib.parse.quote(ports["at"])
+    look = api(ns, "/api/v1/lookup?public_ip=%s&port=%d&proto=tcp&at=%s"
+               % (GW1, probe, q_map))
+    look_tw = api(ns, "/api/v1/lookup?public_ip=%s&port=%d&proto=tcp&at=%s"
+                  % (GW1, probe_tw, q_map))
     burst = [i for i in incs["incidents"] if i["public_ip"] == BURST_IP]
     fail.check(burst, "no incident for the burst on %s: %s"
                % (BURST_IP, incs["incidents"]))
@@ -229,6 +308,7 @@ def run(lab, work, fail):
     cfg = {"base": base, "shots": SHOTS,
            "chromium": test_dashboard.CHROMIUM, "gateway": GW1,
            "proto": "tcp", "host": C1, "at": at_text, "port": probe,
+           "port_tw": probe_tw,
            "incident": inc["id"] if inc else None, "dst": True,
            "lookup": {"ip": GW1, "port": probe, "proto": "tcp"}}
     t0 = time.monotonic()
@@ -277,6 +357,12 @@ def run(lab, work, fail):
     # the port map
     pm = P["ports"]
     check_ports(fail, pm, T, ports)
+    check_states(fail, T, ports)
+    check_state_lookup(fail, "established", T, look, probe, ports["at"])
+    check_state_lookup(fail, "time_wait", T, look_tw, probe_tw, ports["at"])
+    check_state_hover(fail, "established", pm["hover"], look, probe)
+    check_state_hover(fail, "time_wait", pm.get("hover_tw") or {}, look_tw,
+                      probe_tw)
     holders = [(h["internal"]["ip"], h["internal"]["port"])
                for h in look["holders"]]
     shown = [row[0] for row in pm["hover"]["rows"]]

@@ -61,11 +61,11 @@ def expand(doc):
     hosts, dests = doc.get("hosts") or [], doc.get("destinations") or []
     got, bad = set(), []
     for run in doc.get("runs") or []:
-        if not (isinstance(run, list) and len(run) == 4):
-            bad.append("a run that is not [first, count, host, dest]: %r"
-                       % (run,))
+        if not (isinstance(run, list) and len(run) in (4, 5)):
+            bad.append("a run that is not [first, count, host, dest] "
+                       "(and a TCP state): %r" % (run,))
             continue
-        first, count, h, d = run
+        first, count, h, d = run[:4]
         if not (0 <= h < len(hosts) and 0 <= d < len(dests)):
             bad.append("a run with no such host or destination: %r" % run)
             continue

@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 #include <sqlite3.h>
+#include <zstd.h>
 
 #include "collector/ctmsg.h"
 #include "collector/mapbuf.h"
@@ -135,6 +136,7 @@ static struct store_maplog_rec rec(int64_t ms, unsigned flags, uint16_t pport,
 	r.family = AF_INET;
 	r.proto = IPPROTO_TCP;
 	r.flags = (uint8_t)flags;
+	r.state = 3; /* established, unless a test says otherwise */
 	r.public_port = pport;
 	r.host_port = hport;
 	r.dest_port = 443;
@@ -227,7 +229,30 @@ static void test_codec_round_trip(void **state)
 						(i == 7 ? 400 * DAY_MS : 0);
 				e[i].end_ms = ended ? e[i].start_ms +
 						      (int64_t)(x >> 50) : 0;
-				e[i].flags = (uint8_t)((x >> 20) & 0x1e);
+				e[i].flags = (uint8_t)((x >> 20) & 0x1e) |
+					     (uint8_t)((x >> 24) & 0xc0);
+				/* states: none kept, a start's, a change */
+				e[i].state_start = i % 11 == 0 ?
+					NS_TCP_STATE_UNKNOWN :
+					(uint8_t)((x >> 9) % NS_TCP_STATES);
+				e[i].state_last = NS_TCP_STATE_UNKNOWN;
+				e[i].state_ms = 0;
+				e[i].state_long = NS_TCP_STATE_UNKNOWN;
+				e[i].long_ms = e[i].long_end = 0;
+				if (i % 3 == 0) {
+					e[i].state_last = (uint8_t)((x >> 13) %
+								    NS_TCP_STATES);
+					e[i].state_ms = e[i].start_ms +
+							(int64_t)(x >> 52);
+				}
+				if (i % 6 == 0) {
+					e[i].state_long = (uint8_t)((x >> 17) %
+								    NS_TCP_STATES);
+					e[i].long_ms = e[i].start_ms +
+						       (int64_t)(x >> 58);
+					e[i].long_end = e[i].long_ms + 1 +
+							(int64_t)(x >> 54);
+				}
 				e[i].zone = (uint16_t)(i % 97 == 0 ? 65535 : 0);
 				e[i].public_port = (uint16_t)(x >> 17);
 				e[i].host_port = (uint16_t)(x >> 33);
@@ -287,15 +312,18 @@ static void test_codec_round_trip(void **state)
 		memcpy(r4.public_ip, (uint8_t[]){ 203, 0, 113, 1 }, 4);
 		memcpy(r4.host_ip, (uint8_t[]){ 198, 18, 0, 2 }, 4);
 		memcpy(r4.dest_ip, (uint8_t[]){ 198, 51, 100, 7 }, 4);
-		assert_int_equal(store_maplog_pack(&r4, buf), 31);
-		assert_int_equal(store_maplog_unpack(buf, 31, &back), 31);
+		r4.state = 7;
+		assert_int_equal(store_maplog_pack(&r4, buf), 32);
+		assert_int_equal(store_maplog_unpack(buf, 32, &back), 32);
 		assert_memory_equal(&back, &r4, sizeof(r4));
-		assert_int_equal(store_maplog_unpack(buf, 30, &back), 0);
+		assert_int_equal(store_maplog_unpack(buf, 31, &back), 0);
 		r6 = r4;
 		r6.family = AF_INET6;
+		r6.flags = STORE_MAPLOG_STATE | STORE_MAPLOG_STATE_SEEN;
+		r6.state = NS_TCP_STATE_UNKNOWN;
 		memset(r6.dest_ip, 0x20, 16);
-		assert_int_equal(store_maplog_pack(&r6, buf), 67);
-		assert_int_equal(store_maplog_unpack(buf, 67, &back), 67);
+		assert_int_equal(store_maplog_pack(&r6, buf), 68);
+		assert_int_equal(store_maplog_unpack(buf, 68, &back), 68);
 		assert_memory_equal(&back, &r6, sizeof(r6));
 		r6.family = 0;
 		assert_int_equal(store_maplog_pack(&r6, buf), 0);
@@ -314,6 +342,15 @@ static void test_codec_round_trip(void **state)
 		e[i].host_ip[3] = (uint8_t)((x >> 8) % 200);
 		e[i].dest_ip[0] = 198; e[i].dest_ip[1] = 51; e[i].dest_ip[2] = 100;
 		e[i].dest_ip[3] = (uint8_t)((x >> 30) % 20);
+		/* syn_sent at the start, established 1 ms later, time_wait
+		 * for its last 120 s */
+		e[i].state_start = 1;
+		e[i].state_last = NS_TCP_TIME_WAIT;
+		e[i].state_ms = e[i].end_ms - 120000;
+		e[i].state_long = 3;
+		e[i].long_ms = e[i].start_ms + 1;
+		e[i].long_end = e[i].state_ms - 2;
+		e[i].flags = STORE_MAPLOG_STATE_BETWEEN;
 	}
 	assert_int_equal(store_maplog_encode(e, 4096, 4, 1, &data, &len), 0);
 	printf("maplog: a block of 4096 ended IPv4 mappings: %zu bytes, "
@@ -833,7 +870,7 @@ static void test_retention_by_age(void **state)
 			    "2026-11-25T10:00:00.201Z");
 	free(doc);
 	doc = ports_doc(st, T0 + 300);
-	assert_string_equal(jtext(doc, "$.runs"), "[[40001,1,0,0]]");
+	assert_string_equal(jtext(doc, "$.runs"), "[[40001,1,0,0,3]]");
 	assert_string_equal(jtype(doc, "$.uncertain"), "false");
 	free(doc);
 	store_batch_free(&b);
@@ -882,6 +919,463 @@ static void test_retention_by_size(void **state)
 	assert_string_equal(jtype(doc, "$.uncertain"), "true");
 	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "retention removed"));
 	free(doc);
+	store_batch_free(&b);
+	store_close(st);
+}
+
+/* ---- TCP states ---- */
+
+/* An entry started at T0 + 100 in state s0. */
+static struct store_maplog_entry st_entry(uint8_t s0)
+{
+	struct store_maplog_entry e;
+
+	memset(&e, 0, sizeof(e));
+	e.start_ms = T0 + 100;
+	e.state_start = s0;
+	e.state_last = NS_TCP_STATE_UNKNOWN;
+	return e;
+}
+
+static void test_state_at(void **state)
+{
+	struct store_maplog_entry e = st_entry(1);
+	struct store_maplog_state s;
+
+	(void)state;
+	/* not TCP */
+	store_maplog_state_at(&e, IPPROTO_UDP, T0 + 100, &s);
+	assert_int_equal(s.state, NS_TCP_STATE_UNKNOWN);
+	assert_int_equal(s.why, STORE_STATE_NOT_TCP);
+	assert_int_equal(s.exact, 0);
+	/* no change: the start's state from its start on, exact */
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 100, &s);
+	assert_int_equal(s.state, 1);
+	assert_int_equal(s.since_ms, T0 + 100);
+	assert_int_equal(s.exact, 1);
+	assert_int_equal(s.why, STORE_STATE_KNOWN);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 99999, &s);
+	assert_int_equal(s.state, 1);
+	assert_int_equal(s.exact, 1);
+	/* first seen by a dump: the state is right, its start is not */
+	e.flags = STORE_MAPLOG_START_UNKNOWN;
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 500, &s);
+	assert_int_equal(s.state, 1);
+	assert_int_equal(s.since_ms, T0 + 100);
+	assert_int_equal(s.exact, 0);
+	assert_int_equal(s.why, STORE_STATE_START_SEEN);
+	e.flags = 0;
+	/* one change, from an event, at T0 + 300: the start's state until
+	 * T0 + 299, the new one from T0 + 300 (both exact) */
+	e.state_last = 3;
+	e.state_ms = T0 + 300;
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 299, &s);
+	assert_int_equal(s.state, 1);
+	assert_int_equal(s.since_ms, T0 + 100);
+	assert_int_equal(s.exact, 1);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 300, &s);
+	assert_int_equal(s.state, 3);
+	assert_int_equal(s.since_ms, T0 + 300);
+	assert_int_equal(s.exact, 1);
+	/* several changes: between the start and the last one nothing is
+	 * known, but at the start's own ms */
+	e.flags = STORE_MAPLOG_STATE_BETWEEN;
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 101, &s);
+	assert_int_equal(s.state, NS_TCP_STATE_UNKNOWN);
+	assert_int_equal(s.since_ms, 0);
+	assert_int_equal(s.exact, 0);
+	assert_int_equal(s.why, STORE_STATE_BETWEEN);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 299, &s);
+	assert_int_equal(s.why, STORE_STATE_BETWEEN);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 100, &s);
+	assert_int_equal(s.state, 1);
+	assert_int_equal(s.exact, 1);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 300, &s);
+	assert_int_equal(s.state, 3);
+	assert_int_equal(s.exact, 1);
+	/* the last change only found (a dump or a check): from it on the
+	 * state is right, its start not exact; before, unknown */
+	e.flags = STORE_MAPLOG_STATE_SEEN;
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 300, &s);
+	assert_int_equal(s.state, 3);
+	assert_int_equal(s.since_ms, T0 + 300);
+	assert_int_equal(s.exact, 0);
+	assert_int_equal(s.why, STORE_STATE_CHANGE_SEEN);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 299, &s);
+	assert_int_equal(s.why, STORE_STATE_BETWEEN);
+	/* a change in the start's own ms wins there */
+	e.flags = 0;
+	e.state_ms = T0 + 100;
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 100, &s);
+	assert_int_equal(s.state, 3);
+	/* the longest held state: exact within its interval, before the
+	 * last change */
+	e = st_entry(1);
+	e.flags = STORE_MAPLOG_STATE_BETWEEN;
+	e.state_long = 3;
+	e.long_ms = T0 + 101;
+	e.long_end = T0 + 5000;
+	e.state_last = NS_TCP_TIME_WAIT;
+	e.state_ms = T0 + 5001;
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 100, &s);
+	assert_int_equal(s.state, 1);
+	assert_int_equal(s.exact, 1);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 101, &s);
+	assert_int_equal(s.state, 3);
+	assert_int_equal(s.since_ms, T0 + 101);
+	assert_int_equal(s.exact, 1);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 4999, &s);
+	assert_int_equal(s.state, 3);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 5000, &s);
+	assert_int_equal(s.state, NS_TCP_STATE_UNKNOWN);
+	assert_int_equal(s.why, STORE_STATE_BETWEEN);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 5001, &s);
+	assert_int_equal(s.state, NS_TCP_TIME_WAIT);
+	assert_int_equal(s.since_ms, T0 + 5001);
+	/* ending where the last change begins */
+	e.long_end = T0 + 5001;
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 5000, &s);
+	assert_int_equal(s.state, 3);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 5001, &s);
+	assert_int_equal(s.state, NS_TCP_TIME_WAIT);
+	/* no state kept (a version 1 block), or the start's not known */
+	e = st_entry(NS_TCP_STATE_UNKNOWN);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 100, &s);
+	assert_int_equal(s.state, NS_TCP_STATE_UNKNOWN);
+	assert_int_equal(s.why, STORE_STATE_NOT_KEPT);
+	e.state_last = NS_TCP_TIME_WAIT;
+	e.state_ms = T0 + 200;
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 199, &s);
+	assert_int_equal(s.why, STORE_STATE_BETWEEN);
+	store_maplog_state_at(&e, IPPROTO_TCP, T0 + 200, &s);
+	assert_int_equal(s.state, NS_TCP_TIME_WAIT);
+	assert_int_equal(s.exact, 1);
+}
+
+/* A version 1 block (no state columns), as natscope wrote them before
+ * the log kept states: one ended IPv4 mapping, 203.0.113.1:40000 from
+ * 198.18.0.2:51000 to 198.51.100.7:443, T0 + 100 to T0 + 1100. */
+static void *v1_block(size_t *len)
+{
+	uint8_t raw[64], *p = raw, *out;
+	uint64_t base = (uint64_t)(T0 + 100) << 1; /* zigzag, positive */
+	size_t bound;
+
+	*p++ = 1;		/* version */
+	*p++ = 4;		/* alen */
+	*p++ = 1;		/* ended */
+	*p++ = 1;		/* n */
+	do {			/* base */
+		*p++ = (uint8_t)((base & 0x7f) | (base >= 0x80 ? 0x80 : 0));
+		base >>= 7;
+	} while (base);
+	*p++ = 1; *p++ = 0;	/* flags */
+	*p++ = 1; *p++ = 0;	/* start delta */
+	*p++ = 2; *p++ = 0xe8; *p++ = 0x07; /* duration 1000 */
+	*p++ = 1; *p++ = 0;	/* zone */
+	*p++ = 3; *p++ = 0xc0; *p++ = 0xb8; *p++ = 0x02; /* port 40000 */
+	*p++ = 4; memcpy(p, (uint8_t[]){ 198, 18, 0, 2 }, 4); p += 4;
+	*p++ = 2; *p++ = 51000 >> 8; *p++ = 51000 & 0xff;
+	*p++ = 4; memcpy(p, (uint8_t[]){ 198, 51, 100, 7 }, 4); p += 4;
+	*p++ = 2; *p++ = 443 >> 8; *p++ = 443 & 0xff;
+	bound = ZSTD_compressBound((size_t)(p - raw));
+	out = malloc(bound);
+	assert_non_null(out);
+	*len = ZSTD_compress(out, bound, raw, (size_t)(p - raw), 1);
+	assert_false(ZSTD_isError(*len));
+	return out;
+}
+
+static void test_v1_blocks(void **state)
+{
+	struct store_maplog_entry *d = NULL;
+	struct store *st;
+	struct store_batch b;
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	size_t len, n;
+	void *blk = v1_block(&len);
+	char *doc;
+
+	(void)state;
+	assert_int_equal(store_maplog_decode(blk, len, &d, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(d[0].start_ms, T0 + 100);
+	assert_int_equal(d[0].end_ms, T0 + 1100);
+	assert_int_equal(d[0].public_port, 40000);
+	assert_int_equal(d[0].host_port, 51000);
+	assert_int_equal(d[0].dest_port, 443);
+	assert_int_equal(d[0].state_start, NS_TCP_STATE_UNKNOWN);
+	assert_int_equal(d[0].state_last, NS_TCP_STATE_UNKNOWN);
+	assert_int_equal(d[0].state_ms, 0);
+	free(d);
+	/* in a database beside a version 2 block: the lookup says the
+	 * state is not in the log */
+	st = open_fresh("v1");
+	store_batch_init(&b);
+	begin_run(st, T0);
+	add(&b, rec(T0 + 100, 0, 40001, 3, 51001, 7));
+	write_at(st, &b, T0, T0 + 5000);
+	store_close(st);
+	assert_int_equal(sqlite3_open(db_path("v1"), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+		"INSERT INTO maplog_blocks (family, ip_bin, proto, open, "
+		"t_first, t_last, port_lo, port_hi, n, data) VALUES (4, "
+		"x'cb007101', 6, 0, ?1, ?2, 40000, 40000, 1, ?3)", -1, &s,
+		NULL), SQLITE_OK);
+	sqlite3_bind_int64(s, 1, T0 + 100);
+	sqlite3_bind_int64(s, 2, T0 + 1100);
+	sqlite3_bind_blob(s, 3, blk, (int)len, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	free(blk);
+	st = store_open(db_path("v1"), STORE_READ_ONLY);
+	assert_non_null(st);
+	doc = lookup(st, 40000, T0 + 500);
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	assert_string_equal(jtext(doc, "$.holders[0].internal.ip"),
+			    "198.18.0.2");
+	assert_string_equal(jtype(doc, "$.holders[0].state"), "null");
+	assert_string_equal(jtype(doc, "$.holders[0].state_since"), "null");
+	assert_string_equal(jtype(doc, "$.holders[0].state_exact"), "false");
+	assert_string_equal(jtext(doc, "$.holders[0].state_note"),
+			    "not in the log (logged before natscope kept TCP "
+			    "states, or the kernel did not report it)");
+	free(doc);
+	doc = lookup(st, 40001, T0 + 500);
+	assert_string_equal(jtext(doc, "$.holders[0].state"), "established");
+	assert_string_equal(jtext(doc, "$.holders[0].state_since"),
+			    "2026-11-25T10:00:00.100Z");
+	assert_string_equal(jtype(doc, "$.holders[0].state_exact"), "true");
+	assert_string_equal(jtype(doc, "$.holders[0].state_note"), "null");
+	free(doc);
+	/* the port map at that moment: one state known, one not */
+	{
+		struct ns_addr pub = A("203.0.113.1");
+
+		assert_int_equal(store_json_ports(st, &pub, IPPROTO_TCP,
+						  T0 + 500, T0 + 6000, &doc), 0);
+		assert_string_equal(jtext(doc, "$.runs"),
+				    "[[40000,1,0,0,null],[40001,1,1,0,3]]");
+		assert_string_equal(jtext(doc, "$.tcp_states[3]"),
+				    "established");
+		assert_string_equal(jtext(doc, "$.states"),
+				    "{\"established\":1}");
+		assert_int_equal(jint(doc, "$.state_unknown"), 1);
+		free(doc);
+	}
+	store_batch_free(&b);
+	store_close(st);
+}
+
+/* A record with a TCP state. */
+static struct store_maplog_rec srec(int64_t ms, unsigned flags, uint16_t pport,
+				    unsigned host, uint8_t tcp_state)
+{
+	struct store_maplog_rec r = rec(ms, flags, pport, host,
+					(flags & (STORE_MAPLOG_STATE |
+						  STORE_MAPLOG_END)) ? 0 :
+					(uint16_t)(50000 + host), 7);
+
+	r.state = tcp_state;
+	return r;
+}
+
+/* The state fields of the lookup of port at t, as one line. */
+static const char *state_of(struct store *st, uint16_t port, int64_t t)
+{
+	static char out[1024];
+	char *doc = lookup(st, port, t);
+
+	assert_int_equal(jlen(doc, "$.holders"), 1);
+	snprintf(out, sizeof(out), "%s %s %s %s",
+		 jtext(doc, "$.holders[0].state"),
+		 jtext(doc, "$.holders[0].state_since"),
+		 jtext(doc, "$.holders[0].state_exact"),
+		 jtext(doc, "$.holders[0].state_note"));
+	free(doc);
+	return out;
+}
+
+static void test_states_in_log(void **state)
+{
+	struct store *st = open_fresh("states");
+	struct store_batch b;
+	struct store_gap_row *g;
+	struct store_maplog_stats ms;
+	struct ns_addr pub = A("203.0.113.1");
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	/* batch 1: A (41000) syn_sent, established 1 ms later; B (41001)
+	 * established, no change; C (41002) syn_sent, syn_recv,
+	 * established; D (41003) a change to the same state (none) */
+	add(&b, srec(T0 + 100, 0, 41000, 2, 1));
+	add(&b, srec(T0 + 101, STORE_MAPLOG_STATE, 41000, 2, 3));
+	add(&b, srec(T0 + 200, 0, 41001, 3, 3));
+	add(&b, srec(T0 + 300, 0, 41002, 4, 1));
+	add(&b, srec(T0 + 301, STORE_MAPLOG_STATE, 41002, 4, 2));
+	add(&b, srec(T0 + 302, STORE_MAPLOG_STATE, 41002, 4, 3));
+	/* a change of a mapping the log does not have: dropped */
+	add(&b, srec(T0 + 400, STORE_MAPLOG_STATE, 41009, 9, 3));
+	write_at(st, &b, T0, T0 + 5000);
+	assert_string_equal(state_of(st, 41000, T0 + 100),
+			    "syn_sent 2026-11-25T10:00:00.100Z 1 (missing)");
+	assert_string_equal(state_of(st, 41000, T0 + 101),
+			    "established 2026-11-25T10:00:00.101Z 1 (missing)");
+	assert_string_equal(state_of(st, 41001, T0 + 4000),
+			    "established 2026-11-25T10:00:00.200Z 1 (missing)");
+	assert_string_equal(state_of(st, 41002, T0 + 300),
+			    "syn_sent 2026-11-25T10:00:00.300Z 1 (missing)");
+	assert_string_equal(state_of(st, 41002, T0 + 301),
+			    "(missing) (missing) 0 syn_sent at its start "
+			    "(2026-11-25T10:00:00.300Z), established from "
+			    "2026-11-25T10:00:00.302Z: the states between are "
+			    "not kept, so the state at this moment is not known");
+	assert_string_equal(state_of(st, 41002, T0 + 302),
+			    "established 2026-11-25T10:00:00.302Z 1 (missing)");
+	/* the live map: every state at the last write */
+	assert_int_equal(store_json_ports(st, &pub, IPPROTO_TCP,
+					  STORE_PORTS_LIVE, T0 + 6000, &doc), 0);
+	assert_string_equal(jtext(doc, "$.runs"),
+			    "[[41000,1,0,0,3],[41001,1,1,0,3],[41002,1,2,0,3]]");
+	assert_string_equal(jtext(doc, "$.states"), "{\"established\":3}");
+	assert_int_equal(jint(doc, "$.state_unknown"), 0);
+	free(doc);
+
+	/* batch 2, the mappings open on disk: A fin_wait then time_wait;
+	 * B found in time_wait by a dump; a gap from T0 + 8000 to 8500 */
+	add(&b, srec(T0 + 6000, STORE_MAPLOG_STATE, 41000, 2, 4));
+	add(&b, srec(T0 + 6001, STORE_MAPLOG_STATE, 41000, 2, 7));
+	add(&b, srec(T0 + 7000, STORE_MAPLOG_STATE | STORE_MAPLOG_STATE_SEEN,
+		     41001, 3, 7));
+	g = store_batch_add_gap(&b);
+	g->run_started_ms = T0;
+	g->seq = 1;
+	g->start_ms = T0 + 8000;
+	g->end_ms = T0 + 8500;
+	g->events_lost = 3;
+	snprintf(g->reason, sizeof(g->reason), "enobufs");
+	write_at(st, &b, T0, T0 + 10000);
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_int_equal(ms.open, 3);
+	assert_int_equal(ms.blocks, 1);
+	/* A: established, held longest (from the handshake to the close,
+	 * both events), stays exact; the fin_wait millisecond between two
+	 * changes is not kept */
+	assert_string_equal(state_of(st, 41000, T0 + 101),
+			    "established 2026-11-25T10:00:00.101Z 1 (missing)");
+	assert_string_equal(state_of(st, 41000, T0 + 5999),
+			    "established 2026-11-25T10:00:00.101Z 1 (missing)");
+	assert_string_equal(state_of(st, 41000, T0 + 6000),
+			    "(missing) (missing) 0 syn_sent at its start "
+			    "(2026-11-25T10:00:00.100Z), established from "
+			    "2026-11-25T10:00:00.101Z to 2026-11-25T10:00:06.000Z, "
+			    "time_wait from 2026-11-25T10:00:06.001Z: the states "
+			    "between are not kept, so the state at this moment "
+			    "is not known");
+	assert_string_equal(state_of(st, 41000, T0 + 100),
+			    "syn_sent 2026-11-25T10:00:00.100Z 1 (missing)");
+	assert_string_equal(state_of(st, 41000, T0 + 6001),
+			    "time_wait 2026-11-25T10:00:06.001Z 1 (missing)");
+	assert_string_equal(state_of(st, 41000, T0 + 7999),
+			    "time_wait 2026-11-25T10:00:06.001Z 1 (missing)");
+	assert_string_equal(state_of(st, 41000, T0 + 8000),
+			    "time_wait 2026-11-25T10:00:06.001Z 0 gap 1 "
+			    "(enobufs, 2026-11-25T10:00:08.000Z to "
+			    "2026-11-25T10:00:08.500Z) covers part of its time "
+			    "in this state: a change may have been missed");
+	/* B: found changed, so when is not known */
+	assert_string_equal(state_of(st, 41001, T0 + 7000),
+			    "time_wait 2026-11-25T10:00:07.000Z 0 found in this "
+			    "state at 2026-11-25T10:00:07.000Z by a table dump "
+			    "or a check, no event said when: it began at or "
+			    "before then");
+	assert_string_equal(state_of(st, 41001, T0 + 6999),
+			    "(missing) (missing) 0 established at its start "
+			    "(2026-11-25T10:00:00.200Z), time_wait from "
+			    "2026-11-25T10:00:07.000Z (found then by a table "
+			    "dump or a check: it changed earlier): the states "
+			    "between are not kept, so the state at this moment "
+			    "is not known");
+	/* C, unchanged, before the gap: exact; across it: not */
+	assert_string_equal(state_of(st, 41002, T0 + 7999),
+			    "established 2026-11-25T10:00:00.302Z 1 (missing)");
+	assert_string_equal(state_of(st, 41002, T0 + 9000),
+			    "established 2026-11-25T10:00:00.302Z 0 gap 1 "
+			    "(enobufs, 2026-11-25T10:00:08.000Z to "
+			    "2026-11-25T10:00:08.500Z) covers part of its time "
+			    "in this state: a change may have been missed");
+	/* after the log's last write: a later change is not in it */
+	doc = lookup(st, 41002, T0 + 20000);
+	assert_string_equal(jtype(doc, "$.holders[0].state_exact"), "false");
+	assert_non_null(strstr(jtext(doc, "$.holders[0].state_note"),
+			       "a later change is not in it"));
+	free(doc);
+	assert_int_equal(store_json_ports(st, &pub, IPPROTO_TCP,
+					  STORE_PORTS_LIVE, T0 + 11000, &doc), 0);
+	assert_string_equal(jtext(doc, "$.runs"),
+			    "[[41000,1,0,0,7],[41001,1,1,0,7],[41002,1,2,0,3]]");
+	assert_string_equal(jtext(doc, "$.states"),
+			    "{\"established\":1,\"time_wait\":2}");
+	free(doc);
+
+	/* batch 3: B closes then ends (a change and an end of a mapping
+	 * open on disk in one batch); A ends */
+	add(&b, srec(T0 + 11000, STORE_MAPLOG_STATE, 41001, 3, 8));
+	add(&b, srec(T0 + 11500, STORE_MAPLOG_END, 41001, 3, 8));
+	add(&b, srec(T0 + 12000, STORE_MAPLOG_END, 41000, 2, 7));
+	/* D (41003): a whole connection's changes in one batch */
+	add(&b, srec(T0 + 12100, 0, 41003, 5, 1));
+	add(&b, srec(T0 + 12101, STORE_MAPLOG_STATE, 41003, 5, 2));
+	add(&b, srec(T0 + 12102, STORE_MAPLOG_STATE, 41003, 5, 3));
+	add(&b, srec(T0 + 13102, STORE_MAPLOG_STATE, 41003, 5, 4));
+	add(&b, srec(T0 + 13103, STORE_MAPLOG_STATE, 41003, 5, 7));
+	write_at(st, &b, T0, T0 + 15000);
+	assert_string_equal(state_of(st, 41003, T0 + 12100),
+			    "syn_sent 2026-11-25T10:00:12.100Z 1 (missing)");
+	assert_string_equal(state_of(st, 41003, T0 + 12102),
+			    "established 2026-11-25T10:00:12.102Z 1 (missing)");
+	assert_string_equal(state_of(st, 41003, T0 + 13101),
+			    "established 2026-11-25T10:00:12.102Z 1 (missing)");
+	assert_string_equal(state_of(st, 41003, T0 + 13102),
+			    "(missing) (missing) 0 syn_sent at its start "
+			    "(2026-11-25T10:00:12.100Z), established from "
+			    "2026-11-25T10:00:12.102Z to 2026-11-25T10:00:13.102Z, "
+			    "time_wait from 2026-11-25T10:00:13.103Z: the states "
+			    "between are not kept, so the state at this moment "
+			    "is not known");
+	assert_string_equal(state_of(st, 41003, T0 + 13103),
+			    "time_wait 2026-11-25T10:00:13.103Z 1 (missing)");
+	assert_int_equal(store_maplog_stats(st, &ms), 0);
+	assert_int_equal(ms.open, 2);
+	assert_int_equal(ms.ended, 2);
+	assert_string_equal(state_of(st, 41001, T0 + 11500),
+			    "close 2026-11-25T10:00:11.000Z 1 (missing)");
+	assert_string_equal(state_of(st, 41001, T0 + 10999),
+			    "(missing) (missing) 0 established at its start "
+			    "(2026-11-25T10:00:00.200Z), close from "
+			    "2026-11-25T10:00:11.000Z: the states between are "
+			    "not kept, so the state at this moment is not known");
+	assert_string_equal(state_of(st, 41000, T0 + 12000),
+			    "time_wait 2026-11-25T10:00:06.001Z 0 gap 1 "
+			    "(enobufs, 2026-11-25T10:00:08.000Z to "
+			    "2026-11-25T10:00:08.500Z) covers part of its time "
+			    "in this state: a change may have been missed");
+	/* a restart ends C, stopped: its state stays */
+	store_close(st);
+	st = store_open(db_path("states"), STORE_READ_WRITE);
+	assert_non_null(st);
+	begin_run(st, T0 + 60000);
+	assert_string_equal(state_of(st, 41002, T0 + 14000),
+			    "established 2026-11-25T10:00:00.302Z 0 gap 1 "
+			    "(enobufs, 2026-11-25T10:00:08.000Z to "
+			    "2026-11-25T10:00:08.500Z) covers part of its time "
+			    "in this state: a change may have been missed");
+	/* UDP has no state */
 	store_batch_free(&b);
 	store_close(st);
 }
@@ -1009,6 +1503,98 @@ static double cpu_now(void)
 
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The tracker appends a state record for a real change only: from an
+ * UPDATE event exact, from a dump "seen". */
+static void test_tracker_states(void **state)
+{
+	struct tracker_config cfg = { .interval_s = 5 };
+	struct tracker *t = tracker_new(&cfg, T0);
+	struct store_batch b;
+	struct ct_entry e;
+
+	(void)state;
+	assert_non_null(t);
+	store_batch_init(&b);
+	tracker_dump_begin(t, 0, T0 + 10);
+	e = snat(CTMSG_DUMP, 2, 50000, 40000); /* established */
+	tracker_entry(t, &e, T0 + 20);
+	tracker_dump_end(t, 0, 0, 0, T0 + 30);
+	e = snat(CTMSG_NEW, 4, 50002, 40002);
+	e.tcp_state = 1; /* syn_sent */
+	tracker_entry(t, &e, T0 + 100);
+	e.type = CTMSG_UPDATE; /* the same state: no record */
+	tracker_entry(t, &e, T0 + 101);
+	e.tcp_state = 3;
+	tracker_entry(t, &e, T0 + 102);
+	e.tcp_state = NS_TCP_STATE_UNKNOWN; /* no protoinfo: kept */
+	tracker_entry(t, &e, T0 + 103);
+	tracker_quiet(t, 0, T0 + 200);
+	/* a resync's dump finds 40000 in time_wait, no event said so */
+	tracker_dump_begin(t, 0, T0 + 500);
+	e = snat(CTMSG_DUMP, 2, 50000, 40000);
+	e.tcp_state = NS_TCP_TIME_WAIT;
+	tracker_entry(t, &e, T0 + 510);
+	e = snat(CTMSG_DUMP, 4, 50002, 40002);
+	tracker_entry(t, &e, T0 + 510);
+	tracker_dump_end(t, 0, 0, 0, T0 + 600);
+	assert_int_equal(tracker_snapshot(t, &b, 1, T0 + 1000, T0 + 1000), 0);
+	assert_int_equal(b.n_maplog, 4);
+	assert_int_equal(nth(&b, 0).flags, STORE_MAPLOG_START_UNKNOWN);
+	assert_int_equal(nth(&b, 0).state, 3);
+	assert_int_equal(nth(&b, 1).flags, 0);
+	assert_int_equal(nth(&b, 1).state, 1);
+	assert_int_equal(nth(&b, 2).flags, STORE_MAPLOG_STATE);
+	assert_int_equal(nth(&b, 2).state, 3);
+	assert_int_equal(nth(&b, 2).ms, T0 + 102);
+	assert_int_equal(nth(&b, 2).public_port, 40002);
+	assert_int_equal(nth(&b, 3).flags,
+			 STORE_MAPLOG_STATE | STORE_MAPLOG_STATE_SEEN);
+	assert_int_equal(nth(&b, 3).state, NS_TCP_TIME_WAIT);
+	assert_int_equal(nth(&b, 3).ms, T0 + 510);
+	assert_int_equal(nth(&b, 3).public_port, 40000);
+	store_batch_free(&b);
+	tracker_free(t);
+}
+
+/* Consecutive ports of one host toward one bucket split into runs by
+ * state. */
+static void test_port_map_states(void **state)
+{
+	struct store *st = open_fresh("ports-states");
+	struct store_batch b;
+	struct ns_addr pub = A("203.0.113.1");
+	char *doc;
+
+	(void)state;
+	store_batch_init(&b);
+	begin_run(st, T0);
+	add(&b, srec(T0 + 100, 0, 42000, 2, 3));
+	add(&b, srec(T0 + 100, 0, 42001, 2, 3));
+	add(&b, srec(T0 + 100, 0, 42002, 2, NS_TCP_TIME_WAIT));
+	add(&b, srec(T0 + 100, 0, 42003, 2, NS_TCP_STATE_UNKNOWN));
+	add(&b, srec(T0 + 100, 0, 42004, 2, NS_TCP_STATE_UNKNOWN));
+	write_at(st, &b, T0, T0 + 5000);
+	assert_int_equal(store_json_ports(st, &pub, IPPROTO_TCP,
+					  STORE_PORTS_LIVE, T0 + 6000, &doc), 0);
+	assert_string_equal(jtext(doc, "$.runs"),
+			    "[[42000,2,0,0,3],[42002,1,0,0,7],"
+			    "[42003,2,0,0,null]]");
+	assert_string_equal(jtext(doc, "$.states"),
+			    "{\"established\":2,\"time_wait\":1}");
+	assert_int_equal(jint(doc, "$.state_unknown"), 2);
+	assert_int_equal(jlen(doc, "$.tcp_states"), NS_TCP_STATES);
+	free(doc);
+	/* other protocols: no state, runs of four */
+	assert_int_equal(store_json_ports(st, &pub, IPPROTO_UDP,
+					  STORE_PORTS_LIVE, T0 + 6000, &doc), 0);
+	assert_string_equal(jtype(doc, "$.tcp_states"), "null");
+	assert_string_equal(jtype(doc, "$.states"), "null");
+	assert_string_equal(jtype(doc, "$.state_unknown"), "null");
+	free(doc);
+	store_batch_free(&b);
+	store_close(st);
 }
 
 static void test_costs(void **state)
@@ -1143,7 +1729,7 @@ static void test_port_map(void **state)
 	/* the exact end of 40001: still held */
 	doc = ports_doc(st, T0 + 1000);
 	assert_string_equal(ports_runs(doc),
-			    "[[40000,3,0,0],[40000,1,1,1],[40003,1,1,0]]");
+			    "[[40000,3,0,0,3],[40000,1,1,1,3],[40003,1,1,0,3]]");
 	assert_string_equal(jtype(doc, "$.live"), "false");
 	assert_string_equal(jtype(doc, "$.state"), "null");
 	assert_string_equal(jtext(doc, "$.at"), "2026-11-25T10:00:01.000Z");
@@ -1179,14 +1765,14 @@ static void test_port_map(void **state)
 	/* a millisecond later it is not */
 	doc = ports_doc(st, T0 + 1001);
 	assert_string_equal(ports_runs(doc),
-			    "[[40000,1,0,0],[40000,1,1,1],[40002,1,0,0],"
-			    "[40003,1,1,0]]");
+			    "[[40000,1,0,0,3],[40000,1,1,1,3],[40002,1,0,0,3],"
+			    "[40003,1,1,0,3]]");
 	assert_int_equal(jint(doc, "$.hosts[0].ports"), 2);
 	assert_int_equal(jint(doc, "$.hosts[0].mappings"), 2);
 	free(doc);
 	/* the exact start of the first; a millisecond before, nothing */
 	doc = ports_doc(st, T0 + 100);
-	assert_string_equal(ports_runs(doc), "[[40000,1,0,0]]");
+	assert_string_equal(ports_runs(doc), "[[40000,1,0,0,3]]");
 	free(doc);
 	doc = ports_doc(st, T0 + 99);
 	assert_string_equal(ports_runs(doc), "[]");
@@ -1203,8 +1789,8 @@ static void test_port_map(void **state)
 	/* the low port's bucket, between its start and end */
 	doc = ports_doc(st, T0 + 650);
 	assert_string_equal(ports_runs(doc),
-			    "[[300,1,2,2],[40000,3,0,0],[40000,1,1,1],"
-			    "[40003,1,1,0]]");
+			    "[[300,1,2,2,3],[40000,3,0,0,3],[40000,1,1,1,3],"
+			    "[40003,1,1,0,3]]");
 	assert_string_equal(jtext(doc, "$.destinations[2].range"), "[1,511]");
 	assert_int_equal(jint(doc, "$.destinations[2].capacity"), 511);
 	assert_string_equal(jtext(doc, "$.hosts[2].ip"), "198.18.0.4");
@@ -1215,8 +1801,8 @@ static void test_port_map(void **state)
 	assert_string_equal(jtext(doc, "$.at"), "2026-11-25T10:00:05.000Z");
 	assert_string_equal(jtext(doc, "$.as_of"), "2026-11-25T10:00:05.000Z");
 	assert_string_equal(ports_runs(doc),
-			    "[[40000,1,0,0],[40000,1,1,1],[40002,1,0,0],"
-			    "[40003,1,1,0]]");
+			    "[[40000,1,0,0,3],[40000,1,1,1,3],[40002,1,0,0,3],"
+			    "[40003,1,1,0,3]]");
 	/* generated 55 s after the last write of a running natscope */
 	assert_string_equal(jtype(doc, "$.uncertain"), "true");
 	assert_non_null(strstr(jtext(doc, "$.reasons[0]"), "55.0 s ago"));
@@ -1243,15 +1829,15 @@ static void test_port_map(void **state)
 	/* before the gap: held, and known held (exact until the gap) */
 	doc = ports_doc(st, T0 + 5500);
 	assert_string_equal(ports_runs(doc),
-			    "[[40000,1,0,0],[40000,1,1,1],[40002,1,0,0],"
-			    "[40003,1,1,0]]");
+			    "[[40000,1,0,0,3],[40000,1,1,1,3],[40002,1,0,0,3],"
+			    "[40003,1,1,0,3]]");
 	assert_string_equal(jtype(doc, "$.uncertain"), "false");
 	free(doc);
 	/* inside the gap: shown as the log has it, and said uncertain */
 	doc = ports_doc(st, T0 + 7000);
 	assert_string_equal(ports_runs(doc),
-			    "[[40000,1,0,0],[40000,1,1,1],[40002,1,0,0],"
-			    "[40003,1,1,0]]");
+			    "[[40000,1,0,0,3],[40000,1,1,1,3],[40002,1,0,0,3],"
+			    "[40003,1,1,0,3]]");
 	assert_string_equal(jtype(doc, "$.uncertain"), "true");
 	assert_string_equal(jtype(doc, "$.coverage.complete"), "false");
 	assert_int_equal(jlen(doc, "$.reasons"), 2);
@@ -1266,13 +1852,13 @@ static void test_port_map(void **state)
 	/* after the gap: gone */
 	doc = ports_doc(st, T0 + 9000);
 	assert_string_equal(ports_runs(doc),
-			    "[[40000,1,1,0],[40000,1,0,1],[40003,1,0,0]]");
+			    "[[40000,1,1,0,3],[40000,1,0,1,3],[40003,1,0,0,3]]");
 	assert_string_equal(jtype(doc, "$.uncertain"), "false");
 	assert_string_equal(jtext(doc, "$.hosts[0].ip"), "198.18.0.3");
 	free(doc);
 	doc = ports_doc(st, STORE_PORTS_LIVE);
 	assert_string_equal(ports_runs(doc),
-			    "[[40000,1,1,0],[40000,1,0,1],[40003,1,0,0]]");
+			    "[[40000,1,1,0,3],[40000,1,0,1,3],[40003,1,0,0,3]]");
 	free(doc);
 	/* after the last write, and before the run */
 	doc = ports_doc(st, T0 + 10001);
@@ -1294,7 +1880,7 @@ static void test_port_map(void **state)
 	store_batch_clear(&b);
 	doc = ports_doc(st, STORE_PORTS_LIVE);
 	assert_string_equal(ports_runs(doc),
-			    "[[40000,1,1,0],[40000,1,0,1],[40003,1,0,0]]");
+			    "[[40000,1,1,0,3],[40000,1,0,1,3],[40003,1,0,0,3]]");
 	assert_string_equal(jtype(doc, "$.uncertain"), "true");
 	assert_string_equal(jtext(doc, "$.reasons[0]"),
 			    "natscope is not running (state stopped): this is "
@@ -1414,7 +2000,12 @@ int main(void)
 		cmocka_unit_test(test_failed_write_keeps_records),
 		cmocka_unit_test(test_retention_by_age),
 		cmocka_unit_test(test_retention_by_size),
+		cmocka_unit_test(test_state_at),
+		cmocka_unit_test(test_v1_blocks),
+		cmocka_unit_test(test_states_in_log),
 		cmocka_unit_test(test_tracker_hooks),
+		cmocka_unit_test(test_tracker_states),
+		cmocka_unit_test(test_port_map_states),
 		cmocka_unit_test(test_costs),
 		cmocka_unit_test(test_port_map),
 		cmocka_unit_test(test_port_map_scale),

@@ -971,7 +971,13 @@
 				['held by several hosts', value('multi_host_ports',
 					doc.multi_host_ports)],
 				['start unknown', value('start_unknown',
-							doc.start_unknown)]]));
+							doc.start_unknown)]].concat(
+				doc.states ? [['TCP states', value('states',
+					Object.keys(doc.states).map(function (k) {
+						return k + ' ' + doc.states[k];
+					}).concat(doc.state_unknown ? ['not known ' +
+						doc.state_unknown] : []).join(', ') ||
+					'none')]] : [])));
 			out.push(el('p', {}, [el('label', { 'for': 'dst' },
 						 ['show ']), sel]));
 			out.push(el('div', { 'class': 'mapwrap' }, [
@@ -990,16 +996,19 @@
 		});
 	}
 
-	/* The details of port p: its holders from the map at once, then
-	 * the mapping log's (internal ip:port, start, end) from the
-	 * lookup. */
+	/* The details of port p: its holders from the map at once (with
+	 * their TCP state), then the mapping log's (internal ip:port, TCP
+	 * state and since when, start, end) from the lookup. */
 	function showPort(pm, doc, ip, proto, p, box) {
 		var holders = pm.holders(p);
 		var head = el('p', { 'class': 'port' }, [
 			el('strong', { 'data-k': 'port' }, ['port ' + p]), ' ',
 			holders.length ? holders.map(function (h) {
 				return String(h.host.ip) + ' \u2192 ' +
-					dest(h.destination);
+					dest(h.destination) +
+					(h.state === undefined ? '' : ' (' +
+					 (h.state === null ? 'state not known' :
+					  h.state) + ')');
 			}).join('; ') : 'free']);
 
 		box.textContent = '';
@@ -1008,7 +1017,9 @@
 		if (!holders.length)
 			return;
 		mapState.timer = setTimeout(function () {
-			var at = doc.live ? null : doc.at;
+			/* the map's own moment, live too (its last write):
+			 * the holders and their states as the map shows them */
+			var at = doc.at;
 
 			getJSON('/api/v1/lookup?public_ip=' + encodeURIComponent(ip) +
 				'&port=' + p + '&proto=' + proto + (at ? '&at=' +
@@ -1022,7 +1033,25 @@
 		}, 150);
 	}
 
+	/* A TCP holder's state at the lookup's moment: "NAME since TIME",
+	 * "(not exact)" or "not known"; the why goes to the "sure" column
+	 * (stateWhy), which has the room. */
+	function stateText(h) {
+		if (typeof h.state === 'string')
+			return h.state + ' since ' + String(h.state_since) +
+				(h.state_exact === true ? '' : ' (not exact)');
+		return 'not known';
+	}
+
+	function stateWhy(lk, h) {
+		return lk.proto === 'tcp' && h.state_exact !== true &&
+			h.state_note ? 'state: ' + h.state_note : null;
+	}
+
 	function holdersTable(lk, id) {
+		var state = lk.proto === 'tcp' ? [{ h: 'state', k: 'state',
+			v: function (h) { return stateText(h); } }] : [];
+
 		return table(id, 'who held ' + hostPort(lk.public_ip, lk.port) +
 			     ' ' + lk.proto + ' at ' + lk.at +
 			     (lk.uncertain ? ' (uncertain: ' +
@@ -1036,7 +1065,7 @@
 			{ h: 'destination', k: 'destination', v: function (h) {
 				return dest({ ip: h.destination.ip,
 					      port: h.destination.port, zone: h.zone });
-			} },
+			} }].concat(state, [
 			{ h: 'since', k: 'start', v: function (h) {
 				return String(h.start) + (h.start_known ? '' :
 					' (first seen by a dump)');
@@ -1045,9 +1074,12 @@
 				return h.end ? String(h.end) : 'open';
 			} },
 			{ h: 'sure', v: function (h) {
-				return h.uncertain ? 'no: ' +
-					(h.reasons || []).join('; ') : 'yes';
-			} }], lk.holders || [], 'nobody held it then');
+				var why = stateWhy(lk, h);
+
+				return (h.uncertain ? 'no: ' +
+					(h.reasons || []).join('; ') : 'yes') +
+					(why ? '; ' + why : '');
+			} }]), lk.holders || [], 'nobody held it then');
 	}
 
 	/* -- diagnosis -- */

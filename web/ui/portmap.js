@@ -9,8 +9,10 @@
  * outside the range its mappings draw from are greyed.
  *
  * It reads only what GET /api/v1/gateways/{ip}/ports answers (runs:
- * [first_port, count, host_index, destination_index], hosts[],
- * destinations[]); pages.js fetches it and shows the details of a port.
+ * [first_port, count, host_index, destination_index], and for TCP a
+ * fifth element, the state: an index into tcp_states[], or null when the
+ * log does not know it at that moment; hosts[], destinations[]);
+ * pages.js fetches it and shows the details of a port.
  * Exposes window.NatscopePortmap.
  */
 (function () {
@@ -39,13 +41,17 @@
 		var hosts = Array.isArray(doc.hosts) ? doc.hosts.length : 0;
 		var dests = Array.isArray(doc.destinations) ?
 			doc.destinations.length : 0;
+		var states = Array.isArray(doc.tcp_states) ?
+			doc.tcp_states.length : 0;
 		var runs = [], longest = 1;
 
 		(Array.isArray(doc.runs) ? doc.runs : []).forEach(function (r) {
-			if (!Array.isArray(r) || r.length !== 4 ||
+			if (!Array.isArray(r) || r.length < 4 || r.length > 5 ||
 			    !(r[0] >= 0 && r[0] <= 65535) || !(r[1] >= 1) ||
 			    !(r[2] >= 0 && r[2] < hosts) ||
-			    !(r[3] >= 0 && r[3] < dests))
+			    !(r[3] >= 0 && r[3] < dests) ||
+			    (r.length === 5 && r[4] !== null &&
+			     !(r[4] >= 0 && r[4] < states)))
 				return;
 			runs.push(r);
 			longest = Math.max(longest, r[1]);
@@ -108,7 +114,9 @@
 	};
 
 	/* The runs holding port p (toward the chosen bucket, if one is),
-	 * as {host, destination} objects of the answer. */
+	 * as {host, destination} objects of the answer, with the TCP state
+	 * (a name; null when not known then; undefined for other
+	 * protocols). */
 	Portmap.prototype.holders = function (p) {
 		var runs = this.runs, lo = 0, hi = runs.length, out = [], i;
 
@@ -127,7 +135,11 @@
 			out.unshift({ host: this.doc.hosts[runs[i][2]],
 				      host_index: runs[i][2],
 				      destination: this.doc.destinations[
-					      runs[i][3]] });
+					      runs[i][3]],
+				      state: runs[i].length < 5 ? undefined :
+					      runs[i][4] === null ? null :
+					      String(this.doc.tcp_states[
+						      runs[i][4]]) });
 		}
 		return out;
 	};
