@@ -23,8 +23,7 @@
 'use strict';
 
 const path = require('path');
-const modules = path.join(__dirname, '..', '..', 'web', 'ui', 'node_modules');
-const { chromium } = require(path.join(modules, 'playwright-core'));
+const { launch, watch } = require('./chromium');
 
 const cfg = JSON.parse(process.argv[2]);
 const out = { console: [], errors: [], failed: [], requests: [], pages: {},
@@ -118,28 +117,13 @@ async function visit(page, name, url, extra) {
 }
 
 (async () => {
-	let browser;
-	try {
-		browser = await chromium.launch({
-			executablePath: cfg.chromium,
-			args: ['--no-sandbox', '--disable-gpu', '--disable-quic',
-			       '--no-first-run', '--disable-background-networking',
-			       '--disable-component-update', '--disable-sync'] });
-	} catch (e) {
-		process.stderr.write('cannot start ' + cfg.chromium + ': ' + e +
-				     '\n');
-		process.exit(2);
-	}
+	const browser = await launch(cfg.chromium);
+
 	try {
 		const context = await browser.newContext({
 			viewport: { width: 1280, height: 900 } });
 		const page = await context.newPage();
-		page.on('console', (m) => out.console.push({
-			type: m.type(), text: m.text(), url: m.location().url }));
-		page.on('pageerror', (e) => out.errors.push(String(e)));
-		page.on('requestfailed', (r) => out.failed.push(
-			r.url() + ' ' + (r.failure() ? r.failure().errorText : '')));
-		page.on('request', (r) => out.requests.push(r.url()));
+		watch(page, out);
 
 		const gw = encodeURIComponent(cfg.gateway), proto = cfg.proto;
 
