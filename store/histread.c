@@ -150,9 +150,10 @@ static const char sql_gateways_at[] =
 /*
  * Every gateway over [?2, ?3) at tier ?4 (?1 now): its peaks (and when),
  * the bucket that came closest to full (and when), totals and rates.
- * The rows are read once (h); two groupings take each gateway's maxima,
- * with SQLite's bare columns giving the row of the maximum (one of them
- * when several periods tie).
+ * One grouping of the rows (read along the table's key) takes each
+ * gateway's maxima; the period of the ports' peak and of the worst
+ * bucket's (the latest of those that tie) ride in the low digits of
+ * integer keys, and the worst bucket's row is then read by its key.
  */
 static const char sql_gateways_range[] =
 	SQL_WITH_RANGE("?4", "?2", "?3")
@@ -161,22 +162,25 @@ static const char sql_gateways_range[] =
 	"UNION ALL SELECT ?2, min(ts_ms) FROM k HAVING min(ts_ms) > ?2 "
 	"UNION ALL SELECT max(end_ms), ?3 FROM k HAVING max(end_ms) < ?3 "
 	"AND ?3 <= ?1 - 60000), "
-	"h AS MATERIALIZED (SELECT public_ip, proto, family, ip_bin, ts_ms, "
-	"span_ms, exact, ports_peak, ports_avg, mappings_peak, hosts, "
-	"destinations, new_mappings, time_wait_peak, worst_ip, worst_port, "
-	"worst_zone, worst_peak, worst_capacity, worst_peak * 1.0 / "
-	"max(coalesce(worst_capacity, 1), 1) AS wr FROM hist_gateway h "
-	"WHERE h.tier = ?4 AND " SQL_IN_RANGE("h", "?2", "?3") "), "
+	/* the gateways from the time index alone, then each one's rows
+	 * along the key: a range of the table, not a lookup per row */
+	"h AS (SELECT h.* FROM (SELECT DISTINCT x.public_ip AS ip, x.proto AS "
+	"pr FROM hist_gateway x WHERE x.tier = ?4 AND "
+	SQL_IN_RANGE("x", "?2", "?3") ") AS g CROSS JOIN hist_gateway h ON "
+	"h.public_ip = g.ip AND h.proto = g.pr AND h.tier = ?4 AND "
+	SQL_IN_RANGE("h", "?2", "?3") "), "
+	/* one pass: the period of each maximum rides in the low digits of
+	 * an integer key (ts_ms < 10^13), the worst share at 10^-5 */
 	"a AS (SELECT public_ip, proto, family, ip_bin, "
-	"max(ports_peak) AS ports_peak, ts_ms AS peak_ms, count(*) AS n, "
+	"max(ports_peak) AS ports_peak, max(ports_peak * 10000000000000 + "
+	"ts_ms) % 10000000000000 AS peak_ms, count(*) AS n, "
 	"sum(span_ms) AS span, min(exact) AS exact, sum(ports_avg * span_ms) "
 	"AS ports_sum, max(mappings_peak) AS mappings_peak, max(hosts) AS "
 	"hosts, max(destinations) AS destinations, sum(new_mappings) AS "
-	"new_mappings, max(time_wait_peak) AS time_wait_peak FROM h "
-	"GROUP BY family, ip_bin, proto), "
-	"w AS (SELECT family, ip_bin, proto, max(wr) AS wr, worst_ip, "
-	"worst_port, worst_zone, worst_peak, worst_capacity, ts_ms FROM h "
-	"GROUP BY family, ip_bin, proto) "
+	"new_mappings, max(time_wait_peak) AS time_wait_peak, "
+	"max(CAST(worst_peak * 100000.0 / max(coalesce(worst_capacity, 1), 1) "
+	"AS INTEGER) * 10000000000000 + ts_ms) % 10000000000000 AS worst_ms "
+	"FROM h GROUP BY public_ip, proto) "
 	"SELECT json_object('generated_at', " SQL_TIME("?1") ", "
 	"'as_of', (SELECT " SQL_TIME("max(end_ms)") " FROM k), "
 	"'from', " SQL_TIME("?2") ", 'to', " SQL_TIME("?3") ", "
@@ -209,11 +213,12 @@ static const char sql_gateways_range[] =
 	"'new_mappings', a.new_mappings, 'new_per_second', "
 	SQL_RATE("a.new_mappings", "a.span") ", "
 	"'time_wait_peak', CASE WHEN a.proto = 'tcp' THEN a.time_wait_peak "
-	"END, 'worst_destination', json(CASE WHEN w.worst_peak > 0 THEN "
-	"json_object('ip', w.worst_ip, 'port', w.worst_port, 'zone', "
+	"END, 'worst_destination', json((SELECT CASE WHEN w.worst_peak > 0 "
+	"THEN json_object('ip', w.worst_ip, 'port', w.worst_port, 'zone', "
 	"w.worst_zone, 'peak', w.worst_peak, 'capacity', w.worst_capacity, "
-	"'at', " SQL_TIME("w.ts_ms") ") END)) AS o "
-	"FROM a JOIN w USING (family, ip_bin, proto) "
+	"'at', " SQL_TIME("w.ts_ms") ") END FROM hist_gateway w WHERE "
+	"w.public_ip = a.public_ip AND w.proto = a.proto AND w.tier = ?4 AND "
+	"w.ts_ms = a.worst_ms))) AS o FROM a "
 	"ORDER BY a.family, a.ip_bin, a.proto))))";
 
 /* ?3 public_ip, ?4 proto, ?5 limit.  First column: 1 when no period
