@@ -268,10 +268,108 @@ static void proto_key(char *out, size_t n, uint8_t proto)
 
 #define SQL_SAT "INSERT INTO cur_sat VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
 
+/* A batch row's key as incidents keep it (text), made once per write
+ * rather than once per open incident and row. */
+struct inc_rowkey {
+	char ip[NS_ADDR_STRLEN], dest_ip[NS_ADDR_STRLEN], proto[16];
+};
+
+/* The keys of the batch's buckets (n_dests) then gateways (n_gateways):
+ * a malloc'd array, or NULL with ENOMEM (logged) when there are rows. */
+static struct inc_rowkey *inc_rowkeys(const struct store_history *h)
+{
+	size_t n = h->n_dests + h->n_gateways;
+	struct inc_rowkey *k = n ? malloc(n * sizeof(*k)) : NULL;
+
+	if (n && !k) {
+		log_warn("store: incidents");
+		return NULL;
+	}
+	for (size_t i = 0; i < h->n_dests; i++) {
+		addr_key(k[i].ip, sizeof(k[i].ip), &h->dests[i].end.gateway);
+		addr_key(k[i].dest_ip, sizeof(k[i].dest_ip),
+			 &h->dests[i].end.ip);
+		proto_key(k[i].proto, sizeof(k[i].proto), h->dests[i].end.proto);
+	}
+	for (size_t i = 0; i < h->n_gateways; i++) {
+		struct inc_rowkey *g = &k[h->n_dests + i];
+
+		addr_key(g->ip, sizeof(g->ip), &h->gateways[i].end.ip);
+		g->dest_ip[0] = '\0';
+		proto_key(g->proto, sizeof(g->proto), h->gateways[i].end.proto);
+	}
+	return k;
+}
+
+static int inc_cmp_share(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/*
+ * Whether an open bucket incident whose bucket has no row in this batch
+ * may still be at or above warn.  The collector lists per gateway only
+ * its top buckets by share of capacity (and by new mappings; the history
+ * config's top of each), so a bucket missing from the list may be above
+ * warn only when at least top buckets of its gateway are listed and the
+ * top-th highest share among them is at or above warn: its own share is
+ * at most that.  Fewer listed (its gateway gone, or every bucket in use
+ * listed) or a lower top-th share: it is below warn, and the incident is
+ * over.  Returns 1 (may hold), 0, or -1 with ENOMEM.
+ */
+static int bucket_may_hold(const struct store *st,
+			   const struct store_incident *in,
+			   const struct store_history *h,
+			   const struct inc_rowkey *keys)
+{
+	unsigned top = st->hist_cfg.top;
+	double *share;
+	size_t n = 0;
+	int hold;
+
+	if (!top)
+		return 1;
+	if (!(share = malloc((h->n_dests + 1) * sizeof(*share)))) {
+		log_warn("store: incidents");
+		return -1;
+	}
+	for (size_t j = 0; j < h->n_dests; j++)
+		if (h->dests[j].end.capacity &&
+		    !strcmp(keys[j].ip, in->public_ip) &&
+		    !strcmp(keys[j].proto, in->proto))
+			share[n++] = (double)h->dests[j].mappings_peak /
+				     (double)h->dests[j].end.capacity;
+	hold = 0;
+	if (n >= top) {
+		qsort(share, n, sizeof(*share), inc_cmp_share);
+		hold = share[top - 1] >= st->hist_cfg.warn;
+	}
+	free(share);
+	return hold;
+}
+
+/* Whether the batch has a row of in's bucket. */
+static int bucket_in_batch(const struct store_incident *in,
+			   const struct store_history *h,
+			   const struct inc_rowkey *keys)
+{
+	for (size_t j = 0; j < h->n_dests; j++)
+		if (h->dests[j].end.port == in->dest_port &&
+		    h->dests[j].end.zone == in->zone &&
+		    !strcmp(keys[j].ip, in->public_ip) &&
+		    !strcmp(keys[j].proto, in->proto) &&
+		    !strcmp(keys[j].dest_ip, in->dest_ip))
+			return 1;
+	return 0;
+}
+
 /* The buckets at or above the warn threshold in this period, in TEMP
  * table cur_sat, for the details: those of the batch, and those whose
  * incident is open and that did not change (not in the batch). */
-static int saturated(struct store *st, const struct store_history *h)
+static int saturated(struct store *st, const struct store_history *h,
+		     const struct inc_rowkey *keys)
 {
 	struct store_addr_text gw = { 0 }, other = { 0 };
 	sqlite3_stmt *s;
@@ -301,24 +399,14 @@ static int saturated(struct store *st, const struct store_history *h)
 	}
 	for (size_t i = 0; i < st->n_inc; i++) {
 		const struct store_incident *in = &st->inc[i];
-		int in_batch = 0;
+		int hold;
 
-		if (in->kind != INC_BUCKET)
+		if (in->kind != INC_BUCKET || bucket_in_batch(in, h, keys))
 			continue;
-		for (size_t j = 0; j < h->n_dests && !in_batch; j++) {
-			char ip[NS_ADDR_STRLEN], dip[NS_ADDR_STRLEN], pr[16];
-
-			addr_key(ip, sizeof(ip), &h->dests[j].end.gateway);
-			addr_key(dip, sizeof(dip), &h->dests[j].end.ip);
-			proto_key(pr, sizeof(pr), h->dests[j].end.proto);
-			in_batch = !strcmp(ip, in->public_ip) &&
-				   !strcmp(pr, in->proto) &&
-				   !strcmp(dip, in->dest_ip) &&
-				   h->dests[j].end.port == in->dest_port &&
-				   h->dests[j].end.zone == in->zone;
-		}
-		if (in_batch)
-			continue;
+		if ((hold = bucket_may_hold(st, in, h, keys)) < 0)
+			return -1;
+		if (!hold)
+			continue; /* below warn: judged over below */
 		s = store_stmt(st, STMT_INC_SAT, SQL_SAT);
 		if (!s)
 			return -1;
@@ -346,10 +434,14 @@ int store_incidents_judge(struct store *st, const struct store_batch *b)
 	int64_t rise;
 	size_t i;
 
+	struct inc_rowkey *keys;
+	int rc = -1;
+
 	if (h->start_ms <= 0)
 		return 0;
-	if (saturated(st, h) < 0)
-		return -1;
+	keys = inc_rowkeys(h);
+	if ((h->n_dests + h->n_gateways && !keys) || saturated(st, h, keys) < 0)
+		goto out;
 	for (i = 0; i < h->n_gateways; i++) {
 		const struct store_hist_gateway *g = &h->gateways[i];
 
@@ -361,7 +453,7 @@ int store_incidents_judge(struct store *st, const struct store_batch *b)
 		if (judge(st, &key, g->ports_peak, h, x,
 			  g->ports_peak >=
 				  st->hist_cfg.warn * key.capacity) < 0)
-			return -1;
+			goto out;
 	}
 	for (i = 0; i < h->n_dests; i++) {
 		const struct store_hist_dest *d = &h->dests[i];
@@ -378,26 +470,28 @@ int store_incidents_judge(struct store *st, const struct store_batch *b)
 		key.capacity = d->end.capacity;
 		if (judge(st, &key, d->mappings_peak, h, x,
 			  d->mappings_peak >= st->hist_cfg.warn * d->end.capacity) < 0)
-			return -1;
+			goto out;
 	}
-	/* gateways and buckets that vanished without a row: over */
+	/* gateways that vanished without a row, buckets missing from their
+	 * gateway's list that cannot be at warn any more: over */
 	for (i = 0; i < st->n_inc;) {
 		struct store_incident *in = &st->inc[i];
 		int seen = in->kind == INC_KERNEL;
 
 		for (size_t j = 0; !seen && in->kind == INC_GATEWAY &&
 				   j < h->n_gateways; j++) {
-			char ip[NS_ADDR_STRLEN], pr[16];
+			const struct inc_rowkey *g = &keys[h->n_dests + j];
 
-			addr_key(ip, sizeof(ip), &h->gateways[j].end.ip);
-			proto_key(pr, sizeof(pr), h->gateways[j].end.proto);
-			seen = !strcmp(ip, in->public_ip) && !strcmp(pr, in->proto);
+			seen = !strcmp(g->ip, in->public_ip) &&
+			       !strcmp(g->proto, in->proto);
 		}
-		if (in->kind == INC_BUCKET)
-			seen = 1; /* unchanged buckets are not in the batch */
+		if (in->kind == INC_BUCKET &&
+		    ((seen = bucket_in_batch(in, h, keys)) == 0 &&
+		     (seen = bucket_may_hold(st, in, h, keys)) < 0))
+			goto out;
 		if (!seen) {
 			if (inc_update(st, in, h->end_ms, NULL) < 0)
-				return -1;
+				goto out;
 			*in = st->inc[--st->n_inc];
 			continue;
 		}
@@ -415,9 +509,12 @@ int store_incidents_judge(struct store *st, const struct store_batch *b)
 	if ((rise = store_history_rise(st, x, x->conntrack_early_drop,
 				       p->conntrack_early_drop)) > 0)
 		key.early_drop = rise;
-	return judge(st, &key, (uint64_t)(key.insert_failed + key.drop +
-					  key.early_drop), h, x,
-		     key.insert_failed || key.drop || key.early_drop);
+	rc = judge(st, &key, (uint64_t)(key.insert_failed + key.drop +
+					key.early_drop), h, x,
+		   key.insert_failed || key.drop || key.early_drop);
+out:
+	free(keys);
+	return rc;
 }
 
 void store_incidents_save(struct store *st)

@@ -2999,6 +2999,104 @@ static void test_incidents(void **state)
 	store_close(st);
 }
 
+/* One period [start, start + 5 s) of gateway 203.0.113.1 (tcp; no
+ * gateway row when gw is 0) listing bucket 198.51.100.k:443 at peak[k]
+ * mappings of 64512 for every k from 1 to 11 whose peak[k] is not 0. */
+static void bucket_write(struct store *st, int64_t start, int gw,
+			 const uint32_t peak[12])
+{
+	struct store_batch b;
+	struct store_hist_gateway *g;
+
+	store_batch_init(&b);
+	fill_status(&b.status, STORE_STATE_RUNNING);
+	b.status.as_of_ms = start + 5000;
+	b.hist.start_ms = start;
+	b.hist.end_ms = start + 5000;
+	b.hist.exact = 1;
+	b.hist.state = STORE_STATE_RUNNING;
+	if (gw) {
+		assert_non_null(g = store_batch_add_hist_gateway(&b));
+		g->end.ip = A("203.0.113.1");
+		g->end.proto = IPPROTO_TCP;
+		g->end.ports_in_use = g->ports_peak = 1000;
+		g->end.mappings = g->mappings_peak = 1000;
+	}
+	for (int k = 1; k <= 11; k++) {
+		struct store_hist_dest *d;
+		char ip[32];
+
+		if (!peak[k])
+			continue;
+		assert_non_null(d = store_batch_add_hist_dest(&b));
+		snprintf(ip, sizeof(ip), "198.51.100.%d", k);
+		d->end.gateway = A("203.0.113.1");
+		d->end.proto = IPPROTO_TCP;
+		d->end.ip = A(ip);
+		d->end.port = 443;
+		d->end.capacity = 64512;
+		d->end.mappings = d->mappings_peak = peak[k];
+	}
+	assert_int_equal(store_write(st, &b), 0);
+	store_batch_free(&b);
+}
+
+#define PCT(x) ((uint32_t)(64512 * (x) / 100))
+
+/* The collector lists only each gateway's top buckets (10 by share): a
+ * saturated bucket missing from the list closes its incident when the
+ * list shows it cannot be at warn (fewer than 10 listed, or the 10th
+ * below warn, or its gateway gone), and stays open while it may be. */
+static void test_incident_unlisted_bucket(void **state)
+{
+	const char *path = db_path("inc-unlisted");
+	struct store *st = open_fresh("inc-unlisted");
+	const char *open_q = "SELECT group_concat(dest_ip) FROM (SELECT dest_ip "
+			     "FROM incident WHERE closed_ms IS NULL AND kind = "
+			     "'bucket' ORDER BY dest_ip)";
+	uint32_t p[12] = { 0 };
+	char sql[200];
+
+	(void)state;
+	p[1] = PCT(80); /* .1 at 80 %: open */
+	bucket_write(st, T0, 1, p);
+	assert_string_equal(q_text(path, open_q), "198.51.100.1");
+	/* .1 unlisted beside 10 at 75 %: it may be at warn still: open */
+	p[1] = 0;
+	for (int k = 2; k <= 11; k++)
+		p[k] = PCT(75);
+	bucket_write(st, T0 + 5000, 1, p);
+	assert_string_equal(q_text(path, open_q),
+			    "198.51.100.1,198.51.100.10,198.51.100.11,"
+			    "198.51.100.2,198.51.100.3,198.51.100.4,"
+			    "198.51.100.5,198.51.100.6,198.51.100.7,"
+			    "198.51.100.8,198.51.100.9");
+	/* .1 unlisted, the 10th listed at 46 %: .1 is at most that: over at
+	 * this period's end, and .11 (listed at 46 %) over too */
+	p[11] = PCT(46);
+	bucket_write(st, T0 + 10000, 1, p);
+	snprintf(sql, sizeof(sql), "SELECT closed_ms - %lld FROM incident "
+		 "WHERE dest_ip = '198.51.100.1'", (long long)T0);
+	assert_int_equal(q_int(path, sql), 15000);
+	assert_string_equal(q_text(path, open_q),
+			    "198.51.100.10,198.51.100.2,198.51.100.3,"
+			    "198.51.100.4,198.51.100.5,198.51.100.6,"
+			    "198.51.100.7,198.51.100.8,198.51.100.9");
+	/* three listed (fewer than 10: every bucket in use is): the six
+	 * unlisted ones are over */
+	for (int k = 5; k <= 11; k++)
+		p[k] = 0;
+	bucket_write(st, T0 + 15000, 1, p);
+	assert_string_equal(q_text(path, open_q),
+			    "198.51.100.2,198.51.100.3,198.51.100.4");
+	/* the gateway gone from the batch: its buckets are over */
+	memset(p, 0, sizeof(p));
+	bucket_write(st, T0 + 20000, 0, p);
+	assert_int_equal(q_int(path, "SELECT count(*) FROM incident WHERE "
+				     "closed_ms IS NULL"), 0);
+	store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3038,6 +3136,7 @@ int main(void)
 		cmocka_unit_test(test_history_retention),
 		cmocka_unit_test(test_history_failed_write),
 		cmocka_unit_test(test_incidents),
+		cmocka_unit_test(test_incident_unlisted_bucket),
 		cmocka_unit_test(test_json_csv),
 		cmocka_unit_test(test_history_empty),
 	};
