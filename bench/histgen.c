@@ -869,7 +869,7 @@ static void hg_usage(FILE *f)
 		   "[--mid-interval S] [--old-interval S]\n"
 		   "               [--seed N] [--max-size MIB] [--queries N] "
 		   "[--no-write]\n               "
-		   "[--no-live] [--json]\n");
+		   "[--no-live] [--json] [--continue MINUTES]\n");
 }
 
 static const char *const hg_tables[] = { "hist_gateway", "hist_host",
@@ -892,6 +892,7 @@ int main(int argc, char **argv)
 		{ "queries", required_argument, NULL, 'q' },
 		{ "no-write", no_argument, NULL, 'W' },
 		{ "no-live", no_argument, NULL, 'L' },
+		{ "continue", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
@@ -903,6 +904,7 @@ int main(int argc, char **argv)
 	int json = 0, no_write = 0, no_live = 0, c;
 	unsigned long long seed = 1;
 	double max_mib = 0; /* 0: the default (1 GiB) */
+	double cont_min = 0; /* --continue: minutes on top of the file */
 	struct store_history_config cfg;
 	struct hg_model m;
 	struct hg_phase ph[3];
@@ -931,6 +933,7 @@ int main(int argc, char **argv)
 		case 'q': queries = (unsigned)atoi(optarg); break;
 		case 'W': no_write = 1; break;
 		case 'L': no_live = 1; break;
+		case 'C': cont_min = atof(optarg); break;
 		case 'j': json = 1; break;
 		case 'h': hg_usage(stdout); return 0;
 		default: hg_usage(stderr); return 2;
@@ -967,8 +970,27 @@ int main(int argc, char **argv)
 			mid = days - fine;
 		if (mid < 0 || mid_interval == interval)
 			mid = mid < 0 ? 0 : mid;
-		remove(db_path);
-		{
+		if (cont_min > 0) {
+			/* writes at --interval on top of an existing file,
+			 * from its last period on: the steady state at its
+			 * size (a new run: what the last left open closes) */
+			sqlite3 *q;
+
+			if (sqlite3_open_v2(db_path, &q, SQLITE_OPEN_READONLY,
+					    NULL) != SQLITE_OK)
+				hg_fail(db_path);
+			t0 = hg_q_int(q, "SELECT max(ts_ms + span_ms) FROM "
+					 "hist_kernel WHERE tier = 0");
+			sqlite3_close(q);
+			if (t0 <= 0)
+				hg_fail("--continue: no raw period in the file");
+			fine = cont_min / 1440.0;
+			mid = 0;
+			days = fine;
+		} else {
+			remove(db_path);
+		}
+		if (cont_min <= 0) {
 			char p[4096];
 
 			snprintf(p, sizeof(p), "%s-wal", db_path);

@@ -1021,9 +1021,10 @@ int store_history_range(struct store *st, int64_t at_ms,
  * hosts/destinations ENOENT when the gateway had no mapping in it. */
 int store_json_gateways_at(struct store *st, int64_t at_ms, int64_t now_ms,
 			   char **out);
-/* Every gateway over [from_ms, to_ms) from history, at the tier a series
- * of that range would be read at (finest with at most
- * STORE_SERIES_FIT_POINTS periods that reaches back as far): per gateway
+/* Every gateway over [from_ms, to_ms) from history, at the finest tier
+ * with at most 100 periods there that reaches back as far (else the
+ * coarsest that has periods there; its edges a minute or an hour wide):
+ * per gateway
  * its peaks (ports_peak and when, mappings_peak, hosts_max,
  * destinations_max, time_wait_peak), ports_avg, new mappings and their
  * rate, the bucket that came closest to full (with when), the periods
